@@ -1,1 +1,21 @@
-//! (being written)
+//! meshcast transport: the wire codec, framing, handshakes, QUIC endpoint
+//! configuration and certificates.
+//!
+//! * [`wire`] is the only module that encodes or decodes message bodies.
+//! * [`framing`] splits a stream into length-prefixed frames with a hard maximum.
+//! * [`client_proto`] defines the client ↔ broker messages and handshake.
+//! * [`quic`] builds quinn endpoints (rustls with the ring provider, TLS 1.3).
+//! * [`pki`] creates the development CA and loads PEM files.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod client_proto;
+pub mod framing;
+pub mod pki;
+pub mod quic;
+pub mod wire;
+
+pub use framing::{FrameError, FrameReader};
+pub use pki::{DevPki, PkiError, TlsIdentity};
+pub use quic::TransportError;
+pub use wire::WireError;

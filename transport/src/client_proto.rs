@@ -1,0 +1,468 @@
+//! Messages between a client and the broker it is connected to.
+//!
+//! A client session is one QUIC connection (ALPN [`ALPN_CLIENT`]) with one
+//! bidirectional stream. The first frame each way is the handshake
+//! ([`encode_hello`] / [`encode_welcome`]); after it the client sends
+//! [`ClientMsg`] frames and the broker sends [`ServerMsg`] frames.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use crate::wire::{self, WireError};
+
+/// ALPN protocol name of client connections.
+pub const ALPN_CLIENT: &[u8] = b"meshcast-client";
+
+/// Version of the client protocol spoken by this build.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// First four bytes of every handshake frame body.
+pub const MAGIC: [u8; 4] = *b"MCST";
+
+/// How a publisher asks for its messages on a topic to be ordered.
+///
+/// Between two messages with different declarations the weaker one applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+pub enum Ordering {
+    /// Delivered once, in any order.
+    Reliable,
+    /// One publisher's messages in the order it sent them.
+    #[default]
+    Fifo,
+    /// Respects happened-before between publishers.
+    Causal,
+    /// The same order at every subscriber.
+    Total,
+}
+
+impl std::fmt::Display for Ordering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Ordering::Reliable => "reliable",
+            Ordering::Fifo => "fifo",
+            Ordering::Causal => "causal",
+            Ordering::Total => "total",
+        })
+    }
+}
+
+impl std::str::FromStr for Ordering {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "reliable" => Ok(Ordering::Reliable),
+            "fifo" => Ok(Ordering::Fifo),
+            "causal" => Ok(Ordering::Causal),
+            "total" => Ok(Ordering::Total),
+            other => Err(format!(
+                "unknown ordering {other:?} (expected reliable, fifo, causal or total)"
+            )),
+        }
+    }
+}
+
+/// What the client says first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientHello {
+    /// A free-form client name, for logs and status.
+    pub name: String,
+}
+
+/// The broker's answer to an accepted [`ClientHello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The session id; it is also this client's publisher id.
+    pub session: u64,
+    /// The broker's id.
+    pub broker: String,
+    /// The broker's site label.
+    pub site: String,
+    /// Largest payload the broker accepts, in bytes.
+    pub max_payload: u32,
+}
+
+/// A message published by a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publish {
+    /// The topic, validated by the broker.
+    pub topic: String,
+    /// Ordering declared by the publisher for this topic.
+    pub ordering: Ordering,
+    /// Deliver only once every broker hosting subscribers holds the message.
+    pub safe: bool,
+    /// Opaque application bytes.
+    pub payload: Bytes,
+}
+
+/// Client to broker, after the handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientMsg {
+    /// Start a subscription; answered by [`ServerMsg::Subscribed`] or [`ServerMsg::Rejected`].
+    Subscribe {
+        /// Client-chosen id of the subscription.
+        id: u64,
+        /// The glob pattern.
+        pattern: String,
+    },
+    /// End a subscription; answered by [`ServerMsg::Unsubscribed`].
+    Unsubscribe {
+        /// The subscription's id.
+        id: u64,
+    },
+    /// Publish a message (no answer unless it is rejected).
+    Publish(Publish),
+    /// Answered by [`ServerMsg::Pong`] once everything sent before it was processed.
+    Ping {
+        /// Echoed back.
+        id: u64,
+    },
+}
+
+/// A message delivered to a subscriber session.
+///
+/// The broker encodes each delivered message once and sends the same bytes to
+/// every session with a matching subscription; the client library routes it
+/// to its subscriptions by matching their patterns locally.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The topic it was published on.
+    pub topic: String,
+    /// The publisher's session id.
+    pub publisher: u64,
+    /// The publisher's sequence number for this message (1, 2, 3, ...).
+    pub seq: u64,
+    /// The ordering it was published with.
+    pub ordering: Ordering,
+    /// Whether it was published as `safe`.
+    pub safe: bool,
+    /// The application bytes.
+    pub payload: Bytes,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum RejectCode {
+    /// The topic is not valid.
+    InvalidTopic,
+    /// The pattern is not valid.
+    InvalidPattern,
+    /// The payload exceeds `limits.max_payload_bytes`.
+    PayloadTooLarge,
+    /// A per-session limit was reached.
+    LimitReached,
+    /// The subscription id is unknown or already in use.
+    BadSubscriptionId,
+}
+
+/// Broker to client, after the handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerMsg {
+    /// The subscription is installed: every message published after this
+    /// point and matching it will be delivered.
+    Subscribed {
+        /// The subscription's id.
+        id: u64,
+    },
+    /// The subscription is removed.
+    Unsubscribed {
+        /// The subscription's id.
+        id: u64,
+    },
+    /// Answer to [`ClientMsg::Ping`].
+    Pong {
+        /// The ping's id.
+        id: u64,
+    },
+    /// A request was refused; the session stays open.
+    Rejected {
+        /// The subscription id the refusal is about, if any.
+        id: Option<u64>,
+        /// Machine-readable reason.
+        code: RejectCode,
+        /// Human-readable reason naming what was wrong.
+        reason: String,
+    },
+    /// A published message.
+    Deliver(Delivery),
+}
+
+/// Application close codes carried by QUIC `CONNECTION_CLOSE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseCode {
+    /// Normal close.
+    Normal = 0,
+    /// The peer sent bytes that are not a valid frame or message.
+    ProtocolError = 1,
+    /// The handshake named a protocol version this broker does not speak.
+    UnsupportedVersion = 2,
+    /// A frame exceeded `limits.max_frame_bytes`.
+    FrameTooLarge = 3,
+    /// The subscriber could not keep up and its queue filled.
+    SlowConsumer = 4,
+    /// The broker is shutting down.
+    Shutdown = 5,
+    /// The handshake did not arrive in time.
+    HandshakeTimeout = 6,
+    /// The broker has reached `limits.max_sessions`.
+    TooManySessions = 7,
+}
+
+impl CloseCode {
+    /// The numeric code on the wire.
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// Maps a numeric code back, if known.
+    pub fn from_code(code: u64) -> Option<CloseCode> {
+        use CloseCode::*;
+        [
+            Normal,
+            ProtocolError,
+            UnsupportedVersion,
+            FrameTooLarge,
+            SlowConsumer,
+            Shutdown,
+            HandshakeTimeout,
+            TooManySessions,
+        ]
+        .into_iter()
+        .find(|c| c.code() as u64 == code)
+    }
+}
+
+/// Errors in the handshake.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The first bytes were not the meshcast magic.
+    #[error("not a meshcast handshake (bad magic bytes {0:02x?})")]
+    BadMagic(Vec<u8>),
+    /// The other side speaks a protocol version we do not.
+    #[error("unsupported protocol version {got} (this side speaks version {supported})")]
+    UnsupportedVersion {
+        /// The version received.
+        got: u16,
+        /// The version this build speaks.
+        supported: u16,
+    },
+    /// The broker refused the session.
+    #[error("broker refused the session: {0}")]
+    Refused(String),
+    /// The body after magic and version was malformed.
+    #[error(transparent)]
+    Malformed(#[from] WireError),
+}
+
+const HEADER: usize = MAGIC.len() + 2;
+
+fn header(version: u16, out: &mut BytesMut) {
+    out.put_slice(&MAGIC);
+    out.put_u16_le(version);
+}
+
+fn check_header(body: &[u8]) -> Result<&[u8], HandshakeError> {
+    if body.len() < HEADER || body[..4] != MAGIC {
+        return Err(HandshakeError::BadMagic(body[..body.len().min(4)].to_vec()));
+    }
+    let got = u16::from_le_bytes([body[4], body[5]]);
+    if got != PROTOCOL_VERSION {
+        return Err(HandshakeError::UnsupportedVersion {
+            got,
+            supported: PROTOCOL_VERSION,
+        });
+    }
+    Ok(&body[HEADER..])
+}
+
+fn finish(mut out: BytesMut) -> Bytes {
+    let len = (out.len() - wire::LEN_PREFIX) as u32;
+    out[..wire::LEN_PREFIX].copy_from_slice(&len.to_le_bytes());
+    out.freeze()
+}
+
+/// Encodes the client's handshake frame for protocol `version`
+/// (normally [`PROTOCOL_VERSION`]; tests use others).
+pub fn encode_hello(version: u16, hello: &ClientHello) -> Result<Bytes, WireError> {
+    let mut out = BytesMut::new();
+    out.put_u32_le(0);
+    header(version, &mut out);
+    let body = wire::frame("client hello", hello)?;
+    out.put_slice(&body[wire::LEN_PREFIX..]);
+    Ok(finish(out))
+}
+
+/// Decodes a client handshake body, checking magic and version.
+pub fn decode_hello(body: &[u8]) -> Result<ClientHello, HandshakeError> {
+    let rest = check_header(body)?;
+    Ok(wire::decode_body("client hello", rest)?)
+}
+
+/// Encodes the broker's answer: a welcome, or a refusal with a reason.
+///
+/// A refusal carries plain UTF-8 so that a client of any version can read it.
+pub fn encode_welcome(answer: Result<&Welcome, &str>) -> Result<Bytes, WireError> {
+    let mut out = BytesMut::new();
+    out.put_u32_le(0);
+    header(PROTOCOL_VERSION, &mut out);
+    match answer {
+        Ok(w) => {
+            out.put_u8(0);
+            let body = wire::frame("welcome", w)?;
+            out.put_slice(&body[wire::LEN_PREFIX..]);
+        }
+        Err(reason) => {
+            out.put_u8(1);
+            out.put_slice(reason.as_bytes());
+        }
+    }
+    Ok(finish(out))
+}
+
+/// Decodes the broker's handshake answer.
+pub fn decode_welcome(body: &[u8]) -> Result<Welcome, HandshakeError> {
+    if body.len() < HEADER || body[..4] != MAGIC {
+        return Err(HandshakeError::BadMagic(body[..body.len().min(4)].to_vec()));
+    }
+    // A refusal is readable whatever version the broker speaks.
+    match body.get(HEADER) {
+        Some(1) => Err(HandshakeError::Refused(
+            String::from_utf8_lossy(&body[HEADER + 1..]).into_owned(),
+        )),
+        _ => {
+            let rest = check_header(body)?;
+            match rest.split_first() {
+                Some((0, w)) => Ok(wire::decode_body("welcome", w)?),
+                _ => Err(HandshakeError::Malformed(WireError::Malformed {
+                    what: "welcome",
+                    detail: "missing or unknown status byte".into(),
+                })),
+            }
+        }
+    }
+}
+
+/// Encodes one client message as a frame, appending it to `out`.
+pub fn encode_client(msg: &ClientMsg, out: &mut BytesMut) -> Result<(), WireError> {
+    wire::encode_frame("client message", msg, out)
+}
+
+/// Decodes one client message body.
+pub fn decode_client(body: &[u8]) -> Result<ClientMsg, WireError> {
+    wire::decode_body("client message", body)
+}
+
+/// Encodes one broker message as a stand-alone frame.
+pub fn encode_server(msg: &ServerMsg) -> Result<Bytes, WireError> {
+    wire::frame("server message", msg)
+}
+
+/// Decodes one broker message body.
+pub fn decode_server(body: &[u8]) -> Result<ServerMsg, WireError> {
+    wire::decode_body("server message", body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_round_trips() {
+        let f = encode_hello(PROTOCOL_VERSION, &ClientHello { name: "t".into() }).unwrap();
+        let hello = decode_hello(&f[4..]).unwrap();
+        assert_eq!(hello.name, "t");
+    }
+
+    #[test]
+    fn wrong_version_is_named() {
+        let f = encode_hello(99, &ClientHello { name: "t".into() }).unwrap();
+        let err = decode_hello(&f[4..]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unsupported protocol version 99 (this side speaks version 1)"
+        );
+    }
+
+    #[test]
+    fn bad_magic_is_named() {
+        let err = decode_hello(b"GET / HTTP/1.1").unwrap_err();
+        assert!(matches!(err, HandshakeError::BadMagic(_)), "{err}");
+        let err = decode_hello(b"").unwrap_err();
+        assert!(matches!(err, HandshakeError::BadMagic(_)), "{err}");
+    }
+
+    #[test]
+    fn refusal_is_readable() {
+        let f = encode_welcome(Err("too many sessions")).unwrap();
+        match decode_welcome(&f[4..]) {
+            Err(HandshakeError::Refused(r)) => assert_eq!(r, "too many sessions"),
+            other => panic!("{other:?}"),
+        }
+        let w = Welcome {
+            session: 3,
+            broker: "b".into(),
+            site: "s".into(),
+            max_payload: 10,
+        };
+        let f = encode_welcome(Ok(&w)).unwrap();
+        assert_eq!(decode_welcome(&f[4..]).unwrap(), w);
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let msgs = [
+            ClientMsg::Subscribe {
+                id: 1,
+                pattern: "a/*".into(),
+            },
+            ClientMsg::Unsubscribe { id: 1 },
+            ClientMsg::Publish(Publish {
+                topic: "a/b".into(),
+                ordering: Ordering::Total,
+                safe: true,
+                payload: Bytes::from_static(b"xyz"),
+            }),
+            ClientMsg::Ping { id: 9 },
+        ];
+        let mut out = BytesMut::new();
+        for m in &msgs {
+            out.clear();
+            encode_client(m, &mut out).unwrap();
+            assert_eq!(&decode_client(&out[4..]).unwrap(), m);
+        }
+        let d = ServerMsg::Deliver(Delivery {
+            topic: "a/b".into(),
+            publisher: 4,
+            seq: 5,
+            ordering: Ordering::Fifo,
+            safe: false,
+            payload: Bytes::from_static(b"p"),
+        });
+        let f = encode_server(&d).unwrap();
+        assert_eq!(decode_server(&f[4..]).unwrap(), d);
+    }
+
+    #[test]
+    fn close_codes_map_back() {
+        for c in [
+            CloseCode::Normal,
+            CloseCode::SlowConsumer,
+            CloseCode::TooManySessions,
+        ] {
+            assert_eq!(CloseCode::from_code(c.code() as u64), Some(c));
+        }
+        assert_eq!(CloseCode::from_code(999), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256)) {
+            let _ = decode_client(&bytes);
+            let _ = decode_server(&bytes);
+            let _ = decode_hello(&bytes);
+            let _ = decode_welcome(&bytes);
+        }
+    }
+}
