@@ -1,1 +1,325 @@
-//! (being written)
+//! Configuration of a meshcast broker.
+//!
+//! A [`Config`] is assembled from four layers, each overriding the one before:
+//!
+//! 1. built-in defaults: with nothing else, a single broker on the loopback
+//!    interface with a development CA in its data directory;
+//! 2. a TOML file (see `meshcast.example.toml` next to this crate's
+//!    `Cargo.toml`, which documents every key);
+//! 3. environment variables `MESHCAST_<SECTION>__<KEY>`, e.g.
+//!    `MESHCAST_LIMITS__SUBSCRIBER_QUEUE=100` (note the double underscore
+//!    between section and key; variables without `__` are ignored);
+//! 4. command-line overrides `--set <section>.<key>=<value>`, e.g.
+//!    `--set broker.client_listen=127.0.0.1:5000`.
+//!
+//! [`Config::load`] does all of this, then fills the derived default of
+//! `broker.data_dir` and runs [`Config::validate`]. Unknown keys are errors in
+//! every layer, and every error names the key (dotted, `limits.subscriber_queue`)
+//! and the offending value and where it came from.
+//!
+//! ```
+//! use meshcast_config::Config;
+//!
+//! let env = vec![("MESHCAST_LIMITS__SUBSCRIBER_QUEUE".to_string(), "100".to_string())];
+//! let set = vec![Config::parse_override("broker.site=paris").unwrap()];
+//! let config = Config::load(None, env, &set).unwrap();
+//! assert_eq!(config.limits.subscriber_queue, 100);
+//! assert_eq!(config.broker.site, "paris");
+//! assert_eq!(config.broker_id(), "broker-4700");
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod load;
+mod validate;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::{ConfigError, Origin};
+pub use load::{ENV_PREFIX, default_data_dir, known_keys, process_env};
+pub use validate::{MAX_FRAME_BYTES_LIMIT, MAX_GROUP_FIELD_LEN, MAX_NAME_LEN, MAX_TIMEOUT_MS};
+
+/// Default address for client connections (QUIC): `127.0.0.1:4700`.
+pub const DEFAULT_CLIENT_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4700);
+/// Default address for links from other brokers (QUIC): `127.0.0.1:4701`.
+pub const DEFAULT_PEER_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4701);
+/// Default address of the admin HTTP endpoint (metrics, status): `127.0.0.1:4702`.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4702);
+
+/// The complete configuration of one broker.
+///
+/// Every section has defaults, so an empty file (or none) yields a working
+/// single broker. Build one with [`Config::load`]; `Config::default()` gives the
+/// defaults with `broker.data_dir` derived from the process environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default = "Config::unresolved")]
+pub struct Config {
+    /// `[broker]`: identity, addresses and data directory.
+    pub broker: BrokerConfig,
+    /// `[limits]`: sizes, queue bounds and timeouts.
+    pub limits: LimitsConfig,
+    /// `[tls]`: certificates; all unset means "use the development CA".
+    pub tls: TlsConfig,
+    /// `[[groups]]`: the group map rules, in order (see the design, §3).
+    pub groups: Vec<GroupRule>,
+    /// `[log]`: logging.
+    pub log: LogConfig,
+}
+
+impl Default for Config {
+    /// The built-in defaults, with `broker.data_dir` derived from the process
+    /// environment by [`default_data_dir`].
+    fn default() -> Self {
+        let mut config = Config::unresolved();
+        config.broker.data_dir = default_data_dir(&process_env());
+        config
+    }
+}
+
+impl Config {
+    /// The defaults with `broker.data_dir` left empty (to be resolved by `load`).
+    fn unresolved() -> Self {
+        Config {
+            broker: BrokerConfig::unresolved(),
+            limits: LimitsConfig::default(),
+            tls: TlsConfig::default(),
+            groups: Vec::new(),
+            log: LogConfig::default(),
+        }
+    }
+
+    /// The broker id to use: `broker.id` if set, otherwise `broker-<client port>`
+    /// (e.g. `broker-4700`).
+    ///
+    /// The derived id is only unique among brokers on one host; in a mesh
+    /// spanning several hosts, set `broker.id` explicitly on every broker.
+    pub fn broker_id(&self) -> String {
+        if self.broker.id.is_empty() {
+            format!("broker-{}", self.broker.client_listen.port())
+        } else {
+            self.broker.id.clone()
+        }
+    }
+
+    /// Writes this configuration as a TOML document (for `meshcast config show` and the like).
+    pub fn to_toml_string(&self) -> String {
+        // Every field serializes to plain TOML types, so this cannot fail.
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot serialize configuration: {e}\n"))
+    }
+}
+
+/// `[broker]`: who this broker is and where it listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default = "BrokerConfig::unresolved")]
+pub struct BrokerConfig {
+    /// The stable broker id; empty (the default) means "derive one", see
+    /// [`Config::broker_id`]. At most 64 printable ASCII characters, no spaces.
+    pub id: String,
+    /// The site (data centre) label; default `local`. Same character rules as `id`.
+    pub site: String,
+    /// Directory for the development CA, certificates and other state.
+    ///
+    /// Default (when unset or empty): `$XDG_DATA_HOME/meshcast`, else
+    /// `$HOME/.local/share/meshcast`, else `./meshcast-data`; see
+    /// [`default_data_dir`]. A relative path is relative to the broker's
+    /// working directory.
+    pub data_dir: PathBuf,
+    /// Address for client connections (QUIC over UDP); default `127.0.0.1:4700`.
+    #[serde(with = "addr")]
+    pub client_listen: SocketAddr,
+    /// Address for links from other brokers (QUIC over UDP); default `127.0.0.1:4701`.
+    #[serde(with = "addr")]
+    pub peer_listen: SocketAddr,
+    /// Address of the admin HTTP endpoint (Prometheus metrics, JSON status);
+    /// default `127.0.0.1:4702`. In TOML, `"off"` or `""` disables it (`None`).
+    #[serde(with = "opt_addr")]
+    pub admin_listen: Option<SocketAddr>,
+}
+
+impl BrokerConfig {
+    fn unresolved() -> Self {
+        BrokerConfig {
+            id: String::new(),
+            site: "local".to_string(),
+            data_dir: PathBuf::new(),
+            client_listen: DEFAULT_CLIENT_LISTEN,
+            peer_listen: DEFAULT_PEER_LISTEN,
+            admin_listen: Some(DEFAULT_ADMIN_LISTEN),
+        }
+    }
+}
+
+impl Default for BrokerConfig {
+    /// The defaults, with `data_dir` derived from the process environment.
+    fn default() -> Self {
+        BrokerConfig {
+            data_dir: default_data_dir(&process_env()),
+            ..BrokerConfig::unresolved()
+        }
+    }
+}
+
+/// `[limits]`: hard bounds that keep one client or peer from exhausting the broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest frame accepted on any connection, in bytes; default 4 MiB.
+    /// A larger frame closes the connection.
+    pub max_frame_bytes: u32,
+    /// Largest message payload, in bytes; default 1 MiB. Must be less than
+    /// `max_frame_bytes`.
+    pub max_payload_bytes: u32,
+    /// Messages queued per subscriber session before the session is removed
+    /// from its groups as `slow`; default 65536.
+    pub subscriber_queue: usize,
+    /// Most client sessions at once; default 10000.
+    pub max_sessions: usize,
+    /// Most subscriptions (patterns and joins) per session; default 10000.
+    pub max_subscriptions_per_session: usize,
+    /// Time allowed for a connection's handshake, in milliseconds; default 5000.
+    pub handshake_timeout_ms: u64,
+    /// A connection silent for this long is closed, in milliseconds; default 30000.
+    pub idle_timeout_ms: u64,
+    /// Entries of the topic → matching-subscriptions cache; default 4096.
+    pub match_cache_entries: usize,
+    /// Publish batches queued from client sessions to the broker core; default 1024.
+    pub publish_queue: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_frame_bytes: 4 * 1024 * 1024,
+            max_payload_bytes: 1024 * 1024,
+            subscriber_queue: 65536,
+            max_sessions: 10_000,
+            max_subscriptions_per_session: 10_000,
+            handshake_timeout_ms: 5_000,
+            idle_timeout_ms: 30_000,
+            match_cache_entries: 4096,
+            publish_queue: 1024,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// `handshake_timeout_ms` as a [`Duration`].
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    /// `idle_timeout_ms` as a [`Duration`].
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+}
+
+/// `[tls]`: certificate files (PEM).
+///
+/// Either all three are set, or none: then the broker uses a development CA
+/// kept in `broker.data_dir`, generating it and the broker's certificate on
+/// first start. Whether the files exist is checked by the broker when it
+/// opens them; a relative path is relative to its working directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The cluster CA certificate that peers' and clients' certificates must chain to.
+    pub ca_cert: Option<PathBuf>,
+    /// This broker's certificate (chain).
+    pub cert: Option<PathBuf>,
+    /// The private key of `cert`.
+    pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// True when no certificate file is configured, i.e. the development CA is used.
+    pub fn uses_dev_ca(&self) -> bool {
+        self.ca_cert.is_none() && self.cert.is_none() && self.key.is_none()
+    }
+}
+
+/// One `[[groups]]` rule: topics under `prefix` belong to `group`.
+///
+/// Only lightly checked here (non-empty, no control characters, no duplicate
+/// prefix); the broker builds and fully validates the group map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupRule {
+    /// The topic prefix, e.g. `atc/paris`.
+    pub prefix: String,
+    /// The group name that topics under the prefix belong to.
+    pub group: String,
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` env-filter directive, e.g. `info` or `info,meshcast=debug`;
+    /// default `info`. `RUST_LOG`, if the binary honours it, is separate.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_string(),
+        }
+    }
+}
+
+/// Serde for a [`SocketAddr`] written as a string, with a helpful error.
+mod addr {
+    use super::*;
+    use serde::{Deserializer, Serializer, de::Error as _};
+
+    pub(crate) fn serialize<S: Serializer>(value: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(D::Error::custom)
+    }
+
+    pub(crate) fn parse(text: &str) -> Result<SocketAddr, String> {
+        text.trim().parse().map_err(|_| {
+            "expected an IP address and port, e.g. \"127.0.0.1:4700\" or \"[::1]:4700\"".to_string()
+        })
+    }
+}
+
+/// Serde for an optional [`SocketAddr`]: `"off"` or `""` means `None`.
+mod opt_addr {
+    use super::*;
+    use serde::{Deserializer, Serializer, de::Error as _};
+
+    pub(crate) fn serialize<S: Serializer>(
+        value: &Option<SocketAddr>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(a) => s.collect_str(a),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        let t = text.trim();
+        if t.is_empty() || t.eq_ignore_ascii_case("off") {
+            return Ok(None);
+        }
+        super::addr::parse(t)
+            .map(Some)
+            .map_err(|e| D::Error::custom(format!("{e}, or \"off\" to disable")))
+    }
+}

@@ -1,0 +1,198 @@
+//! Semantic checks of a deserialized [`Config`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::{Config, ConfigError};
+
+/// Longest `broker.id` / `broker.site`, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest group prefix or group name accepted here, in bytes (the broker may be stricter).
+pub const MAX_GROUP_FIELD_LEN: usize = 1024;
+/// Largest accepted `limits.max_frame_bytes` (1 GiB).
+pub const MAX_FRAME_BYTES_LIMIT: u32 = 1 << 30;
+/// Largest accepted timeout in `[limits]`, in milliseconds (one day).
+pub const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
+
+impl Config {
+    /// Checks the values against each other and against their bounds.
+    ///
+    /// Rules: `broker.id` (if set) and `broker.site` are 1 to 64 printable
+    /// ASCII characters without spaces; `broker.data_dir` is not empty; the
+    /// listen addresses differ (except port 0, which picks a free port);
+    /// every `[limits]` value is at least 1, `max_payload_bytes` is less than
+    /// `max_frame_bytes`, which is at most 1 GiB, and timeouts are at most one
+    /// day; `[tls]` has all three files or none, none of them empty; each
+    /// group rule has a non-empty prefix and group without control
+    /// characters, and no prefix appears twice; `log.level` is not empty.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let b = &self.broker;
+        if !b.id.is_empty() {
+            check_name("broker.id", &b.id)?;
+        }
+        check_name("broker.site", &b.site)?;
+        if b.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                "broker.data_dir",
+                "\"\"",
+                "must not be empty (Config::load fills in the platform default)",
+            ));
+        }
+
+        let mut addrs: Vec<(&str, SocketAddr)> = vec![
+            ("broker.client_listen", b.client_listen),
+            ("broker.peer_listen", b.peer_listen),
+        ];
+        if let Some(a) = b.admin_listen {
+            addrs.push(("broker.admin_listen", a));
+        }
+        for (i, (key, addr)) in addrs.iter().enumerate() {
+            for (other_key, other) in &addrs[..i] {
+                if addr == other && addr.port() != 0 {
+                    return Err(ConfigError::invalid(
+                        *key,
+                        format!("\"{addr}\""),
+                        format!("must differ from {other_key}"),
+                    ));
+                }
+            }
+        }
+
+        let l = &self.limits;
+        at_least_one("limits.max_frame_bytes", u64::from(l.max_frame_bytes))?;
+        at_least_one("limits.max_payload_bytes", u64::from(l.max_payload_bytes))?;
+        at_least_one("limits.subscriber_queue", l.subscriber_queue as u64)?;
+        at_least_one("limits.max_sessions", l.max_sessions as u64)?;
+        at_least_one(
+            "limits.max_subscriptions_per_session",
+            l.max_subscriptions_per_session as u64,
+        )?;
+        at_least_one("limits.handshake_timeout_ms", l.handshake_timeout_ms)?;
+        at_least_one("limits.idle_timeout_ms", l.idle_timeout_ms)?;
+        at_least_one("limits.match_cache_entries", l.match_cache_entries as u64)?;
+        at_least_one("limits.publish_queue", l.publish_queue as u64)?;
+        if l.max_frame_bytes > MAX_FRAME_BYTES_LIMIT {
+            return Err(ConfigError::invalid(
+                "limits.max_frame_bytes",
+                l.max_frame_bytes,
+                format!("must be at most {MAX_FRAME_BYTES_LIMIT} (1 GiB)"),
+            ));
+        }
+        if l.max_payload_bytes >= l.max_frame_bytes {
+            return Err(ConfigError::invalid(
+                "limits.max_payload_bytes",
+                l.max_payload_bytes,
+                format!(
+                    "must be less than limits.max_frame_bytes ({}), which also holds the frame header",
+                    l.max_frame_bytes
+                ),
+            ));
+        }
+        for (key, ms) in [
+            ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
+            ("limits.idle_timeout_ms", l.idle_timeout_ms),
+        ] {
+            if ms > MAX_TIMEOUT_MS {
+                return Err(ConfigError::invalid(
+                    key,
+                    ms,
+                    format!("must be at most {MAX_TIMEOUT_MS} (one day)"),
+                ));
+            }
+        }
+
+        let t = &self.tls;
+        let files = [
+            ("tls.ca_cert", &t.ca_cert),
+            ("tls.cert", &t.cert),
+            ("tls.key", &t.key),
+        ];
+        for (key, path) in files {
+            if path.as_deref().is_some_and(|p| p.as_os_str().is_empty()) {
+                return Err(ConfigError::invalid(
+                    key,
+                    "\"\"",
+                    "must not be empty; leave it out instead",
+                ));
+            }
+        }
+        if !t.uses_dev_ca() {
+            let given: Vec<&str> = files
+                .iter()
+                .filter(|(_, p)| p.is_some())
+                .map(|(k, _)| *k)
+                .collect();
+            if let Some((missing, _)) = files.iter().find(|(_, p)| p.is_none()) {
+                return Err(ConfigError::Missing {
+                    key: missing.to_string(),
+                    reason: format!(
+                        "tls.ca_cert, tls.cert and tls.key must be given together (or none, to use the \
+                         development CA), and {} {} set",
+                        given.join(" and "),
+                        if given.len() == 1 { "is" } else { "are" }
+                    ),
+                });
+            }
+        }
+
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, rule) in self.groups.iter().enumerate() {
+            check_group_field(&format!("groups[{i}].prefix"), &rule.prefix)?;
+            check_group_field(&format!("groups[{i}].group"), &rule.group)?;
+            if let Some(first) = seen.insert(rule.prefix.as_str(), i) {
+                return Err(ConfigError::invalid(
+                    format!("groups[{i}].prefix"),
+                    format!("{:?}", rule.prefix),
+                    format!("duplicates groups[{first}].prefix"),
+                ));
+            }
+        }
+
+        let level = &self.log.level;
+        if level.trim().is_empty() || level.chars().any(char::is_control) {
+            return Err(ConfigError::invalid(
+                "log.level",
+                format!("{level:?}"),
+                "must be a non-empty tracing filter directive such as \"info\" or \"info,meshcast=debug\"",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn at_least_one(key: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(key, value, "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn check_name(key: &str, value: &str) -> Result<(), ConfigError> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_NAME_LEN
+        && value.bytes().all(|c| c.is_ascii_graphic());
+    if !ok {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{value:?}"),
+            format!("must be 1 to {MAX_NAME_LEN} printable ASCII characters without spaces"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_group_field(key: &str, value: &str) -> Result<(), ConfigError> {
+    let reason = if value.trim().is_empty() {
+        Some("must not be empty".to_string())
+    } else if value.chars().any(char::is_control) {
+        Some("must not contain control characters".to_string())
+    } else if value.len() > MAX_GROUP_FIELD_LEN {
+        Some(format!("must be at most {MAX_GROUP_FIELD_LEN} bytes"))
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(ConfigError::invalid(key, format!("{value:?}"), reason)),
+        None => Ok(()),
+    }
+}
