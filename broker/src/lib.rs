@@ -1,1 +1,16 @@
-//! (being written)
+//! The meshcast broker.
+//!
+//! * [`router`] — the sans-IO local delivery state machine: subscriptions,
+//!   per-publisher numbering, encode-once fan-out.
+//! * [`node`] — the tokio/quinn runtime around it: sessions, the core task,
+//!   bounded queues, shutdown.
+//! * [`bench`] — the `meshcast bench` scenarios.
+//!
+//! The mesh protocol (membership, views, ordering across brokers) lives in
+//! the sibling crate `meshcast-protocol`, which has no I/O at all.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod bench;
+pub mod node;
+pub mod router;

@@ -1,1 +1,405 @@
-fn main() {}
+//! The `meshcast` command: broker, pub, sub, demo and bench.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use futures_util::StreamExt;
+use meshcast_broker::{bench, node};
+use meshcast_client::{Client, ClientOptions, Ordering};
+use meshcast_config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "meshcast",
+    version,
+    about = "A publish/subscribe broker mesh with virtual synchrony"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker (no arguments: a single broker on embedded defaults).
+    Broker(BrokerArgs),
+    /// Publish a message, or one message per line of standard input.
+    Pub(PubArgs),
+    /// Subscribe to a pattern and print `topic payload` per message.
+    Sub(SubArgs),
+    /// Start a broker, do a first publish/subscribe, and keep serving.
+    Demo(DemoArgs),
+    /// Measure throughput and latency; prints one JSON line per result.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// Configuration file (TOML); see config/meshcast.example.toml.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Override one key, e.g. `--set limits.subscriber_queue=1000` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Shorthand for `--set broker.data_dir=DIR`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Shorthand for `--set broker.client_listen=ADDR`.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<Config> {
+        let mut overrides = Vec::new();
+        for s in &self.sets {
+            overrides.push(Config::parse_override(s)?);
+        }
+        if let Some(d) = &self.data_dir {
+            overrides.push(("broker.data_dir".into(), d.display().to_string()));
+        }
+        if let Some(l) = &self.listen {
+            overrides.push(("broker.client_listen".into(), l.to_string()));
+        }
+        Ok(Config::load(
+            self.config.as_deref(),
+            meshcast_config::process_env(),
+            &overrides,
+        )?)
+    }
+}
+
+#[derive(Args)]
+struct BrokerArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+#[derive(Args)]
+struct ConnectArgs {
+    /// Broker client address.
+    #[arg(
+        long,
+        short = 's',
+        env = "MESHCAST_SERVER",
+        default_value = "127.0.0.1:4700"
+    )]
+    server: SocketAddr,
+    /// CA certificate to trust (default: the dev CA in the default data directory).
+    #[arg(long, env = "MESHCAST_CA")]
+    ca: Option<PathBuf>,
+    /// Data directory whose dev CA to trust (default: the broker's default).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl ConnectArgs {
+    fn options(&self, name: &str) -> ClientOptions {
+        let ca = match (&self.ca, &self.data_dir) {
+            (Some(ca), _) => ca.clone(),
+            (None, Some(dir)) => dir.join("ca.pem"),
+            (None, None) => {
+                meshcast_config::default_data_dir(&meshcast_config::process_env()).join("ca.pem")
+            }
+        };
+        ClientOptions::new(self.server).ca_file(ca).name(name)
+    }
+}
+
+#[derive(Args)]
+struct PubArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Ordering declared for the topic: reliable, fifo, causal or total.
+    #[arg(long, default_value = "fifo")]
+    ordering: Ordering,
+    /// Deliver only once stable at every broker hosting subscribers.
+    #[arg(long)]
+    safe: bool,
+    /// Topic to publish on.
+    topic: String,
+    /// The message; without it, each line of standard input is one message.
+    message: Option<String>,
+}
+
+#[derive(Args)]
+struct SubArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Exit after this many messages.
+    #[arg(long, short = 'n')]
+    count: Option<u64>,
+    /// Glob pattern, e.g. `orders/*/created` or `orders/**`.
+    pattern: String,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Stop after the first publish/subscribe instead of serving on.
+    #[arg(long)]
+    once: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Which scenario: fanout, latency or all.
+    #[arg(long, default_value = "all")]
+    scenario: String,
+    /// Messages per payload size (fanout).
+    #[arg(long, default_value_t = 200_000)]
+    messages: u64,
+    /// Payload sizes in bytes (fanout), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "128,1024")]
+    sizes: Vec<usize>,
+    /// Subscribers (fanout).
+    #[arg(long, default_value_t = 3)]
+    subscribers: usize,
+    /// Messages per second (latency).
+    #[arg(long, default_value_t = 20_000)]
+    rate: u64,
+    /// Seconds to publish (latency).
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Use a running broker instead of starting one in-process.
+    #[arg(long)]
+    server: Option<SocketAddr>,
+    /// CA of that broker.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+}
+
+fn init_logs(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Broker(args) => run_broker(args).await,
+        Command::Pub(args) => run_pub(args).await,
+        Command::Sub(args) => run_sub(args).await,
+        Command::Demo(args) => run_demo(args).await,
+        Command::Bench(args) => run_bench(args).await,
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn run_broker(args: BrokerArgs) -> Result<()> {
+    let config = args.config.load()?;
+    init_logs(&config.log.level);
+    let broker = node::start(config).await.context("starting the broker")?;
+    // One line on stdout that scripts and tests can wait for.
+    println!(
+        "meshcast broker {} listening on {} (CA {})",
+        broker.broker_id,
+        broker.client_addr,
+        broker.ca_cert.display()
+    );
+    shutdown_signal().await;
+    tracing::info!("shutdown requested");
+    broker.shutdown().await;
+    Ok(())
+}
+
+async fn run_pub(args: PubArgs) -> Result<()> {
+    init_logs("warn");
+    let client = Client::connect(args.connect.options("meshcast-pub")).await?;
+    let publisher = client.publisher(&args.topic, args.ordering, args.safe)?;
+    match args.message {
+        Some(m) => publisher.publish(m.into_bytes()).await?,
+        None => {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1024);
+            std::thread::spawn(move || {
+                for line in std::io::stdin().lock().lines() {
+                    let Ok(line) = line else { break };
+                    if tx.blocking_send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            while let Some(line) = rx.recv().await {
+                publisher.publish(line.into_bytes()).await?;
+            }
+        }
+    }
+    client.flush().await?;
+    client.close().await;
+    Ok(())
+}
+
+async fn run_sub(args: SubArgs) -> Result<()> {
+    init_logs("warn");
+    let client = Client::connect(args.connect.options("meshcast-sub")).await?;
+    let mut sub = client.subscribe(&args.pattern).await?;
+    eprintln!("subscribed to {}", args.pattern);
+    let mut seen = 0;
+    while args.count.is_none_or(|n| seen < n) {
+        tokio::select! {
+            msg = sub.next() => match msg {
+                Some(Ok(m)) => {
+                    println!("{} {}", m.topic, String::from_utf8_lossy(&m.payload));
+                    seen += 1;
+                }
+                Some(Err(e)) => bail!("{e}"),
+                None => break,
+            },
+            _ = shutdown_signal() => break,
+        }
+    }
+    drop(sub);
+    client.close().await;
+    Ok(())
+}
+
+async fn run_demo(args: DemoArgs) -> Result<()> {
+    let config = args.config.load()?;
+    init_logs(&config.log.level);
+    let broker = node::start(config).await.context("starting the broker")?;
+    println!(
+        "meshcast broker {} listening on {} (CA {})",
+        broker.broker_id,
+        broker.client_addr,
+        broker.ca_cert.display()
+    );
+    let opts = ClientOptions::new(broker.client_addr).ca_file(&broker.ca_cert);
+    let sub_client = Client::connect(opts.clone().name("demo-sub")).await?;
+    let mut sub = sub_client.subscribe("demo/**").await?;
+    println!("subscribed to demo/**");
+    let pub_client = Client::connect(opts.name("demo-pub")).await?;
+    for (topic, text) in [
+        ("demo/hello", "hello, meshcast"),
+        ("demo/orders/eu", "order 1"),
+        ("demo/orders/us", "order 2"),
+    ] {
+        pub_client.publish(topic, text).await?;
+        println!("published {topic} {text}");
+    }
+    pub_client.flush().await?;
+    for _ in 0..3 {
+        match tokio::time::timeout(Duration::from_secs(10), sub.next()).await {
+            Ok(Some(Ok(m))) => println!(
+                "received  {} {} (publisher {}, seq {})",
+                m.topic,
+                String::from_utf8_lossy(&m.payload),
+                m.publisher,
+                m.seq
+            ),
+            other => bail!("demo subscriber did not receive its message: {other:?}"),
+        }
+    }
+    drop(sub);
+    pub_client.close().await;
+    sub_client.close().await;
+    if !args.once {
+        println!(
+            "the broker keeps running: try `meshcast sub 'demo/**'` and `meshcast pub demo/x hi` in other terminals; Ctrl-C stops it"
+        );
+        shutdown_signal().await;
+    }
+    broker.shutdown().await;
+    Ok(())
+}
+
+async fn run_bench(args: BenchArgs) -> Result<()> {
+    init_logs("warn");
+    let scenarios: Vec<&str> = match args.scenario.as_str() {
+        "all" => vec!["fanout", "latency"],
+        "fanout" => vec!["fanout"],
+        "latency" => vec!["latency"],
+        other => bail!("unknown scenario {other:?} (expected fanout, latency or all)"),
+    };
+    let mut embedded = None;
+    let (target, _tmp) = match args.server {
+        Some(addr) => {
+            let ca = args
+                .ca
+                .clone()
+                .context("--server needs --ca (the broker's CA certificate)")?;
+            (ClientOptions::new(addr).ca_file(ca), None)
+        }
+        None => {
+            let dir = std::env::temp_dir().join(format!("meshcast-bench-{}", std::process::id()));
+            let overrides = vec![
+                ("broker.data_dir".to_string(), dir.display().to_string()),
+                ("broker.client_listen".into(), "127.0.0.1:0".into()),
+                ("broker.peer_listen".into(), "127.0.0.1:0".into()),
+                ("broker.admin_listen".into(), "off".into()),
+            ];
+            let config = Config::load(None, Vec::new(), &overrides)?;
+            let b = node::start(config).await?;
+            let opts = ClientOptions::new(b.client_addr).ca_file(&b.ca_cert);
+            embedded = Some(b);
+            (opts, Some(TempDir(dir)))
+        }
+    };
+    let target = bench::Target { opts: target };
+    for s in scenarios {
+        match s {
+            "fanout" => {
+                let params = bench::FanoutParams {
+                    messages: args.messages,
+                    sizes: args.sizes.clone(),
+                    subscribers: args.subscribers,
+                    window: 20_000,
+                };
+                for r in bench::fanout(&target, &params).await? {
+                    println!("{}", serde_json::to_string(&r)?);
+                }
+            }
+            _ => {
+                let params = bench::LatencyParams {
+                    rate: args.rate,
+                    duration: Duration::from_secs(args.seconds),
+                    size: 128,
+                };
+                let r = bench::latency(&target, &params).await?;
+                println!("{}", serde_json::to_string(&r)?);
+            }
+        }
+    }
+    if let Some(b) = embedded {
+        b.shutdown().await;
+    }
+    Ok(())
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,1 +1,410 @@
-//! (being written)
+//! Async Rust client for meshcast brokers.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), meshcast_client::ClientError> {
+//! use futures_util::StreamExt;
+//! use meshcast_client::{Client, ClientOptions, Ordering};
+//!
+//! let opts = ClientOptions::new("127.0.0.1:4700".parse().unwrap())
+//!     .ca_file("/root/.local/share/meshcast/ca.pem");
+//! let client = Client::connect(opts).await?;
+//! let mut sub = client.subscribe("orders/**").await?;
+//! let orders = client.publisher("orders/eu/created", Ordering::Total, false)?;
+//! orders.publish("order 1").await?;
+//! if let Some(Ok(msg)) = sub.next().await {
+//!     println!("{} {:?}", msg.topic, msg.payload);
+//! }
+//! client.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! One client is one QUIC connection with one stream each way. Publishes are
+//! appended to a bounded outbox and written in batches; `subscribe` returns
+//! only once the broker has installed the subscription, so every matching
+//! message published after that point is delivered to it.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod error;
+mod outbox;
+mod reader;
+mod subscription;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use meshcast_topics::{Pattern, Topic};
+use meshcast_transport::client_proto::{
+    self, ALPN_CLIENT, ClientHello, ClientMsg, CloseCode, PROTOCOL_VERSION, Publish, Welcome,
+};
+use meshcast_transport::{FrameReader, pki, quic};
+use tokio::sync::{mpsc, oneshot};
+
+pub use error::ClientError;
+pub use meshcast_transport::client_proto::{Ordering, RejectCode};
+pub use subscription::{Message, Subscription};
+
+use outbox::Outbox;
+
+/// How to reach and trust a broker.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// The broker's client address.
+    pub addr: SocketAddr,
+    /// PEM file of the CA that signed the broker's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// Name the broker's certificate must carry (default `localhost`).
+    pub server_name: String,
+    /// A name for this client, shown in broker logs.
+    pub name: String,
+    /// Messages buffered per subscription before the client stops reading
+    /// from the broker (which then, if it persists, disconnects it as slow).
+    pub subscription_buffer: usize,
+    /// Bytes of unsent frames buffered before publishers wait.
+    pub outbox_bytes: usize,
+    /// Close the connection after this long without hearing from the broker.
+    pub idle_timeout: Duration,
+    /// Protocol version announced in the handshake (only tests change it).
+    pub protocol_version: u16,
+}
+
+impl ClientOptions {
+    /// Options for the broker at `addr` with defaults for everything else.
+    pub fn new(addr: SocketAddr) -> ClientOptions {
+        ClientOptions {
+            addr,
+            ca_file: None,
+            server_name: "localhost".into(),
+            name: "meshcast-client".into(),
+            subscription_buffer: 4096,
+            outbox_bytes: 1 << 20,
+            idle_timeout: Duration::from_secs(30),
+            protocol_version: PROTOCOL_VERSION,
+        }
+    }
+
+    /// Sets the CA file to trust.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> ClientOptions {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Sets the client name.
+    pub fn name(mut self, name: impl Into<String>) -> ClientOptions {
+        self.name = name.into();
+        self
+    }
+}
+
+/// A request waiting for the broker's answer.
+pub(crate) enum Pending {
+    Subscribe {
+        pattern: Pattern,
+        tx: mpsc::Sender<Result<Message, ClientError>>,
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Unsubscribe,
+    Ping {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+pub(crate) struct Shared {
+    conn: quinn::Connection,
+    endpoint: quinn::Endpoint,
+    outbox: Outbox,
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_id: AtomicU64,
+    welcome: Welcome,
+    /// Why the session ended, once it has.
+    closed: OnceLock<ClientError>,
+    /// The first publish the broker refused since the last `flush`.
+    rejection: Mutex<Option<ClientError>>,
+    subscription_buffer: usize,
+}
+
+impl Shared {
+    fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, AtomicOrdering::Relaxed)
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn closed_error(&self) -> ClientError {
+        self.closed
+            .get()
+            .cloned()
+            .unwrap_or_else(|| ClientError::closed("connection lost"))
+    }
+
+    async fn send(&self, msg: &ClientMsg) -> Result<(), ClientError> {
+        if let Some(e) = self.closed.get() {
+            return Err(e.clone());
+        }
+        self.outbox
+            .push(|buf| {
+                client_proto::encode_client(msg, buf)
+                    .map_err(|e| ClientError::Tls(format!("encoding failed: {e}")))
+            })
+            .await
+            .map_err(|_| self.closed_error())
+    }
+}
+
+/// A connection to one broker.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("session", &self.shared.welcome.session)
+            .field("broker", &self.shared.welcome.broker)
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects, performs the handshake and starts the reader and writer tasks.
+    pub async fn connect(opts: ClientOptions) -> Result<Client, ClientError> {
+        let connect_err = |detail: String| ClientError::Connect {
+            addr: opts.addr.to_string(),
+            detail,
+        };
+        let trust = match &opts.ca_file {
+            Some(path) => pki::load_certs(path).map_err(|e| ClientError::Tls(e.to_string()))?,
+            None => {
+                return Err(ClientError::Tls(
+                    "no CA file given: set ClientOptions::ca_file (the broker's ca.pem)".into(),
+                ));
+            }
+        };
+        let config = quic::client_config(&trust, None, ALPN_CLIENT, opts.idle_timeout)
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        let mut endpoint = quic::bind_client(opts.addr).map_err(|e| connect_err(e.to_string()))?;
+        endpoint.set_default_client_config(config);
+        let conn = endpoint
+            .connect(opts.addr, &opts.server_name)
+            .map_err(|e| connect_err(e.to_string()))?
+            .await
+            .map_err(|e| connect_err(e.to_string()))?;
+        let (mut send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| connect_err(e.to_string()))?;
+        let hello = client_proto::encode_hello(
+            opts.protocol_version,
+            &ClientHello {
+                name: opts.name.clone(),
+            },
+        )
+        .map_err(|e| ClientError::Handshake(e.to_string()))?;
+        send.write_all(&hello)
+            .await
+            .map_err(|e| connect_err(e.to_string()))?;
+        // The broker's frames are bounded by its own limit; accept generously.
+        let mut frames = FrameReader::new(recv, meshcast_transport::wire::HARD_MAX_FRAME);
+        let welcome = match frames.read_one().await {
+            Ok(Some(body)) => client_proto::decode_welcome(&body)
+                .map_err(|e| ClientError::Handshake(e.to_string()))?,
+            Ok(None) | Err(_) => {
+                let reason = conn
+                    .close_reason()
+                    .map(|e| error::from_connection_error(&e).to_string())
+                    .unwrap_or_else(|| "stream closed during handshake".into());
+                return Err(ClientError::Handshake(reason));
+            }
+        };
+        let shared = Arc::new(Shared {
+            conn,
+            endpoint,
+            outbox: Outbox::new(opts.outbox_bytes),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            welcome,
+            closed: OnceLock::new(),
+            rejection: Mutex::new(None),
+            subscription_buffer: opts.subscription_buffer.max(1),
+        });
+        tokio::spawn(writer(shared.clone(), send));
+        tokio::spawn(reader::run(shared.clone(), frames));
+        Ok(Client { shared })
+    }
+
+    /// This session's id, which is also its publisher id.
+    pub fn session_id(&self) -> u64 {
+        self.shared.welcome.session
+    }
+
+    /// The id of the broker this client is connected to.
+    pub fn broker_id(&self) -> &str {
+        &self.shared.welcome.broker
+    }
+
+    /// Why the session ended, if it has.
+    pub fn close_reason(&self) -> Option<ClientError> {
+        self.shared.closed.get().cloned()
+    }
+
+    /// Subscribes to a glob pattern. Returns once the broker has installed
+    /// the subscription: every matching message published after that point
+    /// is delivered to the returned stream.
+    pub async fn subscribe(&self, pattern: &str) -> Result<Subscription, ClientError> {
+        let pattern = Pattern::new(pattern)?;
+        let id = self.shared.next_id();
+        let (tx, rx) = mpsc::channel(self.shared.subscription_buffer);
+        let (reply, answer) = oneshot::channel();
+        self.shared.pending().insert(
+            id,
+            Pending::Subscribe {
+                pattern: pattern.clone(),
+                tx,
+                reply,
+            },
+        );
+        let sent = self
+            .shared
+            .send(&ClientMsg::Subscribe {
+                id,
+                pattern: pattern.as_str().to_string(),
+            })
+            .await;
+        if let Err(e) = sent {
+            self.shared.pending().remove(&id);
+            return Err(e);
+        }
+        match answer.await {
+            Ok(Ok(())) => Ok(Subscription::new(id, pattern, rx, self.shared.clone())),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(self.shared.closed_error()),
+        }
+    }
+
+    /// A publisher for one topic with its declared ordering and `safe` flag.
+    pub fn publisher(
+        &self,
+        topic: &str,
+        ordering: Ordering,
+        safe: bool,
+    ) -> Result<Publisher, ClientError> {
+        Ok(Publisher {
+            client: self.clone(),
+            topic: Topic::new(topic)?,
+            ordering,
+            safe,
+        })
+    }
+
+    /// Publishes one message with `fifo` ordering.
+    pub async fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<(), ClientError> {
+        let topic = Topic::new(topic)?;
+        self.publish_raw(&topic, Ordering::Fifo, false, payload.into())
+            .await
+    }
+
+    async fn publish_raw(
+        &self,
+        topic: &Topic,
+        ordering: Ordering,
+        safe: bool,
+        payload: Bytes,
+    ) -> Result<(), ClientError> {
+        let max = self.shared.welcome.max_payload as usize;
+        if payload.len() > max {
+            return Err(ClientError::PayloadTooLarge {
+                size: payload.len(),
+                max,
+            });
+        }
+        self.shared
+            .send(&ClientMsg::Publish(Publish {
+                topic: topic.as_str().to_string(),
+                ordering,
+                safe,
+                payload,
+            }))
+            .await
+    }
+
+    /// Waits until the broker has processed everything this client sent
+    /// before the call. Returns the first publish the broker refused since
+    /// the previous `flush`, if any.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let id = self.shared.next_id();
+        let (reply, answer) = oneshot::channel();
+        self.shared.pending().insert(id, Pending::Ping { reply });
+        if let Err(e) = self.shared.send(&ClientMsg::Ping { id }).await {
+            self.shared.pending().remove(&id);
+            return Err(e);
+        }
+        answer.await.map_err(|_| self.shared.closed_error())?;
+        let rejected = self
+            .shared
+            .rejection
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match rejected {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes what is queued, then closes the session.
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.flush()).await;
+        let _ = self.shared.closed.set(ClientError::Closed {
+            code: Some(CloseCode::Normal),
+            reason: "closed by client".into(),
+        });
+        self.shared.outbox.close();
+        self.shared
+            .conn
+            .close(CloseCode::Normal.code().into(), b"client closed");
+        let _ =
+            tokio::time::timeout(Duration::from_secs(2), self.shared.endpoint.wait_idle()).await;
+    }
+}
+
+/// Publishes to one topic with a fixed ordering declaration.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    client: Client,
+    topic: Topic,
+    ordering: Ordering,
+    safe: bool,
+}
+
+impl Publisher {
+    /// The topic this publisher writes to.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+
+    /// Publishes one message. Returns once it is queued for sending; use
+    /// [`Client::flush`] to wait until the broker has processed it.
+    pub async fn publish(&self, payload: impl Into<Bytes>) -> Result<(), ClientError> {
+        self.client
+            .publish_raw(&self.topic, self.ordering, self.safe, payload.into())
+            .await
+    }
+}
+
+async fn writer(shared: Arc<Shared>, mut send: quinn::SendStream) {
+    while let Some(data) = shared.outbox.take().await {
+        if send.write_all(&data).await.is_err() {
+            shared.outbox.close();
+            return;
+        }
+    }
+    let _ = send.finish();
+}

@@ -1,0 +1,288 @@
+//! `meshcast bench`: throughput and latency scenarios that print one JSON
+//! line per result.
+//!
+//! * `fanout`: one publisher, several subscribers on one broker, N messages
+//!   of each size; reports per-subscriber messages per second and checks
+//!   that every message arrived, in publisher order.
+//! * `latency`: one publisher at a fixed rate, one subscriber; reports
+//!   one-way latency percentiles in microseconds.
+//!
+//! The publisher keeps at most `window` messages ahead of the slowest
+//! subscriber, so the measurement never trips the broker's slow-consumer
+//! limit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
+use meshcast_client::{Client, ClientOptions, Ordering, Subscription};
+use serde::Serialize;
+
+/// Where the broker under test is.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Client options for the broker (address and CA).
+    pub opts: ClientOptions,
+}
+
+/// Settings of the `fanout` scenario.
+#[derive(Debug, Clone)]
+pub struct FanoutParams {
+    /// Messages per payload size.
+    pub messages: u64,
+    /// Payload sizes in bytes.
+    pub sizes: Vec<usize>,
+    /// Number of subscribers.
+    pub subscribers: usize,
+    /// Most messages the publisher may be ahead of the slowest subscriber.
+    pub window: u64,
+}
+
+/// Settings of the `latency` scenario.
+#[derive(Debug, Clone)]
+pub struct LatencyParams {
+    /// Messages per second.
+    pub rate: u64,
+    /// How long to publish.
+    pub duration: Duration,
+    /// Payload size in bytes (at least 8).
+    pub size: usize,
+}
+
+/// One `fanout` result.
+#[derive(Debug, Serialize)]
+pub struct FanoutResult {
+    /// Always "fanout".
+    pub scenario: &'static str,
+    /// Payload size in bytes.
+    pub size: usize,
+    /// Messages published.
+    pub messages: u64,
+    /// Number of subscribers.
+    pub subscribers: usize,
+    /// Messages per second seen by each subscriber.
+    pub per_subscriber_msgs_per_s: Vec<f64>,
+    /// The slowest subscriber's rate.
+    pub min_msgs_per_s: f64,
+    /// Payload megabytes per second at the slowest subscriber.
+    pub min_mb_per_s: f64,
+    /// Whether every subscriber got every message.
+    pub all_arrived: bool,
+    /// Whether every subscriber saw them in publish order.
+    pub in_order: bool,
+    /// Wall time from first publish to last delivery, seconds.
+    pub elapsed_s: f64,
+}
+
+/// One `latency` result.
+#[derive(Debug, Serialize)]
+pub struct LatencyResult {
+    /// Always "latency".
+    pub scenario: &'static str,
+    /// Payload size in bytes.
+    pub size: usize,
+    /// Target rate, messages per second.
+    pub rate: u64,
+    /// Messages measured.
+    pub messages: u64,
+    /// One-way latency percentiles in microseconds.
+    pub p50_us: u64,
+    /// 90th percentile.
+    pub p90_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// 99.9th percentile.
+    pub p999_us: u64,
+    /// Maximum.
+    pub max_us: u64,
+}
+
+struct SubTally {
+    received: AtomicU64,
+    in_order: std::sync::atomic::AtomicBool,
+}
+
+async fn drain(
+    mut sub: Subscription,
+    expected: u64,
+    tally: Arc<SubTally>,
+    publisher: u64,
+) -> Result<Instant> {
+    let mut next_seq = None;
+    let mut n = 0;
+    while n < expected {
+        let msg = match sub.next().await {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => bail!("subscriber lost its session: {e}"),
+            None => bail!("subscription ended after {n} of {expected} messages"),
+        };
+        if msg.publisher != publisher {
+            continue;
+        }
+        if let Some(want) = next_seq {
+            if msg.seq != want {
+                tally.in_order.store(false, AtomicOrdering::Relaxed);
+            }
+        }
+        next_seq = Some(msg.seq + 1);
+        n += 1;
+        tally.received.store(n, AtomicOrdering::Release);
+    }
+    Ok(Instant::now())
+}
+
+/// Runs the `fanout` scenario, returning one result per payload size.
+pub async fn fanout(target: &Target, p: &FanoutParams) -> Result<Vec<FanoutResult>> {
+    let mut results = Vec::new();
+    for (round, &size) in p.sizes.iter().enumerate() {
+        let topic = format!("bench/fanout/{round}");
+        let publisher = Client::connect(target.opts.clone().name("bench-pub"))
+            .await
+            .context("connecting the publisher")?;
+        let mut subs = Vec::new();
+        for i in 0..p.subscribers {
+            let c = Client::connect(target.opts.clone().name(format!("bench-sub-{i}")))
+                .await
+                .context("connecting a subscriber")?;
+            let s = c.subscribe(&topic).await?;
+            subs.push((c, s));
+        }
+        let tallies: Vec<_> = (0..p.subscribers)
+            .map(|_| {
+                Arc::new(SubTally {
+                    received: AtomicU64::new(0),
+                    in_order: true.into(),
+                })
+            })
+            .collect();
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        let mut clients = Vec::new();
+        for ((c, s), t) in subs.into_iter().zip(&tallies) {
+            clients.push(c);
+            tasks.push(tokio::spawn(drain(
+                s,
+                p.messages,
+                t.clone(),
+                publisher.session_id(),
+            )));
+        }
+        let handle = publisher.publisher(&topic, Ordering::Fifo, false)?;
+        let payload = bytes::Bytes::from(vec![0xA5u8; size]);
+        for i in 0..p.messages {
+            if i % 1024 == 0 {
+                let slowest = || {
+                    tallies
+                        .iter()
+                        .map(|t| t.received.load(AtomicOrdering::Acquire))
+                        .min()
+                        .unwrap_or(0)
+                };
+                while i.saturating_sub(slowest()) > p.window {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+            }
+            handle.publish(payload.clone()).await?;
+        }
+        publisher.flush().await?;
+        let mut rates = Vec::new();
+        let mut all_arrived = true;
+        let mut last = start;
+        for t in tasks {
+            match tokio::time::timeout(Duration::from_secs(60), t).await {
+                Ok(Ok(Ok(done))) => {
+                    let secs = done.duration_since(start).as_secs_f64();
+                    rates.push(p.messages as f64 / secs);
+                    last = last.max(done);
+                }
+                Ok(Ok(Err(e))) => {
+                    eprintln!("bench: {e:#}");
+                    all_arrived = false;
+                }
+                _ => all_arrived = false,
+            }
+        }
+        let in_order = tallies
+            .iter()
+            .all(|t| t.in_order.load(AtomicOrdering::Relaxed));
+        let min = rates.iter().cloned().fold(f64::INFINITY, f64::min);
+        let min = if min.is_finite() { min } else { 0.0 };
+        results.push(FanoutResult {
+            scenario: "fanout",
+            size,
+            messages: p.messages,
+            subscribers: p.subscribers,
+            per_subscriber_msgs_per_s: rates.iter().map(|r| r.round()).collect(),
+            min_msgs_per_s: min.round(),
+            min_mb_per_s: (min * size as f64 / 1e6 * 100.0).round() / 100.0,
+            all_arrived,
+            in_order,
+            elapsed_s: last.duration_since(start).as_secs_f64(),
+        });
+        publisher.close().await;
+        for c in clients {
+            c.close().await;
+        }
+    }
+    Ok(results)
+}
+
+/// Runs the `latency` scenario.
+pub async fn latency(target: &Target, p: &LatencyParams) -> Result<LatencyResult> {
+    let size = p.size.max(8);
+    let publisher = Client::connect(target.opts.clone().name("bench-lat-pub")).await?;
+    let sub_client = Client::connect(target.opts.clone().name("bench-lat-sub")).await?;
+    let mut sub = sub_client.subscribe("bench/latency").await?;
+    let total = (p.rate as f64 * p.duration.as_secs_f64()) as u64;
+    let epoch = Instant::now();
+    let receiver = tokio::spawn(async move {
+        let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+            .expect("static histogram bounds are valid");
+        let mut n = 0;
+        while n < total {
+            match sub.next().await {
+                Some(Ok(m)) => {
+                    let sent = u64::from_le_bytes(m.payload[..8].try_into().unwrap_or([0; 8]));
+                    let now = epoch.elapsed().as_nanos() as u64;
+                    let _ = hist.record((now.saturating_sub(sent) / 1000).max(1));
+                    n += 1;
+                }
+                _ => break,
+            }
+        }
+        (hist, n)
+    });
+    let handle = publisher.publisher("bench/latency", Ordering::Fifo, false)?;
+    let interval = Duration::from_secs_f64(1.0 / p.rate.max(1) as f64);
+    let mut payload = vec![0u8; size];
+    for i in 0..total {
+        // Pace against the schedule, not against the previous send.
+        let due = epoch + interval.mul_f64(i as f64);
+        let now = Instant::now();
+        if due > now + Duration::from_micros(500) {
+            tokio::time::sleep(due - now).await;
+        }
+        let stamp = epoch.elapsed().as_nanos() as u64;
+        payload[..8].copy_from_slice(&stamp.to_le_bytes());
+        handle.publish(payload.clone()).await?;
+    }
+    publisher.flush().await?;
+    let (hist, n) = tokio::time::timeout(Duration::from_secs(60), receiver)
+        .await
+        .context("latency subscriber timed out")??;
+    publisher.close().await;
+    sub_client.close().await;
+    Ok(LatencyResult {
+        scenario: "latency",
+        size,
+        rate: p.rate,
+        messages: n,
+        p50_us: hist.value_at_quantile(0.50),
+        p90_us: hist.value_at_quantile(0.90),
+        p99_us: hist.value_at_quantile(0.99),
+        p999_us: hist.value_at_quantile(0.999),
+        max_us: hist.max(),
+    })
+}

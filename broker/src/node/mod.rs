@@ -1,0 +1,156 @@
+//! The runtime: sockets, tasks and timers around the broker's state machines.
+//!
+//! [`start`] binds the client endpoint, creates the development PKI when no
+//! TLS files are configured, spawns the core task and accepts sessions.
+
+mod core;
+mod session;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::time::Duration;
+
+use meshcast_config::Config;
+use meshcast_topics::GroupMap;
+use meshcast_transport::client_proto::{ALPN_CLIENT, CloseCode};
+use meshcast_transport::{DevPki, pki, quic};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::router::{Router, RouterLimits};
+
+pub use self::core::CoreStats;
+
+/// Errors that stop a broker from starting.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Certificates could not be created or loaded.
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    /// The QUIC endpoint could not be set up.
+    #[error(transparent)]
+    Transport(#[from] quic::TransportError),
+    /// The group map in the configuration is invalid.
+    #[error("groups: {0}")]
+    GroupMap(#[from] meshcast_topics::GroupMapError),
+}
+
+pub(crate) struct Shared {
+    config: Config,
+    broker_id: String,
+    core: mpsc::Sender<core::CoreMsg>,
+    sessions: AtomicUsize,
+    next_session: AtomicU64,
+}
+
+/// A running broker.
+pub struct BrokerHandle {
+    /// The address clients connect to.
+    pub client_addr: SocketAddr,
+    /// The CA certificate clients should trust.
+    pub ca_cert: PathBuf,
+    /// This broker's id.
+    pub broker_id: String,
+    stop: watch::Sender<bool>,
+    core: mpsc::Sender<core::CoreMsg>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl BrokerHandle {
+    /// Current counters of the core.
+    pub async fn stats(&self) -> Option<CoreStats> {
+        let (tx, rx) = oneshot::channel();
+        self.core.send(core::CoreMsg::Stats(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Asks the broker to stop and waits until it has.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Waits until the broker stops (after [`BrokerHandle::shutdown`] elsewhere
+    /// or a fatal error).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Starts a broker with `config`. Must be called inside a tokio runtime.
+pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
+    let group_rules = config
+        .groups
+        .iter()
+        .map(|r| meshcast_topics::GroupRule {
+            prefix: r.prefix.clone(),
+            group: r.group.clone(),
+        })
+        .collect();
+    let groups = GroupMap::new(group_rules)?;
+    let (identity, ca_cert) = match (&config.tls.cert, &config.tls.key, &config.tls.ca_cert) {
+        (Some(cert), Some(key), Some(ca)) => (pki::load_identity(cert, key, ca)?, ca.clone()),
+        _ => {
+            let dev = DevPki::ensure(&config.broker.data_dir)?;
+            (dev.load()?, dev.ca_cert.clone())
+        }
+    };
+    let limits = &config.limits;
+    let server = quic::server_config(&identity, &[ALPN_CLIENT], false, limits.idle_timeout())?;
+    let endpoint = quic::bind_server(config.broker.client_listen, server)?;
+    let client_addr = endpoint.local_addr().unwrap_or(config.broker.client_listen);
+    let broker_id = if config.broker.id.is_empty() {
+        format!("broker-{}", client_addr.port())
+    } else {
+        config.broker.id.clone()
+    };
+    let router = Router::new(RouterLimits {
+        max_payload_bytes: limits.max_payload_bytes as usize,
+        max_subscriptions_per_session: limits.max_subscriptions_per_session,
+        match_cache_entries: limits.match_cache_entries,
+    });
+    let (core_tx, core_rx) = mpsc::channel(limits.publish_queue);
+    tokio::spawn(core::run(router, core_rx, limits.subscriber_queue));
+    tracing::info!(
+        broker = %broker_id,
+        site = %config.broker.site,
+        %client_addr,
+        groups = groups.rules().len(),
+        group_map_digest = format!("{:016x}", groups.digest()),
+        "broker listening for clients"
+    );
+    let shared = Arc::new(Shared {
+        config,
+        broker_id: broker_id.clone(),
+        core: core_tx.clone(),
+        sessions: AtomicUsize::new(0),
+        next_session: AtomicU64::new(1),
+    });
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                incoming = endpoint.accept() => match incoming {
+                    Some(incoming) => {
+                        tokio::spawn(session::serve(shared.clone(), incoming));
+                    }
+                    None => break,
+                },
+                _ = stopped.changed() => break,
+            }
+        }
+        endpoint.close(CloseCode::Shutdown.code().into(), b"broker shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
+        tracing::info!("broker stopped");
+    });
+    Ok(BrokerHandle {
+        client_addr,
+        ca_cert,
+        broker_id,
+        stop,
+        core: core_tx,
+        task,
+    })
+}

@@ -1,0 +1,400 @@
+//! Local delivery: which client sessions receive a published message.
+//!
+//! The router is a plain state machine with no I/O: the runtime feeds it
+//! client requests and it returns the frames to send and to whom. It keeps
+//! every session's subscriptions in one [`SubscriptionIndex`], numbers each
+//! publisher's messages, and encodes every delivered message exactly once,
+//! however many sessions receive it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use meshcast_topics::{Pattern, SubscriptionIndex, Topic};
+use meshcast_transport::client_proto::{self, ClientMsg, Delivery, Publish, RejectCode, ServerMsg};
+
+/// A client session's id, unique within one broker run.
+pub type SessionId = u64;
+
+/// A subscription key: the session and its own subscription id.
+pub type SubKey = (SessionId, u64);
+
+/// Limits the router enforces.
+#[derive(Debug, Clone)]
+pub struct RouterLimits {
+    /// Largest payload accepted, in bytes.
+    pub max_payload_bytes: usize,
+    /// Most subscriptions one session may hold.
+    pub max_subscriptions_per_session: usize,
+    /// Entries in the topic → subscribers cache.
+    pub match_cache_entries: usize,
+}
+
+/// What the runtime must do after a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send one encoded frame to one session.
+    Reply {
+        /// The session.
+        session: SessionId,
+        /// The encoded frame.
+        frame: Bytes,
+    },
+    /// Send the same encoded frame to every session in `targets`
+    /// (sorted; a session appears once per matching subscription).
+    Fanout {
+        /// The encoded delivery frame.
+        frame: Bytes,
+        /// The matching subscriptions, sorted by session.
+        targets: Arc<[SubKey]>,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Session {
+    subs: HashMap<u64, Pattern>,
+    published: u64,
+}
+
+/// The local router.
+#[derive(Debug)]
+pub struct Router {
+    index: SubscriptionIndex<SubKey>,
+    sessions: HashMap<SessionId, Session>,
+    limits: RouterLimits,
+    delivered: u64,
+}
+
+impl Router {
+    /// A router with no sessions.
+    pub fn new(limits: RouterLimits) -> Router {
+        Router {
+            index: SubscriptionIndex::new(limits.match_cache_entries),
+            sessions: HashMap::new(),
+            limits,
+            delivered: 0,
+        }
+    }
+
+    /// Registers a new session.
+    pub fn open(&mut self, session: SessionId) {
+        self.sessions.entry(session).or_default();
+    }
+
+    /// Forgets a session and all its subscriptions.
+    pub fn close(&mut self, session: SessionId) {
+        if let Some(s) = self.sessions.remove(&session) {
+            for id in s.subs.keys() {
+                self.index.remove(&(session, *id));
+            }
+        }
+    }
+
+    /// Number of open sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Number of subscriptions across all sessions.
+    pub fn subscription_count(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Messages delivered to at least one subscription so far.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// Applies one request from `session`, appending effects to `out`.
+    pub fn handle(&mut self, session: SessionId, msg: ClientMsg, out: &mut Vec<Effect>) {
+        let Some(state) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        match msg {
+            ClientMsg::Subscribe { id, pattern } => {
+                let answer = if state.subs.contains_key(&id) {
+                    reject(
+                        Some(id),
+                        RejectCode::BadSubscriptionId,
+                        format!("subscription id {id} is already in use"),
+                    )
+                } else if state.subs.len() >= self.limits.max_subscriptions_per_session {
+                    reject(
+                        Some(id),
+                        RejectCode::LimitReached,
+                        format!(
+                            "session already holds {} subscriptions (limits.max_subscriptions_per_session)",
+                            state.subs.len()
+                        ),
+                    )
+                } else {
+                    match Pattern::new(pattern) {
+                        Ok(p) => {
+                            state.subs.insert(id, p.clone());
+                            self.index.insert((session, id), p);
+                            ServerMsg::Subscribed { id }
+                        }
+                        Err(e) => reject(Some(id), RejectCode::InvalidPattern, e.to_string()),
+                    }
+                };
+                out.push(reply(session, &answer));
+            }
+            ClientMsg::Unsubscribe { id } => {
+                let answer = if state.subs.remove(&id).is_some() {
+                    self.index.remove(&(session, id));
+                    ServerMsg::Unsubscribed { id }
+                } else {
+                    reject(
+                        Some(id),
+                        RejectCode::BadSubscriptionId,
+                        format!("no subscription with id {id}"),
+                    )
+                };
+                out.push(reply(session, &answer));
+            }
+            ClientMsg::Ping { id } => out.push(reply(session, &ServerMsg::Pong { id })),
+            ClientMsg::Publish(p) => self.publish(session, p, out),
+        }
+    }
+
+    fn publish(&mut self, session: SessionId, p: Publish, out: &mut Vec<Effect>) {
+        if p.payload.len() > self.limits.max_payload_bytes {
+            let reason = format!(
+                "payload of {} bytes on topic {:?} exceeds limits.max_payload_bytes = {}",
+                p.payload.len(),
+                p.topic,
+                self.limits.max_payload_bytes
+            );
+            out.push(reply(
+                session,
+                &reject(None, RejectCode::PayloadTooLarge, reason),
+            ));
+            return;
+        }
+        let topic = match Topic::new(p.topic.as_str()) {
+            Ok(t) => t,
+            Err(e) => {
+                out.push(reply(
+                    session,
+                    &reject(None, RejectCode::InvalidTopic, e.to_string()),
+                ));
+                return;
+            }
+        };
+        let Some(state) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        state.published += 1;
+        let seq = state.published;
+        let targets = self.index.matches(&topic);
+        if targets.is_empty() {
+            return;
+        }
+        let delivery = ServerMsg::Deliver(Delivery {
+            topic: p.topic,
+            publisher: session,
+            seq,
+            ordering: p.ordering,
+            safe: p.safe,
+            payload: p.payload,
+        });
+        match client_proto::encode_server(&delivery) {
+            Ok(frame) => {
+                self.delivered += 1;
+                out.push(Effect::Fanout { frame, targets });
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode a delivery"),
+        }
+    }
+}
+
+fn reject(id: Option<u64>, code: RejectCode, reason: String) -> ServerMsg {
+    ServerMsg::Rejected { id, code, reason }
+}
+
+fn reply(session: SessionId, msg: &ServerMsg) -> Effect {
+    // Replies are small control messages; encoding them cannot exceed limits.
+    let frame = client_proto::encode_server(msg).unwrap_or_default();
+    Effect::Reply { session, frame }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshcast_transport::client_proto::Ordering;
+
+    fn router() -> Router {
+        Router::new(RouterLimits {
+            max_payload_bytes: 16,
+            max_subscriptions_per_session: 2,
+            match_cache_entries: 16,
+        })
+    }
+
+    fn decode(frame: &Bytes) -> ServerMsg {
+        client_proto::decode_server(&frame[4..]).unwrap()
+    }
+
+    fn publish(topic: &str, payload: &'static [u8]) -> ClientMsg {
+        ClientMsg::Publish(Publish {
+            topic: topic.into(),
+            ordering: Ordering::Fifo,
+            safe: false,
+            payload: Bytes::from_static(payload),
+        })
+    }
+
+    #[test]
+    fn fanout_encodes_once_and_numbers_per_publisher() {
+        let mut r = router();
+        let mut out = Vec::new();
+        for s in [1, 2, 3] {
+            r.open(s);
+        }
+        r.handle(
+            2,
+            ClientMsg::Subscribe {
+                id: 7,
+                pattern: "a/*".into(),
+            },
+            &mut out,
+        );
+        r.handle(
+            3,
+            ClientMsg::Subscribe {
+                id: 1,
+                pattern: "a/**".into(),
+            },
+            &mut out,
+        );
+        r.handle(
+            3,
+            ClientMsg::Subscribe {
+                id: 2,
+                pattern: "a/b".into(),
+            },
+            &mut out,
+        );
+        assert_eq!(out.len(), 3);
+        out.clear();
+        r.handle(1, publish("a/b", b"x"), &mut out);
+        r.handle(1, publish("a/c/d", b"y"), &mut out);
+        assert_eq!(out.len(), 2);
+        match &out[0] {
+            Effect::Fanout { frame, targets } => {
+                assert_eq!(&targets[..], &[(2, 7), (3, 1), (3, 2)]);
+                match decode(frame) {
+                    ServerMsg::Deliver(d) => {
+                        assert_eq!((d.publisher, d.seq, d.topic.as_str()), (1, 1, "a/b"))
+                    }
+                    m => panic!("{m:?}"),
+                }
+            }
+            e => panic!("{e:?}"),
+        }
+        match &out[1] {
+            Effect::Fanout { frame, targets } => {
+                assert_eq!(&targets[..], &[(3, 1)]);
+                assert!(matches!(decode(frame), ServerMsg::Deliver(d) if d.seq == 2));
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_requests_are_rejected_with_reasons() {
+        let mut r = router();
+        let mut out = Vec::new();
+        r.open(1);
+        r.handle(
+            1,
+            ClientMsg::Subscribe {
+                id: 1,
+                pattern: "a//b".into(),
+            },
+            &mut out,
+        );
+        r.handle(1, publish("a/*", b"x"), &mut out);
+        r.handle(1, publish("a/b", b"0123456789abcdefg"), &mut out);
+        r.handle(1, ClientMsg::Unsubscribe { id: 9 }, &mut out);
+        r.handle(
+            1,
+            ClientMsg::Subscribe {
+                id: 1,
+                pattern: "a".into(),
+            },
+            &mut out,
+        );
+        r.handle(
+            1,
+            ClientMsg::Subscribe {
+                id: 1,
+                pattern: "b".into(),
+            },
+            &mut out,
+        );
+        r.handle(
+            1,
+            ClientMsg::Subscribe {
+                id: 2,
+                pattern: "c".into(),
+            },
+            &mut out,
+        );
+        r.handle(
+            1,
+            ClientMsg::Subscribe {
+                id: 3,
+                pattern: "d".into(),
+            },
+            &mut out,
+        );
+        let codes: Vec<_> = out
+            .iter()
+            .map(|e| match e {
+                Effect::Reply { frame, .. } => match decode(frame) {
+                    ServerMsg::Rejected { code, reason, .. } => {
+                        assert!(!reason.is_empty());
+                        Some(code)
+                    }
+                    _ => None,
+                },
+                Effect::Fanout { .. } => panic!("nothing should be delivered"),
+            })
+            .collect();
+        assert_eq!(
+            codes,
+            vec![
+                Some(RejectCode::InvalidPattern),
+                Some(RejectCode::InvalidTopic),
+                Some(RejectCode::PayloadTooLarge),
+                Some(RejectCode::BadSubscriptionId),
+                None,
+                Some(RejectCode::BadSubscriptionId),
+                None,
+                Some(RejectCode::LimitReached),
+            ]
+        );
+    }
+
+    #[test]
+    fn closing_a_session_removes_its_subscriptions() {
+        let mut r = router();
+        let mut out = Vec::new();
+        r.open(1);
+        r.open(2);
+        r.handle(
+            2,
+            ClientMsg::Subscribe {
+                id: 1,
+                pattern: "**".into(),
+            },
+            &mut out,
+        );
+        r.close(2);
+        out.clear();
+        r.handle(1, publish("a", b"x"), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(r.subscription_count(), 0);
+    }
+}

@@ -1,0 +1,85 @@
+//! A bounded byte buffer between callers and the stream writer task.
+//!
+//! Callers append encoded frames under a short lock; the writer takes the
+//! whole buffer in one go and writes it with one call, so a burst of small
+//! publishes becomes one large write. When the buffer holds `limit` bytes,
+//! callers wait for the writer to drain it (back-pressure, never unbounded).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::Notify;
+
+use crate::ClientError;
+
+pub(crate) struct Outbox {
+    buf: Mutex<BytesMut>,
+    limit: usize,
+    data_ready: Notify,
+    space: Notify,
+    closed: AtomicBool,
+}
+
+impl Outbox {
+    pub(crate) fn new(limit: usize) -> Outbox {
+        Outbox {
+            buf: Mutex::new(BytesMut::with_capacity(64 * 1024)),
+            limit,
+            data_ready: Notify::new(),
+            space: Notify::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Appends with `write` once there is room; fails once the outbox is closed.
+    pub(crate) async fn push<F>(&self, mut write: F) -> Result<(), ClientError>
+    where
+        F: FnMut(&mut BytesMut) -> Result<(), ClientError>,
+    {
+        loop {
+            let space = self.space.notified();
+            tokio::pin!(space);
+            space.as_mut().enable();
+            {
+                let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+                if self.closed.load(Ordering::Acquire) {
+                    return Err(ClientError::closed("client is closed"));
+                }
+                if buf.len() < self.limit {
+                    write(&mut buf)?;
+                    drop(buf);
+                    self.data_ready.notify_one();
+                    return Ok(());
+                }
+            }
+            space.await;
+        }
+    }
+
+    /// Waits for data and takes all of it; `None` once closed and drained.
+    pub(crate) async fn take(&self) -> Option<Bytes> {
+        loop {
+            {
+                let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+                if !buf.is_empty() {
+                    let data = buf.split().freeze();
+                    drop(buf);
+                    self.space.notify_waiters();
+                    return Some(data);
+                }
+                if self.closed.load(Ordering::Acquire) {
+                    return None;
+                }
+            }
+            self.data_ready.notified().await;
+        }
+    }
+
+    /// Refuses further pushes; the writer drains what is left and stops.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.data_ready.notify_one();
+        self.space.notify_waiters();
+    }
+}

@@ -1,0 +1,136 @@
+//! Subscriptions and the messages they deliver.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use meshcast_topics::Pattern;
+use meshcast_transport::client_proto::{ClientMsg, CloseCode};
+use tokio::sync::mpsc;
+
+use crate::{ClientError, Ordering, Pending, Shared};
+
+/// A message delivered to a subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// The topic it was published on.
+    pub topic: String,
+    /// The application bytes.
+    pub payload: Bytes,
+    /// The publisher's session id.
+    pub publisher: u64,
+    /// The publisher's sequence number for it (1, 2, 3, ...).
+    pub seq: u64,
+    /// The ordering the publisher declared.
+    pub ordering: Ordering,
+    /// Whether it was published as `safe`.
+    pub safe: bool,
+}
+
+/// A stream of the messages matching one pattern.
+///
+/// Yields `Ok(message)` in delivery order. If the session is lost the stream
+/// yields one `Err` saying why, then ends. Dropping it unsubscribes.
+pub struct Subscription {
+    id: u64,
+    pattern: Pattern,
+    rx: mpsc::Receiver<Result<Message, ClientError>>,
+    shared: Arc<Shared>,
+    finished: bool,
+    unsubscribed: bool,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("pattern", &self.pattern.as_str())
+            .finish()
+    }
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        id: u64,
+        pattern: Pattern,
+        rx: mpsc::Receiver<Result<Message, ClientError>>,
+        shared: Arc<Shared>,
+    ) -> Subscription {
+        Subscription {
+            id,
+            pattern,
+            rx,
+            shared,
+            finished: false,
+            unsubscribed: false,
+        }
+    }
+
+    /// The subscription's id within its session.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The pattern it matches.
+    pub fn pattern(&self) -> &Pattern {
+        &self.pattern
+    }
+
+    /// Ends the subscription and waits until the broker has removed it.
+    pub async fn unsubscribe(mut self) -> Result<(), ClientError> {
+        self.unsubscribed = true;
+        self.shared.pending().insert(self.id, Pending::Unsubscribe);
+        self.shared
+            .send(&ClientMsg::Unsubscribe { id: self.id })
+            .await?;
+        // Wait until the reader has seen the answer (it removes the route).
+        while !self.rx.is_closed() {
+            match self.rx.recv().await {
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Result<Message, ClientError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(None) => {
+                self.finished = true;
+                match self.shared.closed.get() {
+                    Some(ClientError::Closed {
+                        code: Some(CloseCode::Normal),
+                        ..
+                    })
+                    | None => Poll::Ready(None),
+                    Some(e) => Poll::Ready(Some(Err(e.clone()))),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if !self.unsubscribed && self.shared.closed.get().is_none() {
+            self.shared.pending().insert(self.id, Pending::Unsubscribe);
+            let shared = self.shared.clone();
+            let id = self.id;
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = shared.send(&ClientMsg::Unsubscribe { id }).await;
+                });
+            }
+        }
+    }
+}
