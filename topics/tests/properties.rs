@@ -158,7 +158,7 @@ mod reference {
     pub fn matches(pattern: &[&str], topic: &[&str]) -> bool {
         match pattern.split_first() {
             None => topic.is_empty(),
-            Some((&"**", rest)) if rest.is_empty() => !topic.is_empty(),
+            Some((&"**", [])) => !topic.is_empty(),
             Some((&"**", rest)) => (0..=topic.len()).any(|skip| matches(rest, &topic[skip..])),
             Some((seg, rest)) => {
                 !topic.is_empty()
