@@ -1,0 +1,273 @@
+//! Bad input gets a specific error naming what was wrong, and the broker
+//! keeps serving everyone else.
+
+mod common;
+
+use bytes::{BufMut, BytesMut};
+use common::{BrokerProc, GUARD, RawSession, run_cli};
+use futures_util::StreamExt;
+use meshcast_client::{Client, ClientError, RejectCode, Subscription};
+use meshcast_transport::FrameReader;
+use meshcast_transport::client_proto::{
+    self, ClientHello, ClientMsg, CloseCode, PROTOCOL_VERSION, Publish, ServerMsg,
+};
+
+/// A bystander that must keep working through every bad input.
+struct Bystander {
+    client: Client,
+    sub: Subscription,
+    n: u64,
+}
+
+impl Bystander {
+    async fn new(broker: &BrokerProc) -> Bystander {
+        let client = broker.client("bystander").await;
+        let sub = client.subscribe("bystander/**").await.unwrap();
+        Bystander { client, sub, n: 0 }
+    }
+
+    async fn still_works(&mut self) {
+        self.n += 1;
+        let body = format!("probe {}", self.n);
+        self.client
+            .publish("bystander/probe", body.clone())
+            .await
+            .unwrap();
+        let m = tokio::time::timeout(GUARD, self.sub.next())
+            .await
+            .expect("bystander timed out")
+            .expect("bystander subscription ended")
+            .expect("bystander session lost");
+        assert_eq!(m.payload, body);
+    }
+}
+
+async fn handshake(raw: &mut RawSession) -> FrameReader<quinn::RecvStream> {
+    let hello =
+        client_proto::encode_hello(PROTOCOL_VERSION, &ClientHello { name: "raw".into() }).unwrap();
+    raw.send.write_all(&hello).await.unwrap();
+    let recv = std::mem::replace(&mut raw.recv, raw.conn.open_bi().await.unwrap().1);
+    let mut frames = FrameReader::new(recv, 1 << 20);
+    let welcome = frames.read_one().await.unwrap().unwrap();
+    client_proto::decode_welcome(&welcome).unwrap();
+    frames
+}
+
+async fn send_msg(raw: &mut RawSession, msg: &ClientMsg) {
+    let mut buf = BytesMut::new();
+    client_proto::encode_client(msg, &mut buf).unwrap();
+    raw.send.write_all(&buf).await.unwrap();
+}
+
+async fn read_msg(frames: &mut FrameReader<quinn::RecvStream>) -> ServerMsg {
+    let body = tokio::time::timeout(GUARD, frames.read_one())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    client_proto::decode_server(&body).unwrap()
+}
+
+#[tokio::test]
+async fn invalid_topic_is_refused_by_client_and_by_broker() {
+    let broker = BrokerProc::start(&[]);
+    let mut bystander = Bystander::new(&broker).await;
+    let c = broker.client("bad-topic").await;
+    let err = c.publish("a//b", "x").await.unwrap_err();
+    assert!(matches!(err, ClientError::InvalidTopic(_)), "{err}");
+    assert!(err.to_string().contains("empty"), "{err}");
+    let err = c.publish("a/*", "x").await.unwrap_err();
+    assert!(err.to_string().contains('*'), "{err}");
+
+    // A client that skips local checks is refused by the broker, session kept.
+    let mut raw = RawSession::open(&broker).await;
+    let mut frames = handshake(&mut raw).await;
+    send_msg(
+        &mut raw,
+        &ClientMsg::Publish(Publish {
+            topic: "orders/*/x".into(),
+            ordering: Default::default(),
+            safe: false,
+            payload: "x".into(),
+        }),
+    )
+    .await;
+    match read_msg(&mut frames).await {
+        ServerMsg::Rejected {
+            id: None,
+            code: RejectCode::InvalidTopic,
+            reason,
+        } => {
+            assert!(
+                reason.contains('*') && reason.contains("orders/*/x"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    send_msg(&mut raw, &ClientMsg::Ping { id: 5 }).await;
+    assert_eq!(read_msg(&mut frames).await, ServerMsg::Pong { id: 5 });
+    bystander.still_works().await;
+}
+
+#[tokio::test]
+async fn invalid_pattern_is_refused_with_its_reason() {
+    let broker = BrokerProc::start(&[]);
+    let mut bystander = Bystander::new(&broker).await;
+    let c = broker.client("bad-pattern").await;
+    let err = c.subscribe("a/{b,c").await.unwrap_err();
+    assert!(matches!(err, ClientError::InvalidPattern(_)), "{err}");
+    let mut raw = RawSession::open(&broker).await;
+    let mut frames = handshake(&mut raw).await;
+    send_msg(
+        &mut raw,
+        &ClientMsg::Subscribe {
+            id: 3,
+            pattern: "a/x**".into(),
+        },
+    )
+    .await;
+    match read_msg(&mut frames).await {
+        ServerMsg::Rejected {
+            id: Some(3),
+            code: RejectCode::InvalidPattern,
+            reason,
+        } => {
+            assert!(reason.contains("x**"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    bystander.still_works().await;
+}
+
+#[tokio::test]
+async fn garbage_bytes_close_only_that_connection() {
+    let broker = BrokerProc::start(&[]);
+    let mut bystander = Bystander::new(&broker).await;
+    // Garbage instead of a handshake.
+    let mut raw = RawSession::open(&broker).await;
+    raw.send
+        .write_all(b"\x10\x00\x00\x00GET / HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let (code, reason) = raw.closed().await;
+    assert_eq!(code, CloseCode::ProtocolError.code() as u64);
+    assert!(reason.contains("magic"), "{reason}");
+    bystander.still_works().await;
+
+    // Garbage after a good handshake.
+    let mut raw = RawSession::open(&broker).await;
+    let _frames = handshake(&mut raw).await;
+    let mut junk = BytesMut::new();
+    junk.put_u32_le(6);
+    junk.put_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+    raw.send.write_all(&junk).await.unwrap();
+    let (code, reason) = raw.closed().await;
+    assert_eq!(code, CloseCode::ProtocolError.code() as u64);
+    assert!(reason.contains("malformed client message"), "{reason}");
+    bystander.still_works().await;
+}
+
+#[tokio::test]
+async fn oversize_frame_closes_that_connection_naming_the_limit() {
+    let broker = BrokerProc::start(&[
+        "limits.max_frame_bytes=65536",
+        "limits.max_payload_bytes=1024",
+    ]);
+    let mut bystander = Bystander::new(&broker).await;
+    let mut raw = RawSession::open(&broker).await;
+    let _frames = handshake(&mut raw).await;
+    let mut big = BytesMut::new();
+    big.put_u32_le(1 << 20);
+    big.put_slice(&[0u8; 1024]);
+    raw.send.write_all(&big).await.unwrap();
+    let (code, reason) = raw.closed().await;
+    assert_eq!(code, CloseCode::FrameTooLarge.code() as u64);
+    assert!(
+        reason.contains("1048576") && reason.contains("65536"),
+        "{reason}"
+    );
+
+    // An oversize payload inside a legal frame is refused, not fatal.
+    let c = broker.client("big-payload").await;
+    let err = c.publish("a/b", vec![0u8; 2000]).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::PayloadTooLarge {
+                size: 2000,
+                max: 1024
+            }
+        ),
+        "{err}"
+    );
+    let mut raw = RawSession::open(&broker).await;
+    let mut frames = handshake(&mut raw).await;
+    send_msg(
+        &mut raw,
+        &ClientMsg::Publish(Publish {
+            topic: "a/b".into(),
+            ordering: Default::default(),
+            safe: false,
+            payload: vec![0u8; 2000].into(),
+        }),
+    )
+    .await;
+    match read_msg(&mut frames).await {
+        ServerMsg::Rejected {
+            code: RejectCode::PayloadTooLarge,
+            reason,
+            ..
+        } => {
+            assert!(reason.contains("limits.max_payload_bytes"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    bystander.still_works().await;
+}
+
+#[tokio::test]
+async fn wrong_protocol_version_is_refused_naming_both_versions() {
+    let broker = BrokerProc::start(&[]);
+    let mut bystander = Bystander::new(&broker).await;
+    let mut opts = broker.options("future-client");
+    opts.protocol_version = 42;
+    let err = Client::connect(opts).await.unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, ClientError::Handshake(_)), "{text}");
+    assert!(text.contains("unsupported protocol version 42"), "{text}");
+    assert!(
+        text.contains(&format!("version {PROTOCOL_VERSION}")),
+        "{text}"
+    );
+    bystander.still_works().await;
+}
+
+#[test]
+fn unknown_config_key_stops_the_broker_naming_the_key() {
+    let dir = common::TempDir::new("badcfg");
+    let file = dir.path().join("meshcast.toml");
+    std::fs::write(&file, "[limits]\nsubscriber_queu = 10\n").unwrap();
+    let (status, _out, err) = run_cli(
+        &[
+            "broker",
+            "--config",
+            file.to_str().unwrap(),
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(!status.success());
+    assert!(err.contains("limits.subscriber_queu"), "{err}");
+    assert!(
+        err.contains("subscriber_queue"),
+        "suggests the right key: {err}"
+    );
+    let (status, _out, err) = run_cli(&["broker", "--set", "limits.subscriber_queue=0"], None);
+    assert!(!status.success());
+    assert!(
+        err.contains("limits.subscriber_queue") && err.contains('0'),
+        "{err}"
+    );
+}

@@ -1,0 +1,123 @@
+//! The `meshcast pub` / `meshcast sub` commands against a real broker.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::{BrokerProc, meshcast_bin, run_cli};
+
+#[test]
+fn cli_sub_prints_what_cli_pub_sends_from_args_and_stdin() {
+    let broker = BrokerProc::start(&[]);
+    let addr = broker.addr.to_string();
+    let ca = broker.ca.to_str().unwrap().to_string();
+    let mut sub = Command::new(meshcast_bin())
+        .args([
+            "sub", "--server", &addr, "--ca", &ca, "--count", "3", "chat/**",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `sub` says "subscribed" on stderr once the subscription is installed.
+    let mut err = BufReader::new(sub.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.starts_with("subscribed to chat/**"), "{line}");
+
+    let (status, _, stderr) = run_cli(
+        &[
+            "pub",
+            "--server",
+            &addr,
+            "--ca",
+            &ca,
+            "chat/room1",
+            "hello there",
+        ],
+        None,
+    );
+    assert!(status.success(), "{stderr}");
+    let (status, _, stderr) = run_cli(
+        &[
+            "pub",
+            "--server",
+            &addr,
+            "--ca",
+            &ca,
+            "--ordering",
+            "total",
+            "chat/room2",
+        ],
+        Some("line one\nline two\n"),
+    );
+    assert!(status.success(), "{stderr}");
+    let out = sub.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "chat/room1 hello there\nchat/room2 line one\nchat/room2 line two\n"
+    );
+}
+
+#[test]
+fn cli_reports_bad_topic_and_unreachable_broker() {
+    let broker = BrokerProc::start(&[]);
+    let addr = broker.addr.to_string();
+    let ca = broker.ca.to_str().unwrap().to_string();
+    let (status, _, err) = run_cli(
+        &["pub", "--server", &addr, "--ca", &ca, "a/**/b", "x"],
+        None,
+    );
+    assert!(!status.success());
+    assert!(err.contains("invalid topic"), "{err}");
+    let (status, _, err) = run_cli(
+        &[
+            "pub",
+            "--server",
+            &addr,
+            "--ca",
+            &ca,
+            "--ordering",
+            "sorted",
+            "a",
+            "x",
+        ],
+        None,
+    );
+    assert!(!status.success());
+    assert!(err.contains("sorted"), "{err}");
+    let (status, _, err) = run_cli(
+        &["sub", "--server", &addr, "--ca", "/nonexistent/ca.pem", "a"],
+        None,
+    );
+    assert!(!status.success());
+    assert!(err.contains("/nonexistent/ca.pem"), "{err}");
+}
+
+#[test]
+fn demo_runs_a_broker_and_a_first_publish_subscribe() {
+    let dir = common::TempDir::new("demo");
+    let (status, out, err) = run_cli(
+        &[
+            "demo",
+            "--once",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--set",
+            "broker.peer_listen=127.0.0.1:0",
+            "--set",
+            "broker.admin_listen=off",
+        ],
+        None,
+    );
+    assert!(status.success(), "{err}");
+    assert!(
+        out.contains("received  demo/hello hello, meshcast"),
+        "{out}"
+    );
+    assert!(out.contains("received  demo/orders/us order 2"), "{out}");
+}

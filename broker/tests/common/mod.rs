@@ -1,0 +1,190 @@
+//! Test harness: real `meshcast` processes on loopback ports.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use meshcast_client::{Client, ClientOptions};
+
+/// Generous guard against hangs; no test relies on it for correctness.
+pub const GUARD: Duration = Duration::from_secs(30);
+
+pub fn meshcast_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_meshcast")
+}
+
+/// A fresh temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "meshcast-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A broker child process; killed on drop.
+pub struct BrokerProc {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub ca: PathBuf,
+    pub dir: TempDir,
+}
+
+impl BrokerProc {
+    /// Starts `meshcast broker` on a free port with extra `--set` overrides.
+    pub fn start(sets: &[&str]) -> BrokerProc {
+        let dir = TempDir::new("broker");
+        let mut cmd = Command::new(meshcast_bin());
+        cmd.arg("broker")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--set", "broker.peer_listen=127.0.0.1:0"])
+            .args(["--set", "broker.admin_listen=off"]);
+        for s in sets {
+            cmd.args(["--set", s]);
+        }
+        cmd.env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn meshcast broker");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines
+            .next()
+            .expect("broker printed nothing")
+            .expect("read broker stdout");
+        // "meshcast broker ID listening on ADDR (CA PATH)"
+        let addr: SocketAddr = line
+            .split(" listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected broker banner: {line}"));
+        // Keep draining stdout so the broker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        BrokerProc {
+            child,
+            addr,
+            ca: dir.path().join("ca.pem"),
+            dir,
+        }
+    }
+
+    pub fn options(&self, name: &str) -> ClientOptions {
+        ClientOptions::new(self.addr).ca_file(&self.ca).name(name)
+    }
+
+    pub async fn client(&self, name: &str) -> Client {
+        tokio::time::timeout(GUARD, Client::connect(self.options(name)))
+            .await
+            .expect("connect timed out")
+            .expect("connect")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().expect("wait broker")
+    }
+}
+
+impl Drop for BrokerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw QUIC session to a broker, for sending arbitrary bytes.
+pub struct RawSession {
+    pub endpoint: quinn::Endpoint,
+    pub conn: quinn::Connection,
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+}
+
+impl RawSession {
+    pub async fn open(broker: &BrokerProc) -> RawSession {
+        use meshcast_transport::{client_proto::ALPN_CLIENT, pki, quic};
+        let trust = pki::load_certs(&broker.ca).unwrap();
+        let cfg = quic::client_config(&trust, None, ALPN_CLIENT, Duration::from_secs(10)).unwrap();
+        let mut endpoint = quic::bind_client(broker.addr).unwrap();
+        endpoint.set_default_client_config(cfg);
+        let conn = endpoint
+            .connect(broker.addr, "localhost")
+            .unwrap()
+            .await
+            .unwrap();
+        let (send, recv) = conn.open_bi().await.unwrap();
+        RawSession {
+            endpoint,
+            conn,
+            send,
+            recv,
+        }
+    }
+
+    /// Waits until the broker closes the connection; returns (code, reason).
+    pub async fn closed(&self) -> (u64, String) {
+        let err = tokio::time::timeout(GUARD, self.conn.closed())
+            .await
+            .expect("broker never closed the connection");
+        match err {
+            quinn::ConnectionError::ApplicationClosed(c) => (
+                c.error_code.into_inner(),
+                String::from_utf8_lossy(&c.reason).into_owned(),
+            ),
+            other => panic!("unexpected close: {other}"),
+        }
+    }
+}
+
+/// Runs `meshcast` with arguments; returns (status, stdout, stderr).
+pub fn run_cli(args: &[&str], stdin: Option<&str>) -> (std::process::ExitStatus, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(meshcast_bin())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
