@@ -9,8 +9,8 @@ use crate::{Config, ConfigError};
 pub const MAX_NAME_LEN: usize = 64;
 /// Longest group prefix or group name accepted here, in bytes (the broker may be stricter).
 pub const MAX_GROUP_FIELD_LEN: usize = 1024;
-/// Largest accepted `limits.max_frame_bytes` (1 GiB).
-pub const MAX_FRAME_BYTES_LIMIT: u32 = 1 << 30;
+/// Largest accepted `limits.max_frame_bytes` (64 MiB, the transport's hard frame limit).
+pub const MAX_FRAME_BYTES_LIMIT: u32 = 64 << 20;
 /// Largest accepted timeout in `[limits]`, in milliseconds (one day).
 pub const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 
@@ -21,7 +21,7 @@ impl Config {
     /// ASCII characters without spaces; `broker.data_dir` is not empty; the
     /// listen addresses differ (except port 0, which picks a free port);
     /// every `[limits]` value is at least 1, `max_payload_bytes` is less than
-    /// `max_frame_bytes`, which is at most 1 GiB, and timeouts are at most one
+    /// `max_frame_bytes`, which is at most 64 MiB, and timeouts are at most one
     /// day; `[tls]` has all three files or none, none of them empty; each
     /// group rule has a non-empty prefix and group without control
     /// characters, and no prefix appears twice; `log.level` is not empty.
@@ -75,7 +75,7 @@ impl Config {
             return Err(ConfigError::invalid(
                 "limits.max_frame_bytes",
                 l.max_frame_bytes,
-                format!("must be at most {MAX_FRAME_BYTES_LIMIT} (1 GiB)"),
+                format!("must be at most {MAX_FRAME_BYTES_LIMIT} (64 MiB)"),
             ));
         }
         if l.max_payload_bytes >= l.max_frame_bytes {

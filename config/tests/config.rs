@@ -604,10 +604,10 @@ fn limit_relations_and_bounds() {
         "limits.max_payload_bytes",
     );
     expect_invalid(
-        load_sets(&["limits.max_frame_bytes=2147483648"]),
+        load_sets(&["limits.max_frame_bytes=67108865"]),
         "limits.max_frame_bytes",
     );
-    load_sets(&["limits.max_frame_bytes=1073741824"]).unwrap();
+    load_sets(&["limits.max_frame_bytes=67108864"]).unwrap();
     expect_invalid(
         load_sets(&["limits.idle_timeout_ms=86400001"]),
         "limits.idle_timeout_ms",
