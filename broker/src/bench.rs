@@ -172,7 +172,7 @@ pub async fn fanout(target: &Target, p: &FanoutParams) -> Result<Vec<FanoutResul
         let handle = publisher.publisher(&topic, Ordering::Fifo, false)?;
         let payload = bytes::Bytes::from(vec![0xA5u8; size]);
         for i in 0..p.messages {
-            if i % 1024 == 0 {
+            if i % 256 == 0 {
                 let slowest = || {
                     tallies
                         .iter()

@@ -160,6 +160,10 @@ struct BenchArgs {
     /// Subscribers (fanout).
     #[arg(long, default_value_t = 3)]
     subscribers: usize,
+    /// Most messages the publisher may run ahead of the slowest subscriber
+    /// (fanout); keep it below the broker's limits.subscriber_queue.
+    #[arg(long, default_value_t = 4096)]
+    window: u64,
     /// Messages per second (latency).
     #[arg(long, default_value_t = 20_000)]
     rate: u64,
@@ -373,7 +377,7 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
                     messages: args.messages,
                     sizes: args.sizes.clone(),
                     subscribers: args.subscribers,
-                    window: 20_000,
+                    window: args.window,
                 };
                 for r in bench::fanout(&target, &params).await? {
                     println!("{}", serde_json::to_string(&r)?);

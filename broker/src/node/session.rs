@@ -204,22 +204,34 @@ async fn read_loop(
 }
 
 /// Writes queued frames in batches until the queue closes or the stream fails.
+///
+/// Frames are copied into one contiguous buffer per batch: quinn handles one
+/// large write far better than thousands of tiny chunks.
 async fn write_loop(
     mut send: quinn::SendStream,
     mut rx: mpsc::Receiver<Vec<Bytes>>,
     queued: Arc<AtomicUsize>,
 ) {
-    while let Some(mut batch) = rx.recv().await {
-        while batch.len() < 4096 {
+    let mut buf: Vec<u8> = Vec::with_capacity(256 * 1024);
+    while let Some(batch) = rx.recv().await {
+        let mut n = append(&mut buf, batch);
+        while buf.len() < 1 << 20 {
             match rx.try_recv() {
-                Ok(more) => batch.extend(more),
+                Ok(more) => n += append(&mut buf, more),
                 Err(_) => break,
             }
         }
-        let n = batch.len();
-        if send.write_all_chunks(&mut batch).await.is_err() {
+        if send.write_all(&buf).await.is_err() {
             return;
         }
+        buf.clear();
         queued.fetch_sub(n, Ordering::AcqRel);
     }
+}
+
+fn append(buf: &mut Vec<u8>, frames: Vec<Bytes>) -> usize {
+    for f in &frames {
+        buf.extend_from_slice(f);
+    }
+    frames.len()
 }
