@@ -1,1 +1,47 @@
-//! (being written)
+//! meshcast's virtual-synchrony protocol core, written sans-IO.
+//!
+//! A [`Broker`] is a plain state machine. The runtime feeds it [`Input`]s
+//! with the current [`Time`] through [`Broker::handle`], drains the
+//! resulting [`Output`]s with [`Broker::poll_output`] (messages to send,
+//! deliveries, view events, state-transfer requests) and calls
+//! `handle(now, Input::Timeout)` when [`Broker::poll_timeout`] is reached.
+//!
+//! **Determinism contract:** the core performs no I/O, never reads a clock
+//! and draws randomness only from the ChaCha generator seeded in
+//! [`Broker::new`]; identical inputs give identical outputs. That is what
+//! lets the simulator (feature `sim`, and this crate's tests) replay any run
+//! from its seed.
+//!
+//! What it provides, per DESIGN.md §2: agreed mesh and group views through a
+//! coordinator-led, Paxos-guarded view change with a flush (virtual
+//! synchrony); reliable, fifo, causal and total ordering plus `safe`
+//! delivery; state transfer at the join point; the primary-component rule
+//! for partitions. See `docs/protocol.md` for the messages and state
+//! machines.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod broker;
+mod config;
+mod error;
+mod flush;
+mod group;
+mod id;
+mod io;
+mod membership;
+mod transfer;
+mod wire;
+
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+
+pub use broker::Broker;
+pub use config::{Defects, ProtocolConfig};
+pub use error::Error;
+pub use id::{GroupView, MemberId, MeshView, MsgId, NodeId, Ordering, Time, TransferId, ViewId};
+pub use io::{ClientCmd, Delivery, ExpelReason, Input, Output};
+pub use wire::{
+    DataMsg, Envelope, Frontier, GroupInstall, GroupReport, GroupRequest, Heartbeat, Install,
+    OrderMsg, PeerMsg, Propose, Report, StateChunk,
+};

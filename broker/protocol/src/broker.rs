@@ -1,0 +1,560 @@
+//! The [`Broker`] state machine: entry points, the data path and the
+//! client-command handlers. Membership and view changes live in
+//! [`crate::membership`], state transfer in [`crate::transfer`].
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+
+use crate::config::ProtocolConfig;
+use crate::error::Error;
+use crate::group::GroupState;
+use crate::id::{MemberId, MeshView, MsgId, NodeId, Ordering, Time, TransferId, ViewId};
+use crate::io::{ClientCmd, Delivery, Input, Output};
+use crate::membership::{Promise, Round};
+use crate::transfer::{Incoming, Outgoing};
+use crate::wire::{DataMsg, Envelope, GroupRequest, Install, OrderMsg, PeerMsg};
+
+/// The installed configuration: mesh view plus every group's state.
+#[derive(Debug, Clone)]
+pub(crate) struct Epoch {
+    pub view: MeshView,
+    pub me: usize,
+    pub groups: BTreeMap<String, GroupState>,
+}
+
+impl Epoch {
+    pub fn group_mut(&mut self, name: &str) -> &mut GroupState {
+        let n = self.view.members.len();
+        let id = self.view.id;
+        self.groups
+            .entry(name.to_string())
+            .or_insert_with(|| GroupState::new(name.to_string(), id, Vec::new(), n))
+    }
+}
+
+/// A publish accepted from a client and not yet multicast.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    pub session: u64,
+    pub group: String,
+    pub ordering: Ordering,
+    pub safe: bool,
+    pub payload: Vec<u8>,
+}
+
+/// One broker's protocol core.
+///
+/// Drive it with [`Broker::handle`], then drain [`Broker::poll_output`] and
+/// call `handle(now, Input::Timeout)` once [`Broker::poll_timeout`] is
+/// reached. It performs no I/O, reads no clock and draws randomness only
+/// from the seeded generator given to [`Broker::new`], so the same inputs
+/// always produce the same outputs.
+#[derive(Debug)]
+pub struct Broker {
+    pub(crate) id: NodeId,
+    pub(crate) cfg: ProtocolConfig,
+    pub(crate) rng: ChaCha8Rng,
+    pub(crate) now: Time,
+    pub(crate) started: bool,
+    pub(crate) out: VecDeque<Output>,
+    // Membership.
+    pub(crate) epoch: Option<Epoch>,
+    pub(crate) commits: VecDeque<Install>,
+    pub(crate) round_failures: BTreeMap<NodeId, u32>,
+    pub(crate) promise: Option<Promise>,
+    pub(crate) accepted: Option<(ViewId, Install)>,
+    pub(crate) max_counter: u64,
+    pub(crate) round: Option<Round>,
+    pub(crate) suspects: BTreeSet<NodeId>,
+    pub(crate) forced: BTreeSet<NodeId>,
+    pub(crate) last_heard: BTreeMap<NodeId, Time>,
+    pub(crate) joiners: BTreeMap<u32, (NodeId, Time)>,
+    pub(crate) change_wanted: bool,
+    pub(crate) minority: bool,
+    pub(crate) next_heartbeat: Time,
+    pub(crate) next_join: Time,
+    // Client side.
+    pub(crate) requests: Vec<GroupRequest>,
+    pub(crate) outbox: VecDeque<Pending>,
+    pub(crate) msg_counter: u64,
+    pub(crate) future: Vec<Envelope>,
+    // State transfer.
+    pub(crate) incoming: BTreeMap<TransferId, Incoming>,
+    pub(crate) outgoing: BTreeMap<TransferId, Outgoing>,
+    pub(crate) late_requests: Vec<(TransferId, MemberId)>,
+}
+
+impl Broker {
+    /// Creates a broker. `id` must carry a fresh incarnation on every start;
+    /// `seed` seeds the only randomness the core uses.
+    pub fn new(id: NodeId, config: ProtocolConfig, seed: u64) -> Self {
+        Broker {
+            id,
+            cfg: config,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            now: Time(0),
+            started: false,
+            out: VecDeque::new(),
+            epoch: None,
+            commits: VecDeque::new(),
+            round_failures: BTreeMap::new(),
+            promise: None,
+            accepted: None,
+            max_counter: 0,
+            round: None,
+            suspects: BTreeSet::new(),
+            forced: BTreeSet::new(),
+            last_heard: BTreeMap::new(),
+            joiners: BTreeMap::new(),
+            change_wanted: false,
+            minority: false,
+            next_heartbeat: Time(0),
+            next_join: Time(0),
+            requests: Vec::new(),
+            outbox: VecDeque::new(),
+            msg_counter: 0,
+            future: Vec::new(),
+            incoming: BTreeMap::new(),
+            outgoing: BTreeMap::new(),
+            late_requests: Vec::new(),
+        }
+    }
+
+    /// This broker's current identity (changes when it rejoins).
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The installed mesh view, if any.
+    pub fn view(&self) -> Option<&MeshView> {
+        self.epoch.as_ref().map(|e| &e.view)
+    }
+
+    /// True while this broker is outside the primary component.
+    pub fn is_blocked(&self) -> bool {
+        self.minority
+    }
+
+    /// True if this broker still holds (has received and not freed) the
+    /// message, or delivered it in the current view.
+    pub fn holds(&self, group: &str, id: MsgId) -> bool {
+        let Some(e) = &self.epoch else { return false };
+        let Some(g) = e.groups.get(group) else {
+            return false;
+        };
+        g.streams
+            .iter()
+            .any(|s| s.msgs.values().any(|m| m.id == id))
+    }
+
+    /// Next output to act on.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When to call `handle(now, Input::Timeout)` next.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let mut t = if self.epoch.is_some() {
+            self.next_heartbeat
+        } else {
+            self.next_join
+        };
+        if let Some(r) = &self.round {
+            t = t.min(r.deadline);
+        }
+        for (m, h) in &self.last_heard {
+            if !self.suspects.contains(m) {
+                t = t.min(h.plus(self.cfg.suspect_timeout + 1));
+            }
+        }
+        Some(t)
+    }
+
+    /// Feeds one input at time `now`. Invalid peer input returns an error
+    /// and leaves the state unchanged.
+    pub fn handle(&mut self, now: Time, input: Input) -> Result<(), Error> {
+        if now > self.now {
+            self.now = now;
+        }
+        if !self.started {
+            self.start();
+        }
+        let res = match input {
+            Input::Peer(env) => self.on_peer(env),
+            Input::LinkUp(peer) => {
+                self.on_link_up(peer);
+                Ok(())
+            }
+            Input::LinkDown(_) => Ok(()),
+            Input::Client(cmd) => self.on_client(cmd),
+            Input::Timeout => Ok(()),
+        };
+        self.on_tick();
+        self.pump();
+        res
+    }
+
+    fn start(&mut self) {
+        self.started = true;
+        let jitter = self.rng.next_u64() % self.cfg.heartbeat_interval.max(1);
+        self.next_heartbeat = self.now.plus(jitter);
+        self.next_join = self.now;
+        if self.cfg.bootstrap {
+            let view = MeshView {
+                id: ViewId {
+                    counter: 1,
+                    coordinator: self.id,
+                },
+                members: vec![self.id],
+            };
+            self.max_counter = 1;
+            self.out.push_back(Output::MeshView(view.clone()));
+            self.epoch = Some(Epoch {
+                view,
+                me: 0,
+                groups: BTreeMap::new(),
+            });
+        }
+    }
+
+    pub(crate) fn send(&mut self, to: NodeId, msg: PeerMsg) {
+        if to == self.id {
+            return;
+        }
+        self.out.push_back(Output::Send {
+            to,
+            envelope: Envelope {
+                from: self.id,
+                to,
+                msg,
+            },
+        });
+    }
+
+    pub(crate) fn view_id(&self) -> Option<ViewId> {
+        self.epoch.as_ref().map(|e| e.view.id)
+    }
+
+    /// True while a view change based on the current view is in progress
+    /// here (phase 1 answered): no sending, no delivering.
+    pub(crate) fn flushing(&self) -> bool {
+        match (&self.promise, self.view_id()) {
+            (Some(p), Some(v)) => p.base == v,
+            _ => false,
+        }
+    }
+
+    /// May this broker deliver and send in its current view?
+    pub(crate) fn active(&self) -> bool {
+        self.epoch.is_some() && !self.flushing() && !self.minority
+    }
+
+    pub(crate) fn on_peer(&mut self, env: Envelope) -> Result<(), Error> {
+        let any_incarnation = env.to.incarnation == 0
+            && env.to.name == self.id.name
+            && env.msg == PeerMsg::JoinRequest;
+        if env.to != self.id && !any_incarnation {
+            return Err(Error::WrongIncarnation {
+                to: env.to,
+                me: self.id,
+            });
+        }
+        let from = env.from;
+        if let Some(e) = &self.epoch {
+            if e.view.contains(from) {
+                self.last_heard.insert(from, self.now);
+                self.suspects.remove(&from);
+            }
+        }
+        match env.msg {
+            PeerMsg::Heartbeat(hb) => self.on_heartbeat(from, hb),
+            PeerMsg::JoinRequest => {
+                self.on_join_request(from);
+                Ok(())
+            }
+            PeerMsg::Excluded { view } => {
+                self.on_excluded(view);
+                Ok(())
+            }
+            PeerMsg::Data(m) => self.on_data(from, m),
+            PeerMsg::Order(o) => self.on_order(from, o),
+            PeerMsg::Propose(p) => self.on_propose(from, p),
+            PeerMsg::Report(r) => self.on_report(from, *r),
+            PeerMsg::Accept { ballot, install } => self.on_accept(from, ballot, *install),
+            PeerMsg::Accepted { ballot } => {
+                self.on_accepted(from, ballot);
+                Ok(())
+            }
+            PeerMsg::Commit(inst) => self.on_commit(from, *inst),
+            PeerMsg::StateChunk(c) => self.on_state_chunk(from, c),
+            PeerMsg::StateDone(t) => {
+                self.outgoing.remove(&t);
+                Ok(())
+            }
+        }
+    }
+
+    /// Data message from a peer.
+    fn on_data(&mut self, from: NodeId, m: DataMsg) -> Result<(), Error> {
+        let Some(e) = &mut self.epoch else {
+            return Ok(());
+        };
+        if m.view > e.view.id {
+            self.future.push(Envelope {
+                from,
+                to: self.id,
+                msg: PeerMsg::Data(m),
+            });
+            return Ok(());
+        }
+        if m.view < e.view.id {
+            return Ok(());
+        }
+        let n = e.view.members.len();
+        if m.rank as usize >= n {
+            return Err(Error::InvalidPeerMessage {
+                from,
+                reason: "sender rank outside the view",
+            });
+        }
+        let me = e.me;
+        let g = e.group_mut(&m.group);
+        g.validate(&m)
+            .map_err(|reason| Error::InvalidPeerMessage { from, reason })?;
+        g.insert(me, m);
+        Ok(())
+    }
+
+    fn on_order(&mut self, from: NodeId, o: OrderMsg) -> Result<(), Error> {
+        let Some(e) = &mut self.epoch else {
+            return Ok(());
+        };
+        if o.view > e.view.id {
+            self.future.push(Envelope {
+                from,
+                to: self.id,
+                msg: PeerMsg::Order(o),
+            });
+            return Ok(());
+        }
+        if o.view < e.view.id {
+            return Ok(());
+        }
+        let n = e.view.members.len() as u32;
+        if o.first == 0 || o.entries.iter().any(|(r, s)| *r >= n || *s == 0) {
+            return Err(Error::InvalidPeerMessage {
+                from,
+                reason: "bad order batch",
+            });
+        }
+        let members = e.view.members.clone();
+        let g = e.group_mut(&o.group);
+        if members[g.sequencer] != from {
+            return Err(Error::InvalidPeerMessage {
+                from,
+                reason: "order batch not from the sequencer",
+            });
+        }
+        g.add_decisions(o.first, o.entries);
+        Ok(())
+    }
+
+    fn on_client(&mut self, cmd: ClientCmd) -> Result<(), Error> {
+        match cmd {
+            ClientCmd::Publish {
+                session,
+                group,
+                ordering,
+                safe,
+                payload,
+            } => {
+                self.outbox.push_back(Pending {
+                    session,
+                    group,
+                    ordering,
+                    safe,
+                    payload,
+                });
+            }
+            ClientCmd::Join {
+                session,
+                group,
+                state,
+            } => {
+                let member = MemberId {
+                    broker: self.id,
+                    session,
+                };
+                self.requests.retain(|r| !matches!(r, GroupRequest::Leave { group: g, member: m } if *g == group && *m == member));
+                self.requests.push(GroupRequest::Join {
+                    group,
+                    member,
+                    state,
+                });
+            }
+            ClientCmd::Leave { session, group } => {
+                let member = MemberId {
+                    broker: self.id,
+                    session,
+                };
+                self.requests.retain(|r| !matches!(r, GroupRequest::Join { group: g, member: m, .. } if *g == group && *m == member));
+                self.requests.push(GroupRequest::Leave { group, member });
+            }
+            ClientCmd::StateReply { transfer, data } => return self.on_state_reply(transfer, data),
+        }
+        Ok(())
+    }
+
+    /// Sends queued publishes, delivers what became deliverable and sends
+    /// batched sequencer decisions. Runs after every input.
+    pub(crate) fn pump(&mut self) {
+        if !self.active() {
+            return;
+        }
+        while let Some(p) = self.outbox.pop_front() {
+            self.multicast(p);
+        }
+        let names: Vec<String> = match &self.epoch {
+            Some(e) => e.groups.keys().cloned().collect(),
+            None => return,
+        };
+        for name in names {
+            self.deliver_group(&name);
+        }
+    }
+
+    fn multicast(&mut self, p: Pending) {
+        let Some(e) = &mut self.epoch else { return };
+        self.msg_counter += 1;
+        let id = MsgId {
+            origin: self.id,
+            seq: self.msg_counter,
+        };
+        let me = e.me;
+        let view = e.view.id;
+        let members = e.view.members.clone();
+        let g = e.group_mut(&p.group);
+        g.my_seq += 1;
+        let deps = if p.ordering >= Ordering::Causal {
+            g.streams.iter().map(|s| s.delivered).collect()
+        } else {
+            Vec::new()
+        };
+        let msg = DataMsg {
+            view,
+            group: p.group,
+            rank: me as u32,
+            seq: g.my_seq,
+            id,
+            publisher: MemberId {
+                broker: self.id,
+                session: p.session,
+            },
+            ordering: p.ordering,
+            safe: p.safe,
+            deps,
+            payload: p.payload,
+        };
+        g.insert(me, msg.clone());
+        for to in members {
+            if to != self.id {
+                self.send(to, PeerMsg::Data(msg.clone()));
+            }
+        }
+    }
+
+    pub(crate) fn deliver_group(&mut self, name: &str) {
+        let defects = self.cfg.defects.clone();
+        let Some(e) = &mut self.epoch else { return };
+        let me = e.me;
+        let view = e.view.id;
+        let members = e.view.members.clone();
+        let Some(g) = e.groups.get_mut(name) else {
+            return;
+        };
+        let msgs = g.try_deliver(me, &defects);
+        let unsent = std::mem::take(&mut g.unsent);
+        if !unsent.is_empty() {
+            let first = g.decisions.len() as u64 - unsent.len() as u64 + 1;
+            let last = *members.last().unwrap_or(&self.id);
+            for to in &members {
+                if *to == self.id {
+                    continue;
+                }
+                let mut entries = unsent.clone();
+                if defects.swap_decisions && *to == last && entries.len() >= 2 {
+                    entries.swap(0, 1);
+                }
+                let o = OrderMsg {
+                    view,
+                    group: name.to_string(),
+                    first,
+                    entries,
+                };
+                self.out.push_back(Output::Send {
+                    to: *to,
+                    envelope: Envelope {
+                        from: self.id,
+                        to: *to,
+                        msg: PeerMsg::Order(o),
+                    },
+                });
+            }
+        }
+        for m in msgs {
+            self.emit_delivery(view, m, false);
+        }
+    }
+
+    /// Emits the delivery of `m` (ordered in `view`) to the local members of
+    /// its group, holding it back for joiners still waiting for their
+    /// checkpoint.
+    pub(crate) fn emit_delivery(&mut self, view: ViewId, m: DataMsg, flush: bool) {
+        let Some(e) = &self.epoch else { return };
+        let local: Vec<MemberId> = e
+            .groups
+            .get(&m.group)
+            .map(|g| {
+                g.members
+                    .iter()
+                    .filter(|x| x.broker == self.id)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let d = Delivery {
+            group: m.group.clone(),
+            view,
+            id: m.id,
+            publisher: m.publisher,
+            ordering: m.ordering,
+            safe: m.safe,
+            payload: m.payload,
+            targets: Vec::new(),
+            deferred: false,
+        };
+        let mut targets = Vec::new();
+        for x in local {
+            match self
+                .incoming
+                .iter_mut()
+                .find(|(t, _)| t.group == d.group && t.joiner == x)
+            {
+                Some((_, inc)) => inc.deferred.push(Delivery {
+                    targets: vec![x],
+                    deferred: true,
+                    ..d.clone()
+                }),
+                None => targets.push(x),
+            }
+        }
+        let group = d.group.clone();
+        self.out
+            .push_back(Output::Deliver(Delivery { targets, ..d }));
+        if !flush {
+            self.release_late_requests(&group);
+        }
+    }
+}

@@ -1,0 +1,892 @@
+//! Mesh membership: heartbeats, suspicion, admission of joiners, exclusion
+//! and rejoin, and the coordinator-led view change (propose / report,
+//! accept / accepted, commit) that agrees on the next configuration and the
+//! flush that precedes it.
+//!
+//! The view change is a Paxos instance per base view: a ballot is a
+//! [`ViewId`]; a broker promises the highest ballot for its base view and
+//! reports the highest value it accepted, and a coordinator that finds an
+//! accepted value for its base re-proposes it. Accept and commit need every
+//! proposed member, and the proposed members always contain a majority of
+//! the base view, so two different successors of one view can never both
+//! be committed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::broker::{Broker, Epoch};
+use crate::error::Error;
+use crate::flush::compute_flush;
+use crate::group::GroupState;
+use crate::id::{MemberId, MeshView, NodeId, Time, ViewId};
+use crate::io::{ExpelReason, Output};
+use crate::wire::{GroupInstall, GroupRequest, Heartbeat, Install, PeerMsg, Propose, Report};
+
+/// A promise given in phase 1.
+#[derive(Debug, Clone)]
+pub(crate) struct Promise {
+    pub ballot: ViewId,
+    pub coordinator: NodeId,
+    pub base: ViewId,
+    pub at: Time,
+}
+
+/// A view change run by this broker as coordinator.
+#[derive(Debug, Clone)]
+pub(crate) struct Round {
+    pub ballot: ViewId,
+    pub base: ViewId,
+    pub base_members: Vec<NodeId>,
+    pub members: Vec<NodeId>,
+    pub reports: BTreeMap<NodeId, Report>,
+    pub value: Option<Install>,
+    pub acks: BTreeSet<NodeId>,
+    pub deadline: Time,
+}
+
+/// How many recent commits are kept to catch up lagging brokers.
+const COMMIT_HISTORY: usize = 8;
+
+impl Broker {
+    /// Periodic work: heartbeats, join retries, suspicion, round timeouts,
+    /// minority detection and starting view changes.
+    pub(crate) fn on_tick(&mut self) {
+        let now = self.now;
+        let Some(e) = &self.epoch else {
+            if now >= self.next_join {
+                self.next_join = now.plus(self.cfg.join_retry);
+                for s in self.cfg.seeds.clone() {
+                    if s != self.id.name {
+                        self.send(NodeId::new(s, 0), PeerMsg::JoinRequest);
+                    }
+                }
+            }
+            return;
+        };
+        let members = e.view.members.clone();
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now.plus(self.cfg.heartbeat_interval);
+            for m in &members {
+                if *m != self.id {
+                    let hb = self.heartbeat();
+                    self.send(*m, PeerMsg::Heartbeat(hb));
+                }
+            }
+        }
+        for m in &members {
+            if *m == self.id {
+                continue;
+            }
+            let heard = self.last_heard.get(m).copied().unwrap_or(now);
+            if now.since(heard) > self.cfg.suspect_timeout {
+                self.suspects.insert(*m);
+            }
+        }
+        let stale = self.cfg.suspect_timeout + 3 * self.cfg.join_retry;
+        self.joiners.retain(|_, (_, t)| now.since(*t) <= stale);
+        if let Some(r) = &self.round {
+            if now >= r.deadline {
+                let silent: Vec<NodeId> = r
+                    .members
+                    .iter()
+                    .filter(|m| {
+                        if r.value.is_none() {
+                            !r.reports.contains_key(m)
+                        } else {
+                            !r.acks.contains(m)
+                        }
+                    })
+                    .copied()
+                    .collect();
+                for m in silent {
+                    let n = self.round_failures.entry(m).or_insert(0);
+                    *n += 1;
+                    if *n >= 2 || self.suspects.contains(&m) {
+                        self.forced.insert(m);
+                    }
+                }
+                self.round = None;
+            }
+        }
+        let alive = members.iter().filter(|m| !self.is_suspected(**m)).count();
+        let minority = alive * 2 <= members.len();
+        if minority && !self.minority {
+            self.minority = true;
+            self.out.push_back(Output::Blocked);
+        } else if !minority && self.minority {
+            self.minority = false;
+            self.out.push_back(Output::Unblocked);
+        }
+        self.maybe_start_round();
+    }
+
+    pub(crate) fn is_suspected(&self, m: NodeId) -> bool {
+        self.suspects.contains(&m) || self.forced.contains(&m)
+    }
+
+    pub(crate) fn heartbeat(&self) -> Heartbeat {
+        Heartbeat {
+            view: self.view_id(),
+            promised: self.promise.as_ref().map(|p| p.ballot),
+            wants_change: !self.requests.is_empty(),
+            frontiers: match &self.epoch {
+                Some(e) => e.groups.values().map(GroupState::frontier).collect(),
+                None => Vec::new(),
+            },
+        }
+    }
+
+    pub(crate) fn on_heartbeat(&mut self, from: NodeId, hb: Heartbeat) -> Result<(), Error> {
+        if let Some(p) = hb.promised {
+            self.max_counter = self.max_counter.max(p.counter);
+        }
+        let Some(e) = &mut self.epoch else {
+            return Ok(());
+        };
+        let cur = e.view.id;
+        if let Some(rank) = e.view.rank(from) {
+            if hb.view == Some(cur) {
+                let me = e.me;
+                for f in &hb.frontiers {
+                    let g = e.group_mut(&f.group);
+                    g.apply_frontier(rank, f);
+                    let _ = me;
+                }
+                if hb.wants_change {
+                    self.change_wanted = true;
+                }
+            } else if hb.view < Some(cur) {
+                self.catch_up(from, hb.view);
+            }
+        } else {
+            self.note_restart(from);
+            if hb.view.is_some() && hb.view < Some(cur) {
+                self.send(from, PeerMsg::Excluded { view: cur });
+            }
+        }
+        Ok(())
+    }
+
+    /// A newer incarnation of a member's name shows the member is dead.
+    pub(crate) fn note_restart(&mut self, from: NodeId) {
+        let Some(e) = &self.epoch else { return };
+        if let Some(old) = e
+            .view
+            .members
+            .iter()
+            .find(|m| m.name == from.name && m.incarnation < from.incarnation)
+        {
+            self.forced.insert(*old);
+        }
+    }
+
+    /// Sends a lagging broker the commit that moves it forward from `their`.
+    pub(crate) fn catch_up(&mut self, to: NodeId, their: Option<ViewId>) {
+        let pick = self.commits.iter().rev().find(|c| match their {
+            Some(v) => c.prev == v,
+            None => c.view.contains(to) && !c.prev_members.contains(&to),
+        });
+        if let Some(c) = pick.cloned() {
+            self.send(to, PeerMsg::Commit(Box::new(c)));
+        }
+    }
+
+    pub(crate) fn on_join_request(&mut self, from: NodeId) {
+        let Some(e) = &self.epoch else { return };
+        if e.view.contains(from) {
+            self.catch_up(from, None);
+            return;
+        }
+        self.note_restart(from);
+        match self.joiners.get(&from.name) {
+            Some((j, _)) if j.incarnation > from.incarnation => {}
+            _ => {
+                self.joiners.insert(from.name, (from, self.now));
+            }
+        }
+    }
+
+    pub(crate) fn on_excluded(&mut self, view: ViewId) {
+        if self.view_id().is_some_and(|v| view > v) {
+            self.rejoin();
+        }
+    }
+
+    fn coordinator(&self) -> Option<NodeId> {
+        let e = self.epoch.as_ref()?;
+        e.view
+            .members
+            .iter()
+            .copied()
+            .find(|m| *m == self.id || !self.is_suspected(*m))
+    }
+
+    fn maybe_start_round(&mut self) {
+        let Some(e) = &self.epoch else { return };
+        if self.minority || self.round.is_some() || self.coordinator() != Some(self.id) {
+            return;
+        }
+        let base = e.view.id;
+        let flushing = self.promise.as_ref().is_some_and(|p| p.base == base);
+        if let Some(p) = &self.promise {
+            if p.base == base
+                && p.coordinator != self.id
+                && !self.is_suspected(p.coordinator)
+                && self.now.since(p.at) < 2 * self.cfg.flush_timeout
+            {
+                return;
+            }
+        }
+        let base_members = e.view.members.clone();
+        let mut members: Vec<NodeId> = base_members
+            .iter()
+            .copied()
+            .filter(|m| !self.is_suspected(*m))
+            .collect();
+        let excluding = members.len() < base_members.len();
+        let new_joiners: Vec<NodeId> = self
+            .joiners
+            .values()
+            .map(|(j, _)| *j)
+            .filter(|j| !members.iter().any(|m| m.name == j.name))
+            .collect();
+        if !(excluding
+            || !new_joiners.is_empty()
+            || self.change_wanted
+            || !self.requests.is_empty()
+            || flushing)
+        {
+            return;
+        }
+        if members.len() * 2 <= base_members.len() {
+            return;
+        }
+        members.extend(new_joiners);
+        self.max_counter += 1;
+        let ballot = ViewId {
+            counter: self.max_counter,
+            coordinator: self.id,
+        };
+        self.promise = Some(Promise {
+            ballot,
+            coordinator: self.id,
+            base,
+            at: self.now,
+        });
+        self.change_wanted = false;
+        let report = self.make_report(ballot);
+        let mut reports = BTreeMap::new();
+        reports.insert(self.id, report);
+        self.round = Some(Round {
+            ballot,
+            base,
+            base_members,
+            members: members.clone(),
+            reports,
+            value: None,
+            acks: BTreeSet::new(),
+            deadline: self.now.plus(self.cfg.flush_timeout),
+        });
+        let p = Propose {
+            ballot,
+            base,
+            members: members.clone(),
+        };
+        for m in members {
+            self.send(m, PeerMsg::Propose(p.clone()));
+        }
+        self.check_round();
+    }
+
+    pub(crate) fn make_report(&self, ballot: ViewId) -> Report {
+        let base = self.promise.as_ref().map(|p| p.base);
+        Report {
+            ballot,
+            current: self.view_id(),
+            accepted: self.accepted.clone().filter(|(_, v)| Some(v.prev) == base),
+            groups: match &self.epoch {
+                Some(e) => e.groups.values().map(GroupState::report).collect(),
+                None => Vec::new(),
+            },
+            requests: self.requests.clone(),
+        }
+    }
+
+    pub(crate) fn send_report(&mut self) {
+        let Some(p) = self.promise.clone() else {
+            return;
+        };
+        let r = self.make_report(p.ballot);
+        if p.coordinator == self.id {
+            if let Some(round) = &mut self.round {
+                if round.ballot == p.ballot {
+                    round.reports.insert(self.id, r);
+                }
+            }
+            return;
+        }
+        self.send(p.coordinator, PeerMsg::Report(Box::new(r)));
+    }
+
+    pub(crate) fn on_propose(&mut self, from: NodeId, p: Propose) -> Result<(), Error> {
+        if p.ballot.coordinator != from {
+            return Err(Error::InvalidPeerMessage {
+                from,
+                reason: "ballot of another coordinator",
+            });
+        }
+        self.max_counter = self.max_counter.max(p.ballot.counter);
+        let cur = self.view_id();
+        if cur.is_some_and(|c| c > p.base) {
+            self.catch_up(from, Some(p.base));
+            return Ok(());
+        }
+        if !p.members.contains(&self.id) {
+            return Ok(());
+        }
+        if let Some(pr) = &self.promise {
+            if pr.base == p.base {
+                if p.ballot < pr.ballot {
+                    return Ok(());
+                }
+                if p.ballot == pr.ballot {
+                    self.send_report();
+                    return Ok(());
+                }
+            }
+        }
+        self.promise = Some(Promise {
+            ballot: p.ballot,
+            coordinator: from,
+            base: p.base,
+            at: self.now,
+        });
+        if self.round.as_ref().is_some_and(|r| r.ballot < p.ballot) {
+            self.round = None;
+        }
+        self.send_report();
+        Ok(())
+    }
+
+    pub(crate) fn on_report(&mut self, from: NodeId, r: Report) -> Result<(), Error> {
+        if r.requests.iter().any(|q| request_member(q).broker != from) {
+            return Err(Error::InvalidPeerMessage {
+                from,
+                reason: "request for another broker's member",
+            });
+        }
+        let Some(round) = &mut self.round else {
+            return Ok(());
+        };
+        if r.ballot != round.ballot || !round.members.contains(&from) {
+            return Ok(());
+        }
+        let base = round.base;
+        if round.base_members.contains(&from) {
+            if r.current != Some(base) {
+                if r.current < Some(base) {
+                    self.catch_up(from, r.current);
+                }
+                return Ok(());
+            }
+        } else if r.current.is_some() {
+            return Ok(());
+        }
+        round.reports.insert(from, r);
+        self.check_round();
+        Ok(())
+    }
+
+    fn check_round(&mut self) {
+        let Some(round) = &self.round else { return };
+        if round.value.is_none() {
+            if !round.members.iter().all(|m| round.reports.contains_key(m)) {
+                return;
+            }
+            let value = self.choose_value();
+            let Some(round) = &mut self.round else { return };
+            round.value = Some(value.clone());
+            round.acks.insert(self.id);
+            let ballot = round.ballot;
+            let members = round.members.clone();
+            self.accepted = Some((ballot, value.clone()));
+            for m in members {
+                self.send(
+                    m,
+                    PeerMsg::Accept {
+                        ballot,
+                        install: Box::new(value.clone()),
+                    },
+                );
+            }
+        }
+        let Some(round) = &self.round else { return };
+        if round.members.iter().all(|m| round.acks.contains(m)) {
+            let value = round.value.clone().expect("value chosen");
+            let mut to: BTreeSet<NodeId> = value.view.members.iter().copied().collect();
+            to.extend(value.prev_members.iter().copied());
+            to.extend(round.members.iter().copied());
+            for m in to {
+                self.send(m, PeerMsg::Commit(Box::new(value.clone())));
+            }
+            self.round = None;
+            self.commit_locally(value);
+        }
+    }
+
+    /// Paxos value choice: re-propose the highest accepted value for this
+    /// base, else build a new configuration from the reports.
+    fn choose_value(&self) -> Install {
+        let round = self.round.as_ref().expect("round");
+        if let Some((_, v)) = round
+            .reports
+            .values()
+            .filter_map(|r| r.accepted.as_ref())
+            .filter(|(_, v)| v.prev == round.base)
+            .max_by_key(|(b, _)| *b)
+        {
+            return v.clone();
+        }
+        let e = self.epoch.as_ref().expect("coordinator has a view");
+        let n = round.base_members.len();
+        let old_reports: Vec<&Report> = round
+            .base_members
+            .iter()
+            .filter_map(|m| round.reports.get(m))
+            .collect();
+        let mut names: BTreeSet<String> = e.groups.keys().cloned().collect();
+        for r in round.reports.values() {
+            names.extend(r.groups.iter().map(|g| g.group.clone()));
+            names.extend(r.requests.iter().map(|q| request_group(q).to_string()));
+        }
+        let mut groups = Vec::new();
+        for name in names {
+            let old = e.groups.get(&name).map(|g| (g.members.clone(), g.view_id));
+            let old_members = old.as_ref().map(|o| o.0.clone()).unwrap_or_default();
+            let mut members: Vec<MemberId> = old_members
+                .iter()
+                .copied()
+                .filter(|m| round.members.contains(&m.broker))
+                .collect();
+            let mut expelled = Vec::new();
+            let mut joined_with_state = Vec::new();
+            for r in round.reports.values() {
+                for q in &r.requests {
+                    if request_group(q) != name {
+                        continue;
+                    }
+                    match q {
+                        GroupRequest::Join { member, state, .. } => {
+                            if !members.contains(member) {
+                                members.push(*member);
+                                if *state {
+                                    joined_with_state.push(*member);
+                                }
+                            }
+                        }
+                        GroupRequest::Leave { member, .. } => members.retain(|m| m != member),
+                        GroupRequest::Expel { member, .. } => {
+                            if members.contains(member) {
+                                members.retain(|m| m != member);
+                                expelled.push(*member);
+                            }
+                        }
+                    }
+                }
+            }
+            let greports: Vec<Option<&crate::wire::GroupReport>> = old_reports
+                .iter()
+                .map(|r| r.groups.iter().find(|g| g.group == name))
+                .collect();
+            let flush = compute_flush(n, &greports);
+            if members.is_empty() && flush.is_empty() {
+                continue;
+            }
+            let view_id = match &old {
+                Some((m, id)) if *m == members => *id,
+                _ => round.ballot,
+            };
+            let provider = old_members.iter().copied().find(|m| members.contains(m));
+            let transfers = joined_with_state
+                .into_iter()
+                .map(|j| (j, provider))
+                .collect();
+            groups.push(GroupInstall {
+                group: name,
+                view_id,
+                members,
+                expelled,
+                flush,
+                transfers,
+            });
+        }
+        Install {
+            view: MeshView {
+                id: round.ballot,
+                members: round.members.clone(),
+            },
+            prev: round.base,
+            prev_members: round.base_members.clone(),
+            groups,
+        }
+    }
+
+    pub(crate) fn on_accept(
+        &mut self,
+        from: NodeId,
+        ballot: ViewId,
+        inst: crate::wire::Install,
+    ) -> Result<(), Error> {
+        if ballot.coordinator != from {
+            return Err(Error::InvalidPeerMessage {
+                from,
+                reason: "ballot of another coordinator",
+            });
+        }
+        let Some(p) = &mut self.promise else {
+            return Ok(());
+        };
+        if inst.prev != p.base || ballot < p.ballot {
+            return Ok(());
+        }
+        p.ballot = ballot;
+        p.coordinator = from;
+        self.accepted = Some((ballot, inst));
+        self.send(from, PeerMsg::Accepted { ballot });
+        Ok(())
+    }
+
+    pub(crate) fn on_accepted(&mut self, from: NodeId, ballot: ViewId) {
+        let Some(round) = &mut self.round else { return };
+        if round.ballot != ballot || round.value.is_none() || !round.members.contains(&from) {
+            return;
+        }
+        round.acks.insert(from);
+        self.check_round();
+    }
+
+    pub(crate) fn on_commit(&mut self, from: NodeId, inst: Install) -> Result<(), Error> {
+        if inst.view.members.is_empty() || inst.view.id <= inst.prev {
+            return Err(Error::InvalidPeerMessage {
+                from,
+                reason: "malformed install",
+            });
+        }
+        self.commit_locally(inst);
+        Ok(())
+    }
+
+    fn commit_locally(&mut self, inst: Install) {
+        let member = inst.view.contains(self.id);
+        match self.view_id() {
+            Some(cur) => {
+                if inst.view.id <= cur {
+                    return;
+                }
+                if inst.prev == cur && member {
+                    self.apply_install(inst);
+                } else if !member {
+                    self.rejoin();
+                }
+            }
+            None => {
+                if member && !inst.prev_members.contains(&self.id) {
+                    self.apply_install(inst);
+                }
+            }
+        }
+    }
+
+    /// Flushes the old view, installs the new one, starts state transfers.
+    fn apply_install(&mut self, inst: Install) {
+        let old_view = self.view_id();
+        if let Some(old) = old_view {
+            if !self.cfg.defects.skip_flush {
+                for gi in &inst.groups {
+                    for m in &gi.flush {
+                        let Some(e) = &mut self.epoch else { break };
+                        let g = e.group_mut(&gi.group);
+                        let Some(st) = g.streams.get_mut(m.rank as usize) else {
+                            continue;
+                        };
+                        if m.seq <= st.delivered {
+                            continue;
+                        }
+                        st.delivered = m.seq;
+                        self.emit_delivery(old, m.clone(), true);
+                    }
+                }
+            }
+        }
+        let old_groups: BTreeMap<String, Vec<MemberId>> = match &self.epoch {
+            Some(e) => e
+                .groups
+                .iter()
+                .map(|(k, g)| (k.clone(), g.members.clone()))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        let n = inst.view.members.len();
+        let me = inst
+            .view
+            .rank(self.id)
+            .expect("member of the installed view");
+        self.out.push_back(Output::MeshView(inst.view.clone()));
+        let mut groups = BTreeMap::new();
+        for gi in &inst.groups {
+            let before = old_groups.get(&gi.group).cloned().unwrap_or_default();
+            if before != gi.members {
+                self.out.push_back(Output::GroupView(crate::id::GroupView {
+                    group: gi.group.clone(),
+                    id: gi.view_id,
+                    members: gi.members.clone(),
+                }));
+            }
+            if !gi.members.is_empty() {
+                groups.insert(
+                    gi.group.clone(),
+                    GroupState::new(gi.group.clone(), gi.view_id, gi.members.clone(), n),
+                );
+            }
+        }
+        for (name, before) in &old_groups {
+            if !before.is_empty() && !inst.groups.iter().any(|g| &g.group == name) {
+                self.out.push_back(Output::GroupView(crate::id::GroupView {
+                    group: name.clone(),
+                    id: inst.view.id,
+                    members: Vec::new(),
+                }));
+            }
+        }
+        self.epoch = Some(Epoch {
+            view: inst.view.clone(),
+            me,
+            groups,
+        });
+        self.round = None;
+        self.accepted = None;
+        self.suspects.retain(|m| inst.view.contains(*m));
+        self.forced.clear();
+        self.round_failures.clear();
+        self.joiners.retain(|_, (j, _)| !inst.view.contains(*j));
+        self.last_heard.clear();
+        for m in &inst.view.members {
+            if *m != self.id {
+                self.last_heard.insert(*m, self.now);
+            }
+        }
+        if self.minority {
+            self.minority = false;
+            self.out.push_back(Output::Unblocked);
+        }
+        self.after_install_transfers(&inst);
+        let groups_now = self
+            .epoch
+            .as_ref()
+            .map(|e| e.groups.clone())
+            .unwrap_or_default();
+        self.requests.retain(|r| {
+            let is_member = groups_now
+                .get(request_group(r))
+                .is_some_and(|g| g.members.contains(&request_member(r)));
+            match r {
+                GroupRequest::Join { .. } => !is_member,
+                _ => is_member,
+            }
+        });
+        self.commits.push_back(inst);
+        while self.commits.len() > COMMIT_HISTORY {
+            self.commits.pop_front();
+        }
+        if self
+            .promise
+            .as_ref()
+            .is_some_and(|p| Some(p.base) == self.view_id())
+        {
+            self.send_report();
+        }
+        let cur = self.view_id();
+        let fut = std::mem::take(&mut self.future);
+        for env in fut {
+            let v = match &env.msg {
+                PeerMsg::Data(d) => Some(d.view),
+                PeerMsg::Order(o) => Some(o.view),
+                _ => None,
+            };
+            if v == cur {
+                let _ = self.on_peer(env);
+            } else if v > cur {
+                self.future.push(env);
+            }
+        }
+    }
+
+    /// This broker was excluded from the primary component: become a new
+    /// incarnation and ask to be admitted again, re-joining local members
+    /// with state transfer.
+    pub(crate) fn rejoin(&mut self) {
+        let old = self.id;
+        let new = NodeId::new(old.name, old.incarnation + 1);
+        self.out.push_back(Output::Rejoining { old, new });
+        if !self.minority {
+            self.minority = true;
+            self.out.push_back(Output::Blocked);
+        }
+        let mut rejoins = Vec::new();
+        if let Some(e) = &self.epoch {
+            for g in e.groups.values() {
+                for m in g.members.iter().filter(|m| m.broker == old) {
+                    rejoins.push((g.name.clone(), *m));
+                }
+            }
+        }
+        for (group, m) in &rejoins {
+            self.out.push_back(Output::Expelled {
+                group: group.clone(),
+                member: *m,
+                reason: ExpelReason::Partitioned,
+            });
+        }
+        let mut requests = Vec::new();
+        for r in std::mem::take(&mut self.requests) {
+            let r = match r {
+                GroupRequest::Join {
+                    group,
+                    member,
+                    state,
+                } => GroupRequest::Join {
+                    group,
+                    member: MemberId {
+                        broker: new,
+                        session: member.session,
+                    },
+                    state,
+                },
+                GroupRequest::Leave { group, member } => {
+                    // A leaving member is gone from the old incarnation.
+                    rejoins.retain(|(g, m)| !(*g == group && *m == member));
+                    continue;
+                }
+                GroupRequest::Expel { .. } => continue,
+            };
+            requests.push(r);
+        }
+        for (group, m) in rejoins {
+            let member = MemberId {
+                broker: new,
+                session: m.session,
+            };
+            if !requests
+                .iter()
+                .any(|r| request_member(r) == member && request_group(r) == group)
+            {
+                requests.push(GroupRequest::Join {
+                    group,
+                    member,
+                    state: true,
+                });
+            }
+        }
+        self.requests = requests;
+        self.id = new;
+        self.epoch = None;
+        self.commits.clear();
+        self.promise = None;
+        self.accepted = None;
+        self.round = None;
+        self.suspects.clear();
+        self.forced.clear();
+        self.round_failures.clear();
+        self.last_heard.clear();
+        self.joiners.clear();
+        self.change_wanted = false;
+        self.future.clear();
+        self.incoming.clear();
+        self.outgoing.clear();
+        self.late_requests.clear();
+        self.next_join = self.now;
+    }
+
+    /// Resends what a broken connection may have lost.
+    pub(crate) fn on_link_up(&mut self, peer: NodeId) {
+        self.note_restart(peer);
+        if let Some(e) = &self.epoch {
+            if let Some(pr) = e.view.rank(peer) {
+                let me = e.me;
+                let view = e.view.id;
+                let mut sends = Vec::new();
+                for g in e.groups.values() {
+                    let acked = g.acks[pr][me];
+                    for m in g.streams[me].msgs.values().filter(|m| m.seq > acked) {
+                        sends.push(PeerMsg::Data(m.clone()));
+                    }
+                    if g.sequencer == me {
+                        let from = g.dec_acks[pr] as usize;
+                        if from < g.decisions.len() {
+                            sends.push(PeerMsg::Order(crate::wire::OrderMsg {
+                                view,
+                                group: g.name.clone(),
+                                first: from as u64 + 1,
+                                entries: g.decisions[from..].to_vec(),
+                            }));
+                        }
+                    }
+                }
+                for s in sends {
+                    self.send(peer, s);
+                }
+                let hb = self.heartbeat();
+                self.send(peer, PeerMsg::Heartbeat(hb));
+            }
+        } else if self.cfg.seeds.contains(&peer.name) {
+            self.send(peer, PeerMsg::JoinRequest);
+        }
+        if let Some(r) = &self.round {
+            if r.members.contains(&peer) {
+                let msg = match &r.value {
+                    None if !r.reports.contains_key(&peer) => Some(PeerMsg::Propose(Propose {
+                        ballot: r.ballot,
+                        base: r.base,
+                        members: r.members.clone(),
+                    })),
+                    Some(v) if !r.acks.contains(&peer) => Some(PeerMsg::Accept {
+                        ballot: r.ballot,
+                        install: Box::new(v.clone()),
+                    }),
+                    _ => None,
+                };
+                if let Some(m) = msg {
+                    self.send(peer, m);
+                }
+            }
+        }
+        if let Some(p) = self.promise.clone() {
+            if p.coordinator == peer
+                && (self.flushing() || self.view_id().is_none_or(|v| v < p.base))
+            {
+                self.send_report();
+                if let Some((b, _)) = &self.accepted {
+                    if *b == p.ballot {
+                        self.send(peer, PeerMsg::Accepted { ballot: *b });
+                    }
+                }
+            }
+        }
+        self.resend_transfers(peer);
+    }
+}
+
+pub(crate) fn request_group(r: &GroupRequest) -> &str {
+    match r {
+        GroupRequest::Join { group, .. }
+        | GroupRequest::Leave { group, .. }
+        | GroupRequest::Expel { group, .. } => group,
+    }
+}
+
+pub(crate) fn request_member(r: &GroupRequest) -> MemberId {
+    match r {
+        GroupRequest::Join { member, .. }
+        | GroupRequest::Leave { member, .. }
+        | GroupRequest::Expel { member, .. } => *member,
+    }
+}

@@ -1,0 +1,245 @@
+//! State transfer: at a member's join point the oldest surviving member is
+//! asked for a checkpoint; the provider's broker sends it in bounded chunks
+//! to the joiner's broker, which holds back the joiner's deliveries until
+//! the whole checkpoint has been handed over. If the provider's broker
+//! leaves first, the joiner is expelled (it may rejoin with a fresh join
+//! point) rather than receiving a checkpoint from the wrong cut.
+
+use crate::broker::Broker;
+use crate::error::Error;
+use crate::id::{MemberId, NodeId, TransferId};
+use crate::io::{Delivery, ExpelReason, Output};
+use crate::wire::{GroupRequest, Install, PeerMsg, StateChunk};
+
+/// A checkpoint this broker is waiting for.
+#[derive(Debug, Clone)]
+pub(crate) struct Incoming {
+    /// Broker hosting the provider.
+    pub provider: NodeId,
+    /// Bytes received so far.
+    pub buf: Vec<u8>,
+    /// Deliveries held back for the joiner.
+    pub deferred: Vec<Delivery>,
+}
+
+/// A checkpoint this broker provides.
+#[derive(Debug, Clone)]
+pub(crate) struct Outgoing {
+    /// Broker hosting the joiner.
+    pub joiner: NodeId,
+    /// The checkpoint once the local provider answered.
+    pub data: Option<Vec<u8>>,
+}
+
+impl Broker {
+    pub(crate) fn after_install_transfers(&mut self, inst: &Install) {
+        for gi in &inst.groups {
+            for (joiner, provider) in &gi.transfers {
+                let tid = TransferId {
+                    group: gi.group.clone(),
+                    joiner: *joiner,
+                    view: inst.view.id,
+                };
+                if joiner.broker == self.id {
+                    match provider {
+                        None => self.out.push_back(Output::StateDelivered {
+                            transfer: tid.clone(),
+                            data: None,
+                        }),
+                        Some(p) => {
+                            self.incoming.insert(
+                                tid.clone(),
+                                Incoming {
+                                    provider: p.broker,
+                                    buf: Vec::new(),
+                                    deferred: Vec::new(),
+                                },
+                            );
+                        }
+                    }
+                }
+                if let Some(p) = provider {
+                    if p.broker == self.id {
+                        self.outgoing.insert(
+                            tid.clone(),
+                            Outgoing {
+                                joiner: joiner.broker,
+                                data: None,
+                            },
+                        );
+                        if self.cfg.defects.late_checkpoint {
+                            self.late_requests.push((tid, *p));
+                        } else {
+                            self.out.push_back(Output::StateRequest {
+                                transfer: tid,
+                                provider: *p,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        let Some(e) = &self.epoch else { return };
+        let view = e.view.clone();
+        let mut failed = Vec::new();
+        let mut gone = Vec::new();
+        for (tid, inc) in &self.incoming {
+            let still_member = e
+                .groups
+                .get(&tid.group)
+                .is_some_and(|g| g.members.contains(&tid.joiner));
+            if !still_member {
+                gone.push(tid.clone());
+            } else if !view.contains(inc.provider) {
+                failed.push(tid.clone());
+            }
+        }
+        for t in gone {
+            self.incoming.remove(&t);
+        }
+        for t in failed {
+            self.incoming.remove(&t);
+            self.out.push_back(Output::Expelled {
+                group: t.group.clone(),
+                member: t.joiner,
+                reason: ExpelReason::TransferFailed,
+            });
+            self.requests.push(GroupRequest::Expel {
+                group: t.group.clone(),
+                member: t.joiner,
+            });
+        }
+        self.outgoing.retain(|_, o| view.contains(o.joiner));
+    }
+
+    /// With the `late_checkpoint` defect, the provider is asked only after
+    /// the next delivery of its group.
+    pub(crate) fn release_late_requests(&mut self, group: &str) {
+        if self.late_requests.is_empty() {
+            return;
+        }
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.late_requests)
+            .into_iter()
+            .partition(|(t, _)| t.group == group);
+        self.late_requests = later;
+        for (transfer, provider) in now {
+            self.out
+                .push_back(Output::StateRequest { transfer, provider });
+        }
+    }
+
+    pub(crate) fn on_state_reply(&mut self, tid: TransferId, data: Vec<u8>) -> Result<(), Error> {
+        let Some(o) = self.outgoing.get_mut(&tid) else {
+            return Err(Error::InvalidCommand("no such state transfer"));
+        };
+        o.data = Some(data);
+        let joiner = o.joiner;
+        if joiner == self.id {
+            let data = self
+                .outgoing
+                .remove(&tid)
+                .and_then(|o| o.data)
+                .unwrap_or_default();
+            self.complete_transfer(tid, data);
+        } else {
+            self.send_chunks(&tid);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn send_chunks(&mut self, tid: &TransferId) {
+        let Some(o) = self.outgoing.get(tid) else {
+            return;
+        };
+        let Some(data) = &o.data else { return };
+        let to = o.joiner;
+        let size = self.cfg.chunk_size.max(1);
+        let total = data.len() as u64;
+        let mut chunks = Vec::new();
+        let mut off = 0usize;
+        loop {
+            let end = (off + size).min(data.len());
+            chunks.push(StateChunk {
+                transfer: tid.clone(),
+                offset: off as u64,
+                total,
+                bytes: data[off..end].to_vec(),
+            });
+            off = end;
+            if off >= data.len() {
+                break;
+            }
+        }
+        for c in chunks {
+            self.send(to, PeerMsg::StateChunk(c));
+        }
+    }
+
+    /// Resends checkpoints to a reconnected joiner broker.
+    pub(crate) fn resend_transfers(&mut self, peer: NodeId) {
+        let tids: Vec<TransferId> = self
+            .outgoing
+            .iter()
+            .filter(|(_, o)| o.joiner == peer && o.data.is_some())
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in tids {
+            self.send_chunks(&t);
+        }
+    }
+
+    pub(crate) fn on_state_chunk(&mut self, from: NodeId, c: StateChunk) -> Result<(), Error> {
+        let Some(inc) = self.incoming.get_mut(&c.transfer) else {
+            return Ok(());
+        };
+        if inc.provider != from {
+            return Err(Error::InvalidPeerMessage {
+                from,
+                reason: "state chunk from a broker that is not the provider",
+            });
+        }
+        if c.offset + c.bytes.len() as u64 > c.total {
+            return Err(Error::InvalidPeerMessage {
+                from,
+                reason: "state chunk beyond its total",
+            });
+        }
+        if c.offset != inc.buf.len() as u64 {
+            // A duplicate after a resend, or a gap after a broken link; the
+            // provider resends everything on reconnect.
+            if c.offset == 0 {
+                inc.buf.clear();
+            } else {
+                return Ok(());
+            }
+        }
+        inc.buf.extend_from_slice(&c.bytes);
+        if inc.buf.len() as u64 == c.total {
+            let data = std::mem::take(&mut inc.buf);
+            self.send(from, PeerMsg::StateDone(c.transfer.clone()));
+            self.complete_transfer(c.transfer, data);
+        }
+        Ok(())
+    }
+
+    fn complete_transfer(&mut self, tid: TransferId, data: Vec<u8>) {
+        let deferred = self
+            .incoming
+            .remove(&tid)
+            .map(|i| i.deferred)
+            .unwrap_or_default();
+        self.out.push_back(Output::StateDelivered {
+            transfer: tid,
+            data: Some(data),
+        });
+        for d in deferred {
+            self.out.push_back(Output::Deliver(d));
+        }
+    }
+}
+
+/// Member helper used by tests.
+#[allow(dead_code)]
+pub(crate) fn member(broker: NodeId, session: u64) -> MemberId {
+    MemberId { broker, session }
+}

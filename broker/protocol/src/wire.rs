@@ -1,0 +1,235 @@
+//! Messages exchanged between brokers. The runtime encodes them with serde;
+//! the core only sees decoded values.
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::{MemberId, MeshView, MsgId, NodeId, Ordering, TransferId, ViewId};
+
+/// One peer message with its addressing. `to` carries the incarnation so a
+/// message meant for a dead incarnation is never acted on by its successor;
+/// incarnation 0 means "whichever incarnation" and is accepted only on
+/// [`PeerMsg::JoinRequest`] (a joiner does not know its seeds' incarnations).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Sending broker incarnation.
+    pub from: NodeId,
+    /// Addressed broker incarnation.
+    pub to: NodeId,
+    /// Body.
+    pub msg: PeerMsg,
+}
+
+/// Body of a peer message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerMsg {
+    /// Liveness plus stability frontiers.
+    Heartbeat(Heartbeat),
+    /// A broker outside the mesh asks to be admitted.
+    JoinRequest,
+    /// Tells a broker it is no longer a member of the primary view `view`.
+    Excluded {
+        /// The newer view that does not contain the addressee.
+        view: ViewId,
+    },
+    /// An application message.
+    Data(DataMsg),
+    /// Total-order decisions of a group's sequencer.
+    Order(OrderMsg),
+    /// View change phase 1: the coordinator asks for a report.
+    Propose(Propose),
+    /// View change phase 1 answer: what a broker holds.
+    Report(Box<Report>),
+    /// View change phase 2: the coordinator asks brokers to accept a value.
+    Accept {
+        /// Ballot of the round.
+        ballot: ViewId,
+        /// The proposed next configuration.
+        install: Box<Install>,
+    },
+    /// View change phase 2 answer.
+    Accepted {
+        /// Ballot accepted.
+        ballot: ViewId,
+    },
+    /// View change phase 3: apply this configuration.
+    Commit(Box<Install>),
+    /// One chunk of a state transfer checkpoint.
+    StateChunk(StateChunk),
+    /// The joiner's broker has the whole checkpoint; the provider may drop it.
+    StateDone(TransferId),
+}
+
+/// Periodic liveness message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Sender's installed view.
+    pub view: Option<ViewId>,
+    /// Highest ballot the sender has promised, so a coordinator can outbid it.
+    pub promised: Option<ViewId>,
+    /// The sender has local group joins or leaves waiting for a view change.
+    pub wants_change: bool,
+    /// Per-group receive frontiers in `view`.
+    pub frontiers: Vec<Frontier>,
+}
+
+/// A broker's progress in one group of the current view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frontier {
+    /// Group.
+    pub group: String,
+    /// Contiguous messages received from each sender rank.
+    pub received: Vec<u64>,
+    /// Contiguous total-order decisions received.
+    pub decisions: u64,
+}
+
+/// An application message as multicast by its origin broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataMsg {
+    /// View in which it was sent.
+    pub view: ViewId,
+    /// Group.
+    pub group: String,
+    /// Rank of the sending broker in `view`.
+    pub rank: u32,
+    /// Position in the sender's stream for this group and view (from 1).
+    pub seq: u64,
+    /// Mesh-wide id.
+    pub id: MsgId,
+    /// Publishing session.
+    pub publisher: MemberId,
+    /// Declared ordering.
+    pub ordering: Ordering,
+    /// Deliver only when stable.
+    pub safe: bool,
+    /// Vector timestamp (per sender rank, messages delivered at the sender
+    /// when sending); empty unless causal or total.
+    pub deps: Vec<u64>,
+    /// Application bytes.
+    pub payload: Vec<u8>,
+}
+
+/// A batch of total-order decisions: positions `first..first+entries.len()`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderMsg {
+    /// View.
+    pub view: ViewId,
+    /// Group.
+    pub group: String,
+    /// Position of the first entry (from 1).
+    pub first: u64,
+    /// `(sender rank, stream seq)` per position.
+    pub entries: Vec<(u32, u64)>,
+}
+
+/// Phase 1 of a view change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Propose {
+    /// Ballot; becomes the new view id unless an earlier value is re-proposed.
+    pub ballot: ViewId,
+    /// The coordinator's installed view.
+    pub base: ViewId,
+    /// Proposed members.
+    pub members: Vec<NodeId>,
+}
+
+/// What one broker holds for one group when a view change starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupReport {
+    /// Group.
+    pub group: String,
+    /// Delivered count per sender rank.
+    pub delivered: Vec<u64>,
+    /// Messages held (received, not yet garbage collected).
+    pub held: Vec<DataMsg>,
+    /// Known total-order decisions from position 1.
+    pub decisions: Vec<(u32, u64)>,
+}
+
+/// A local group membership request carried in a report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupRequest {
+    /// Join, optionally with state transfer.
+    Join {
+        /// Group.
+        group: String,
+        /// Member.
+        member: MemberId,
+        /// Wants a checkpoint.
+        state: bool,
+    },
+    /// Leave.
+    Leave {
+        /// Group.
+        group: String,
+        /// Member.
+        member: MemberId,
+    },
+    /// Expel (slow consumer, failed transfer).
+    Expel {
+        /// Group.
+        group: String,
+        /// Member.
+        member: MemberId,
+    },
+}
+
+/// Phase 1 answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Ballot answered.
+    pub ballot: ViewId,
+    /// Reporter's installed view (None while joining).
+    pub current: Option<ViewId>,
+    /// Highest accepted value, if any (Paxos rule).
+    pub accepted: Option<(ViewId, Install)>,
+    /// Per-group holdings.
+    pub groups: Vec<GroupReport>,
+    /// Local membership requests.
+    pub requests: Vec<GroupRequest>,
+}
+
+/// The value agreed by a view change: the next configuration plus what
+/// must be delivered before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Install {
+    /// The new mesh view.
+    pub view: MeshView,
+    /// The view it replaces.
+    pub prev: ViewId,
+    /// Members of `prev`.
+    pub prev_members: Vec<NodeId>,
+    /// Every group of the new view.
+    pub groups: Vec<GroupInstall>,
+}
+
+/// One group in an [`Install`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInstall {
+    /// Group.
+    pub group: String,
+    /// Group view id (unchanged if the membership did not change).
+    pub view_id: ViewId,
+    /// Members oldest first.
+    pub members: Vec<MemberId>,
+    /// Members that were expelled rather than leaving.
+    pub expelled: Vec<MemberId>,
+    /// Messages of the old view to deliver before the new view, in an order
+    /// valid for every ordering declaration.
+    pub flush: Vec<DataMsg>,
+    /// State transfers starting at this join point: `(joiner, provider)`.
+    pub transfers: Vec<(MemberId, Option<MemberId>)>,
+}
+
+/// A chunk of a checkpoint sent by the provider's broker to the joiner's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateChunk {
+    /// Transfer.
+    pub transfer: TransferId,
+    /// Byte offset of `bytes`.
+    pub offset: u64,
+    /// Total checkpoint length.
+    pub total: u64,
+    /// Bytes.
+    pub bytes: Vec<u8>,
+}
