@@ -35,6 +35,15 @@ enum Command {
     Demo(DemoArgs),
     /// Measure throughput and latency; prints one JSON line per result.
     Bench(BenchArgs),
+    /// Print a running broker's status (JSON from its admin endpoint).
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// The broker's admin address (broker.admin_listen).
+    #[arg(long, env = "MESHCAST_ADMIN", default_value = "127.0.0.1:4702")]
+    admin: SocketAddr,
 }
 
 #[derive(Args)]
@@ -197,6 +206,7 @@ async fn main() -> Result<()> {
         Command::Sub(args) => run_sub(args).await,
         Command::Demo(args) => run_demo(args).await,
         Command::Bench(args) => run_bench(args).await,
+        Command::Status(args) => run_status(args).await,
     }
 }
 
@@ -232,6 +242,9 @@ async fn run_broker(args: BrokerArgs) -> Result<()> {
         broker.client_addr,
         broker.ca_cert.display()
     );
+    if let Some(admin) = broker.admin_addr {
+        println!("admin endpoint on {admin} (GET /status, GET /metrics)");
+    }
     shutdown_signal().await;
     tracing::info!("shutdown requested");
     broker.shutdown().await;
@@ -334,6 +347,33 @@ async fn run_demo(args: DemoArgs) -> Result<()> {
         shutdown_signal().await;
     }
     broker.shutdown().await;
+    Ok(())
+}
+
+async fn run_status(args: StatusArgs) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(args.admin).await?;
+        stream
+            .write_all(b"GET /status HTTP/1.1\r\nhost: meshcast\r\n\r\n")
+            .await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = tokio::time::timeout(Duration::from_secs(10), fetch)
+        .await
+        .context("timed out")?
+        .with_context(|| format!("cannot reach the admin endpoint at {}", args.admin))?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!(
+            "admin endpoint answered: {}",
+            head.lines().next().unwrap_or("")
+        );
+    }
+    print!("{body}");
     Ok(())
 }
 

@@ -121,3 +121,31 @@ fn demo_runs_a_broker_and_a_first_publish_subscribe() {
     );
     assert!(out.contains("received  demo/orders/us order 2"), "{out}");
 }
+
+#[tokio::test]
+async fn status_and_metrics_report_live_counters() {
+    let broker = BrokerProc::start(&["broker.id=status-test", "broker.site=paris"]);
+    let c = broker.client("counted").await;
+    let _sub = c.subscribe("s/**").await.unwrap();
+    c.publish("s/1", "x").await.unwrap();
+    c.flush().await.unwrap();
+    let admin = broker.admin.to_string();
+    let out = tokio::task::spawn_blocking(move || run_cli(&["status", "--admin", &admin], None))
+        .await
+        .unwrap();
+    assert!(out.0.success(), "{}", out.2);
+    let status: serde_json::Value = serde_json::from_str(&out.1).unwrap();
+    assert_eq!(status["broker"], "status-test");
+    assert_eq!(status["site"], "paris");
+    assert_eq!(status["core"]["sessions"], 1);
+    assert_eq!(status["core"]["subscriptions"], 1);
+    assert_eq!(status["core"]["delivered"], 1);
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(broker.admin).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("meshcast_client_frames_total"), "{text}");
+}

@@ -3,6 +3,7 @@
 //! [`start`] binds the client endpoint, creates the development PKI when no
 //! TLS files are configured, spawns the core task and accepts sessions.
 
+mod admin;
 mod core;
 mod session;
 
@@ -35,6 +36,14 @@ pub enum StartError {
     /// The group map in the configuration is invalid.
     #[error("groups: {0}")]
     GroupMap(#[from] meshcast_topics::GroupMapError),
+    /// The admin HTTP endpoint could not be bound.
+    #[error("binding the admin endpoint broker.admin_listen = {addr}: {source}")]
+    Admin {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 pub(crate) struct Shared {
@@ -51,6 +60,8 @@ pub struct BrokerHandle {
     pub client_addr: SocketAddr,
     /// The CA certificate clients should trust.
     pub ca_cert: PathBuf,
+    /// The admin HTTP endpoint, if enabled.
+    pub admin_addr: Option<SocketAddr>,
     /// This broker's id.
     pub broker_id: String,
     stop: watch::Sender<bool>,
@@ -128,6 +139,17 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
         sessions: AtomicUsize::new(0),
         next_session: AtomicU64::new(1),
     });
+    let admin_addr = match shared.config.broker.admin_listen {
+        Some(addr) => {
+            let status = status_fn(&shared, &groups, client_addr);
+            Some(
+                admin::serve(addr, status)
+                    .await
+                    .map_err(|source| StartError::Admin { addr, source })?,
+            )
+        }
+        None => None,
+    };
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         loop {
@@ -148,9 +170,57 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
     Ok(BrokerHandle {
         client_addr,
         ca_cert,
+        admin_addr,
         broker_id,
         stop,
         core: core_tx,
         task,
+    })
+}
+
+/// The JSON status document served on `/status`.
+#[derive(Debug, serde::Serialize)]
+struct Status {
+    broker: String,
+    site: String,
+    version: &'static str,
+    client_addr: SocketAddr,
+    uptime_s: u64,
+    group_map_digest: String,
+    group_rules: Vec<(String, String)>,
+    core: Option<CoreStats>,
+}
+
+fn status_fn(shared: &Arc<Shared>, groups: &GroupMap, client_addr: SocketAddr) -> admin::StatusFn {
+    let started = std::time::Instant::now();
+    let digest = format!("{:016x}", groups.digest());
+    let rules: Vec<(String, String)> = groups
+        .rules()
+        .iter()
+        .map(|r| (r.prefix.clone(), r.group.clone()))
+        .collect();
+    let shared = shared.clone();
+    Arc::new(move || {
+        let shared = shared.clone();
+        let digest = digest.clone();
+        let rules = rules.clone();
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            let core = match shared.core.send(core::CoreMsg::Stats(tx)).await {
+                Ok(()) => rx.await.ok(),
+                Err(_) => None,
+            };
+            let status = Status {
+                broker: shared.broker_id.clone(),
+                site: shared.config.broker.site.clone(),
+                version: env!("CARGO_PKG_VERSION"),
+                client_addr,
+                uptime_s: started.elapsed().as_secs(),
+                group_map_digest: digest,
+                group_rules: rules,
+                core,
+            };
+            serde_json::to_string_pretty(&status).unwrap_or_default() + "\n"
+        })
     })
 }

@@ -48,6 +48,7 @@ impl Drop for TempDir {
 pub struct BrokerProc {
     pub child: Child,
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
     pub ca: PathBuf,
     pub dir: TempDir,
 }
@@ -55,14 +56,18 @@ pub struct BrokerProc {
 impl BrokerProc {
     /// Starts `meshcast broker` on a free port with extra `--set` overrides.
     pub fn start(sets: &[&str]) -> BrokerProc {
-        let dir = TempDir::new("broker");
+        Self::start_in(TempDir::new("broker"), sets)
+    }
+
+    /// Like [`BrokerProc::start`] but with a given data directory.
+    pub fn start_in(dir: TempDir, sets: &[&str]) -> BrokerProc {
         let mut cmd = Command::new(meshcast_bin());
         cmd.arg("broker")
             .arg("--data-dir")
             .arg(dir.path())
             .args(["--listen", "127.0.0.1:0"])
             .args(["--set", "broker.peer_listen=127.0.0.1:0"])
-            .args(["--set", "broker.admin_listen=off"]);
+            .args(["--set", "broker.admin_listen=127.0.0.1:0"]);
         for s in sets {
             cmd.args(["--set", s]);
         }
@@ -84,11 +89,21 @@ impl BrokerProc {
             .and_then(|rest| rest.split(' ').next())
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected broker banner: {line}"));
+        let admin_line = lines
+            .next()
+            .expect("broker printed no admin line")
+            .expect("read broker stdout");
+        let admin: SocketAddr = admin_line
+            .strip_prefix("admin endpoint on ")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected admin banner: {admin_line}"));
         // Keep draining stdout so the broker never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         BrokerProc {
             child,
             addr,
+            admin,
             ca: dir.path().join("ca.pem"),
             dir,
         }

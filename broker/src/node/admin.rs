@@ -1,0 +1,112 @@
+//! The admin HTTP endpoint: `GET /metrics` (Prometheus text format) and
+//! `GET /status` (JSON). A deliberately tiny HTTP/1.1 responder: one request
+//! per connection, bounded request size and time.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Largest request head accepted, in bytes.
+const MAX_REQUEST: usize = 8 * 1024;
+
+/// The process-wide Prometheus recorder (installed on first use).
+fn prometheus() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .as_ref()
+}
+
+/// Produces the JSON status document on demand.
+pub(crate) type StatusFn =
+    std::sync::Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, String> + Send + Sync>;
+
+/// Binds the admin listener and serves it in a background task.
+pub(crate) async fn serve(addr: SocketAddr, status: StatusFn) -> std::io::Result<SocketAddr> {
+    let _ = prometheus();
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let status = status.clone();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, status)).await;
+            });
+        }
+    });
+    Ok(local)
+}
+
+async fn answer(mut stream: TcpStream, status: StatusFn) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+        if head.len() > MAX_REQUEST {
+            return respond(
+                &mut stream,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                "request too large\n",
+            )
+            .await;
+        }
+    }
+    let line = String::from_utf8_lossy(&head);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    match (method, path) {
+        ("GET", "/metrics") => {
+            let body = prometheus().map(|h| h.render()).unwrap_or_default();
+            respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
+        }
+        ("GET", "/status") => {
+            let body = status().await;
+            respond(&mut stream, "200 OK", "application/json", &body).await
+        }
+        ("GET", _) => {
+            respond(
+                &mut stream,
+                "404 Not Found",
+                "text/plain",
+                "try /status or /metrics\n",
+            )
+            .await
+        }
+        _ => {
+            respond(
+                &mut stream,
+                "405 Method Not Allowed",
+                "text/plain",
+                "only GET\n",
+            )
+            .await
+        }
+    }
+}
+
+async fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    kind: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
