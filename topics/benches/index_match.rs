@@ -17,20 +17,27 @@ const N: u64 = 100_000;
 /// * 20% `tenant{t}/**` (5,000 distinct);
 /// * 10% `region{r}/svc{s}/inst{i}/{events,alerts}`;
 /// * 9% `region{r}/*`;
-/// * 1% starting with a wildcard: `*/svc{s}/inst{i}/events` (1,000, all
-///   tested against every topic).
+/// * 1% starting with a wildcard: 500 `*/svc{s}/inst{i}/events` (a path
+///   through the trie's `*` edge) and 500 `**/inst{i}/{events,alerts}`
+///   (globs at the root, tried against every topic).
 fn pattern_of(i: u64) -> String {
-    let r = i % 50;
-    let s = (i / 50) % 40;
+    let (r, s) = region_svc(i);
     match i % 10 {
         0..=3 => format!("region{r}/svc{s}/inst{i}/events"),
         4 => format!("region{r}/svc{s}/*/events"),
         5 => format!("region{r}/svc{s}/inst{}*/metrics", i % 100),
         6 | 7 => format!("tenant{}/**", i % 5000),
         8 => format!("region{r}/svc{s}/inst{i}/{{events,alerts}}"),
-        _ if i % 100 == 9 => format!("*/svc{s}/inst{i}/events"),
+        _ if i % 200 == 9 => format!("*/svc{s}/inst{i}/events"),
+        _ if i % 200 == 109 => format!("**/inst{i}/{{events,alerts}}"),
         _ => format!("region{r}/*"),
     }
+}
+
+/// Region (50) and service (40) of subscription or topic `i`, independent
+/// of the pattern kind `i % 10`.
+fn region_svc(i: u64) -> (u64, u64) {
+    ((i / 10) % 50, (i / 500) % 40)
 }
 
 fn patterns() -> Vec<Pattern> {
@@ -68,8 +75,13 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("index_100k");
 
     let mut cached = build(&pats, 1024);
-    let hot = topics[0].clone();
-    eprintln!("matches for {hot}: {}", cached.matches(&hot).len());
+    let hot = topics[1].clone();
+    let total: usize = topics.iter().map(|t| cached.matches(t).len()).sum();
+    eprintln!(
+        "{} matches for {hot}; {:.1} matches per topic on average",
+        cached.matches(&hot).len(),
+        total as f64 / topics.len() as f64
+    );
     g.bench_function("match_cached_same_topic", |b| {
         b.iter(|| black_box(cached.matches(black_box(&hot))))
     });
@@ -91,6 +103,16 @@ fn bench(c: &mut Criterion) {
     g.bench_function("insert_glob_then_match_rebuild", |b| {
         b.iter(|| {
             uncached.insert(u64::MAX, extra.clone());
+            let r = uncached.matches(&probe);
+            uncached.remove(&u64::MAX);
+            black_box(r)
+        })
+    });
+
+    let root_extra = Pattern::new("**/inst1/extra").unwrap();
+    g.bench_function("insert_root_glob_then_match_rebuild", |b| {
+        b.iter(|| {
+            uncached.insert(u64::MAX, root_extra.clone());
             let r = uncached.matches(&probe);
             uncached.remove(&u64::MAX);
             black_box(r)

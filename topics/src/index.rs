@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use globset::{Candidate, GlobSet, GlobSetBuilder};
 
-use crate::pattern::{Pattern, Shape};
+use crate::pattern::Pattern;
 use crate::topic::Topic;
 
 /// Result-cache counters of a [`SubscriptionIndex`].
@@ -26,16 +26,18 @@ pub struct CacheStats {
 ///
 /// * Literal patterns (no glob syntax) live in a hash map from topic text to
 ///   keys: one lookup per match.
-/// * Other patterns live in a trie keyed by the segments of their
-///   [literal prefix](Pattern::literal_prefix); a match walks only the trie
-///   nodes along the topic's own segments, so patterns under unrelated
-///   prefixes cost nothing. At each node:
-///   * `L/**` patterns (everything below `L`) and `L/*` patterns (exactly
-///     one level below `L`) are answered without any glob matching;
-///   * every other pattern goes into a per-node `globset::GlobSet`, built
-///     lazily on the first match that visits the node after its set of
-///     patterns changed (never on insert), so bulk inserts stay cheap and a
-///     change rebuilds only one node's set.
+/// * Other patterns live in a trie (as in NATS's sublist) whose edges are
+///   their leading segments that are either literal or exactly `*`; a match
+///   follows, at each level, the edge named by the topic's segment and the
+///   `*` edge, so patterns under unrelated prefixes cost nothing. At each
+///   node:
+///   * patterns made only of literal and `*` segments (`a/*`, `*/b/*`) and
+///     such a path followed by `/**` are answered without glob matching;
+///   * every other pattern goes into a per-node `globset::GlobSet` (split
+///     into chunks of 64 patterns), built lazily on the first match that
+///     visits the node after its patterns changed (never on insert), so
+///     bulk inserts stay cheap and a change rebuilds only one chunk of one
+///     node.
 /// * A bounded result cache keyed by topic answers repeated topics. It is
 ///   emptied on the first match after any change (detected through
 ///   [`generation`](SubscriptionIndex::generation)), and emptied when it is
@@ -181,26 +183,30 @@ impl<K: Clone + Eq + Hash + Ord> SubscriptionIndex<K> {
     }
 
     fn place(&mut self, key: K, pattern: &Pattern) {
-        if pattern.shape() == Shape::Literal {
+        if pattern.is_literal() {
             self.literals
                 .entry(pattern.as_str().into())
                 .or_default()
                 .push(key);
             return;
         }
+        let (path, tail) = route(pattern);
         let mut node = &mut self.root;
-        for seg in pattern.literal_prefix() {
-            node = node.children.entry(seg.into()).or_default();
+        for edge in path {
+            node = match edge {
+                Edge::Literal(seg) => node.children.entry(seg.into()).or_default(),
+                Edge::Star => node.star.get_or_insert_with(Box::default),
+            };
         }
-        match pattern.shape() {
-            Shape::Subtree => node.subtree.push(key),
-            Shape::Children => node.one_level.push(key),
-            Shape::Literal | Shape::Glob => node.globs.add(key, pattern),
+        match tail {
+            Tail::End => node.end.push(key),
+            Tail::Subtree => node.subtree.push(key),
+            Tail::Glob => node.globs.add(key, pattern),
         }
     }
 
     fn unplace(&mut self, key: &K, pattern: &Pattern) {
-        if pattern.shape() == Shape::Literal {
+        if pattern.is_literal() {
             if let Some(keys) = self.literals.get_mut(pattern.as_str()) {
                 remove_key(keys, key);
                 if keys.is_empty() {
@@ -209,8 +215,8 @@ impl<K: Clone + Eq + Hash + Ord> SubscriptionIndex<K> {
             }
             return;
         }
-        let path = pattern.literal_prefix();
-        self.root.unplace(&path, key, pattern);
+        let (path, tail) = route(pattern);
+        self.root.unplace(&path, tail, key, pattern);
     }
 
     fn compute(&mut self, topic: &Topic) -> Arc<[K]> {
@@ -219,30 +225,14 @@ impl<K: Clone + Eq + Hash + Ord> SubscriptionIndex<K> {
             out.extend(keys.iter().cloned());
         }
         let segments: Vec<&str> = topic.segments().collect();
-        let n = segments.len();
-        let candidate = Candidate::new(topic.as_str());
-        let scratch = &mut self.scratch;
-        let mut node = &mut self.root;
-        let mut depth = 0;
-        loop {
-            if depth < n {
-                out.extend(node.subtree.iter().cloned());
-                if depth + 1 == n {
-                    out.extend(node.one_level.iter().cloned());
-                }
-            }
-            node.globs.collect(topic, &candidate, scratch, &mut out);
-            if depth == n {
-                break;
-            }
-            match node.children.get_mut(segments[depth]) {
-                Some(child) => {
-                    node = child;
-                    depth += 1;
-                }
-                None => break,
-            }
-        }
+        let mut walk = Walk {
+            topic,
+            segments: &segments,
+            candidate: Candidate::new(topic.as_str()),
+            scratch: &mut self.scratch,
+            out: &mut out,
+        };
+        self.root.collect(0, &mut walk);
         out.sort_unstable();
         out.dedup();
         Arc::from(out)
@@ -255,14 +245,65 @@ fn remove_key<K: Eq>(keys: &mut Vec<K>, key: &K) {
     }
 }
 
-/// A trie node: patterns whose literal prefix ends here.
+/// One step of a pattern's path in the trie.
+enum Edge<'a> {
+    /// A segment without glob syntax.
+    Literal(&'a str),
+    /// A segment that is exactly `*`: any one topic segment.
+    Star,
+}
+
+/// What a pattern needs once its path is consumed.
+#[derive(Clone, Copy)]
+enum Tail {
+    /// Nothing: the topic must end here.
+    End,
+    /// A final `**`: the topic must go on below here.
+    Subtree,
+    /// Anything else: the compiled glob decides.
+    Glob,
+}
+
+/// Splits a non-literal pattern into its trie path (the leading segments
+/// that are literal or exactly `*`) and what follows. Every topic the
+/// pattern matches follows the path segment by segment, because neither a
+/// literal segment nor `*` can match more or less than one topic segment.
+fn route(pattern: &Pattern) -> (Vec<Edge<'_>>, Tail) {
+    let segments: Vec<&str> = pattern.segments().collect();
+    let mut path = Vec::with_capacity(segments.len());
+    for (i, seg) in segments.iter().enumerate() {
+        if *seg == "*" {
+            path.push(Edge::Star);
+        } else if !seg.contains(['*', '?', '[', '{']) {
+            path.push(Edge::Literal(seg));
+        } else if *seg == "**" && i + 1 == segments.len() {
+            return (path, Tail::Subtree);
+        } else {
+            return (path, Tail::Glob);
+        }
+    }
+    (path, Tail::End)
+}
+
+/// The state of one trie walk for a topic.
+struct Walk<'a, K> {
+    topic: &'a Topic,
+    segments: &'a [&'a str],
+    candidate: Candidate<'a>,
+    scratch: &'a mut Vec<usize>,
+    out: &'a mut Vec<K>,
+}
+
+/// A trie node, reached by a path of literal and `*` segments.
 struct Node<K> {
     children: HashMap<Box<str>, Node<K>>,
-    /// Keys of `L/**` patterns.
+    /// The child for a `*` segment.
+    star: Option<Box<Node<K>>>,
+    /// Keys of patterns that end here (`a/*`, `*/b`).
+    end: Vec<K>,
+    /// Keys of patterns that are this path followed by `/**`.
     subtree: Vec<K>,
-    /// Keys of `L/*` patterns.
-    one_level: Vec<K>,
-    /// Every other non-literal pattern.
+    /// Every other pattern whose path ends here.
     globs: GlobBucket<K>,
 }
 
@@ -270,12 +311,10 @@ impl<K> Default for Node<K> {
     fn default() -> Self {
         Node {
             children: HashMap::new(),
+            star: None,
+            end: Vec::new(),
             subtree: Vec::new(),
-            one_level: Vec::new(),
-            globs: GlobBucket {
-                entries: HashMap::new(),
-                compiled: None,
-            },
+            globs: GlobBucket::default(),
         }
     }
 }
@@ -283,108 +322,191 @@ impl<K> Default for Node<K> {
 impl<K: Clone + Eq> Node<K> {
     fn is_empty(&self) -> bool {
         self.children.is_empty()
+            && self.star.is_none()
+            && self.end.is_empty()
             && self.subtree.is_empty()
-            && self.one_level.is_empty()
             && self.globs.entries.is_empty()
     }
 
-    fn unplace(&mut self, path: &[&str], key: &K, pattern: &Pattern) {
-        if let Some((first, rest)) = path.split_first() {
-            if let Some(child) = self.children.get_mut(*first) {
-                child.unplace(rest, key, pattern);
-                if child.is_empty() {
-                    self.children.remove(*first);
+    fn unplace(&mut self, path: &[Edge<'_>], tail: Tail, key: &K, pattern: &Pattern) {
+        match path.split_first() {
+            Some((Edge::Literal(seg), rest)) => {
+                if let Some(child) = self.children.get_mut(*seg) {
+                    child.unplace(rest, tail, key, pattern);
+                    if child.is_empty() {
+                        self.children.remove(*seg);
+                    }
                 }
             }
-            return;
+            Some((Edge::Star, rest)) => {
+                if let Some(child) = self.star.as_deref_mut() {
+                    child.unplace(rest, tail, key, pattern);
+                    if child.is_empty() {
+                        self.star = None;
+                    }
+                }
+            }
+            None => match tail {
+                Tail::End => remove_key(&mut self.end, key),
+                Tail::Subtree => remove_key(&mut self.subtree, key),
+                Tail::Glob => self.globs.remove(key, pattern),
+            },
         }
-        match pattern.shape() {
-            Shape::Subtree => remove_key(&mut self.subtree, key),
-            Shape::Children => remove_key(&mut self.one_level, key),
-            Shape::Literal | Shape::Glob => self.globs.remove(key, pattern),
+    }
+
+    /// Collects the keys matching `walk.topic` at this node (reached after
+    /// `depth` topic segments) and below.
+    fn collect(&mut self, depth: usize, walk: &mut Walk<'_, K>) {
+        let n = walk.segments.len();
+        if depth == n {
+            walk.out.extend(self.end.iter().cloned());
+        } else {
+            walk.out.extend(self.subtree.iter().cloned());
+        }
+        self.globs.collect(walk);
+        if let Some(seg) = walk.segments.get(depth) {
+            if let Some(child) = self.children.get_mut(*seg) {
+                child.collect(depth + 1, walk);
+            }
+            if let Some(child) = self.star.as_deref_mut() {
+                child.collect(depth + 1, walk);
+            }
         }
     }
 }
 
-/// The general patterns of one trie node and their lazily built `GlobSet`.
+/// Most patterns compiled into one `GlobSet`. A change to a bucket only
+/// rebuilds the chunk holding the pattern, which bounds the rebuild cost
+/// when many patterns share a trie node (e.g. patterns that start with a
+/// wildcard all live at the root).
+const CHUNK: usize = 64;
+
+/// The general patterns of one trie node, in chunks of at most [`CHUNK`]
+/// patterns, each with a lazily built `GlobSet`.
 struct GlobBucket<K> {
-    /// Pattern text -> (pattern, keys).
-    entries: HashMap<Box<str>, (Pattern, Vec<K>)>,
-    /// `None` when `entries` changed since the last build.
+    /// Pattern text -> entry.
+    entries: HashMap<Box<str>, Entry<K>>,
+    chunks: Vec<Chunk>,
+    /// Indices of the chunks holding fewer than [`CHUNK`] patterns.
+    with_room: Vec<usize>,
+}
+
+struct Entry<K> {
+    keys: Vec<K>,
+    chunk: usize,
+}
+
+struct Chunk {
+    patterns: Vec<Pattern>,
+    /// `None` when `patterns` changed since the last build.
     compiled: Option<Compiled>,
 }
 
-struct Compiled {
-    /// `None` if globset refused to build the set; then each pattern is
-    /// tried in turn.
-    set: Option<GlobSet>,
-    /// Glob index in `set` -> pattern (key into `entries`).
-    order: Vec<Pattern>,
+enum Compiled {
+    /// Glob index in the set = index in `Chunk::patterns`.
+    Set(GlobSet),
+    /// globset refused to build the set; each pattern is tried in turn.
+    OneByOne,
+}
+
+impl<K> Default for GlobBucket<K> {
+    fn default() -> Self {
+        GlobBucket {
+            entries: HashMap::new(),
+            chunks: Vec::new(),
+            with_room: Vec::new(),
+        }
+    }
 }
 
 impl<K: Clone + Eq> GlobBucket<K> {
     fn add(&mut self, key: K, pattern: &Pattern) {
-        let (_, keys) = self
-            .entries
-            .entry(pattern.as_str().into())
-            .or_insert_with(|| (pattern.clone(), Vec::new()));
-        if keys.is_empty() {
-            // A new pattern: the set must be rebuilt.
-            self.compiled = None;
+        if let Some(entry) = self.entries.get_mut(pattern.as_str()) {
+            // Known pattern: only the key list changes, the sets stay valid.
+            entry.keys.push(key);
+            return;
         }
-        keys.push(key);
+        let chunk = match self.with_room.last() {
+            Some(&c) => c,
+            None => {
+                self.chunks.push(Chunk {
+                    patterns: Vec::with_capacity(CHUNK),
+                    compiled: None,
+                });
+                self.with_room.push(self.chunks.len() - 1);
+                self.chunks.len() - 1
+            }
+        };
+        let target = &mut self.chunks[chunk];
+        target.patterns.push(pattern.clone());
+        target.compiled = None;
+        if target.patterns.len() >= CHUNK {
+            self.with_room.pop();
+        }
+        self.entries.insert(
+            pattern.as_str().into(),
+            Entry {
+                keys: vec![key],
+                chunk,
+            },
+        );
     }
 
     fn remove(&mut self, key: &K, pattern: &Pattern) {
-        if let Some((_, keys)) = self.entries.get_mut(pattern.as_str()) {
-            remove_key(keys, key);
-            if keys.is_empty() {
-                self.entries.remove(pattern.as_str());
-                self.compiled = None;
+        let Some(entry) = self.entries.get_mut(pattern.as_str()) else {
+            return;
+        };
+        remove_key(&mut entry.keys, key);
+        if !entry.keys.is_empty() {
+            return;
+        }
+        let chunk = entry.chunk;
+        self.entries.remove(pattern.as_str());
+        if let Some(target) = self.chunks.get_mut(chunk) {
+            let was_full = target.patterns.len() >= CHUNK;
+            if let Some(i) = target.patterns.iter().position(|p| p == pattern) {
+                target.patterns.swap_remove(i);
+                target.compiled = None;
+            }
+            if was_full && target.patterns.len() < CHUNK {
+                self.with_room.push(chunk);
             }
         }
     }
 
-    fn collect(
-        &mut self,
-        topic: &Topic,
-        candidate: &Candidate<'_>,
-        scratch: &mut Vec<usize>,
-        out: &mut Vec<K>,
-    ) {
-        if self.entries.is_empty() {
-            return;
-        }
+    fn collect(&mut self, walk: &mut Walk<'_, K>) {
         let entries = &self.entries;
-        let compiled = self.compiled.get_or_insert_with(|| {
-            let order: Vec<Pattern> = entries.values().map(|(p, _)| p.clone()).collect();
-            let mut builder = GlobSetBuilder::new();
-            for pattern in &order {
-                builder.add(pattern.glob().clone());
+        let out = &mut *walk.out;
+        let mut emit = |pattern: &Pattern| {
+            if let Some(entry) = entries.get(pattern.as_str()) {
+                out.extend(entry.keys.iter().cloned());
             }
-            Compiled {
-                set: builder.build().ok(),
-                order,
+        };
+        for chunk in &mut self.chunks {
+            if chunk.patterns.is_empty() {
+                continue;
             }
-        });
-        match &compiled.set {
-            Some(set) => {
-                scratch.clear();
-                set.matches_candidate_into(candidate, scratch);
-                for &i in scratch.iter() {
-                    if let Some((_, keys)) =
-                        compiled.order.get(i).and_then(|p| entries.get(p.as_str()))
-                    {
-                        out.extend(keys.iter().cloned());
+            let patterns = &chunk.patterns;
+            let compiled = chunk.compiled.get_or_insert_with(|| {
+                let mut builder = GlobSetBuilder::new();
+                for pattern in patterns {
+                    builder.add(pattern.glob().clone());
+                }
+                builder.build().map_or(Compiled::OneByOne, Compiled::Set)
+            });
+            match compiled {
+                Compiled::Set(set) => {
+                    walk.scratch.clear();
+                    set.matches_candidate_into(&walk.candidate, walk.scratch);
+                    for &i in walk.scratch.iter() {
+                        if let Some(pattern) = patterns.get(i) {
+                            emit(pattern);
+                        }
                     }
                 }
-            }
-            None => {
-                for pattern in &compiled.order {
-                    if pattern.matches(topic) {
-                        if let Some((_, keys)) = entries.get(pattern.as_str()) {
-                            out.extend(keys.iter().cloned());
-                        }
+                Compiled::OneByOne => {
+                    for pattern in patterns.iter().filter(|p| p.matches(walk.topic)) {
+                        emit(pattern);
                     }
                 }
             }
@@ -423,6 +545,27 @@ mod tests {
         assert_eq!(&*idx.matches(&t("c")), &[4, 7]);
         assert_eq!(&*idx.matches(&t("x/y")), &[2]);
         assert!(idx.matches(&t("q/r")).is_empty());
+    }
+
+    #[test]
+    fn star_edges() {
+        let mut idx = SubscriptionIndex::new(0);
+        idx.insert(1, p("*"));
+        idx.insert(2, p("*/b"));
+        idx.insert(3, p("*/b/*"));
+        idx.insert(4, p("*/**"));
+        idx.insert(5, p("a/*/c/**"));
+        idx.insert(6, p("*/*"));
+        idx.insert(7, p("*/b{,x}"));
+        assert_eq!(&*idx.matches(&t("a")), &[1]);
+        assert_eq!(&*idx.matches(&t("a/b")), &[2, 4, 6, 7]);
+        assert_eq!(&*idx.matches(&t("z/bx")), &[4, 6, 7]);
+        assert_eq!(&*idx.matches(&t("a/b/c")), &[3, 4]);
+        assert_eq!(&*idx.matches(&t("a/b/c/d")), &[4, 5]);
+        for k in 1..=7 {
+            idx.remove(&k);
+        }
+        assert!(idx.root.is_empty());
     }
 
     #[test]
@@ -482,6 +625,53 @@ mod tests {
         none.matches(&t("a/b"));
         assert_eq!(none.cache_stats(), CacheStats { hits: 0, misses: 2 });
         assert_eq!(none.cache_len(), 0);
+    }
+
+    #[test]
+    fn many_patterns_in_one_node_span_chunks() {
+        // 290 distinct root patterns (5 chunks); remove and re-add across chunks and
+        // compare with brute force after every step.
+        let pats: Vec<Pattern> = (0..300).map(|i| p(&format!("**/x{}*", i % 290))).collect();
+        let topics: Vec<Topic> = (0..160).map(|i| t(&format!("a/x{i}"))).collect();
+        let mut idx = SubscriptionIndex::new(8);
+        let mut model = std::collections::BTreeMap::new();
+        let check = |idx: &mut SubscriptionIndex<usize>,
+                     model: &std::collections::BTreeMap<usize, Pattern>| {
+            for topic in topics.iter().step_by(7) {
+                let want: Vec<usize> = model
+                    .iter()
+                    .filter(|(_, p)| p.matches(topic))
+                    .map(|(k, _)| *k)
+                    .collect();
+                assert_eq!(&*idx.matches(topic), &want[..], "{topic}");
+            }
+        };
+        for (k, pat) in pats.iter().enumerate() {
+            idx.insert(k, pat.clone());
+            model.insert(k, pat.clone());
+        }
+        check(&mut idx, &model);
+        assert!(idx.root.globs.chunks.len() * CHUNK >= 290);
+        for k in (0..300).step_by(3) {
+            idx.remove(&k);
+            model.remove(&k);
+        }
+        check(&mut idx, &model);
+        for k in (0..300).step_by(3) {
+            let pat = p(&format!("**/x{}*", 1000 + k));
+            idx.insert(k, pat.clone());
+            model.insert(k, pat);
+        }
+        check(&mut idx, &model);
+        let room = &idx.root.globs.with_room;
+        let mut dedup = room.clone();
+        dedup.sort_unstable();
+        dedup.dedup();
+        assert_eq!(dedup.len(), room.len(), "with_room has no duplicates");
+        for k in 0..300 {
+            idx.remove(&k);
+        }
+        assert!(idx.is_empty() && idx.root.is_empty());
     }
 
     #[test]

@@ -199,25 +199,11 @@ pub enum PatternError {
     },
 }
 
-/// How a pattern is shaped after its literal prefix; lets the index take
-/// fast paths.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Shape {
-    /// No wildcard at all: matches exactly one topic.
-    Literal,
-    /// `L/**` (or `**`): everything strictly below the literal prefix `L`.
-    Subtree,
-    /// `L/*` (or `*`): exactly one segment below the literal prefix `L`.
-    Children,
-    /// Anything else: needs the glob matcher.
-    Glob,
-}
-
 struct Inner {
     text: Box<str>,
     glob: Glob,
     literal_segments: usize,
-    shape: Shape,
+    literal: bool,
     matcher: OnceLock<GlobMatcher>,
 }
 
@@ -290,7 +276,7 @@ impl Pattern {
             text: text.into_boxed_str(),
             glob,
             literal_segments: parsed.literal_segments,
-            shape: parsed.shape,
+            literal: parsed.literal,
             matcher: OnceLock::new(),
         })))
     }
@@ -307,7 +293,7 @@ impl Pattern {
 
     /// Whether `topic` matches this pattern.
     pub fn matches(&self, topic: &Topic) -> bool {
-        if self.0.shape == Shape::Literal {
+        if self.0.literal {
             return topic.as_str() == self.as_str();
         }
         self.0
@@ -319,7 +305,7 @@ impl Pattern {
     /// Whether the pattern contains no glob syntax, i.e. matches exactly the
     /// topic with the same text.
     pub fn is_literal(&self) -> bool {
-        self.0.shape == Shape::Literal
+        self.0.literal
     }
 
     /// The topic this pattern matches, if it is literal.
@@ -346,10 +332,6 @@ impl Pattern {
     /// prefix), so it can match topics under any first segment.
     pub fn starts_with_wildcard(&self) -> bool {
         self.0.literal_segments == 0
-    }
-
-    pub(crate) fn shape(&self) -> Shape {
-        self.0.shape
     }
 
     pub(crate) fn glob(&self) -> &Glob {
@@ -434,7 +416,7 @@ impl Serialize for Pattern {
 struct Parsed {
     glob_text: String,
     literal_segments: usize,
-    shape: Shape,
+    literal: bool,
 }
 
 fn parse(text: &str) -> Result<Parsed, PatternError> {
@@ -483,22 +465,11 @@ fn parse(text: &str) -> Result<Parsed, PatternError> {
             first_wild = Some(index);
         }
     }
-    let (literal_segments, shape) = match first_wild {
-        None => (segments.len(), Shape::Literal),
-        Some(l) => {
-            let rest = &segments[l..];
-            let shape = match rest {
-                ["**"] => Shape::Subtree,
-                ["*"] => Shape::Children,
-                _ => Shape::Glob,
-            };
-            (l, shape)
-        }
-    };
+    let literal_segments = first_wild.unwrap_or(segments.len());
     Ok(Parsed {
         glob_text,
         literal_segments,
-        shape,
+        literal: first_wild.is_none(),
     })
 }
 
@@ -811,20 +782,13 @@ mod tests {
     }
 
     #[test]
-    fn literal_prefix_and_shape() {
+    fn literal_prefix() {
         assert_eq!(p("a/b/*/d").literal_prefix(), ["a", "b"]);
         assert_eq!(p("a/b{c,d}/e").literal_prefix(), ["a"]);
         assert_eq!(p("a/[bc]").literal_prefix(), ["a"]);
         assert_eq!(p("a/?").literal_prefix(), ["a"]);
         assert!(p("**/a").literal_prefix().is_empty());
         assert!(p("*/a").starts_with_wildcard());
-        assert_eq!(p("a/b/**").shape(), Shape::Subtree);
-        assert_eq!(p("**").shape(), Shape::Subtree);
-        assert_eq!(p("a/*").shape(), Shape::Children);
-        assert_eq!(p("*").shape(), Shape::Children);
-        assert_eq!(p("a/*/c").shape(), Shape::Glob);
-        assert_eq!(p("a/x*").shape(), Shape::Glob);
-        assert_eq!(p("a/b").shape(), Shape::Literal);
         assert!(!p("a/*").is_literal());
         assert_eq!(p("a/*").as_topic(), None);
     }
