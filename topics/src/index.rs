@@ -488,11 +488,15 @@ impl<K: Clone + Eq> GlobBucket<K> {
             }
             let patterns = &chunk.patterns;
             let compiled = chunk.compiled.get_or_insert_with(|| {
+                let globs: Option<Vec<_>> = patterns.iter().map(Pattern::compile_glob).collect();
                 let mut builder = GlobSetBuilder::new();
-                for pattern in patterns {
-                    builder.add(pattern.glob().clone());
+                for glob in globs.into_iter().flatten() {
+                    builder.add(glob);
                 }
-                builder.build().map_or(Compiled::OneByOne, Compiled::Set)
+                match builder.build() {
+                    Ok(set) if set.len() == patterns.len() => Compiled::Set(set),
+                    _ => Compiled::OneByOne,
+                }
             });
             match compiled {
                 Compiled::Set(set) => {

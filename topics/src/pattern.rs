@@ -201,10 +201,20 @@ pub enum PatternError {
 
 struct Inner {
     text: Box<str>,
-    glob: Glob,
     literal_segments: usize,
     literal: bool,
-    matcher: OnceLock<GlobMatcher>,
+    /// Compiled on first use; `None` only if globset refuses a pattern it
+    /// accepted in [`Pattern::new`] (cannot happen in practice).
+    matcher: OnceLock<Option<GlobMatcher>>,
+}
+
+/// Compiles the globset form of a pattern.
+fn build_glob(glob_text: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(glob_text)
+        .literal_separator(true)
+        .backslash_escape(false)
+        .empty_alternates(true)
+        .build()
 }
 
 /// A validated glob over topics, such as `atc/*/tracks` or `orders/**`.
@@ -252,8 +262,12 @@ struct Inner {
 /// decide which groups a subscription reaches.
 ///
 /// Equality, ordering and hashing compare the pattern text. Cloning is
-/// cheap; the glob matcher is compiled on the first call to
-/// [`Pattern::matches`] and shared by clones.
+/// cheap. A pattern holds little more than its text; the glob matcher is
+/// compiled on the first call to [`Pattern::matches`] on a non-literal
+/// pattern and shared by clones. A compiled matcher is a regex costing
+/// kilobytes, so to match a topic against many patterns use a
+/// [`SubscriptionIndex`](crate::SubscriptionIndex) rather than calling
+/// `matches` on each.
 #[derive(Clone, Deserialize)]
 #[serde(try_from = "String")]
 pub struct Pattern(Arc<Inner>);
@@ -263,18 +277,16 @@ impl Pattern {
     pub fn new(text: impl Into<String>) -> Result<Pattern, PatternError> {
         let text = text.into();
         let parsed = parse(&text)?;
-        let glob = GlobBuilder::new(&parsed.glob_text)
-            .literal_separator(true)
-            .backslash_escape(false)
-            .empty_alternates(true)
-            .build()
-            .map_err(|source| PatternError::Glob {
+        if !parsed.literal {
+            // Make sure globset accepts it now; the compiled form is not
+            // kept (it costs over a kilobyte), see `compile_glob`.
+            build_glob(&parsed.glob_text).map_err(|source| PatternError::Glob {
                 pattern: text.clone(),
                 source,
             })?;
+        }
         Ok(Pattern(Arc::new(Inner {
             text: text.into_boxed_str(),
-            glob,
             literal_segments: parsed.literal_segments,
             literal: parsed.literal,
             matcher: OnceLock::new(),
@@ -298,8 +310,9 @@ impl Pattern {
         }
         self.0
             .matcher
-            .get_or_init(|| self.0.glob.compile_matcher())
-            .is_match(topic.as_str())
+            .get_or_init(|| self.compile_glob().map(|g| g.compile_matcher()))
+            .as_ref()
+            .is_some_and(|m| m.is_match(topic.as_str()))
     }
 
     /// Whether the pattern contains no glob syntax, i.e. matches exactly the
@@ -334,8 +347,11 @@ impl Pattern {
         self.0.literal_segments == 0
     }
 
-    pub(crate) fn glob(&self) -> &Glob {
-        &self.0.glob
+    /// The globset form of the pattern (re-derived from the text, which
+    /// is cheaper in memory than keeping it).
+    pub(crate) fn compile_glob(&self) -> Option<Glob> {
+        let parsed = parse(&self.0.text).ok()?;
+        build_glob(&parsed.glob_text).ok()
     }
 }
 
