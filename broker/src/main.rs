@@ -37,6 +37,22 @@ enum Command {
     Bench(BenchArgs),
     /// Print a running broker's status (JSON from its admin endpoint).
     Status(StatusArgs),
+    /// Create a cluster CA (or reuse the one in --out) and a certificate per broker.
+    Certs(CertsArgs),
+}
+
+#[derive(Args)]
+struct CertsArgs {
+    /// Directory for ca.pem, ca-key.pem and NAME.pem / NAME-key.pem.
+    #[arg(long, default_value = "certs")]
+    out: PathBuf,
+    /// Extra DNS names or IP addresses every certificate is valid for
+    /// (localhost and the loopback addresses are always included).
+    #[arg(long = "host")]
+    hosts: Vec<String>,
+    /// Broker ids to issue certificates for (each is also a DNS name in it).
+    #[arg(required = true)]
+    brokers: Vec<String>,
 }
 
 #[derive(Args)]
@@ -207,6 +223,7 @@ async fn main() -> Result<()> {
         Command::Demo(args) => run_demo(args).await,
         Command::Bench(args) => run_bench(args).await,
         Command::Status(args) => run_status(args).await,
+        Command::Certs(args) => run_certs(args),
     }
 }
 
@@ -347,6 +364,28 @@ async fn run_demo(args: DemoArgs) -> Result<()> {
         shutdown_signal().await;
     }
     broker.shutdown().await;
+    Ok(())
+}
+
+fn run_certs(args: CertsArgs) -> Result<()> {
+    use meshcast_transport::pki;
+    let (ca_key, created) = pki::ensure_ca(&args.out)?;
+    println!(
+        "{} CA {}",
+        if created { "created" } else { "reusing" },
+        args.out.join("ca.pem").display()
+    );
+    for name in &args.brokers {
+        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+            bail!("invalid broker id {name:?} for a certificate file name");
+        }
+        let cert = args.out.join(format!("{name}.pem"));
+        let key = args.out.join(format!("{name}-key.pem"));
+        let mut names = vec![name.clone()];
+        names.extend(args.hosts.iter().cloned());
+        pki::issue_files(&ca_key, name, &names, &cert, &key)?;
+        println!("issued {} and {}", cert.display(), key.display());
+    }
     Ok(())
 }
 

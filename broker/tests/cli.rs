@@ -149,3 +149,51 @@ async fn status_and_metrics_report_live_counters() {
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("meshcast_client_frames_total"), "{text}");
 }
+
+#[tokio::test]
+async fn certs_command_makes_a_cluster_ca_that_brokers_and_clients_use() {
+    let dir = common::TempDir::new("certs");
+    let out = dir.path().join("pki");
+    let out_s = out.to_str().unwrap().to_string();
+    let (status, stdout, err) = tokio::task::spawn_blocking(move || {
+        run_cli(
+            &["certs", "--out", &out_s, "--host", "10.9.8.7", "b1", "b2"],
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{err}");
+    assert!(stdout.contains("created CA"), "{stdout}");
+    for f in [
+        "ca.pem",
+        "ca-key.pem",
+        "b1.pem",
+        "b1-key.pem",
+        "b2.pem",
+        "b2-key.pem",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let p = |f: &str| out.join(f).to_str().unwrap().to_string();
+    let sets = [
+        format!("tls.ca_cert={}", p("ca.pem")),
+        format!("tls.cert={}", p("b1.pem")),
+        format!("tls.key={}", p("b1-key.pem")),
+    ];
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let mut broker = BrokerProc::start(&sets);
+    broker.ca = out.join("ca.pem");
+    let c = broker.client("tls").await;
+    c.flush().await.unwrap();
+    // A client trusting some other CA is refused by TLS.
+    let other = common::TempDir::new("other-ca");
+    meshcast_transport::pki::ensure_ca(other.path()).unwrap();
+    let opts =
+        meshcast_client::ClientOptions::new(broker.addr).ca_file(other.path().join("ca.pem"));
+    let err = meshcast_client::Client::connect(opts).await.unwrap_err();
+    assert!(
+        matches!(err, meshcast_client::ClientError::Connect { .. }),
+        "{err}"
+    );
+}

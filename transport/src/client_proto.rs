@@ -5,19 +5,19 @@
 //! ([`encode_hello`] / [`encode_welcome`]); after it the client sends
 //! [`ClientMsg`] frames and the broker sends [`ServerMsg`] frames.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
+use crate::handshake;
 use crate::wire::{self, WireError};
+
+pub use crate::handshake::{HandshakeError, MAGIC};
 
 /// ALPN protocol name of client connections.
 pub const ALPN_CLIENT: &[u8] = b"meshcast-client";
 
 /// Version of the client protocol spoken by this build.
 pub const PROTOCOL_VERSION: u16 = 1;
-
-/// First four bytes of every handshake frame body.
-pub const MAGIC: [u8; 4] = *b"MCST";
 
 /// How a publisher asks for its messages on a topic to be ordered.
 ///
@@ -233,115 +233,25 @@ impl CloseCode {
     }
 }
 
-/// Errors in the handshake.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum HandshakeError {
-    /// The first bytes were not the meshcast magic.
-    #[error("not a meshcast handshake (bad magic bytes {0:02x?})")]
-    BadMagic(Vec<u8>),
-    /// The other side speaks a protocol version we do not.
-    #[error("unsupported protocol version {got} (this side speaks version {supported})")]
-    UnsupportedVersion {
-        /// The version received.
-        got: u16,
-        /// The version this build speaks.
-        supported: u16,
-    },
-    /// The broker refused the session.
-    #[error("broker refused the session: {0}")]
-    Refused(String),
-    /// The body after magic and version was malformed.
-    #[error(transparent)]
-    Malformed(#[from] WireError),
-}
-
-const HEADER: usize = MAGIC.len() + 2;
-
-fn header(version: u16, out: &mut BytesMut) {
-    out.put_slice(&MAGIC);
-    out.put_u16_le(version);
-}
-
-fn check_header(body: &[u8]) -> Result<&[u8], HandshakeError> {
-    if body.len() < HEADER || body[..4] != MAGIC {
-        return Err(HandshakeError::BadMagic(body[..body.len().min(4)].to_vec()));
-    }
-    let got = u16::from_le_bytes([body[4], body[5]]);
-    if got != PROTOCOL_VERSION {
-        return Err(HandshakeError::UnsupportedVersion {
-            got,
-            supported: PROTOCOL_VERSION,
-        });
-    }
-    Ok(&body[HEADER..])
-}
-
-fn finish(mut out: BytesMut) -> Bytes {
-    let len = (out.len() - wire::LEN_PREFIX) as u32;
-    out[..wire::LEN_PREFIX].copy_from_slice(&len.to_le_bytes());
-    out.freeze()
-}
-
 /// Encodes the client's handshake frame for protocol `version`
 /// (normally [`PROTOCOL_VERSION`]; tests use others).
 pub fn encode_hello(version: u16, hello: &ClientHello) -> Result<Bytes, WireError> {
-    let mut out = BytesMut::new();
-    out.put_u32_le(0);
-    header(version, &mut out);
-    let body = wire::frame("client hello", hello)?;
-    out.put_slice(&body[wire::LEN_PREFIX..]);
-    Ok(finish(out))
+    handshake::encode_hello("client hello", version, hello)
 }
 
 /// Decodes a client handshake body, checking magic and version.
 pub fn decode_hello(body: &[u8]) -> Result<ClientHello, HandshakeError> {
-    let rest = check_header(body)?;
-    Ok(wire::decode_body("client hello", rest)?)
+    handshake::decode_hello("client hello", PROTOCOL_VERSION, body)
 }
 
 /// Encodes the broker's answer: a welcome, or a refusal with a reason.
-///
-/// A refusal carries plain UTF-8 so that a client of any version can read it.
 pub fn encode_welcome(answer: Result<&Welcome, &str>) -> Result<Bytes, WireError> {
-    let mut out = BytesMut::new();
-    out.put_u32_le(0);
-    header(PROTOCOL_VERSION, &mut out);
-    match answer {
-        Ok(w) => {
-            out.put_u8(0);
-            let body = wire::frame("welcome", w)?;
-            out.put_slice(&body[wire::LEN_PREFIX..]);
-        }
-        Err(reason) => {
-            out.put_u8(1);
-            out.put_slice(reason.as_bytes());
-        }
-    }
-    Ok(finish(out))
+    handshake::encode_answer("welcome", PROTOCOL_VERSION, answer)
 }
 
 /// Decodes the broker's handshake answer.
 pub fn decode_welcome(body: &[u8]) -> Result<Welcome, HandshakeError> {
-    if body.len() < HEADER || body[..4] != MAGIC {
-        return Err(HandshakeError::BadMagic(body[..body.len().min(4)].to_vec()));
-    }
-    // A refusal is readable whatever version the broker speaks.
-    match body.get(HEADER) {
-        Some(1) => Err(HandshakeError::Refused(
-            String::from_utf8_lossy(&body[HEADER + 1..]).into_owned(),
-        )),
-        _ => {
-            let rest = check_header(body)?;
-            match rest.split_first() {
-                Some((0, w)) => Ok(wire::decode_body("welcome", w)?),
-                _ => Err(HandshakeError::Malformed(WireError::Malformed {
-                    what: "welcome",
-                    detail: "missing or unknown status byte".into(),
-                })),
-            }
-        }
-    }
+    handshake::decode_answer("welcome", PROTOCOL_VERSION, body)
 }
 
 /// Encodes one client message as a frame, appending it to `out`.

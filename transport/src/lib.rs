@@ -3,7 +3,9 @@
 //!
 //! * [`wire`] is the only module that encodes or decodes message bodies.
 //! * [`framing`] splits a stream into length-prefixed frames with a hard maximum.
+//! * [`handshake`] is the versioned first frame of every stream.
 //! * [`client_proto`] defines the client ↔ broker messages and handshake.
+//! * [`peer`] is the broker-to-broker link handshake (mutual TLS).
 //! * [`quic`] builds quinn endpoints (rustls with the ring provider, TLS 1.3).
 //! * [`pki`] creates the development CA and loads PEM files.
 #![forbid(unsafe_code)]
@@ -11,6 +13,8 @@
 
 pub mod client_proto;
 pub mod framing;
+pub mod handshake;
+pub mod peer;
 pub mod pki;
 pub mod quic;
 pub mod wire;

@@ -83,40 +83,13 @@ impl DevPki {
     /// it, creating whatever is missing, and returns their paths.
     pub fn ensure(data_dir: &Path) -> Result<DevPki, PkiError> {
         let paths = DevPki::paths(data_dir);
-        fs::create_dir_all(data_dir).map_err(|source| PkiError::Io {
-            action: "creating data directory",
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
-        let ca_key_path = data_dir.join("ca-key.pem");
-        let ca_key = if paths.ca_cert.exists() && ca_key_path.exists() {
-            let pem = read(&ca_key_path)?;
-            KeyPair::from_pem(&pem).map_err(|e| PkiError::BadPem {
-                path: ca_key_path.clone(),
-                detail: e.to_string(),
-            })?
-        } else {
-            let key = KeyPair::generate().map_err(|source| PkiError::Generate {
-                what: "CA key",
-                source,
-            })?;
-            let cert = ca_params()
-                .self_signed(&key)
-                .map_err(|source| PkiError::Generate {
-                    what: "CA certificate",
-                    source,
-                })?;
-            write(&ca_key_path, &key.serialize_pem(), true)?;
-            write(&paths.ca_cert, &cert.pem(), false)?;
+        let (ca_key, created) = ensure_ca(data_dir)?;
+        if created {
             // A new CA invalidates any old broker certificate.
             let _ = fs::remove_file(&paths.cert);
-            key
-        };
+        }
         if !(paths.cert.exists() && paths.key.exists()) {
-            let issuer = Issuer::new(ca_params(), &ca_key);
-            let (cert, key) = issue_leaf(&issuer, "meshcast broker", &[])?;
-            write(&paths.key, &key, true)?;
-            write(&paths.cert, &cert, false)?;
+            issue_files(&ca_key, "meshcast broker", &[], &paths.cert, &paths.key)?;
         }
         Ok(paths)
     }
@@ -125,6 +98,54 @@ impl DevPki {
     pub fn load(&self) -> Result<TlsIdentity, PkiError> {
         load_identity(&self.cert, &self.key, &self.ca_cert)
     }
+}
+
+/// Loads the CA key kept in `dir` (`ca.pem`, `ca-key.pem`), or creates a new
+/// CA there. Returns the key and whether it was just created.
+pub fn ensure_ca(dir: &Path) -> Result<(KeyPair, bool), PkiError> {
+    fs::create_dir_all(dir).map_err(|source| PkiError::Io {
+        action: "creating directory",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let ca_cert = dir.join("ca.pem");
+    let ca_key_path = dir.join("ca-key.pem");
+    if ca_cert.exists() && ca_key_path.exists() {
+        let pem = read(&ca_key_path)?;
+        let key = KeyPair::from_pem(&pem).map_err(|e| PkiError::BadPem {
+            path: ca_key_path.clone(),
+            detail: e.to_string(),
+        })?;
+        return Ok((key, false));
+    }
+    let key = KeyPair::generate().map_err(|source| PkiError::Generate {
+        what: "CA key",
+        source,
+    })?;
+    let cert = ca_params()
+        .self_signed(&key)
+        .map_err(|source| PkiError::Generate {
+            what: "CA certificate",
+            source,
+        })?;
+    write(&ca_key_path, &key.serialize_pem(), true)?;
+    write(&ca_cert, &cert.pem(), false)?;
+    Ok((key, true))
+}
+
+/// Issues a certificate for `name` (see [`issue_leaf`]) signed by the CA
+/// whose key is `ca_key`, and writes it and its key to the given files.
+pub fn issue_files(
+    ca_key: &KeyPair,
+    name: &str,
+    extra_names: &[String],
+    cert: &Path,
+    key: &Path,
+) -> Result<(), PkiError> {
+    let issuer = Issuer::new(ca_params(), ca_key);
+    let (cert_pem, key_pem) = issue_leaf(&issuer, name, extra_names)?;
+    write(key, &key_pem, true)?;
+    write(cert, &cert_pem, false)
 }
 
 fn ca_params() -> CertificateParams {

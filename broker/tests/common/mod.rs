@@ -67,7 +67,8 @@ impl BrokerProc {
             .arg(dir.path())
             .args(["--listen", "127.0.0.1:0"])
             .args(["--set", "broker.peer_listen=127.0.0.1:0"])
-            .args(["--set", "broker.admin_listen=127.0.0.1:0"]);
+            .args(["--set", "broker.admin_listen=127.0.0.1:0"])
+            .args(["--set", "log.level=warn"]);
         for s in sets {
             cmd.args(["--set", s]);
         }
