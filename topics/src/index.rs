@@ -33,11 +33,13 @@ pub struct CacheStats {
 ///   node:
 ///   * patterns made only of literal and `*` segments (`a/*`, `*/b/*`) and
 ///     such a path followed by `/**` are answered without glob matching;
-///   * every other pattern goes into a per-node `globset::GlobSet` (split
-///     into chunks of 64 patterns), built lazily on the first match that
-///     visits the node after its patterns changed (never on insert), so
-///     bulk inserts stay cheap and a change rebuilds only one chunk of one
-///     node.
+///   * for every other pattern, the rest after the path (e.g. `x*/b` for
+///     `a/*/x*/b`) goes into a per-node `globset::GlobSet` (split into
+///     chunks of 64 patterns) matched against the rest of the topic. Sets
+///     are built lazily on the first match that visits the node after its
+///     patterns changed (never on insert), so bulk inserts stay cheap and a
+///     change rebuilds only one chunk of one node. A compiled pattern costs
+///     about 10 KB of regex state, so the fast paths above matter.
 /// * A bounded result cache keyed by topic answers repeated topics. It is
 ///   emptied on the first match after any change (detected through
 ///   [`generation`](SubscriptionIndex::generation)), and emptied when it is
@@ -201,7 +203,7 @@ impl<K: Clone + Eq + Hash + Ord> SubscriptionIndex<K> {
         match tail {
             Tail::End => node.end.push(key),
             Tail::Subtree => node.subtree.push(key),
-            Tail::Glob => node.globs.add(key, pattern),
+            Tail::Glob(rest) => node.globs.add(key, &rest),
         }
     }
 
@@ -216,7 +218,7 @@ impl<K: Clone + Eq + Hash + Ord> SubscriptionIndex<K> {
             return;
         }
         let (path, tail) = route(pattern);
-        self.root.unplace(&path, tail, key, pattern);
+        self.root.unplace(&path, &tail, key);
     }
 
     fn compute(&mut self, topic: &Topic) -> Arc<[K]> {
@@ -225,10 +227,16 @@ impl<K: Clone + Eq + Hash + Ord> SubscriptionIndex<K> {
             out.extend(keys.iter().cloned());
         }
         let segments: Vec<&str> = topic.segments().collect();
+        let mut starts = Vec::with_capacity(segments.len());
+        let mut offset = 0;
+        for seg in &segments {
+            starts.push(offset);
+            offset += seg.len() + 1;
+        }
         let mut walk = Walk {
-            topic,
+            topic: topic.as_str(),
             segments: &segments,
-            candidate: Candidate::new(topic.as_str()),
+            starts: &starts,
             scratch: &mut self.scratch,
             out: &mut out,
         };
@@ -254,20 +262,22 @@ enum Edge<'a> {
 }
 
 /// What a pattern needs once its path is consumed.
-#[derive(Clone, Copy)]
 enum Tail {
     /// Nothing: the topic must end here.
     End,
     /// A final `**`: the topic must go on below here.
     Subtree,
-    /// Anything else: the compiled glob decides.
-    Glob,
+    /// Anything else: the rest of the pattern (the segments after the
+    /// path), matched by globset against the rest of the topic.
+    Glob(Pattern),
 }
 
 /// Splits a non-literal pattern into its trie path (the leading segments
 /// that are literal or exactly `*`) and what follows. Every topic the
 /// pattern matches follows the path segment by segment, because neither a
-/// literal segment nor `*` can match more or less than one topic segment.
+/// literal segment nor `*` can match more or less than one topic segment;
+/// so the rest of the pattern matches the rest of the topic on its own,
+/// and the rest is never empty (the `/` after the path is literal).
 fn route(pattern: &Pattern) -> (Vec<Edge<'_>>, Tail) {
     let segments: Vec<&str> = pattern.segments().collect();
     let mut path = Vec::with_capacity(segments.len());
@@ -279,7 +289,12 @@ fn route(pattern: &Pattern) -> (Vec<Edge<'_>>, Tail) {
         } else if *seg == "**" && i + 1 == segments.len() {
             return (path, Tail::Subtree);
         } else {
-            return (path, Tail::Glob);
+            return match pattern.suffix(i) {
+                Some(rest) => (path, Tail::Glob(rest)),
+                // Not expected: the rest of a valid pattern is valid. Fall
+                // back to matching the whole pattern from the root.
+                None => (Vec::new(), Tail::Glob(pattern.clone())),
+            };
         }
     }
     (path, Tail::End)
@@ -287,9 +302,10 @@ fn route(pattern: &Pattern) -> (Vec<Edge<'_>>, Tail) {
 
 /// The state of one trie walk for a topic.
 struct Walk<'a, K> {
-    topic: &'a Topic,
+    topic: &'a str,
     segments: &'a [&'a str],
-    candidate: Candidate<'a>,
+    /// Byte offset of each segment in `topic`.
+    starts: &'a [usize],
     scratch: &'a mut Vec<usize>,
     out: &'a mut Vec<K>,
 }
@@ -328,11 +344,11 @@ impl<K: Clone + Eq> Node<K> {
             && self.globs.entries.is_empty()
     }
 
-    fn unplace(&mut self, path: &[Edge<'_>], tail: Tail, key: &K, pattern: &Pattern) {
+    fn unplace(&mut self, path: &[Edge<'_>], tail: &Tail, key: &K) {
         match path.split_first() {
             Some((Edge::Literal(seg), rest)) => {
                 if let Some(child) = self.children.get_mut(*seg) {
-                    child.unplace(rest, tail, key, pattern);
+                    child.unplace(rest, tail, key);
                     if child.is_empty() {
                         self.children.remove(*seg);
                     }
@@ -340,7 +356,7 @@ impl<K: Clone + Eq> Node<K> {
             }
             Some((Edge::Star, rest)) => {
                 if let Some(child) = self.star.as_deref_mut() {
-                    child.unplace(rest, tail, key, pattern);
+                    child.unplace(rest, tail, key);
                     if child.is_empty() {
                         self.star = None;
                     }
@@ -349,7 +365,7 @@ impl<K: Clone + Eq> Node<K> {
             None => match tail {
                 Tail::End => remove_key(&mut self.end, key),
                 Tail::Subtree => remove_key(&mut self.subtree, key),
-                Tail::Glob => self.globs.remove(key, pattern),
+                Tail::Glob(rest) => self.globs.remove(key, rest),
             },
         }
     }
@@ -360,10 +376,12 @@ impl<K: Clone + Eq> Node<K> {
         let n = walk.segments.len();
         if depth == n {
             walk.out.extend(self.end.iter().cloned());
-        } else {
-            walk.out.extend(self.subtree.iter().cloned());
+            // Glob tails need at least one more topic segment.
+            return;
         }
-        self.globs.collect(walk);
+        walk.out.extend(self.subtree.iter().cloned());
+        let rest = &walk.topic[walk.starts[depth]..];
+        self.globs.collect(rest, walk);
         if let Some(seg) = walk.segments.get(depth) {
             if let Some(child) = self.children.get_mut(*seg) {
                 child.collect(depth + 1, walk);
@@ -474,7 +492,13 @@ impl<K: Clone + Eq> GlobBucket<K> {
         }
     }
 
-    fn collect(&mut self, walk: &mut Walk<'_, K>) {
+    /// Adds the keys of the patterns whose rest matches `rest`, the rest of
+    /// the topic (non-empty).
+    fn collect(&mut self, rest: &str, walk: &mut Walk<'_, K>) {
+        if self.entries.is_empty() {
+            return;
+        }
+        let candidate = Candidate::new(rest);
         let entries = &self.entries;
         let out = &mut *walk.out;
         let mut emit = |pattern: &Pattern| {
@@ -501,7 +525,7 @@ impl<K: Clone + Eq> GlobBucket<K> {
             match compiled {
                 Compiled::Set(set) => {
                     walk.scratch.clear();
-                    set.matches_candidate_into(&walk.candidate, walk.scratch);
+                    set.matches_candidate_into(&candidate, walk.scratch);
                     for &i in walk.scratch.iter() {
                         if let Some(pattern) = patterns.get(i) {
                             emit(pattern);
@@ -509,8 +533,10 @@ impl<K: Clone + Eq> GlobBucket<K> {
                     }
                 }
                 Compiled::OneByOne => {
-                    for pattern in patterns.iter().filter(|p| p.matches(walk.topic)) {
-                        emit(pattern);
+                    if let Ok(rest) = Topic::new(rest) {
+                        for pattern in patterns.iter().filter(|p| p.matches(&rest)) {
+                            emit(pattern);
+                        }
                     }
                 }
             }

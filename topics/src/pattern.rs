@@ -347,6 +347,25 @@ impl Pattern {
         self.0.literal_segments == 0
     }
 
+    /// The pattern made of the segments from index `skip` on (`None` if
+    /// that is empty). Checked like [`Pattern::new`] except for the final
+    /// globset compilation, which cannot fail for part of a valid pattern.
+    pub(crate) fn suffix(&self, skip: usize) -> Option<Pattern> {
+        let text: &str = if skip == 0 {
+            &self.0.text
+        } else {
+            let (i, _) = self.0.text.match_indices(SEPARATOR).nth(skip - 1)?;
+            &self.0.text[i + 1..]
+        };
+        let parsed = parse(text).ok()?;
+        Some(Pattern(Arc::new(Inner {
+            text: text.into(),
+            literal_segments: parsed.literal_segments,
+            literal: parsed.literal,
+            matcher: OnceLock::new(),
+        })))
+    }
+
     /// The globset form of the pattern (re-derived from the text, which
     /// is cheaper in memory than keeping it).
     pub(crate) fn compile_glob(&self) -> Option<Glob> {
@@ -807,6 +826,17 @@ mod tests {
         assert!(p("*/a").starts_with_wildcard());
         assert!(!p("a/*").is_literal());
         assert_eq!(p("a/*").as_topic(), None);
+    }
+
+    #[test]
+    fn suffix() {
+        let pat = p("a/*/x*/{b,c}");
+        assert_eq!(pat.suffix(0), Some(pat.clone()));
+        assert_eq!(pat.suffix(2).unwrap().as_str(), "x*/{b,c}");
+        assert_eq!(pat.suffix(3).unwrap().as_str(), "{b,c}");
+        assert_eq!(pat.suffix(4), None);
+        assert_eq!(pat.suffix(2).unwrap().literal_prefix_len(), 0);
+        assert!(pat.suffix(2).unwrap().matches(&t("xy/c")));
     }
 
     #[test]
