@@ -112,7 +112,7 @@ impl Reach {
     pub fn contains(&self, group: &str) -> bool {
         match self {
             Reach::All => true,
-            Reach::Groups(groups) => groups.binary_search_by(|g| g.as_str().cmp(group)).is_ok(),
+            Reach::Groups(groups) => groups.iter().any(|g| g == group),
         }
     }
 }
