@@ -16,6 +16,9 @@ use crate::membership::{Promise, Round};
 use crate::transfer::{Incoming, Outgoing};
 use crate::wire::{DataMsg, Envelope, GroupRequest, Install, OrderMsg, PeerMsg};
 
+/// Most messages of not-yet-installed views kept.
+const MAX_FUTURE: usize = 100_000;
+
 /// The installed configuration: mesh view plus every group's state.
 #[derive(Debug, Clone)]
 pub(crate) struct Epoch {
@@ -76,7 +79,8 @@ pub struct Broker {
     pub(crate) next_heartbeat: Time,
     pub(crate) next_join: Time,
     // Client side.
-    pub(crate) requests: Vec<GroupRequest>,
+    pub(crate) requests: Vec<(u64, GroupRequest)>,
+    pub(crate) request_seq: u64,
     pub(crate) outbox: VecDeque<Pending>,
     pub(crate) msg_counter: u64,
     pub(crate) future: Vec<Envelope>,
@@ -113,6 +117,7 @@ impl Broker {
             next_heartbeat: Time(0),
             next_join: Time(0),
             requests: Vec::new(),
+            request_seq: 0,
             outbox: VecDeque::new(),
             msg_counter: 0,
             future: Vec::new(),
@@ -241,7 +246,7 @@ impl Broker {
     /// here (phase 1 answered): no sending, no delivering.
     pub(crate) fn flushing(&self) -> bool {
         match (&self.promise, self.view_id()) {
-            (Some(p), Some(v)) => p.base == v,
+            (Some(p), Some(v)) => p.base >= v,
             _ => false,
         }
     }
@@ -289,6 +294,10 @@ impl Broker {
             }
             PeerMsg::Commit(inst) => self.on_commit(from, *inst),
             PeerMsg::StateChunk(c) => self.on_state_chunk(from, c),
+            PeerMsg::StateAbort(t) => {
+                self.abort_incoming(from, t);
+                Ok(())
+            }
             PeerMsg::StateDone(t) => {
                 self.outgoing.remove(&t);
                 Ok(())
@@ -296,13 +305,27 @@ impl Broker {
         }
     }
 
+    /// Keeps a message of a view not installed yet (bounded; beyond the
+    /// bound the sender's resend after reconnection or the flush recovers).
+    pub(crate) fn buffer_future(&mut self, env: Envelope) {
+        if self.future.len() < MAX_FUTURE {
+            self.future.push(env);
+        }
+    }
+
     /// Data message from a peer.
     fn on_data(&mut self, from: NodeId, m: DataMsg) -> Result<(), Error> {
         let Some(e) = &mut self.epoch else {
+            // A joiner may hear from its first view before installing it.
+            self.buffer_future(Envelope {
+                from,
+                to: self.id,
+                msg: PeerMsg::Data(m),
+            });
             return Ok(());
         };
         if m.view > e.view.id {
-            self.future.push(Envelope {
+            self.buffer_future(Envelope {
                 from,
                 to: self.id,
                 msg: PeerMsg::Data(m),
@@ -329,10 +352,15 @@ impl Broker {
 
     fn on_order(&mut self, from: NodeId, o: OrderMsg) -> Result<(), Error> {
         let Some(e) = &mut self.epoch else {
+            self.buffer_future(Envelope {
+                from,
+                to: self.id,
+                msg: PeerMsg::Order(o),
+            });
             return Ok(());
         };
         if o.view > e.view.id {
-            self.future.push(Envelope {
+            self.buffer_future(Envelope {
                 from,
                 to: self.id,
                 msg: PeerMsg::Order(o),
@@ -387,8 +415,7 @@ impl Broker {
                     broker: self.id,
                     session,
                 };
-                self.requests.retain(|r| !matches!(r, GroupRequest::Leave { group: g, member: m } if *g == group && *m == member));
-                self.requests.push(GroupRequest::Join {
+                self.push_request(GroupRequest::Join {
                     group,
                     member,
                     state,
@@ -399,12 +426,18 @@ impl Broker {
                     broker: self.id,
                     session,
                 };
-                self.requests.retain(|r| !matches!(r, GroupRequest::Join { group: g, member: m, .. } if *g == group && *m == member));
-                self.requests.push(GroupRequest::Leave { group, member });
+                
+                self.push_request(GroupRequest::Leave { group, member });
             }
             ClientCmd::StateReply { transfer, data } => return self.on_state_reply(transfer, data),
         }
         Ok(())
+    }
+
+    /// Queues a local membership request for the next view change.
+    pub(crate) fn push_request(&mut self, r: GroupRequest) {
+        self.request_seq += 1;
+        self.requests.push((self.request_seq, r));
     }
 
     /// Sends queued publishes, delivers what became deliverable and sends

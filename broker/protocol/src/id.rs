@@ -145,3 +145,9 @@ pub struct TransferId {
     /// The view whose installation is the join point.
     pub view: ViewId,
 }
+
+impl std::fmt::Display for MemberId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/s{}", self.broker, self.session)
+    }
+}

@@ -83,8 +83,8 @@ pub enum Output {
     },
     /// A new mesh view is installed.
     MeshView(MeshView),
-    /// A group view changed (emitted for every group whose membership changed).
-    GroupView(GroupView),
+    /// A group view changed (emitted for every group whose view changed).
+    GroupView(GroupViewChange),
     /// Deliver a message to local members.
     Deliver(Delivery),
     /// Ask a local member for a checkpoint of its state at the join point.
@@ -123,6 +123,18 @@ pub enum Output {
         /// Why.
         reason: ExpelReason,
     },
+}
+
+/// A new group view with what changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupViewChange {
+    /// The view.
+    pub view: GroupView,
+    /// Members that joined (or re-joined) in this view: their join completed.
+    pub joined: Vec<MemberId>,
+    /// Joiners that will get an [`Output::StateDelivered`] before any
+    /// delivery.
+    pub with_state: Vec<MemberId>,
 }
 
 /// One message delivered to local members of a group.

@@ -40,7 +40,7 @@ pub use broker::Broker;
 pub use config::{Defects, ProtocolConfig};
 pub use error::Error;
 pub use id::{GroupView, MemberId, MeshView, MsgId, NodeId, Ordering, Time, TransferId, ViewId};
-pub use io::{ClientCmd, Delivery, ExpelReason, Input, Output};
+pub use io::{ClientCmd, Delivery, ExpelReason, GroupViewChange, Input, Output};
 pub use wire::{
     DataMsg, Envelope, Frontier, GroupInstall, GroupReport, GroupRequest, Heartbeat, Install,
     OrderMsg, PeerMsg, Propose, Report, StateChunk,

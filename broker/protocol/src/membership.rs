@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::flush::compute_flush;
 use crate::group::GroupState;
 use crate::id::{MemberId, MeshView, NodeId, Time, ViewId};
-use crate::io::{ExpelReason, Output};
+use crate::io::{ExpelReason, GroupViewChange, Output};
 use crate::wire::{GroupInstall, GroupRequest, Heartbeat, Install, PeerMsg, Propose, Report};
 
 /// A promise given in phase 1.
@@ -368,7 +368,7 @@ impl Broker {
     }
 
     pub(crate) fn on_report(&mut self, from: NodeId, r: Report) -> Result<(), Error> {
-        if r.requests.iter().any(|q| request_member(q).broker != from) {
+        if r.requests.iter().any(|(_, q)| request_member(q).broker != from) {
             return Err(Error::InvalidPeerMessage {
                 from,
                 reason: "request for another broker's member",
@@ -456,7 +456,7 @@ impl Broker {
         let mut names: BTreeSet<String> = e.groups.keys().cloned().collect();
         for r in round.reports.values() {
             names.extend(r.groups.iter().map(|g| g.group.clone()));
-            names.extend(r.requests.iter().map(|q| request_group(q).to_string()));
+            names.extend(r.requests.iter().map(|(_, q)| request_group(q).to_string()));
         }
         let mut groups = Vec::new();
         for name in names {
@@ -469,8 +469,9 @@ impl Broker {
                 .collect();
             let mut expelled = Vec::new();
             let mut joined_with_state = Vec::new();
+            let mut joined = Vec::new();
             for r in round.reports.values() {
-                for q in &r.requests {
+                for (_, q) in &r.requests {
                     if request_group(q) != name {
                         continue;
                     }
@@ -478,6 +479,7 @@ impl Broker {
                         GroupRequest::Join { member, state, .. } => {
                             if !members.contains(member) {
                                 members.push(*member);
+                                joined.push(*member);
                                 if *state {
                                     joined_with_state.push(*member);
                                 }
@@ -493,6 +495,8 @@ impl Broker {
                     }
                 }
             }
+            joined.retain(|m| members.contains(m));
+            joined_with_state.retain(|m| members.contains(m));
             let greports: Vec<Option<&crate::wire::GroupReport>> = old_reports
                 .iter()
                 .map(|r| r.groups.iter().find(|g| g.group == name))
@@ -502,10 +506,17 @@ impl Broker {
                 continue;
             }
             let view_id = match &old {
-                Some((m, id)) if *m == members => *id,
+                Some((m, id))
+                    if *m == members && expelled.is_empty() && joined.is_empty() =>
+                {
+                    *id
+                }
                 _ => round.ballot,
             };
-            let provider = old_members.iter().copied().find(|m| members.contains(m));
+            let provider = old_members
+                .iter()
+                .copied()
+                .find(|m| members.contains(m) && !joined.contains(m));
             let transfers = joined_with_state
                 .into_iter()
                 .map(|j| (j, provider))
@@ -515,6 +526,7 @@ impl Broker {
                 view_id,
                 members,
                 expelled,
+                joined,
                 flush,
                 transfers,
             });
@@ -527,6 +539,11 @@ impl Broker {
             prev: round.base,
             prev_members: round.base_members.clone(),
             groups,
+            applied: round
+                .reports
+                .iter()
+                .filter_map(|(n, r)| r.requests.iter().map(|(s, _)| *s).max().map(|s| (*n, s)))
+                .collect(),
         }
     }
 
@@ -617,11 +634,11 @@ impl Broker {
                 }
             }
         }
-        let old_groups: BTreeMap<String, Vec<MemberId>> = match &self.epoch {
+        let old_groups: BTreeMap<String, (Vec<MemberId>, ViewId)> = match &self.epoch {
             Some(e) => e
                 .groups
                 .iter()
-                .map(|(k, g)| (k.clone(), g.members.clone()))
+                .map(|(k, g)| (k.clone(), (g.members.clone(), g.view_id)))
                 .collect(),
             None => BTreeMap::new(),
         };
@@ -633,12 +650,19 @@ impl Broker {
         self.out.push_back(Output::MeshView(inst.view.clone()));
         let mut groups = BTreeMap::new();
         for gi in &inst.groups {
-            let before = old_groups.get(&gi.group).cloned().unwrap_or_default();
-            if before != gi.members {
-                self.out.push_back(Output::GroupView(crate::id::GroupView {
-                    group: gi.group.clone(),
-                    id: gi.view_id,
-                    members: gi.members.clone(),
+            let changed = match old_groups.get(&gi.group) {
+                Some((m, id)) => *m != gi.members || *id != gi.view_id,
+                None => !gi.members.is_empty(),
+            };
+            if changed {
+                self.out.push_back(Output::GroupView(GroupViewChange {
+                    view: crate::id::GroupView {
+                        group: gi.group.clone(),
+                        id: gi.view_id,
+                        members: gi.members.clone(),
+                    },
+                    joined: gi.joined.clone(),
+                    with_state: gi.transfers.iter().map(|t| t.0).collect(),
                 }));
             }
             if !gi.members.is_empty() {
@@ -648,12 +672,16 @@ impl Broker {
                 );
             }
         }
-        for (name, before) in &old_groups {
+        for (name, (before, _)) in &old_groups {
             if !before.is_empty() && !inst.groups.iter().any(|g| &g.group == name) {
-                self.out.push_back(Output::GroupView(crate::id::GroupView {
-                    group: name.clone(),
-                    id: inst.view.id,
-                    members: Vec::new(),
+                self.out.push_back(Output::GroupView(GroupViewChange {
+                    view: crate::id::GroupView {
+                        group: name.clone(),
+                        id: inst.view.id,
+                        members: Vec::new(),
+                    },
+                    joined: Vec::new(),
+                    with_state: Vec::new(),
                 }));
             }
         }
@@ -684,15 +712,14 @@ impl Broker {
             .as_ref()
             .map(|e| e.groups.clone())
             .unwrap_or_default();
-        self.requests.retain(|r| {
-            let is_member = groups_now
-                .get(request_group(r))
-                .is_some_and(|g| g.members.contains(&request_member(r)));
-            match r {
-                GroupRequest::Join { .. } => !is_member,
-                _ => is_member,
-            }
-        });
+        let _ = groups_now;
+        let me = self.id;
+        let applied = inst
+            .applied
+            .iter()
+            .find(|(n, _)| *n == me)
+            .map_or(0, |a| a.1);
+        self.requests.retain(|(s, _)| *s > applied);
         self.commits.push_back(inst);
         while self.commits.len() > COMMIT_HISTORY {
             self.commits.pop_front();
@@ -710,6 +737,7 @@ impl Broker {
             let v = match &env.msg {
                 PeerMsg::Data(d) => Some(d.view),
                 PeerMsg::Order(o) => Some(o.view),
+                PeerMsg::StateChunk(c) => Some(c.transfer.view),
                 _ => None,
             };
             if v == cur {
@@ -747,46 +775,44 @@ impl Broker {
             });
         }
         let mut requests = Vec::new();
-        for r in std::mem::take(&mut self.requests) {
-            let r = match r {
-                GroupRequest::Join {
-                    group,
-                    member,
-                    state,
-                } => GroupRequest::Join {
-                    group,
-                    member: MemberId {
+        for (_, r) in std::mem::take(&mut self.requests) {
+            match r {
+                GroupRequest::Join { group, member, .. } => {
+                    let member = MemberId {
                         broker: new,
                         session: member.session,
-                    },
-                    state,
-                },
-                GroupRequest::Leave { group, member } => {
-                    // A leaving member is gone from the old incarnation.
-                    rejoins.retain(|(g, m)| !(*g == group && *m == member));
-                    continue;
+                    };
+                    requests.retain(|(g, m)| !(*g == group && *m == member));
+                    requests.push((group, member));
                 }
-                GroupRequest::Expel { .. } => continue,
-            };
-            requests.push(r);
+                GroupRequest::Leave { group, member } => {
+                    // The old membership is gone with the old incarnation.
+                    let member = MemberId {
+                        broker: new,
+                        session: member.session,
+                    };
+                    requests.retain(|(g, m)| !(*g == group && *m == member));
+                    rejoins.retain(|(g, m)| !(*g == group && m.session == member.session));
+                }
+                GroupRequest::Expel { .. } => {}
+            }
         }
         for (group, m) in rejoins {
             let member = MemberId {
                 broker: new,
                 session: m.session,
             };
-            if !requests
-                .iter()
-                .any(|r| request_member(r) == member && request_group(r) == group)
-            {
-                requests.push(GroupRequest::Join {
-                    group,
-                    member,
-                    state: true,
-                });
+            if !requests.iter().any(|(g, x)| *g == group && *x == member) {
+                requests.push((group, member));
             }
         }
-        self.requests = requests;
+        for (group, member) in requests {
+            self.push_request(GroupRequest::Join {
+                group,
+                member,
+                state: true,
+            });
+        }
         self.id = new;
         self.epoch = None;
         self.commits.clear();

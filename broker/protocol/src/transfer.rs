@@ -20,6 +20,12 @@ pub(crate) struct Incoming {
     pub buf: Vec<u8>,
     /// Deliveries held back for the joiner.
     pub deferred: Vec<Delivery>,
+    /// The provider vanished: the joiner was expelled and gets nothing
+    /// until it leaves the group view.
+    pub failed: bool,
+    /// Transfers this joiner must provide once its own checkpoint arrived:
+    /// each is asked right before the first held-back delivery of its view.
+    pub chained: Vec<(TransferId, MemberId)>,
 }
 
 /// A checkpoint this broker provides.
@@ -32,6 +38,34 @@ pub(crate) struct Outgoing {
 }
 
 impl Broker {
+    /// The provider gave up: expel the joiner so it can rejoin.
+    pub(crate) fn abort_incoming(&mut self, from: NodeId, t: TransferId) {
+        let Some(inc) = self.incoming.get_mut(&t) else {
+            return;
+        };
+        if inc.provider != from || inc.failed {
+            return;
+        }
+        inc.failed = true;
+        inc.deferred.clear();
+        inc.buf.clear();
+        let chained = std::mem::take(&mut inc.chained);
+        for (ct, _) in chained {
+            if let Some(o) = self.outgoing.remove(&ct) {
+                self.send(o.joiner, PeerMsg::StateAbort(ct));
+            }
+        }
+        self.out.push_back(Output::Expelled {
+            group: t.group.clone(),
+            member: t.joiner,
+            reason: ExpelReason::TransferFailed,
+        });
+        self.push_request(GroupRequest::Expel {
+            group: t.group.clone(),
+            member: t.joiner,
+        });
+    }
+
     pub(crate) fn after_install_transfers(&mut self, inst: &Install) {
         for gi in &inst.groups {
             for (joiner, provider) in &gi.transfers {
@@ -53,6 +87,8 @@ impl Broker {
                                     provider: p.broker,
                                     buf: Vec::new(),
                                     deferred: Vec::new(),
+                                    failed: false,
+                                    chained: Vec::new(),
                                 },
                             );
                         }
@@ -67,7 +103,13 @@ impl Broker {
                                 data: None,
                             },
                         );
-                        if self.cfg.defects.late_checkpoint {
+                        let awaiting = self
+                            .incoming
+                            .iter_mut()
+                            .find(|(t, i)| t.group == gi.group && t.joiner == *p && !i.failed);
+                        if let Some((_, inc)) = awaiting {
+                            inc.chained.push((tid, *p));
+                        } else if self.cfg.defects.late_checkpoint {
                             self.late_requests.push((tid, *p));
                         } else {
                             self.out.push_back(Output::StateRequest {
@@ -90,7 +132,7 @@ impl Broker {
                 .is_some_and(|g| g.members.contains(&tid.joiner));
             if !still_member {
                 gone.push(tid.clone());
-            } else if !view.contains(inc.provider) {
+            } else if !inc.failed && !view.contains(inc.provider) {
                 failed.push(tid.clone());
             }
         }
@@ -98,13 +140,33 @@ impl Broker {
             self.incoming.remove(&t);
         }
         for t in failed {
-            self.incoming.remove(&t);
+            let mut chained = Vec::new();
+            if let Some(inc) = self.incoming.get_mut(&t) {
+                inc.failed = true;
+                inc.deferred.clear();
+                inc.buf.clear();
+                chained = std::mem::take(&mut inc.chained);
+            }
+            // Transfers this joiner was to provide cannot be served from the
+            // right cut any more: their joiners fail in turn when they notice
+            // (their provider broker stays, so answer with nothing useful is
+            // not an option); drop them here.
+            for (ct, _) in chained {
+                if let Some(o) = self.outgoing.remove(&ct) {
+                    if o.joiner == self.id {
+                        let me = self.id;
+                        self.abort_incoming(me, ct);
+                    } else {
+                        self.send(o.joiner, PeerMsg::StateAbort(ct));
+                    }
+                }
+            }
             self.out.push_back(Output::Expelled {
                 group: t.group.clone(),
                 member: t.joiner,
                 reason: ExpelReason::TransferFailed,
             });
-            self.requests.push(GroupRequest::Expel {
+            self.push_request(GroupRequest::Expel {
                 group: t.group.clone(),
                 member: t.joiner,
             });
@@ -190,6 +252,15 @@ impl Broker {
 
     pub(crate) fn on_state_chunk(&mut self, from: NodeId, c: StateChunk) -> Result<(), Error> {
         let Some(inc) = self.incoming.get_mut(&c.transfer) else {
+            // The provider may install the join view before this broker does.
+            if self.view_id().is_none_or(|v| c.transfer.view > v) {
+                let to = self.id;
+                self.future.push(crate::wire::Envelope {
+                    from,
+                    to,
+                    msg: PeerMsg::StateChunk(c),
+                });
+            }
             return Ok(());
         };
         if inc.provider != from {

@@ -57,6 +57,9 @@ pub enum PeerMsg {
     StateChunk(StateChunk),
     /// The joiner's broker has the whole checkpoint; the provider may drop it.
     StateDone(TransferId),
+    /// The provider cannot give a checkpoint from the right cut (it never
+    /// got its own); the joiner must rejoin.
+    StateAbort(TransferId),
 }
 
 /// Periodic liveness message.
@@ -185,8 +188,8 @@ pub struct Report {
     pub accepted: Option<(ViewId, Install)>,
     /// Per-group holdings.
     pub groups: Vec<GroupReport>,
-    /// Local membership requests.
-    pub requests: Vec<GroupRequest>,
+    /// Local membership requests, numbered by the reporter.
+    pub requests: Vec<(u64, GroupRequest)>,
 }
 
 /// The value agreed by a view change: the next configuration plus what
@@ -201,6 +204,9 @@ pub struct Install {
     pub prev_members: Vec<NodeId>,
     /// Every group of the new view.
     pub groups: Vec<GroupInstall>,
+    /// Per reporting broker, the highest request number this install
+    /// applied (those requests are done, whatever their outcome).
+    pub applied: Vec<(NodeId, u64)>,
 }
 
 /// One group in an [`Install`].
@@ -214,6 +220,8 @@ pub struct GroupInstall {
     pub members: Vec<MemberId>,
     /// Members that were expelled rather than leaving.
     pub expelled: Vec<MemberId>,
+    /// Members that joined (or re-joined) in this view.
+    pub joined: Vec<MemberId>,
     /// Messages of the old view to deliver before the new view, in an order
     /// valid for every ordering declaration.
     pub flush: Vec<DataMsg>,

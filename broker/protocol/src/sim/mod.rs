@@ -1,1 +1,849 @@
-//! sim placeholder
+//! Deterministic simulator: 3-7 broker cores and their clients in one
+//! thread, a seeded network with random delays, connection cuts (messages
+//! in flight are lost, then the link reconnects), crashes and restarts as
+//! new incarnations, partitions and heals, and a random workload. The
+//! [`checker`] sees every event and verifies DESIGN.md §2 plus liveness
+//! once faults stop. A run is a pure function of its seed.
+//!
+//! Environment: `MESHCAST_SEED=<n>` replays one seed, `MESHCAST_SEEDS=<n>`
+//! sets how many seeds the sweep tests run.
+
+pub mod checker;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+
+use crate::Broker;
+use crate::config::{Defects, ProtocolConfig};
+use crate::id::{MemberId, NodeId, Ordering, Time};
+use crate::io::{ClientCmd, ExpelReason, Input, Output};
+use crate::wire::{Envelope, PeerMsg};
+use checker::{Checker, Clause, Published, Violation};
+
+/// Options of one simulated run (derived from the seed unless overridden).
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Number of brokers (3..=7).
+    pub brokers: usize,
+    /// Simulated milliseconds of workload and faults.
+    pub fault_ms: u64,
+    /// Simulated milliseconds after faults stop before liveness is checked.
+    pub settle_ms: u64,
+    /// Inject crashes, cuts and partitions.
+    pub faults: bool,
+    /// Mean milliseconds between workload operations.
+    pub op_interval: u64,
+    /// Mean milliseconds between faults.
+    pub fault_interval: u64,
+    /// Deliberate protocol defects.
+    pub defects: Defects,
+    /// Groups used by the workload.
+    pub groups: usize,
+}
+
+impl SimOptions {
+    /// Options derived from a seed.
+    pub fn from_seed(seed: u64) -> Self {
+        let mut r = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_5eed);
+        SimOptions {
+            brokers: 3 + (r.next_u64() % 5) as usize,
+            fault_ms: 2_000 + r.next_u64() % 2_000,
+            settle_ms: 6_000,
+            faults: true,
+            op_interval: 8 + r.next_u64() % 20,
+            fault_interval: 250 + r.next_u64() % 400,
+            defects: Defects::default(),
+            groups: 3,
+        }
+    }
+}
+
+/// Figures of one run.
+#[derive(Debug, Clone, Default)]
+pub struct SimStats {
+    /// Faults injected (crashes, cuts, partitions).
+    pub faults: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// Partitions.
+    pub partitions: u64,
+    /// Link cuts.
+    pub cuts: u64,
+    /// Messages published.
+    pub published: u64,
+    /// Broker-level deliveries.
+    pub deliveries: u64,
+    /// Mesh views installed (distinct).
+    pub views: u64,
+    /// Longest time from the first proposal of a view change to the last
+    /// install of its view, in simulated ms.
+    pub max_view_change_ms: u64,
+    /// Time from the end of faults until all brokers agreed on one view with
+    /// every member joined, in simulated ms.
+    pub recovery_ms: u64,
+    /// Peer messages sent.
+    pub messages: u64,
+}
+
+/// Result of a run: the violations found (empty if correct) and figures.
+#[derive(Debug)]
+pub struct SimResult {
+    /// Seed.
+    pub seed: u64,
+    /// Options used.
+    pub options: SimOptions,
+    /// Violations.
+    pub violations: Vec<Violation>,
+    /// Figures.
+    pub stats: SimStats,
+}
+
+impl SimResult {
+    /// True if any violation of `clause` was found.
+    pub fn has(&self, clause: Clause) -> bool {
+        self.violations.iter().any(|v| v.clause == clause)
+    }
+}
+
+#[derive(Debug)]
+enum Event {
+    Net { epoch: u64, env: Envelope },
+    LinkUp { a: u32, b: u32, epoch: u64 },
+    Restart(u32),
+    Heal,
+    Client { name: u32, cmd: ClientCmd },
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Link {
+    up: bool,
+    epoch: u64,
+    last: [u64; 2],
+}
+
+struct Node {
+    broker: Option<Broker>,
+    id: NodeId,
+    restarts: u64,
+}
+
+struct Sim {
+    rng: ChaCha8Rng,
+    now: u64,
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Event>,
+    nodes: Vec<Node>,
+    links: BTreeMap<(u32, u32), Link>,
+    isolated: BTreeSet<u32>,
+    opts: SimOptions,
+    checker: Checker,
+    stats: SimStats,
+    pseq: BTreeMap<(u32, u64), u64>,
+    tag: u64,
+    /// Client-wanted memberships: (name, session) -> groups.
+    wanted: BTreeMap<(u32, u64), BTreeSet<String>>,
+    /// Per (name, session, group): tags delivered to that session, in order.
+    logs: BTreeMap<(u32, u64, String), Vec<u64>>,
+    propose_start: BTreeMap<crate::id::ViewId, u64>,
+    install_times: BTreeMap<crate::id::ViewId, (u64, u64)>,
+    view_prev_seen: BTreeMap<crate::id::ViewId, crate::id::ViewId>,
+    trace: bool,
+}
+
+fn short(m: &PeerMsg) -> String {
+    match m {
+        PeerMsg::Propose(p) => format!("Propose {} base {} {:?}", p.ballot, p.base, p.members),
+        PeerMsg::Report(r) => format!(
+            "Report {} cur {:?} acc {:?} req {:?}",
+            r.ballot,
+            r.current,
+            r.accepted.as_ref().map(|a| a.0),
+            r.requests
+        ),
+        PeerMsg::Accept { ballot, install } => format!(
+            "Accept {ballot} view {} prev {}",
+            install.view.id, install.prev
+        ),
+        PeerMsg::Commit(i) => format!("Commit {} prev {} {:?}", i.view.id, i.prev, i.view.members),
+        m => format!("{m:?}"),
+    }
+}
+
+const SESSIONS: u64 = 2;
+
+fn key(a: u32, b: u32) -> (u32, u32) {
+    if a < b { (a, b) } else { (b, a) }
+}
+
+impl Sim {
+    fn new(seed: u64, opts: SimOptions) -> Sim {
+        let mut nodes = Vec::new();
+        for i in 0..opts.brokers as u32 {
+            let id = NodeId::new(i, 1);
+            let cfg = ProtocolConfig {
+                bootstrap: i == 0,
+                seeds: (0..opts.brokers as u32).collect(),
+                defects: opts.defects.clone(),
+                chunk_size: 64,
+                ..ProtocolConfig::default()
+            };
+            nodes.push(Node {
+                broker: Some(Broker::new(id, cfg, seed.wrapping_add(u64::from(i)))),
+                id,
+                restarts: 0,
+            });
+        }
+        let mut links = BTreeMap::new();
+        for a in 0..opts.brokers as u32 {
+            for b in a + 1..opts.brokers as u32 {
+                links.insert(
+                    (a, b),
+                    Link {
+                        up: true,
+                        epoch: 0,
+                        last: [0, 0],
+                    },
+                );
+            }
+        }
+        Sim {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            now: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            nodes,
+            links,
+            isolated: BTreeSet::new(),
+            opts,
+            checker: Checker::default(),
+            stats: SimStats::default(),
+            pseq: BTreeMap::new(),
+            tag: 0,
+            wanted: BTreeMap::new(),
+            logs: BTreeMap::new(),
+            propose_start: BTreeMap::new(),
+            install_times: BTreeMap::new(),
+            view_prev_seen: BTreeMap::new(),
+            trace: std::env::var("MESHCAST_TRACE").is_ok(),
+        }
+    }
+
+    fn rand(&mut self, n: u64) -> u64 {
+        self.rng.next_u64() % n.max(1)
+    }
+
+    fn push(&mut self, at: u64, ev: Event) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), ev);
+    }
+
+    fn alive(&self, name: u32) -> bool {
+        self.nodes[name as usize].broker.is_some()
+    }
+
+    /// Runs `input` on broker `name` and processes its outputs.
+    fn input(&mut self, name: u32, input: Input) {
+        let now = Time(self.now);
+        if self.trace {
+            if let Input::Client(c) = &input {
+                if !matches!(c, ClientCmd::Publish { .. }) {
+                    eprintln!("{:>6} b{name} client {c:?}", self.now);
+                }
+            }
+        }
+        let Some(b) = self.nodes[name as usize].broker.as_mut() else {
+            return;
+        };
+        let res = b.handle(now, input);
+        if self.trace {
+            if let Err(e) = res {
+                eprintln!("{:>6} b{name}: error {e}", self.now);
+            }
+        }
+        let mut outs = Vec::new();
+        while let Some(o) = b.poll_output() {
+            outs.push(o);
+        }
+        self.outputs(name, outs);
+    }
+
+    fn outputs(&mut self, name: u32, outs: Vec<Output>) {
+        let mut replies = Vec::new();
+        let installs: Vec<usize> = outs
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| matches!(o, Output::MeshView(_)))
+            .map(|(i, _)| i)
+            .collect();
+        for (i, o) in outs.into_iter().enumerate() {
+            let node = self.nodes[name as usize].id;
+            if self.trace {
+                match &o {
+                    Output::Send { envelope, .. } => match &envelope.msg {
+                        PeerMsg::Heartbeat(_) | PeerMsg::Data(_) | PeerMsg::Order(_) => {}
+                        m => eprintln!("{:>6} {node} -> {}: {}", self.now, envelope.to, short(m)),
+                    },
+                    o => eprintln!("{:>6} {node}: {o:?}", self.now),
+                }
+            }
+            match o {
+                Output::Send { to, envelope } => self.send(name, to, envelope),
+                Output::MeshView(v) => {
+                    self.checker.on_mesh_view(node, &v);
+                    let t = self
+                        .install_times
+                        .entry(v.id)
+                        .or_insert((self.now, self.now));
+                    t.1 = self.now;
+                    self.stats.views = self.install_times.len() as u64;
+                }
+                Output::GroupView(gv) => self.checker.on_group_view(node, &gv),
+                Output::Deliver(d) => {
+                    let flush = installs.iter().any(|j| *j > i);
+                    self.checker.on_deliver(node, &d, flush);
+                    if !d.deferred {
+                        self.stats.deliveries += 1;
+                    }
+                    let tag = checker::tag_of(&d.payload);
+                    for m in &d.targets {
+                        self.logs
+                            .entry((name, m.session, d.group.clone()))
+                            .or_default()
+                            .push(tag);
+                    }
+                }
+                Output::StateRequest { transfer, provider } => {
+                    self.checker
+                        .on_state_request(&transfer.group, provider, transfer.view);
+                    let state = self.checker.app_state(&transfer.group, provider);
+                    replies.push(ClientCmd::StateReply {
+                        transfer,
+                        data: checker::encode_state(&state),
+                    });
+                }
+                Output::StateDelivered { transfer, data } => {
+                    self.checker.on_state_delivered(
+                        &transfer.group,
+                        transfer.joiner,
+                        data.as_deref(),
+                    );
+                }
+                Output::Blocked | Output::Unblocked => {}
+                Output::Rejoining { old: _, new } => {
+                    self.nodes[name as usize].id = new;
+                    // The core re-joins the old incarnation's members with state.
+                }
+                Output::Expelled {
+                    group,
+                    member,
+                    reason,
+                } => {
+                    self.checker.on_expelled(&group, member, reason);
+                    if reason == ExpelReason::TransferFailed {
+                        // The client re-joins once it is out of the view.
+                        let at = self.now + 50;
+                        self.push(
+                            at,
+                            Event::Client {
+                                name,
+                                cmd: ClientCmd::Join {
+                                    session: member.session,
+                                    group,
+                                    state: true,
+                                },
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        for r in replies {
+            self.input(name, Input::Client(r));
+        }
+    }
+
+    fn send(&mut self, from: u32, to: NodeId, env: Envelope) {
+        self.stats.messages += 1;
+        if let PeerMsg::Propose(p) = &env.msg {
+            self.propose_start.entry(p.base).or_insert(self.now);
+        }
+        let k = key(from, to.name);
+        let Some(link) = self.links.get(&k).copied() else {
+            return;
+        };
+        if !link.up {
+            return;
+        }
+        let dir = usize::from(from > to.name);
+        let delay = 1 + self.rand(12);
+        let at = (self.now + delay).max(link.last[dir]);
+        if let Some(l) = self.links.get_mut(&k) {
+            l.last[dir] = at;
+        }
+        self.push(
+            at,
+            Event::Net {
+                epoch: link.epoch,
+                env,
+            },
+        );
+    }
+
+    fn cut(&mut self, a: u32, b: u32, down_for: Option<u64>) {
+        let k = key(a, b);
+        let Some(l) = self.links.get_mut(&k) else {
+            return;
+        };
+        let was_up = l.up;
+        l.up = false;
+        l.epoch += 1;
+        let epoch = l.epoch;
+        if was_up {
+            for (x, y) in [(a, b), (b, a)] {
+                if self.alive(x) && self.alive(y) {
+                    let peer = self.nodes[y as usize].id;
+                    self.input(x, Input::LinkDown(peer));
+                }
+            }
+        }
+        if let Some(d) = down_for {
+            let at = self.now + d;
+            self.push(
+                at,
+                Event::LinkUp {
+                    a: k.0,
+                    b: k.1,
+                    epoch,
+                },
+            );
+        }
+    }
+
+    fn link_up(&mut self, a: u32, b: u32) {
+        if !self.alive(a)
+            || !self.alive(b)
+            || self.isolated.contains(&a) != self.isolated.contains(&b)
+        {
+            return;
+        }
+        let k = key(a, b);
+        let Some(l) = self.links.get_mut(&k) else {
+            return;
+        };
+        if l.up {
+            return;
+        }
+        l.up = true;
+        l.epoch += 1;
+        l.last = [self.now, self.now];
+        let ida = self.nodes[a as usize].id;
+        let idb = self.nodes[b as usize].id;
+        self.input(a, Input::LinkUp(idb));
+        self.input(b, Input::LinkUp(ida));
+    }
+
+    fn deliver_net(&mut self, epoch: u64, env: Envelope) {
+        let k = key(env.from.name, env.to.name);
+        let Some(l) = self.links.get(&k) else { return };
+        if !l.up || l.epoch != epoch || !self.alive(env.to.name) {
+            return;
+        }
+        let to = env.to.name;
+        let node = self.nodes[to as usize].id;
+        if let PeerMsg::Data(d) = &env.msg {
+            self.checker.has.insert((node, checker::tag_of(&d.payload)));
+        }
+        self.input(to, Input::Peer(env));
+    }
+
+    fn down_count(&self) -> usize {
+        (0..self.opts.brokers as u32)
+            .filter(|n| !self.alive(*n) || self.isolated.contains(n))
+            .count()
+    }
+
+    /// May one more broker go down without losing the primary component?
+    fn may_fault(&self) -> bool {
+        let n = self.opts.brokers;
+        if self.down_count() + 1 > (n - 1) / 2 {
+            return false;
+        }
+        // The newest view among live brokers must keep a majority.
+        let newest = (0..n as u32)
+            .filter_map(|i| {
+                self.nodes[i as usize]
+                    .broker
+                    .as_ref()
+                    .and_then(|b| b.view().cloned())
+            })
+            .max_by_key(|v| v.id);
+        let Some(v) = newest else { return false };
+        let up = v
+            .members
+            .iter()
+            .filter(|m| {
+                self.alive(m.name)
+                    && !self.isolated.contains(&m.name)
+                    && self.nodes[m.name as usize].id == **m
+            })
+            .count();
+        (up.saturating_sub(1)) * 2 > v.members.len()
+    }
+
+    fn fault(&mut self) {
+        let n = self.opts.brokers as u32;
+        let kind = self.rand(10);
+        if kind < 5 {
+            let a = self.rand(u64::from(n)) as u32;
+            let b = (a + 1 + self.rand(u64::from(n) - 1) as u32) % n;
+            let d = 5 + self.rand(250);
+            self.stats.cuts += 1;
+            self.stats.faults += 1;
+            self.cut(a, b, Some(d));
+            return;
+        }
+        if !self.may_fault() {
+            return;
+        }
+        if kind < 8 {
+            let victims: Vec<u32> = (0..n)
+                .filter(|i| self.alive(*i) && !self.isolated.contains(i))
+                .collect();
+            let v = victims[self.rand(victims.len() as u64) as usize];
+            self.stats.crashes += 1;
+            self.stats.faults += 1;
+            for p in 0..n {
+                if p != v {
+                    self.cut(v, p, None);
+                }
+            }
+            self.nodes[v as usize].broker = None;
+            let at = self.now + 200 + self.rand(1200);
+            self.push(at, Event::Restart(v));
+        } else if self.isolated.is_empty() {
+            let f = ((n - 1) / 2) as usize - self.down_count();
+            let size = 1 + self.rand(f as u64) as usize;
+            let mut cands: Vec<u32> = (0..n).filter(|i| self.alive(*i)).collect();
+            let mut side = BTreeSet::new();
+            while side.len() < size && !cands.is_empty() {
+                let i = self.rand(cands.len() as u64) as usize;
+                side.insert(cands.remove(i));
+            }
+            self.stats.partitions += 1;
+            self.stats.faults += 1;
+            self.isolated = side.clone();
+            for a in &side {
+                for b in 0..n {
+                    if !side.contains(&b) {
+                        self.cut(*a, b, None);
+                    }
+                }
+            }
+            let at = self.now + 300 + self.rand(1500);
+            self.push(at, Event::Heal);
+        }
+    }
+
+    fn restart(&mut self, name: u32) {
+        let node = &mut self.nodes[name as usize];
+        node.restarts += 1;
+        let id = NodeId::new(name, (node.restarts + 1) * 1_000_000);
+        node.id = id;
+        let cfg = ProtocolConfig {
+            bootstrap: false,
+            seeds: (0..self.opts.brokers as u32).collect(),
+            defects: self.opts.defects.clone(),
+            chunk_size: 64,
+            ..ProtocolConfig::default()
+        };
+        let seed = self.rng.next_u64();
+        node.broker = Some(Broker::new(id, cfg, seed));
+        // Sessions of a crashed broker are gone; their clients come back.
+        for s in 1..=SESSIONS {
+            let groups = self.wanted.get(&(name, s)).cloned().unwrap_or_default();
+            for g in groups {
+                self.input(
+                    name,
+                    Input::Client(ClientCmd::Join {
+                        session: s,
+                        group: g,
+                        state: true,
+                    }),
+                );
+            }
+        }
+        for p in 0..self.opts.brokers as u32 {
+            if p != name {
+                let at = self.now + 1 + self.rand(20);
+                let epoch = self.links.get(&key(name, p)).map(|l| l.epoch).unwrap_or(0);
+                self.push(
+                    at,
+                    Event::LinkUp {
+                        a: name,
+                        b: p,
+                        epoch,
+                    },
+                );
+            }
+        }
+        self.input(name, Input::Timeout);
+    }
+
+    fn heal(&mut self) {
+        let side = std::mem::take(&mut self.isolated);
+        let n = self.opts.brokers as u32;
+        for a in side {
+            for b in 0..n {
+                self.link_up(a, b);
+            }
+        }
+    }
+
+    fn workload(&mut self) {
+        let n = self.opts.brokers as u32;
+        let name = self.rand(u64::from(n)) as u32;
+        if !self.alive(name) {
+            return;
+        }
+        let session = 1 + self.rand(SESSIONS);
+        let group = format!("g{}", self.rand(self.opts.groups as u64));
+        let id = self.nodes[name as usize].id;
+        let r = self.rand(100);
+        let wanted = self.wanted.entry((name, session)).or_default();
+        if r < 12 && !wanted.contains(&group) {
+            wanted.insert(group.clone());
+            let state = self.rand(4) != 0;
+            self.input(
+                name,
+                Input::Client(ClientCmd::Join {
+                    session,
+                    group,
+                    state,
+                }),
+            );
+        } else if r < 16 && wanted.contains(&group) {
+            wanted.remove(&group);
+            self.input(name, Input::Client(ClientCmd::Leave { session, group }));
+        } else {
+            let ordering = match self.rand(4) {
+                0 => Ordering::Reliable,
+                1 => Ordering::Fifo,
+                2 => Ordering::Causal,
+                _ => Ordering::Total,
+            };
+            let safe = self.rand(5) == 0;
+            self.tag += 1;
+            let tag = self.tag;
+            let p = self.pseq.entry((name, session)).or_insert(0);
+            *p += 1;
+            let pseq = *p;
+            let mut deps: Vec<u64> = Vec::new();
+            if ordering >= Ordering::Causal {
+                deps = self
+                    .logs
+                    .get(&(name, session, group.clone()))
+                    .cloned()
+                    .unwrap_or_default();
+                deps.extend(
+                    self.checker
+                        .published
+                        .iter()
+                        .filter(|(_, q)| q.publisher == (name, session) && q.group == group)
+                        .map(|(t, _)| *t),
+                );
+            }
+            self.checker.on_publish(
+                tag,
+                Published {
+                    group: group.clone(),
+                    publisher: (name, session),
+                    origin: id,
+                    pseq,
+                    ordering,
+                    safe,
+                    deps,
+                    at: self.now,
+                },
+            );
+            self.stats.published += 1;
+            let payload = tag.to_le_bytes().to_vec();
+            self.input(
+                name,
+                Input::Client(ClientCmd::Publish {
+                    session,
+                    group,
+                    ordering,
+                    safe,
+                    payload,
+                }),
+            );
+        }
+    }
+
+    fn converged(&self) -> bool {
+        let mut id = None;
+        for n in &self.nodes {
+            let Some(b) = &n.broker else { continue };
+            let Some(v) = b.view() else { return false };
+            if b.is_blocked()
+                || v.members.len() != self.nodes.iter().filter(|n| n.broker.is_some()).count()
+            {
+                return false;
+            }
+            if *id.get_or_insert(v.id) != v.id {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn run(mut self) -> (Checker, SimStats) {
+        let fault_end = 300 + self.opts.fault_ms;
+        let end = fault_end + self.opts.settle_ms;
+        let mut next_op = 300u64;
+        let mut next_fault = 600 + self.rand(self.opts.fault_interval);
+        let mut recovered_at = None;
+        for i in 0..self.opts.brokers as u32 {
+            self.input(i, Input::Timeout);
+        }
+        loop {
+            let mut t = end;
+            if let Some(((at, _), _)) = self.queue.iter().next() {
+                t = t.min(*at);
+            }
+            if next_op < fault_end {
+                t = t.min(next_op);
+            }
+            if self.opts.faults && next_fault < fault_end {
+                t = t.min(next_fault);
+            }
+            for n in &self.nodes {
+                if let Some(b) = &n.broker {
+                    if let Some(to) = b.poll_timeout() {
+                        t = t.min(to.0.max(self.now));
+                    }
+                }
+            }
+            if t >= end {
+                break;
+            }
+            self.now = t;
+            if self.now >= fault_end
+                && recovered_at.is_none()
+                && self.isolated.is_empty()
+                && self.converged()
+            {
+                recovered_at = Some(self.now);
+            }
+            if let Some(((at, _), _)) = self.queue.iter().next() {
+                if *at <= t {
+                    let (_, ev) = self.queue.pop_first().expect("event");
+                    match ev {
+                        Event::Net { epoch, env } => self.deliver_net(epoch, env),
+                        Event::LinkUp { a, b, epoch } => {
+                            if self.links.get(&key(a, b)).is_some_and(|l| l.epoch == epoch) {
+                                self.link_up(a, b);
+                            }
+                        }
+                        Event::Restart(n) => self.restart(n),
+                        Event::Heal => self.heal(),
+                        Event::Client { name, cmd } => self.input(name, Input::Client(cmd)),
+                    }
+                    continue;
+                }
+            }
+            if next_op <= t && next_op < fault_end {
+                self.workload();
+                next_op = t + 1 + self.rand(2 * self.opts.op_interval);
+                continue;
+            }
+            if self.opts.faults && next_fault <= t && next_fault < fault_end {
+                self.fault();
+                next_fault = t + 1 + self.rand(2 * self.opts.fault_interval);
+                continue;
+            }
+            for i in 0..self.nodes.len() {
+                let due = self.nodes[i]
+                    .broker
+                    .as_ref()
+                    .and_then(|b| b.poll_timeout())
+                    .is_some_and(|to| to.0 <= t);
+                if due {
+                    self.input(i as u32, Input::Timeout);
+                }
+            }
+        }
+        self.checker.finish();
+        let alive: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|n| n.broker.is_some())
+            .map(|n| n.id)
+            .collect();
+        let views: Vec<_> = self
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                n.broker
+                    .as_ref()
+                    .map(|b| (n.id, b.view().cloned(), b.is_blocked()))
+            })
+            .collect();
+        let mut wanted = Vec::new();
+        for ((name, s), groups) in &self.wanted {
+            let Some(_) = self.nodes[*name as usize].broker else {
+                continue;
+            };
+            let id = self.nodes[*name as usize].id;
+            for g in groups {
+                wanted.push((
+                    g.clone(),
+                    MemberId {
+                        broker: id,
+                        session: *s,
+                    },
+                ));
+            }
+        }
+        self.checker.check_liveness(&alive, &views, &wanted, end);
+        for (base, start) in &self.propose_start {
+            if let Some(next) = self.next_of(*base) {
+                if let Some((_, last)) = self.install_times.get(&next) {
+                    self.stats.max_view_change_ms = self
+                        .stats
+                        .max_view_change_ms
+                        .max(last.saturating_sub(*start));
+                }
+            }
+        }
+        self.stats.recovery_ms = recovered_at.map_or(u64::MAX, |r| r - fault_end);
+        (self.checker, self.stats)
+    }
+
+    fn next_of(&self, base: crate::id::ViewId) -> Option<crate::id::ViewId> {
+        let _ = &self.view_prev_seen;
+        self.install_times.keys().copied().find(|v| *v > base)
+    }
+}
+
+/// Runs one seed with options derived from it.
+pub fn run_seed(seed: u64) -> SimResult {
+    run_with(seed, SimOptions::from_seed(seed))
+}
+
+/// Runs one seed with explicit options.
+pub fn run_with(seed: u64, options: SimOptions) -> SimResult {
+    let sim = Sim::new(seed, options.clone());
+    let (checker, stats) = sim.run();
+    SimResult {
+        seed,
+        options,
+        violations: checker.violations,
+        stats,
+    }
+}
+
+#[cfg(test)]
+mod tests;

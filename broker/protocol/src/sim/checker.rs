@@ -1,0 +1,640 @@
+//! The invariant checker: sees every view, delivery and state-transfer
+//! event of every broker incarnation and verifies DESIGN.md §2.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use crate::id::{GroupView, MemberId, MeshView, NodeId, Ordering, ViewId};
+use crate::io::{Delivery, ExpelReason, GroupViewChange};
+
+/// Which guarantee a violation breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Clause {
+    /// §2.1: same view id, same members; views form one chain.
+    ViewAgreement,
+    /// §2.2: same set of messages between consecutive views.
+    VirtualSynchrony,
+    /// §2.3 fifo.
+    Fifo,
+    /// §2.3 causal.
+    Causal,
+    /// §2.3 total.
+    Total,
+    /// §2.4 safe delivery.
+    Safe,
+    /// §2.5 integrity (no duplicates, nothing invented).
+    Integrity,
+    /// §2.6 state transfer.
+    StateTransfer,
+    /// §2.7 primary component (no fork of the view chain).
+    Primary,
+    /// Liveness after faults stop.
+    Liveness,
+}
+
+/// One broken guarantee.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// Clause.
+    pub clause: Clause,
+    /// Details.
+    pub detail: String,
+}
+
+/// What the workload published.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// Group.
+    pub group: String,
+    /// Stable publisher identity `(broker name, session)`.
+    pub publisher: (u32, u64),
+    /// Broker incarnation that accepted it.
+    pub origin: NodeId,
+    /// Per-publisher counter.
+    pub pseq: u64,
+    /// Ordering.
+    pub ordering: Ordering,
+    /// Safe flag.
+    pub safe: bool,
+    /// Tags the publisher had delivered (and published) in the group before.
+    pub deps: Vec<u64>,
+    /// Simulated time of the publish.
+    pub at: u64,
+}
+
+#[derive(Debug, Default)]
+struct BrokerLog {
+    views: Vec<ViewId>,
+    current: Option<MeshView>,
+    groups: BTreeMap<String, GroupView>,
+    /// Per view: tags delivered (broker level).
+    sets: BTreeMap<ViewId, BTreeSet<u64>>,
+    delivered: HashSet<u64>,
+    order: HashMap<u64, usize>,
+    count: usize,
+    fifo_max: HashMap<(String, (u32, u64)), u64>,
+    total: BTreeMap<String, Vec<u64>>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct MemberLog {
+    /// In the broker's current group view.
+    in_view: bool,
+    /// Joined with state; deliveries held for it until the checkpoint.
+    awaiting: Option<Vec<u64>>,
+    /// Deferred deliveries still expected after the checkpoint.
+    expect_deferred: Vec<u64>,
+    /// Transfer failed: no deliveries until it leaves.
+    failed: bool,
+    /// Initial state (checkpoint) of the current membership.
+    initial: BTreeSet<u64>,
+    /// (view, tag) delivered during the current membership.
+    delivered: Vec<(ViewId, u64)>,
+    delivered_set: HashSet<u64>,
+    /// Mesh view in which the current membership started.
+    since: Option<ViewId>,
+    checkpoints: usize,
+}
+
+/// The checker.
+#[derive(Debug, Default)]
+pub struct Checker {
+    /// Every violation found.
+    pub violations: Vec<Violation>,
+    pub(crate) published: HashMap<u64, Published>,
+    dependents: HashMap<u64, Vec<u64>>,
+    view_members: HashMap<ViewId, Vec<NodeId>>,
+    view_prev: HashMap<ViewId, ViewId>,
+    successor: HashMap<ViewId, ViewId>,
+    group_views: HashMap<(String, ViewId), Vec<MemberId>>,
+    vs: HashMap<(ViewId, ViewId), (NodeId, BTreeSet<u64>)>,
+    brokers: BTreeMap<NodeId, BrokerLog>,
+    members: BTreeMap<(String, MemberId), MemberLog>,
+    /// Which brokers hold which tags (sim receipt log).
+    pub(crate) has: HashSet<(NodeId, u64)>,
+    /// Longest observed time from a view change start to the install.
+    pub max_view_change: u64,
+    first_view: HashMap<u64, ViewId>,
+}
+
+impl Checker {
+    fn fail(&mut self, clause: Clause, detail: String) {
+        if self.violations.len() < 20 {
+            self.violations.push(Violation { clause, detail });
+        }
+    }
+
+    /// A publish issued by the workload.
+    pub fn on_publish(&mut self, tag: u64, p: Published) {
+        if p.ordering >= Ordering::Causal {
+            for d in &p.deps {
+                self.dependents.entry(*d).or_default().push(tag);
+            }
+        }
+        self.has.insert((p.origin, tag));
+        self.published.insert(tag, p);
+    }
+
+    /// A mesh view installed at `node`.
+    pub fn on_mesh_view(&mut self, node: NodeId, v: &MeshView) {
+        if !v.contains(node) {
+            self.fail(
+                Clause::ViewAgreement,
+                format!("{node} installed {} without itself", v.id),
+            );
+        }
+        match self.view_members.get(&v.id) {
+            Some(m) if *m != v.members => self.fail(
+                Clause::ViewAgreement,
+                format!("{} has members {:?} and {:?}", v.id, m, v.members),
+            ),
+            Some(_) => {}
+            None => {
+                self.view_members.insert(v.id, v.members.clone());
+            }
+        }
+        let log = self.brokers.entry(node).or_default();
+        let prev = log.views.last().copied();
+        log.views.push(v.id);
+        log.current = Some(v.clone());
+        if let Some(p) = prev {
+            let set = log.sets.get(&p).cloned().unwrap_or_default();
+            match self.view_prev.get(&v.id) {
+                Some(pp) if *pp != p => {
+                    let d = format!("{} follows {} at {node} but {} elsewhere", v.id, p, pp);
+                    self.fail(Clause::ViewAgreement, d);
+                }
+                _ => {
+                    self.view_prev.insert(v.id, p);
+                }
+            }
+            match self.successor.get(&p) {
+                Some(s) if *s != v.id => {
+                    let d = format!("{p} has two successors {s} and {}", v.id);
+                    self.fail(Clause::Primary, d);
+                }
+                _ => {
+                    self.successor.insert(p, v.id);
+                }
+            }
+            match self.vs.get(&(p, v.id)) {
+                Some((other, s)) if *s != set => {
+                    let only_here: Vec<_> = set.difference(s).take(5).collect();
+                    let only_there: Vec<_> = s.difference(&set).take(5).collect();
+                    let d = format!(
+                        "{node} and {other} moved {p} -> {} with different sets: only at {node}: {only_here:?}, only at {other}: {only_there:?}",
+                        v.id
+                    );
+                    self.fail(Clause::VirtualSynchrony, d);
+                }
+                Some(_) => {}
+                None => {
+                    self.vs.insert((p, v.id), (node, set));
+                }
+            }
+        }
+    }
+
+    /// A group view installed at `node`.
+    pub fn on_group_view(&mut self, node: NodeId, ev: &GroupViewChange) {
+        let gv = &ev.view;
+        let key = (gv.group.clone(), gv.id);
+        match self.group_views.get(&key) {
+            Some(m) if *m != gv.members => {
+                let d = format!(
+                    "group {} view {} has {:?} and {:?}",
+                    gv.group, gv.id, m, gv.members
+                );
+                self.fail(Clause::ViewAgreement, d);
+            }
+            Some(_) => {}
+            None => {
+                self.group_views.insert(key, gv.members.clone());
+            }
+        }
+        let log = self.brokers.entry(node).or_default();
+        let now = log.current.as_ref().map(|v| v.id);
+        let old = log.groups.insert(gv.group.clone(), gv.clone());
+        let old_members: Vec<MemberId> = old.map(|g| g.members).unwrap_or_default();
+        for m in old_members
+            .iter()
+            .filter(|m| m.broker == node && (!gv.members.contains(m) || ev.joined.contains(m)))
+        {
+            if let Some(ml) = self.members.get_mut(&(gv.group.clone(), *m)) {
+                ml.in_view = false;
+                ml.awaiting = None;
+                ml.failed = false;
+            }
+        }
+        let mut fails = Vec::new();
+        for m in gv.members.iter().filter(|m| m.broker == node) {
+            let ml = self.members.entry((gv.group.clone(), *m)).or_default();
+            if ev.joined.contains(m) {
+                *ml = MemberLog {
+                    in_view: true,
+                    since: now,
+                    ..MemberLog::default()
+                };
+                if ev.with_state.contains(m) {
+                    ml.awaiting = Some(Vec::new());
+                }
+            } else if !ml.in_view {
+                fails.push(format!("{m} appeared in {} {} without joining", gv.group, gv.id));
+            }
+        }
+        for d in fails {
+            self.fail(Clause::ViewAgreement, d);
+        }
+    }
+
+    /// A member of `node` was expelled.
+    pub fn on_expelled(&mut self, group: &str, member: MemberId, reason: ExpelReason) {
+        if let Some(ml) = self.members.get_mut(&(group.to_string(), member)) {
+            match reason {
+                ExpelReason::TransferFailed => {
+                    ml.awaiting = None;
+                    ml.failed = true;
+                }
+                _ => {
+                    ml.in_view = false;
+                    ml.awaiting = None;
+                }
+            }
+        }
+    }
+
+    /// A delivery at `node`. `flush` is true for deliveries emitted while
+    /// installing a new view.
+    pub fn on_deliver(&mut self, node: NodeId, d: &Delivery, flush: bool) {
+        let tag = tag_of(&d.payload);
+        let Some(p) = self.published.get(&tag).cloned() else {
+            self.fail(
+                Clause::Integrity,
+                format!("{node} delivered unknown payload tag {tag}"),
+            );
+            return;
+        };
+        if p.group != d.group || p.ordering != d.ordering || p.safe != d.safe {
+            self.fail(
+                Clause::Integrity,
+                format!("{node} delivered tag {tag} with altered metadata"),
+            );
+        }
+        if d.deferred {
+            self.on_deferred(node, d, tag);
+            return;
+        }
+        let Some(log) = self.brokers.get_mut(&node) else {
+            self.fail(
+                Clause::ViewAgreement,
+                format!("{node} delivered before any view"),
+            );
+            return;
+        };
+        if log.current.as_ref().map(|v| v.id) != Some(d.view) {
+            let d = format!(
+                "{node} delivered tag {tag} in view {} while in {:?}",
+                d.view,
+                log.current.as_ref().map(|v| v.id)
+            );
+            self.fail(Clause::VirtualSynchrony, d);
+            return;
+        }
+        if !log.delivered.insert(tag) {
+            self.fail(
+                Clause::Integrity,
+                format!("{node} delivered tag {tag} twice"),
+            );
+            return;
+        }
+        log.sets.entry(d.view).or_default().insert(tag);
+        log.count += 1;
+        log.order.insert(tag, log.count);
+        let mut fails = Vec::new();
+        self.first_view.entry(tag).or_insert(d.view);
+        if p.ordering >= Ordering::Fifo {
+            let k = (p.group.clone(), p.publisher);
+            let max = log.fifo_max.entry(k).or_insert(0);
+            if p.pseq < *max {
+                fails.push((
+                    Clause::Fifo,
+                    format!(
+                        "{node} delivered pseq {} of {:?} after pseq {}",
+                        p.pseq, p.publisher, max
+                    ),
+                ));
+            } else {
+                *max = p.pseq;
+            }
+        }
+        if p.ordering >= Ordering::Causal {
+            if let Some(deps) = self.dependents.get(&tag) {
+                for x in deps {
+                    if log.delivered.contains(x) && *x != tag {
+                        fails.push((
+                            Clause::Causal,
+                            format!("{node} delivered tag {tag} after its causal successor {x}"),
+                        ));
+                    }
+                }
+            }
+        }
+        if p.ordering == Ordering::Total {
+            log.total.entry(p.group.clone()).or_default().push(tag);
+        }
+        if p.safe && !flush {
+            if let Some(v) = &log.current {
+                for m in &v.members {
+                    if *m != d.id.origin && !self.has.contains(&(*m, tag)) {
+                        fails.push((
+                            Clause::Safe,
+                            format!("{node} delivered safe tag {tag} before {m} had it"),
+                        ));
+                    }
+                }
+            }
+        }
+        // Member level: every local member of the group view gets it,
+        // except joiners awaiting their checkpoint (held back for them).
+        let local: Vec<MemberId> = log
+            .groups
+            .get(&d.group)
+            .map(|g| {
+                g.members
+                    .iter()
+                    .filter(|m| m.broker == node)
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut expected = Vec::new();
+        for m in local {
+            let ml = self.members.entry((d.group.clone(), m)).or_default();
+            if ml.failed {
+                continue;
+            }
+            match &mut ml.awaiting {
+                Some(held) => held.push(tag),
+                None => expected.push(m),
+            }
+        }
+        let mut got = d.targets.clone();
+        got.sort();
+        expected.sort();
+        if got != expected {
+            fails.push((
+                Clause::VirtualSynchrony,
+                format!("{node} delivered tag {tag} to {got:?}, group members {expected:?}"),
+            ));
+        }
+        for m in &d.targets {
+            if let Some(ml) = self.members.get_mut(&(d.group.clone(), *m)) {
+                ml.delivered.push((d.view, tag));
+                ml.delivered_set.insert(tag);
+            }
+        }
+        for (c, s) in fails {
+            self.fail(c, s);
+        }
+    }
+
+    fn on_deferred(&mut self, node: NodeId, d: &Delivery, tag: u64) {
+        let [m] = d.targets[..] else {
+            self.fail(
+                Clause::StateTransfer,
+                format!("{node} deferred delivery with targets {:?}", d.targets),
+            );
+            return;
+        };
+        let Some(ml) = self.members.get_mut(&(d.group.clone(), m)) else {
+            return;
+        };
+        if ml.expect_deferred.first() != Some(&tag) {
+            let e = ml.expect_deferred.first().copied();
+            self.fail(
+                Clause::StateTransfer,
+                format!("{m} got deferred tag {tag}, expected {e:?}"),
+            );
+            return;
+        }
+        ml.expect_deferred.remove(0);
+        ml.delivered.push((d.view, tag));
+        ml.delivered_set.insert(tag);
+    }
+
+    /// The application state a provider answers with: checkpoint plus
+    /// everything delivered to it in this membership.
+    pub fn app_state(&self, group: &str, m: MemberId) -> BTreeSet<u64> {
+        match self.members.get(&(group.to_string(), m)) {
+            Some(ml) => {
+                let mut s = ml.initial.clone();
+                s.extend(ml.delivered.iter().map(|(_, t)| *t));
+                s
+            }
+            None => BTreeSet::new(),
+        }
+    }
+
+    /// A state request reached the provider: its state must be the state at
+    /// the join point `view` (nothing delivered in `view` or later).
+    pub fn on_state_request(&mut self, group: &str, provider: MemberId, view: ViewId) {
+        let mut fails = Vec::new();
+        if let Some(ml) = self.members.get(&(group.to_string(), provider)) {
+            if let Some((v, t)) = ml.delivered.iter().find(|(v, _)| *v >= view) {
+                fails.push(format!(
+                    "{provider} asked for a checkpoint at {view} after delivering tag {t} of {v}"
+                ));
+            }
+            if ml.awaiting.is_some() {
+                fails.push(format!(
+                    "{provider} asked for a checkpoint before having its own"
+                ));
+            }
+        }
+        for d in fails {
+            self.fail(Clause::StateTransfer, d);
+        }
+    }
+
+    /// A checkpoint handed to a joiner.
+    pub fn on_state_delivered(&mut self, group: &str, joiner: MemberId, data: Option<&[u8]>) {
+        let Some(ml) = self.members.get_mut(&(group.to_string(), joiner)) else {
+            self.fail(
+                Clause::StateTransfer,
+                format!("checkpoint for unknown member {joiner}"),
+            );
+            return;
+        };
+        ml.checkpoints += 1;
+        let Some(held) = ml.awaiting.take() else {
+            let c = ml.checkpoints;
+            self.fail(
+                Clause::StateTransfer,
+                format!("{joiner} got an unexpected checkpoint ({c} so far)"),
+            );
+            return;
+        };
+        ml.initial = data.map(decode_state).unwrap_or_default();
+        ml.expect_deferred = held;
+    }
+
+    /// Final checks at the end of a run.
+    pub fn finish(&mut self) {
+        // Total order: common total messages in the same relative order.
+        let mut per_group: BTreeMap<String, Vec<(NodeId, Vec<u64>)>> = BTreeMap::new();
+        for (n, log) in &self.brokers {
+            for (g, seq) in &log.total {
+                per_group
+                    .entry(g.clone())
+                    .or_default()
+                    .push((*n, seq.clone()));
+            }
+        }
+        let mut fails = Vec::new();
+        for (g, seqs) in per_group {
+            for i in 0..seqs.len() {
+                for j in i + 1..seqs.len() {
+                    let a: HashSet<u64> = seqs[i].1.iter().copied().collect();
+                    let b: HashSet<u64> = seqs[j].1.iter().copied().collect();
+                    let fa: Vec<u64> = seqs[i]
+                        .1
+                        .iter()
+                        .copied()
+                        .filter(|t| b.contains(t))
+                        .collect();
+                    let fb: Vec<u64> = seqs[j]
+                        .1
+                        .iter()
+                        .copied()
+                        .filter(|t| a.contains(t))
+                        .collect();
+                    if fa != fb {
+                        let k = fa.iter().zip(&fb).position(|(x, y)| x != y).unwrap_or(0);
+                        fails.push((
+                            Clause::Total,
+                            format!(
+                                "group {g}: {} and {} disagree at common index {k}: {:?} vs {:?}",
+                                seqs[i].0,
+                                seqs[j].0,
+                                fa.get(k),
+                                fb.get(k)
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        for (c, s) in fails {
+            self.fail(c, s);
+        }
+    }
+
+    /// Liveness at the end: `alive` are the live broker incarnations and
+    /// `wanted` the memberships clients asked for.
+    pub fn check_liveness(
+        &mut self,
+        alive: &[NodeId],
+        views: &[(NodeId, Option<MeshView>, bool)],
+        wanted: &[(String, MemberId)],
+        end: u64,
+    ) {
+        let mut fails = Vec::new();
+        let first = views.first().and_then(|v| v.1.clone());
+        for (n, v, blocked) in views {
+            if *blocked {
+                fails.push(format!("{n} still blocked"));
+            }
+            match (v, &first) {
+                (Some(v), Some(f)) if v.id == f.id => {
+                    let mut a: Vec<NodeId> = alive.to_vec();
+                    a.sort();
+                    let mut m = v.members.clone();
+                    m.sort();
+                    if a != m {
+                        fails.push(format!(
+                            "final view {} has {:?}, alive {:?}",
+                            v.id, v.members, a
+                        ));
+                    }
+                }
+                _ => fails.push(format!(
+                    "{n} in view {:?}, {:?} elsewhere",
+                    v.as_ref().map(|v| v.id),
+                    first.as_ref().map(|v| v.id)
+                )),
+            }
+        }
+        for (g, m) in wanted {
+            match self.members.get(&(g.clone(), *m)) {
+                Some(ml) if ml.in_view && ml.awaiting.is_none() && !ml.failed => {}
+                Some(ml) => fails.push(format!(
+                    "{m} in {g}: in_view {} awaiting {} failed {}",
+                    ml.in_view,
+                    ml.awaiting.is_some(),
+                    ml.failed
+                )),
+                None => fails.push(format!("{m} never joined {g}")),
+            }
+        }
+        // Everything published by a surviving publisher reached every
+        // member that was in the group before the publish and still is.
+        let alive_set: HashSet<NodeId> = alive.iter().copied().collect();
+        let mut missing = 0usize;
+        let mut example = None;
+        for (tag, p) in &self.published {
+            if !alive_set.contains(&p.origin) {
+                continue;
+            }
+            let Some(dv) = self.first_view.get(tag) else {
+                missing += 1;
+                example.get_or_insert((
+                    *tag,
+                    MemberId {
+                        broker: p.origin,
+                        session: p.publisher.1,
+                    },
+                ));
+                continue;
+            };
+            for ((g, m), ml) in &self.members {
+                if *g != p.group
+                    || !alive_set.contains(&m.broker)
+                    || !ml.in_view
+                    || ml.failed
+                    || ml.since.is_none_or(|s| s > *dv)
+                {
+                    continue;
+                }
+                if !ml.delivered_set.contains(tag) && !ml.initial.contains(tag) {
+                    missing += 1;
+                    example.get_or_insert((*tag, *m));
+                }
+            }
+        }
+        if missing > 0 {
+            fails.push(format!(
+                "{missing} deliveries missing by t={end}, e.g. {example:?}"
+            ));
+        }
+        for f in fails.into_iter().take(8) {
+            self.fail(Clause::Liveness, f);
+        }
+    }
+}
+
+/// The workload's payload: an 8-byte tag.
+pub fn tag_of(payload: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = payload.len().min(8);
+    b[..n].copy_from_slice(&payload[..n]);
+    u64::from_le_bytes(b)
+}
+
+/// Encodes a set of tags as a checkpoint.
+pub fn encode_state(s: &BTreeSet<u64>) -> Vec<u8> {
+    s.iter().flat_map(|t| t.to_le_bytes()).collect()
+}
+
+/// Decodes a checkpoint.
+pub fn decode_state(b: &[u8]) -> BTreeSet<u64> {
+    b.chunks(8).map(tag_of).collect()
+}
