@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use globset::{Candidate, GlobSet, GlobSetBuilder};
 
@@ -38,9 +38,11 @@ pub struct CacheStats {
 ///     chunks of 64 patterns) matched against the rest of the topic. Sets
 ///     are built lazily on the first match that visits the node after its
 ///     patterns changed (never on insert), so bulk inserts stay cheap and a
-///     change rebuilds only one chunk of one node. A compiled pattern costs
-///     a few KB of regex state (about 4 KB measured), so the fast paths
-///     above matter.
+///     change rebuilds only one chunk of one node. Nodes holding the same
+///     rests share one compiled set (e.g. the rest `{a,b}` of
+///     `tenant{N}/*/{a,b}` for every `N`). A compiled pattern costs a few
+///     KB of regex state (about 4 KB measured), so the fast paths above
+///     matter.
 /// * A bounded result cache keyed by topic answers repeated topics. It is
 ///   emptied on the first match after any change (detected through
 ///   [`generation`](SubscriptionIndex::generation)), and emptied when it is
@@ -61,6 +63,7 @@ pub struct SubscriptionIndex<K> {
     cache_generation: u64,
     stats: CacheStats,
     scratch: Vec<usize>,
+    sets: SetInterner,
 }
 
 impl<K> fmt::Debug for SubscriptionIndex<K> {
@@ -99,6 +102,7 @@ impl<K: Clone + Eq + Hash + Ord> SubscriptionIndex<K> {
             cache_generation: 0,
             stats: CacheStats::default(),
             scratch: Vec::new(),
+            sets: SetInterner::default(),
         }
     }
 
@@ -204,7 +208,7 @@ impl<K: Clone + Eq + Hash + Ord> SubscriptionIndex<K> {
         match tail {
             Tail::End => node.end.push(key),
             Tail::Subtree => node.subtree.push(key),
-            Tail::Glob(rest) => node.globs.add(key, &rest),
+            Tail::Glob(rest) => node.globs.get_or_insert_with(Box::default).add(key, &rest),
         }
     }
 
@@ -239,6 +243,7 @@ impl<K: Clone + Eq + Hash + Ord> SubscriptionIndex<K> {
             segments: &segments,
             starts: &starts,
             scratch: &mut self.scratch,
+            sets: &mut self.sets,
             out: &mut out,
         };
         self.root.collect(0, &mut walk);
@@ -308,12 +313,14 @@ struct Walk<'a, K> {
     /// Byte offset of each segment in `topic`.
     starts: &'a [usize],
     scratch: &'a mut Vec<usize>,
+    sets: &'a mut SetInterner,
     out: &'a mut Vec<K>,
 }
 
 /// A trie node, reached by a path of literal and `*` segments.
 struct Node<K> {
-    children: HashMap<Box<str>, Node<K>>,
+    /// Boxed so that the maps' spare slots stay small.
+    children: HashMap<Box<str>, Box<Node<K>>>,
     /// The child for a `*` segment.
     star: Option<Box<Node<K>>>,
     /// Keys of patterns that end here (`a/*`, `*/b`).
@@ -321,7 +328,7 @@ struct Node<K> {
     /// Keys of patterns that are this path followed by `/**`.
     subtree: Vec<K>,
     /// Every other pattern whose path ends here.
-    globs: GlobBucket<K>,
+    globs: Option<Box<GlobBucket<K>>>,
 }
 
 impl<K> Default for Node<K> {
@@ -331,7 +338,7 @@ impl<K> Default for Node<K> {
             star: None,
             end: Vec::new(),
             subtree: Vec::new(),
-            globs: GlobBucket::default(),
+            globs: None,
         }
     }
 }
@@ -342,7 +349,7 @@ impl<K: Clone + Eq> Node<K> {
             && self.star.is_none()
             && self.end.is_empty()
             && self.subtree.is_empty()
-            && self.globs.entries.is_empty()
+            && self.globs.is_none()
     }
 
     fn unplace(&mut self, path: &[Edge<'_>], tail: &Tail, key: &K) {
@@ -366,7 +373,14 @@ impl<K: Clone + Eq> Node<K> {
             None => match tail {
                 Tail::End => remove_key(&mut self.end, key),
                 Tail::Subtree => remove_key(&mut self.subtree, key),
-                Tail::Glob(rest) => self.globs.remove(key, rest),
+                Tail::Glob(rest) => {
+                    if let Some(globs) = &mut self.globs {
+                        globs.remove(key, rest);
+                        if globs.entries.is_empty() {
+                            self.globs = None;
+                        }
+                    }
+                }
             },
         }
     }
@@ -382,7 +396,9 @@ impl<K: Clone + Eq> Node<K> {
         }
         walk.out.extend(self.subtree.iter().cloned());
         let rest = &walk.topic[walk.starts[depth]..];
-        self.globs.collect(rest, walk);
+        if let Some(globs) = &mut self.globs {
+            globs.collect(rest, walk);
+        }
         if let Some(seg) = walk.segments.get(depth) {
             if let Some(child) = self.children.get_mut(*seg) {
                 child.collect(depth + 1, walk);
@@ -422,8 +438,9 @@ struct Chunk {
 }
 
 enum Compiled {
-    /// Glob index in the set = index in `Chunk::patterns`.
-    Set(GlobSet),
+    /// Glob index in the set = index in `Chunk::patterns` (sorted before
+    /// the build, so that chunks with the same patterns can share a set).
+    Set(Arc<GlobSet>),
     /// globset refused to build the set; each pattern is tried in turn.
     OneByOne,
 }
@@ -449,7 +466,7 @@ impl<K: Clone + Eq> GlobBucket<K> {
             Some(&c) => c,
             None => {
                 self.chunks.push(Chunk {
-                    patterns: Vec::with_capacity(CHUNK),
+                    patterns: Vec::new(),
                     compiled: None,
                 });
                 self.with_room.push(self.chunks.len() - 1);
@@ -511,18 +528,14 @@ impl<K: Clone + Eq> GlobBucket<K> {
             if chunk.patterns.is_empty() {
                 continue;
             }
+            if chunk.compiled.is_none() {
+                chunk.patterns.sort_unstable();
+                chunk.compiled = Some(walk.sets.get_or_build(&chunk.patterns));
+            }
             let patterns = &chunk.patterns;
-            let compiled = chunk.compiled.get_or_insert_with(|| {
-                let globs: Option<Vec<_>> = patterns.iter().map(Pattern::compile_glob).collect();
-                let mut builder = GlobSetBuilder::new();
-                for glob in globs.into_iter().flatten() {
-                    builder.add(glob);
-                }
-                match builder.build() {
-                    Ok(set) if set.len() == patterns.len() => Compiled::Set(set),
-                    _ => Compiled::OneByOne,
-                }
-            });
+            let Some(compiled) = &chunk.compiled else {
+                continue;
+            };
             match compiled {
                 Compiled::Set(set) => {
                     walk.scratch.clear();
@@ -542,6 +555,46 @@ impl<K: Clone + Eq> GlobBucket<K> {
                 }
             }
         }
+    }
+}
+
+/// Compiled sets by their (sorted) pattern texts, so that trie nodes with
+/// the same rests share one compiled set. This is common when many
+/// prefixes get the same kind of subscription, e.g. `tenant{N}/*/{a,b}`:
+/// every tenant's node holds the rest `{a,b}`.
+#[derive(Default)]
+struct SetInterner {
+    sets: HashMap<Box<[Box<str>]>, Weak<GlobSet>>,
+    /// Dead entries are dropped when the map reaches this size.
+    purge_at: usize,
+}
+
+impl SetInterner {
+    fn get_or_build(&mut self, patterns: &[Pattern]) -> Compiled {
+        let key: Box<[Box<str>]> = patterns.iter().map(|p| p.as_str().into()).collect();
+        if let Some(set) = self.sets.get(&key).and_then(Weak::upgrade) {
+            return Compiled::Set(set);
+        }
+        let globs: Option<Vec<_>> = patterns.iter().map(Pattern::compile_glob).collect();
+        let mut builder = GlobSetBuilder::new();
+        for glob in globs.into_iter().flatten() {
+            builder.add(glob);
+        }
+        let set = match builder.build() {
+            Ok(set) if set.len() == patterns.len() => Arc::new(set),
+            _ => return Compiled::OneByOne,
+        };
+        if self.sets.len() >= self.purge_at {
+            self.sets.retain(|_, set| set.strong_count() > 0);
+            self.purge_at = (2 * self.sets.len()).max(64);
+        }
+        self.sets.insert(key, Arc::downgrade(&set));
+        Compiled::Set(set)
+    }
+
+    #[cfg(test)]
+    fn live(&self) -> usize {
+        self.sets.values().filter(|s| s.strong_count() > 0).count()
     }
 }
 
@@ -682,7 +735,7 @@ mod tests {
             model.insert(k, pat.clone());
         }
         check(&mut idx, &model);
-        assert!(idx.root.globs.chunks.len() * CHUNK >= 290);
+        assert!(idx.root.globs.as_ref().unwrap().chunks.len() * CHUNK >= 290);
         for k in (0..300).step_by(3) {
             idx.remove(&k);
             model.remove(&k);
@@ -694,7 +747,7 @@ mod tests {
             model.insert(k, pat);
         }
         check(&mut idx, &model);
-        let room = &idx.root.globs.with_room;
+        let room = &idx.root.globs.as_ref().unwrap().with_room;
         let mut dedup = room.clone();
         dedup.sort_unstable();
         dedup.dedup();
@@ -703,6 +756,31 @@ mod tests {
             idx.remove(&k);
         }
         assert!(idx.is_empty() && idx.root.is_empty());
+    }
+
+    #[test]
+    fn nodes_with_the_same_rests_share_compiled_sets() {
+        let mut idx = SubscriptionIndex::new(0);
+        for n in 0..100 {
+            idx.insert(n, p(&format!("tenant{n}/*/{{a,b}}")));
+            idx.insert(1000 + n, p(&format!("tenant{n}/*/x?")));
+        }
+        idx.insert(5000, p("tenant7/*/z*"));
+        for n in 0..100 {
+            let want: &[u32] = &[n];
+            assert_eq!(&*idx.matches(&t(&format!("tenant{n}/q/b"))), want);
+        }
+        assert_eq!(&*idx.matches(&t("tenant7/q/xy")), &[1007]);
+        assert_eq!(&*idx.matches(&t("tenant7/q/zz")), &[5000]);
+        // 99 nodes with rests {"{a,b}", "x?"} and one with a third rest.
+        assert_eq!(idx.sets.live(), 2);
+        for n in 0..100 {
+            idx.remove(&n);
+            idx.remove(&(1000 + n));
+        }
+        idx.remove(&5000);
+        assert_eq!(idx.sets.live(), 0);
+        assert!(idx.root.is_empty());
     }
 
     #[test]
