@@ -1,6 +1,8 @@
 //! Test harness: real `meshcast` processes on loopback ports.
 #![allow(dead_code)]
 
+pub mod relay;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
