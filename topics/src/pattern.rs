@@ -244,6 +244,12 @@ fn build_glob(glob_text: &str) -> Result<Glob, globset::Error> {
 ///   between);
 /// * `**` alone matches every topic.
 ///
+/// Inside a class, a leading `!` or `^` negates, `a-z` is a range, a
+/// leading or trailing `-` is literal, and the first `]` closes the class
+/// (so `[]` and `[!]` are [`PatternError::EmptyClass`]); `[`, `\` and
+/// non-printable characters are rejected, and a class must contain at
+/// least one character a topic can have.
+///
 /// There are no escapes: `\` is rejected, and since topics never contain
 /// glob characters nothing needs escaping. `,` is only valid inside braces
 /// and `]`/`}` only as closers. Matching is case-sensitive.
