@@ -784,6 +784,15 @@ mod tests {
     }
 
     #[test]
+    fn types_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<SubscriptionIndex<u64>>();
+        check::<Pattern>();
+        check::<Topic>();
+        check::<crate::GroupMap>();
+    }
+
+    #[test]
     fn debug_and_default() {
         let idx: SubscriptionIndex<u32> = SubscriptionIndex::default();
         let s = format!("{idx:?}");
