@@ -71,7 +71,9 @@ pub struct Broker {
     pub(crate) max_counter: u64,
     pub(crate) round: Option<Round>,
     pub(crate) suspects: BTreeSet<NodeId>,
-    pub(crate) forced: BTreeSet<NodeId>,
+    /// Members suspected because they ignored a view change, until the
+    /// given time.
+    pub(crate) forced: BTreeMap<NodeId, Time>,
     pub(crate) last_heard: BTreeMap<NodeId, Time>,
     pub(crate) joiners: BTreeMap<u32, (NodeId, Time)>,
     pub(crate) change_wanted: bool,
@@ -109,7 +111,7 @@ impl Broker {
             max_counter: 0,
             round: None,
             suspects: BTreeSet::new(),
-            forced: BTreeSet::new(),
+            forced: BTreeMap::new(),
             last_heard: BTreeMap::new(),
             joiners: BTreeMap::new(),
             change_wanted: false,
@@ -426,7 +428,7 @@ impl Broker {
                     broker: self.id,
                     session,
                 };
-                
+
                 self.push_request(GroupRequest::Leave { group, member });
             }
             ClientCmd::StateReply { transfer, data } => return self.on_state_reply(transfer, data),

@@ -101,13 +101,18 @@ impl Broker {
                     let n = self.round_failures.entry(m).or_insert(0);
                     *n += 1;
                     if *n >= 2 || self.suspects.contains(&m) {
-                        self.forced.insert(m);
+                        let until = now.plus(2 * self.cfg.flush_timeout);
+                        self.forced.insert(m, until);
                     }
                 }
                 self.round = None;
             }
         }
-        let alive = members.iter().filter(|m| !self.is_suspected(**m)).count();
+        self.forced.retain(|_, until| now < *until);
+        let alive = members
+            .iter()
+            .filter(|m| !self.suspects.contains(*m))
+            .count();
         let minority = alive * 2 <= members.len();
         if minority && !self.minority {
             self.minority = true;
@@ -120,7 +125,7 @@ impl Broker {
     }
 
     pub(crate) fn is_suspected(&self, m: NodeId) -> bool {
-        self.suspects.contains(&m) || self.forced.contains(&m)
+        self.suspects.contains(&m) || self.forced.contains_key(&m)
     }
 
     pub(crate) fn heartbeat(&self) -> Heartbeat {
@@ -175,7 +180,8 @@ impl Broker {
             .iter()
             .find(|m| m.name == from.name && m.incarnation < from.incarnation)
         {
-            self.forced.insert(*old);
+            self.forced
+                .insert(*old, self.now.plus(2 * self.cfg.flush_timeout));
         }
     }
 
@@ -368,7 +374,10 @@ impl Broker {
     }
 
     pub(crate) fn on_report(&mut self, from: NodeId, r: Report) -> Result<(), Error> {
-        if r.requests.iter().any(|(_, q)| request_member(q).broker != from) {
+        if r.requests
+            .iter()
+            .any(|(_, q)| request_member(q).broker != from)
+        {
             return Err(Error::InvalidPeerMessage {
                 from,
                 reason: "request for another broker's member",
@@ -479,7 +488,9 @@ impl Broker {
                         GroupRequest::Join { member, state, .. } => {
                             if !members.contains(member) {
                                 members.push(*member);
+                                joined.retain(|m| m != member);
                                 joined.push(*member);
+                                joined_with_state.retain(|m| m != member);
                                 if *state {
                                     joined_with_state.push(*member);
                                 }
@@ -506,11 +517,7 @@ impl Broker {
                 continue;
             }
             let view_id = match &old {
-                Some((m, id))
-                    if *m == members && expelled.is_empty() && joined.is_empty() =>
-                {
-                    *id
-                }
+                Some((m, id)) if *m == members && expelled.is_empty() && joined.is_empty() => *id,
                 _ => round.ballot,
             };
             let provider = old_members
@@ -692,7 +699,7 @@ impl Broker {
         });
         self.round = None;
         self.accepted = None;
-        self.suspects.retain(|m| inst.view.contains(*m));
+        self.suspects.clear();
         self.forced.clear();
         self.round_failures.clear();
         self.joiners.retain(|_, (j, _)| !inst.view.contains(*j));

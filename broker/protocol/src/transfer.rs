@@ -67,6 +67,11 @@ impl Broker {
     }
 
     pub(crate) fn after_install_transfers(&mut self, inst: &Install) {
+        // A member that re-joined starts over: drop its older transfers.
+        for gi in &inst.groups {
+            self.incoming
+                .retain(|t, _| !(t.group == gi.group && gi.joined.contains(&t.joiner)));
+        }
         for gi in &inst.groups {
             for (joiner, provider) in &gi.transfers {
                 let tid = TransferId {
@@ -263,6 +268,9 @@ impl Broker {
             }
             return Ok(());
         };
+        if inc.failed {
+            return Ok(());
+        }
         if inc.provider != from {
             return Err(Error::InvalidPeerMessage {
                 from,

@@ -72,7 +72,7 @@ struct BrokerLog {
     order: HashMap<u64, usize>,
     count: usize,
     fifo_max: HashMap<(String, (u32, u64)), u64>,
-    total: BTreeMap<String, Vec<u64>>,
+    total: BTreeMap<String, Vec<(ViewId, u64)>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -238,7 +238,10 @@ impl Checker {
                     ml.awaiting = Some(Vec::new());
                 }
             } else if !ml.in_view {
-                fails.push(format!("{m} appeared in {} {} without joining", gv.group, gv.id));
+                fails.push(format!(
+                    "{m} appeared in {} {} without joining",
+                    gv.group, gv.id
+                ));
             }
         }
         for d in fails {
@@ -339,7 +342,10 @@ impl Checker {
             }
         }
         if p.ordering == Ordering::Total {
-            log.total.entry(p.group.clone()).or_default().push(tag);
+            log.total
+                .entry(p.group.clone())
+                .or_default()
+                .push((d.view, tag));
         }
         if p.safe && !flush {
             if let Some(v) = &log.current {
@@ -469,7 +475,7 @@ impl Checker {
             let c = ml.checkpoints;
             self.fail(
                 Clause::StateTransfer,
-                format!("{joiner} got an unexpected checkpoint ({c} so far)"),
+                format!("{joiner} got an unexpected checkpoint in {group} ({c} so far)"),
             );
             return;
         };
@@ -478,15 +484,23 @@ impl Checker {
     }
 
     /// Final checks at the end of a run.
-    pub fn finish(&mut self) {
-        // Total order: common total messages in the same relative order.
+    pub fn finish(&mut self, alive: &[NodeId]) {
+        // Total order: common total messages in the same relative order,
+        // among brokers that survived the view they delivered in (a broker
+        // excluded from the next view is treated as crashed, DESIGN §2.7).
         let mut per_group: BTreeMap<String, Vec<(NodeId, Vec<u64>)>> = BTreeMap::new();
         for (n, log) in &self.brokers {
+            let survived = |v: &ViewId| {
+                let i = log.views.iter().position(|x| x == v);
+                i.is_some_and(|i| i + 1 < log.views.len() || alive.contains(n))
+            };
             for (g, seq) in &log.total {
-                per_group
-                    .entry(g.clone())
-                    .or_default()
-                    .push((*n, seq.clone()));
+                let s: Vec<u64> = seq
+                    .iter()
+                    .filter(|(v, _)| survived(v))
+                    .map(|(_, t)| *t)
+                    .collect();
+                per_group.entry(g.clone()).or_default().push((*n, s));
             }
         }
         let mut fails = Vec::new();

@@ -46,7 +46,7 @@ pub struct SimOptions {
 impl SimOptions {
     /// Options derived from a seed.
     pub fn from_seed(seed: u64) -> Self {
-        let mut r = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_0f_5eed);
+        let mut r = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_5eed);
         SimOptions {
             brokers: 3 + (r.next_u64() % 5) as usize,
             fault_ms: 2_000 + r.next_u64() % 2_000,
@@ -775,13 +775,13 @@ impl Sim {
                 }
             }
         }
-        self.checker.finish();
         let alive: Vec<NodeId> = self
             .nodes
             .iter()
             .filter(|n| n.broker.is_some())
             .map(|n| n.id)
             .collect();
+        self.checker.finish(&alive);
         let views: Vec<_> = self
             .nodes
             .iter()
