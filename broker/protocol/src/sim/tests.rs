@@ -103,3 +103,84 @@ fn regression_seeds() {
         assert!(r.violations.is_empty(), "{}", report(&r));
     }
 }
+
+/// Runs seeds with `defects` switched on until the checker reports
+/// `clause`; returns the first seed that exposed it.
+fn caught(defects: Defects, clause: Clause, max_seeds: u64) -> Option<u64> {
+    (0..max_seeds).find(|seed| {
+        let mut o = SimOptions::from_seed(*seed);
+        o.defects = defects.clone();
+        run_with(*seed, o).has(clause)
+    })
+}
+
+#[test]
+fn checker_catches_skipped_flush() {
+    let d = Defects {
+        skip_flush: true,
+        ..Defects::default()
+    };
+    let seed = caught(d, Clause::VirtualSynchrony, 20);
+    eprintln!("caught at seed {seed:?}");
+    assert!(seed.is_some(), "skipping the flush went unnoticed");
+}
+
+#[test]
+fn checker_catches_swapped_sequencer_decisions() {
+    let d = Defects {
+        swap_decisions: true,
+        ..Defects::default()
+    };
+    let seed = caught(d, Clause::Total, 20);
+    eprintln!("caught at seed {seed:?}");
+    assert!(
+        seed.is_some(),
+        "swapped total-order decisions went unnoticed"
+    );
+}
+
+#[test]
+fn checker_catches_checkpoint_at_wrong_point() {
+    let d = Defects {
+        late_checkpoint: true,
+        ..Defects::default()
+    };
+    let seed = caught(d, Clause::StateTransfer, 20);
+    eprintln!("caught at seed {seed:?}");
+    assert!(
+        seed.is_some(),
+        "a checkpoint taken after the join point went unnoticed"
+    );
+}
+
+#[test]
+fn checker_catches_unstable_safe_delivery() {
+    let d = Defects {
+        unsafe_safe: true,
+        ..Defects::default()
+    };
+    let seed = caught(d, Clause::Safe, 20);
+    eprintln!("caught at seed {seed:?}");
+    assert!(
+        seed.is_some(),
+        "safe delivery before stability went unnoticed"
+    );
+}
+
+#[test]
+fn checker_catches_ignored_causal_dependencies() {
+    let d = Defects {
+        ignore_causal: true,
+        ..Defects::default()
+    };
+    let seed = caught(d, Clause::Causal, 40);
+    eprintln!("caught at seed {seed:?}");
+    assert!(seed.is_some(), "causal violations went unnoticed");
+}
+
+#[test]
+fn runs_are_deterministic() {
+    let a = run_seed(7);
+    let b = run_seed(7);
+    assert_eq!(format!("{:?}", a.stats), format!("{:?}", b.stats));
+}
