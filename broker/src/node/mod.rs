@@ -5,6 +5,7 @@
 
 mod admin;
 mod core;
+pub mod peers;
 mod session;
 
 use std::net::SocketAddr;

@@ -1,0 +1,612 @@
+//! Broker-to-broker links: dialing, accepting, one connection per broker
+//! pair, reconnection with bounded backoff, and bounded per-link queues.
+//!
+//! The manager moves opaque frames. It reports [`PeerEvent`]s (a link up, a
+//! frame, a link down) on one bounded channel and takes outgoing frames for a
+//! peer through [`PeerHandle::send`]. What the frames mean is the protocol
+//! core's business.
+//!
+//! When both brokers of a pair dial each other at once, each side ends up
+//! with two connections and independently keeps the one dialed by the broker
+//! with the smaller id, so both keep the same one. A broker re-dials every
+//! peer address it knows (from its configuration, from peers' hellos, or
+//! given by [`PeerHandle::connect`]) while it has no live link to it.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use meshcast_transport::peer::{self, PeerHello, PeerLink};
+use tokio::sync::mpsc;
+
+/// Code used to close the losing connection of a duplicate pair.
+const DUPLICATE: u32 = 10;
+
+/// Identity of one incarnation of a peer broker.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerId {
+    /// Stable broker id.
+    pub broker: String,
+    /// Incarnation of that broker.
+    pub incarnation: u64,
+}
+
+/// What the link manager reports.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// A link to `peer` is up; frames can be sent to it.
+    Up {
+        /// The peer.
+        peer: PeerId,
+        /// Its hello.
+        hello: PeerHello,
+    },
+    /// A frame from `peer`, in the order it was sent.
+    Frame {
+        /// The peer.
+        peer: PeerId,
+        /// The frame body (without its length prefix).
+        body: Bytes,
+    },
+    /// The link to `peer` is gone; frames in flight may be lost.
+    Down {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Settings of the link manager.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    /// Who we are.
+    pub local: PeerHello,
+    /// Peer addresses to dial from the start.
+    pub seeds: Vec<SocketAddr>,
+    /// TLS server name to expect from peers.
+    pub server_name: String,
+    /// Largest frame accepted.
+    pub max_frame: usize,
+    /// Frames queued per link before [`PeerHandle::send`] reports it full.
+    pub link_queue: usize,
+    /// First and longest wait between dial attempts.
+    pub backoff: (Duration, Duration),
+}
+
+/// Why a frame could not be queued.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SendError {
+    /// No live link to that peer.
+    #[error("no link to {0}")]
+    NoLink(String),
+    /// The link's queue is full.
+    #[error("link queue to {0} is full")]
+    Full(String),
+}
+
+struct LiveLink {
+    id: u64,
+    peer: PeerId,
+    dialer: String,
+    conn: quinn::Connection,
+    out: mpsc::Sender<Bytes>,
+}
+
+#[derive(Default)]
+struct Table {
+    links: HashMap<String, LiveLink>,
+    known_addrs: HashSet<SocketAddr>,
+    /// Which broker answered at each dialed address.
+    owners: HashMap<SocketAddr, String>,
+    dialing: HashSet<SocketAddr>,
+    next_id: u64,
+}
+
+/// Handle to the link manager.
+#[derive(Clone)]
+pub struct PeerHandle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: PeerSettings,
+    endpoint: quinn::Endpoint,
+    table: Mutex<Table>,
+    events: mpsc::Sender<PeerEvent>,
+}
+
+impl PeerHandle {
+    /// Starts accepting on `endpoint` (which must serve the peer ALPN with
+    /// mutual TLS and have a default client config) and dials the seeds.
+    pub fn start(
+        endpoint: quinn::Endpoint,
+        settings: PeerSettings,
+        events: mpsc::Sender<PeerEvent>,
+    ) -> PeerHandle {
+        let seeds = settings.seeds.clone();
+        let inner = Arc::new(Inner {
+            settings,
+            endpoint,
+            table: Mutex::new(Table::default()),
+            events,
+        });
+        let handle = PeerHandle { inner };
+        tokio::spawn(accept_loop(handle.clone()));
+        for addr in seeds {
+            handle.connect(addr);
+        }
+        handle
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.inner.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers `addr` and keeps a link to whoever answers there.
+    pub fn connect(&self, addr: SocketAddr) {
+        let local = self
+            .inner
+            .settings
+            .local
+            .peer_addr
+            .parse::<SocketAddr>()
+            .ok();
+        if Some(addr) == local {
+            return;
+        }
+        let mut t = self.table();
+        t.known_addrs.insert(addr);
+        if t.dialing.insert(addr) {
+            tokio::spawn(dial_loop(self.clone(), addr));
+        }
+    }
+
+    /// Queues one encoded frame (length prefix included) for `broker`.
+    pub fn send(&self, broker: &str, frame: Bytes) -> Result<(), SendError> {
+        let t = self.table();
+        let link = t
+            .links
+            .get(broker)
+            .ok_or_else(|| SendError::NoLink(broker.to_string()))?;
+        link.out.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::Full(broker.to_string()),
+            mpsc::error::TrySendError::Closed(_) => SendError::NoLink(broker.to_string()),
+        })
+    }
+
+    /// Peers with a live link now.
+    pub fn connected(&self) -> Vec<PeerId> {
+        self.table()
+            .links
+            .values()
+            .map(|l| l.peer.clone())
+            .collect()
+    }
+
+    /// Closes every link and stops dialing.
+    pub fn close(&self) {
+        let mut t = self.table();
+        for (_, l) in t.links.drain() {
+            l.conn.close(0u32.into(), b"broker shutting down");
+        }
+        t.known_addrs.clear();
+        drop(t);
+        self.inner
+            .endpoint
+            .close(0u32.into(), b"broker shutting down");
+    }
+
+    /// Registers an established link, resolving duplicates. Returns false if
+    /// this connection lost against an existing one and was closed.
+    async fn install(&self, link: PeerLink, dialer: String) -> bool {
+        let PeerLink {
+            remote,
+            conn,
+            send,
+            frames,
+        } = link;
+        let peer = PeerId {
+            broker: remote.broker.clone(),
+            incarnation: remote.incarnation,
+        };
+        let (out_tx, out_rx) = mpsc::channel(self.inner.settings.link_queue);
+        let (id, replaced) = {
+            let mut t = self.table();
+            if let Some(existing) = t.links.get(&peer.broker) {
+                let same = existing.peer == peer;
+                // Of two connections to the same incarnation, keep the one
+                // dialed by the smaller broker id; both sides agree on it.
+                if same && existing.dialer <= dialer && existing.conn.close_reason().is_none() {
+                    drop(t);
+                    conn.close(DUPLICATE.into(), b"duplicate link");
+                    return false;
+                }
+                if same && existing.conn.close_reason().is_none() {
+                    existing.conn.close(DUPLICATE.into(), b"duplicate link");
+                }
+            }
+            t.next_id += 1;
+            let id = t.next_id;
+            let replaced = t.links.insert(
+                peer.broker.clone(),
+                LiveLink {
+                    id,
+                    peer: peer.clone(),
+                    dialer,
+                    conn: conn.clone(),
+                    out: out_tx,
+                },
+            );
+            (id, replaced.map(|old| old.peer))
+        };
+        if let Ok(addr) = remote.peer_addr.parse::<SocketAddr>() {
+            let mut t = self.table();
+            t.known_addrs.insert(addr);
+            t.owners.insert(addr, peer.broker.clone());
+        }
+        let events = &self.inner.events;
+        if let Some(old) = replaced {
+            // Frames sent on the replaced connection may be lost: report it
+            // down so the protocol resends what is unacknowledged.
+            let reason = if old == peer {
+                "duplicate link replaced"
+            } else {
+                "replaced by a new incarnation"
+            };
+            let _ = events
+                .send(PeerEvent::Down {
+                    peer: old,
+                    reason: reason.into(),
+                })
+                .await;
+        }
+        let _ = events
+            .send(PeerEvent::Up {
+                peer: peer.clone(),
+                hello: remote,
+            })
+            .await;
+        tokio::spawn(write_loop(send, out_rx));
+        tokio::spawn(read_loop(self.clone(), id, peer, conn, frames));
+        true
+    }
+
+    /// Forgets link `id` (if it is still the current one) and reports it down.
+    async fn remove(&self, id: u64, peer: PeerId, reason: String) {
+        let removed = {
+            let mut t = self.table();
+            match t.links.get(&peer.broker) {
+                Some(l) if l.id == id => t.links.remove(&peer.broker).is_some(),
+                _ => false,
+            }
+        };
+        if removed {
+            let _ = self
+                .inner
+                .events
+                .send(PeerEvent::Down { peer, reason })
+                .await;
+        }
+    }
+
+    fn has_link_at(&self, addr: SocketAddr) -> bool {
+        let t = self.table();
+        let live = |l: &LiveLink| l.conn.close_reason().is_none();
+        match t.owners.get(&addr) {
+            Some(broker) => t.links.get(broker).is_some_and(live),
+            None => t
+                .links
+                .values()
+                .any(|l| l.conn.remote_address() == addr && live(l)),
+        }
+    }
+}
+
+async fn accept_loop(handle: PeerHandle) {
+    let s = &handle.inner.settings;
+    while let Some(incoming) = handle.inner.endpoint.accept().await {
+        let handle = handle.clone();
+        let (local, max) = (s.local.clone(), s.max_frame);
+        tokio::spawn(async move {
+            let Ok(conn) = incoming.await else { return };
+            match peer::accept(conn, &local, max).await {
+                Ok(link) => {
+                    let dialer = link.remote.broker.clone();
+                    handle.install(link, dialer).await;
+                }
+                Err(e) => tracing::warn!(error = %e, "refused a peer link"),
+            }
+        });
+    }
+}
+
+/// Keeps a link to `addr` while the address is known, with bounded backoff.
+async fn dial_loop(handle: PeerHandle, addr: SocketAddr) {
+    let s = handle.inner.settings.clone();
+    let mut wait = s.backoff.0;
+    loop {
+        if !handle.table().known_addrs.contains(&addr) {
+            break;
+        }
+        if !handle.has_link_at(addr) {
+            match peer::dial(
+                &handle.inner.endpoint,
+                addr,
+                &s.server_name,
+                &s.local,
+                s.max_frame,
+            )
+            .await
+            {
+                Ok(link) => {
+                    let conn = link.conn.clone();
+                    handle
+                        .table()
+                        .owners
+                        .insert(addr, link.remote.broker.clone());
+                    if handle.install(link, s.local.broker.clone()).await {
+                        wait = s.backoff.0;
+                        let _ = conn.closed().await;
+                        continue;
+                    }
+                    wait = s.backoff.0;
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "peer dial failed");
+                    if matches!(e, peer::PeerError::Incompatible { .. }) {
+                        tracing::error!(%addr, error = %e, "peer is incompatible");
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(s.backoff.1);
+    }
+    handle.table().dialing.remove(&addr);
+}
+
+async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Bytes>) {
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    while let Some(first) = rx.recv().await {
+        buf.extend_from_slice(&first);
+        while buf.len() < 1 << 20 {
+            match rx.try_recv() {
+                Ok(more) => buf.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if send.write_all(&buf).await.is_err() {
+            return;
+        }
+        buf.clear();
+    }
+}
+
+async fn read_loop(
+    handle: PeerHandle,
+    id: u64,
+    peer: PeerId,
+    conn: quinn::Connection,
+    mut frames: meshcast_transport::FrameReader<quinn::RecvStream>,
+) {
+    let mut batch = Vec::with_capacity(256);
+    let reason = loop {
+        batch.clear();
+        match frames.read_batch(&mut batch).await {
+            Ok(true) => {
+                for body in batch.drain(..) {
+                    let ev = PeerEvent::Frame {
+                        peer: peer.clone(),
+                        body,
+                    };
+                    if handle.inner.events.send(ev).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(false) => break "peer finished the stream".to_string(),
+            Err(e) => {
+                break match conn.close_reason() {
+                    Some(c) => c.to_string(),
+                    None => {
+                        conn.close(1u32.into(), e.to_string().as_bytes());
+                        e.to_string()
+                    }
+                };
+            }
+        }
+    };
+    handle.remove(id, peer, reason).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshcast_transport::peer::ALPN_PEER;
+    use meshcast_transport::{pki, quic, wire};
+    use std::path::Path;
+
+    const GUARD: Duration = Duration::from_secs(20);
+
+    struct Node {
+        handle: PeerHandle,
+        events: mpsc::Receiver<PeerEvent>,
+    }
+
+    fn endpoint(dir: &Path, name: &str, addr: SocketAddr) -> quinn::Endpoint {
+        let (ca_key, _) = pki::ensure_ca(dir).unwrap();
+        let (cert, key) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}-key.pem")),
+        );
+        if !cert.exists() {
+            pki::issue_files(&ca_key, name, &[], &cert, &key).unwrap();
+        }
+        let id = pki::load_identity(&cert, &key, &dir.join("ca.pem")).unwrap();
+        let idle = Duration::from_secs(5);
+        let server = quic::server_config(&id, &[ALPN_PEER], true, idle).unwrap();
+        let mut ep = quic::bind_server(addr, server).unwrap();
+        ep.set_default_client_config(
+            quic::client_config(&id.trust, Some(&id), ALPN_PEER, idle).unwrap(),
+        );
+        ep
+    }
+
+    fn node(
+        dir: &Path,
+        name: &str,
+        incarnation: u64,
+        addr: SocketAddr,
+        seeds: Vec<SocketAddr>,
+    ) -> Node {
+        let ep = endpoint(dir, name, addr);
+        let (tx, events) = mpsc::channel(1024);
+        let settings = PeerSettings {
+            local: PeerHello {
+                broker: name.into(),
+                incarnation,
+                site: "local".into(),
+                group_map_digest: 1,
+                peer_addr: addr.to_string(),
+            },
+            seeds,
+            server_name: "localhost".into(),
+            max_frame: 1 << 20,
+            link_queue: 1024,
+            backoff: (Duration::from_millis(10), Duration::from_millis(200)),
+        };
+        Node {
+            handle: PeerHandle::start(ep, settings, tx),
+            events,
+        }
+    }
+
+    fn free_addr() -> SocketAddr {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    }
+
+    fn frame(text: &str) -> Bytes {
+        wire::frame("test", &text.to_string()).unwrap()
+    }
+
+    /// Waits until `text` arrives from `from`, skipping link events.
+    async fn expect_frame(n: &mut Node, from: &str, text: &str) {
+        loop {
+            match tokio::time::timeout(GUARD, n.events.recv())
+                .await
+                .unwrap()
+                .unwrap()
+            {
+                PeerEvent::Frame { peer, body } => {
+                    assert_eq!(peer.broker, from);
+                    assert_eq!(wire::decode_body::<String>("test", &body).unwrap(), text);
+                    return;
+                }
+                PeerEvent::Up { .. } | PeerEvent::Down { .. } => {}
+            }
+        }
+    }
+
+    /// Sends until the link exists (it may still be coming up).
+    async fn send_when_linked(n: &Node, to: &str, text: &str) {
+        tokio::time::timeout(GUARD, async {
+            while n.handle.send(to, frame(text)).is_err() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .unwrap();
+    }
+
+    fn tempdir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("meshcast-peers-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[tokio::test]
+    async fn a_ring_of_seeds_links_every_pair_once() {
+        let dir = tempdir("ring");
+        let (aa, ab, ac) = (free_addr(), free_addr(), free_addr());
+        let mut a = node(&dir, "a", 1, aa, vec![ab]);
+        let mut b = node(&dir, "b", 1, ab, vec![ac]);
+        let mut c = node(&dir, "c", 1, ac, vec![aa]);
+        for (from, to, text) in [
+            ("a", "b", "ab"),
+            ("b", "c", "bc"),
+            ("c", "a", "ca"),
+            ("b", "a", "ba"),
+            ("c", "b", "cb"),
+            ("a", "c", "ac"),
+        ] {
+            let sender = match from {
+                "a" => &a,
+                "b" => &b,
+                _ => &c,
+            };
+            send_when_linked(sender, to, text).await;
+            let receiver = match to {
+                "a" => &mut a,
+                "b" => &mut b,
+                _ => &mut c,
+            };
+            expect_frame(receiver, from, text).await;
+        }
+        for n in [&a, &b, &c] {
+            assert_eq!(n.handle.connected().len(), 2);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_restarted_peer_is_relinked_as_a_new_incarnation() {
+        let dir = tempdir("restart");
+        let (aa, ab) = (free_addr(), free_addr());
+        let mut a = node(&dir, "a", 1, aa, vec![ab]);
+        let b = node(&dir, "b", 1, ab, vec![aa]);
+        send_when_linked(&b, "a", "hello").await;
+        expect_frame(&mut a, "b", "hello").await;
+        b.handle.close();
+        drop(b);
+        // a reports b's first incarnation down...
+        loop {
+            match tokio::time::timeout(GUARD, a.events.recv())
+                .await
+                .unwrap()
+                .unwrap()
+            {
+                PeerEvent::Down { peer, .. } if peer.incarnation == 1 => break,
+                _ => {}
+            }
+        }
+        // ...and links to the second one at the same address without help
+        // (once the first one's socket is released).
+        let b2 = tokio::time::timeout(GUARD, async {
+            loop {
+                if std::net::UdpSocket::bind(ab).is_ok() {
+                    break node(&dir, "b", 2, ab, vec![]);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap();
+        loop {
+            match tokio::time::timeout(GUARD, a.events.recv())
+                .await
+                .unwrap()
+                .unwrap()
+            {
+                PeerEvent::Up { peer, .. } if peer.incarnation == 2 => break,
+                _ => {}
+            }
+        }
+        send_when_linked(&b2, "a", "again").await;
+        expect_frame(&mut a, "b", "again").await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
