@@ -66,6 +66,8 @@ pub struct Broker {
     pub(crate) epoch: Option<Epoch>,
     pub(crate) commits: VecDeque<Install>,
     pub(crate) round_failures: BTreeMap<NodeId, u32>,
+    /// Ballots other members accepted for the current view (heartbeats).
+    pub(crate) accept_seen: BTreeMap<NodeId, ViewId>,
     pub(crate) promise: Option<Promise>,
     pub(crate) accepted: Option<(ViewId, Install)>,
     pub(crate) max_counter: u64,
@@ -106,6 +108,7 @@ impl Broker {
             epoch: None,
             commits: VecDeque::new(),
             round_failures: BTreeMap::new(),
+            accept_seen: BTreeMap::new(),
             promise: None,
             accepted: None,
             max_counter: 0,
@@ -137,6 +140,20 @@ impl Broker {
     /// The installed mesh view, if any.
     pub fn view(&self) -> Option<&MeshView> {
         self.epoch.as_ref().map(|e| &e.view)
+    }
+
+    /// Memberships this broker may be about to install: the value it
+    /// accepted and the members of the round it coordinates (for the
+    /// simulator's fault budget).
+    pub fn pending_views(&self) -> Vec<Vec<NodeId>> {
+        let mut v = Vec::new();
+        if let Some((_, inst)) = &self.accepted {
+            v.push(inst.view.members.clone());
+        }
+        if let Some(r) = &self.round {
+            v.push(r.members.clone());
+        }
+        v
     }
 
     /// True while this broker is outside the primary component.
@@ -338,17 +355,18 @@ impl Broker {
             return Ok(());
         }
         let n = e.view.members.len();
-        if m.rank as usize >= n {
-            return Err(Error::InvalidPeerMessage {
-                from,
-                reason: "sender rank outside the view",
-            });
-        }
-        let me = e.me;
-        let g = e.group_mut(&m.group);
-        g.validate(&m)
+        crate::group::validate(n, &m)
             .map_err(|reason| Error::InvalidPeerMessage { from, reason })?;
-        g.insert(me, m);
+        if self.flushing() {
+            // Reported already: receiving more now would let the sender
+            // count it stable and free it although no report holds it.
+            return Ok(());
+        }
+        let Some(e) = &mut self.epoch else {
+            return Ok(());
+        };
+        let me = e.me;
+        e.group_mut(&m.group).insert(me, m);
         Ok(())
     }
 

@@ -61,6 +61,24 @@ pub(crate) fn sequencer_rank(group: &str, n: usize) -> usize {
     (h % n.max(1) as u64) as usize
 }
 
+/// Checks a data message against the shape of a view of `n` brokers.
+pub(crate) fn validate(n: usize, msg: &DataMsg) -> Result<(), &'static str> {
+    if msg.rank as usize >= n {
+        return Err("sender rank outside the view");
+    }
+    if msg.seq == 0 {
+        return Err("stream seq 0");
+    }
+    let needs_deps = msg.ordering >= Ordering::Causal;
+    if needs_deps && msg.deps.len() != n {
+        return Err("vector timestamp length differs from the view size");
+    }
+    if !needs_deps && !msg.deps.is_empty() {
+        return Err("vector timestamp on a non-causal message");
+    }
+    Ok(())
+}
+
 impl GroupState {
     pub fn new(name: String, view_id: ViewId, members: Vec<MemberId>, n: usize) -> Self {
         let sequencer = sequencer_rank(&name, n);
@@ -79,25 +97,6 @@ impl GroupState {
             unsent: Vec::new(),
             sequencer,
         }
-    }
-
-    /// Checks a data message against this view's shape.
-    pub fn validate(&self, msg: &DataMsg) -> Result<(), &'static str> {
-        let n = self.streams.len();
-        if msg.rank as usize >= n {
-            return Err("sender rank outside the view");
-        }
-        if msg.seq == 0 {
-            return Err("stream seq 0");
-        }
-        let needs_deps = msg.ordering >= Ordering::Causal;
-        if needs_deps && msg.deps.len() != n {
-            return Err("vector timestamp length differs from the view size");
-        }
-        if !needs_deps && !msg.deps.is_empty() {
-            return Err("vector timestamp on a non-causal message");
-        }
-        Ok(())
     }
 
     /// Stores a received message; returns true if it was new.

@@ -121,7 +121,53 @@ impl Broker {
             self.minority = false;
             self.out.push_back(Output::Unblocked);
         }
+        self.learn_chosen();
         self.maybe_start_round();
+    }
+
+    /// If the coordinator of the value this broker accepted vanished, the
+    /// value may still be chosen: the coordinator accepted it itself, and
+    /// heartbeats tell which other members accepted it. Once a majority of
+    /// the base view is known to have accepted it, any later ballot would
+    /// re-propose it, so committing it here is safe — and it is the only way
+    /// forward when the base view has lost its majority but the new one has
+    /// not.
+    fn learn_chosen(&mut self) {
+        let Some((ballot, value)) = self.accepted.clone() else {
+            return;
+        };
+        let Some(e) = &self.epoch else {
+            return;
+        };
+        if value.prev != e.view.id || self.round.is_some() {
+            return;
+        }
+        let stalled = self.is_suspected(ballot.coordinator)
+            || self
+                .promise
+                .as_ref()
+                .is_none_or(|p| self.now.since(p.at) > 2 * self.cfg.flush_timeout);
+        if !stalled {
+            return;
+        }
+        let base = &e.view.members;
+        let count = base
+            .iter()
+            .filter(|m| {
+                **m == ballot.coordinator
+                    || **m == self.id
+                    || self.accept_seen.get(*m) == Some(&ballot)
+            })
+            .count();
+        if count * 2 <= base.len() {
+            return;
+        }
+        let mut to: BTreeSet<NodeId> = value.view.members.iter().copied().collect();
+        to.extend(value.prev_members.iter().copied());
+        for m in to {
+            self.send(m, PeerMsg::Commit(Box::new(value.clone())));
+        }
+        self.commit_locally(value);
     }
 
     pub(crate) fn is_suspected(&self, m: NodeId) -> bool {
@@ -132,6 +178,11 @@ impl Broker {
         Heartbeat {
             view: self.view_id(),
             promised: self.promise.as_ref().map(|p| p.ballot),
+            accepted: self
+                .accepted
+                .as_ref()
+                .filter(|(_, v)| Some(v.prev) == self.view_id())
+                .map(|(b, _)| *b),
             wants_change: !self.requests.is_empty(),
             frontiers: match &self.epoch {
                 Some(e) => e.groups.values().map(GroupState::frontier).collect(),
@@ -150,6 +201,10 @@ impl Broker {
         let cur = e.view.id;
         if let Some(rank) = e.view.rank(from) {
             if hb.view == Some(cur) {
+                match hb.accepted {
+                    Some(b) => self.accept_seen.insert(from, b),
+                    None => self.accept_seen.remove(&from),
+                };
                 let me = e.me;
                 for f in &hb.frontiers {
                     let g = e.group_mut(&f.group);
@@ -702,6 +757,7 @@ impl Broker {
         self.suspects.clear();
         self.forced.clear();
         self.round_failures.clear();
+        self.accept_seen.clear();
         self.joiners.retain(|_, (j, _)| !inst.view.contains(*j));
         self.last_heard.clear();
         for m in &inst.view.members {
@@ -745,6 +801,7 @@ impl Broker {
                 PeerMsg::Data(d) => Some(d.view),
                 PeerMsg::Order(o) => Some(o.view),
                 PeerMsg::StateChunk(c) => Some(c.transfer.view),
+                PeerMsg::StateAbort(t) => Some(t.view),
                 _ => None,
             };
             if v == cur {
@@ -829,6 +886,7 @@ impl Broker {
         self.suspects.clear();
         self.forced.clear();
         self.round_failures.clear();
+        self.accept_seen.clear();
         self.last_heard.clear();
         self.joiners.clear();
         self.change_wanted = false;

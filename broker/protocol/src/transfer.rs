@@ -33,6 +33,8 @@ pub(crate) struct Incoming {
 pub(crate) struct Outgoing {
     /// Broker hosting the joiner.
     pub joiner: NodeId,
+    /// The local member asked for the checkpoint.
+    pub provider: MemberId,
     /// The checkpoint once the local provider answered.
     pub data: Option<Vec<u8>>,
 }
@@ -41,6 +43,14 @@ impl Broker {
     /// The provider gave up: expel the joiner so it can rejoin.
     pub(crate) fn abort_incoming(&mut self, from: NodeId, t: TransferId) {
         let Some(inc) = self.incoming.get_mut(&t) else {
+            if self.view_id().is_none_or(|v| t.view > v) {
+                let to = self.id;
+                self.buffer_future(crate::wire::Envelope {
+                    from,
+                    to,
+                    msg: PeerMsg::StateAbort(t),
+                });
+            }
             return;
         };
         if inc.provider != from || inc.failed {
@@ -51,9 +61,7 @@ impl Broker {
         inc.buf.clear();
         let chained = std::mem::take(&mut inc.chained);
         for (ct, _) in chained {
-            if let Some(o) = self.outgoing.remove(&ct) {
-                self.send(o.joiner, PeerMsg::StateAbort(ct));
-            }
+            self.abort_outgoing(ct);
         }
         self.out.push_back(Output::Expelled {
             group: t.group.clone(),
@@ -105,6 +113,7 @@ impl Broker {
                             tid.clone(),
                             Outgoing {
                                 joiner: joiner.broker,
+                                provider: *p,
                                 data: None,
                             },
                         );
@@ -142,7 +151,15 @@ impl Broker {
             }
         }
         for t in gone {
-            self.incoming.remove(&t);
+            // A joiner that left cannot provide the checkpoints chained to it.
+            let chained = self
+                .incoming
+                .remove(&t)
+                .map(|i| i.chained)
+                .unwrap_or_default();
+            for (ct, _) in chained {
+                self.abort_outgoing(ct);
+            }
         }
         for t in failed {
             let mut chained = Vec::new();
@@ -157,14 +174,7 @@ impl Broker {
             // (their provider broker stays, so answer with nothing useful is
             // not an option); drop them here.
             for (ct, _) in chained {
-                if let Some(o) = self.outgoing.remove(&ct) {
-                    if o.joiner == self.id {
-                        let me = self.id;
-                        self.abort_incoming(me, ct);
-                    } else {
-                        self.send(o.joiner, PeerMsg::StateAbort(ct));
-                    }
-                }
+                self.abort_outgoing(ct);
             }
             self.out.push_back(Output::Expelled {
                 group: t.group.clone(),
@@ -177,6 +187,36 @@ impl Broker {
             });
         }
         self.outgoing.retain(|_, o| view.contains(o.joiner));
+        // A provider that left before answering will not answer.
+        let unanswered: Vec<TransferId> = self
+            .outgoing
+            .iter()
+            .filter(|(t, o)| {
+                o.data.is_none()
+                    && !self.epoch.as_ref().is_some_and(|e| {
+                        e.groups
+                            .get(&t.group)
+                            .is_some_and(|g| g.members.contains(&o.provider))
+                    })
+            })
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in unanswered {
+            self.abort_outgoing(t);
+        }
+    }
+
+    /// Gives up providing `t`: the joiner's broker expels the joiner.
+    fn abort_outgoing(&mut self, t: TransferId) {
+        let Some(o) = self.outgoing.remove(&t) else {
+            return;
+        };
+        if o.joiner == self.id {
+            let me = self.id;
+            self.abort_incoming(me, t);
+        } else {
+            self.send(o.joiner, PeerMsg::StateAbort(t));
+        }
     }
 
     /// With the `late_checkpoint` defect, the provider is asked only after

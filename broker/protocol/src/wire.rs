@@ -69,6 +69,9 @@ pub struct Heartbeat {
     pub view: Option<ViewId>,
     /// Highest ballot the sender has promised, so a coordinator can outbid it.
     pub promised: Option<ViewId>,
+    /// Ballot of the value the sender accepted for its installed view, so a
+    /// broker whose coordinator vanished can learn that value was chosen.
+    pub accepted: Option<ViewId>,
     /// The sender has local group joins or leaves waiting for a view change.
     pub wants_change: bool,
     /// Per-group receive frontiers in `view`.

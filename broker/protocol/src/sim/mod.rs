@@ -156,11 +156,20 @@ fn short(m: &PeerMsg) -> String {
     match m {
         PeerMsg::Propose(p) => format!("Propose {} base {} {:?}", p.ballot, p.base, p.members),
         PeerMsg::Report(r) => format!(
-            "Report {} cur {:?} acc {:?} req {:?}",
+            "Report {} cur {:?} acc {:?} req {:?} groups {:?}",
             r.ballot,
             r.current,
             r.accepted.as_ref().map(|a| a.0),
-            r.requests
+            r.requests,
+            r.groups
+                .iter()
+                .map(|g| (
+                    g.group.clone(),
+                    g.delivered.clone(),
+                    g.held.iter().map(|m| (m.rank, m.seq)).collect::<Vec<_>>(),
+                    g.decisions.len()
+                ))
+                .collect::<Vec<_>>()
         ),
         PeerMsg::Accept { ballot, install } => format!(
             "Accept {ballot} view {} prev {}",
@@ -470,26 +479,35 @@ impl Sim {
         if self.down_count() + 1 > (n - 1) / 2 {
             return false;
         }
-        // The newest view among live brokers must keep a majority.
-        let newest = (0..n as u32)
-            .filter_map(|i| {
-                self.nodes[i as usize]
-                    .broker
-                    .as_ref()
-                    .and_then(|b| b.view().cloned())
-            })
-            .max_by_key(|v| v.id);
-        let Some(v) = newest else { return false };
-        let up = v
-            .members
-            .iter()
-            .filter(|m| {
-                self.alive(m.name)
-                    && !self.isolated.contains(&m.name)
-                    && self.nodes[m.name as usize].id == **m
-            })
-            .count();
-        (up.saturating_sub(1)) * 2 > v.members.len()
+        // Every view that is installed or may be about to be (an accepted
+        // value, a running round) must keep a majority after one more loss;
+        // live brokers outside a view may be joining it, so they count too.
+        let mut views: Vec<Vec<NodeId>> = Vec::new();
+        for node in &self.nodes {
+            if let Some(b) = &node.broker {
+                if let Some(v) = b.view() {
+                    views.push(v.members.clone());
+                }
+                views.extend(b.pending_views());
+            }
+        }
+        if views.is_empty() {
+            return false;
+        }
+        views.iter().all(|members| {
+            let up = members
+                .iter()
+                .filter(|m| {
+                    self.alive(m.name)
+                        && !self.isolated.contains(&m.name)
+                        && self.nodes[m.name as usize].id == **m
+                })
+                .count();
+            let joining = (0..n as u32)
+                .filter(|i| self.alive(*i) && !members.contains(&self.nodes[*i as usize].id))
+                .count();
+            up.saturating_sub(1) * 2 > members.len() + joining
+        })
     }
 
     fn fault(&mut self) {
@@ -519,6 +537,9 @@ impl Sim {
                     self.cut(v, p, None);
                 }
             }
+            if self.trace {
+                eprintln!("{:>6} CRASH b{v}", self.now);
+            }
             self.nodes[v as usize].broker = None;
             let at = self.now + 200 + self.rand(1200);
             self.push(at, Event::Restart(v));
@@ -533,6 +554,9 @@ impl Sim {
             }
             self.stats.partitions += 1;
             self.stats.faults += 1;
+            if self.trace {
+                eprintln!("{:>6} PARTITION {side:?}", self.now);
+            }
             self.isolated = side.clone();
             for a in &side {
                 for b in 0..n {

@@ -95,9 +95,16 @@ fn regression_seeds() {
     // 340: a failed transfer kept a re-joined member out of deliveries.
     // 269: chunks accepted for a transfer already declared failed.
     // 506, 328, 432, 790, 822, 341: forced suspicion never expired (stuck).
+    // 5449, 5490, 1265, 1360, 6833, 2108, 7129: a flushing broker still
+    // acknowledged new data, so its sender freed a message no report held.
+    // 1433, 3003: coordinator died right after committing; the value was
+    // chosen but nobody learned it (now learned from heartbeats).
+    // 7141, 1584, 1873: state aborts racing the install, providers leaving.
+    // 12143, 13301, 16473: the fault budget ignored pending views.
     for seed in [
         2, 3, 8, 13, 20, 92, 102, 109, 146, 158, 171, 175, 266, 269, 313, 328, 340, 341, 374, 388,
-        390, 432, 506, 790, 822,
+        390, 432, 506, 790, 822, 1265, 1360, 1433, 1584, 1873, 2108, 3003, 5449, 5490, 6833, 7129,
+        7141, 12143, 13301, 16473,
     ] {
         let r = run_seed(seed);
         assert!(r.violations.is_empty(), "{}", report(&r));
