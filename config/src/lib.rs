@@ -62,6 +62,8 @@ pub const DEFAULT_ADMIN_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr
 pub struct Config {
     /// `[broker]`: identity, addresses and data directory.
     pub broker: BrokerConfig,
+    /// `[mesh]`: the other brokers of the mesh and the membership timing.
+    pub mesh: MeshConfig,
     /// `[limits]`: sizes, queue bounds and timeouts.
     pub limits: LimitsConfig,
     /// `[tls]`: certificates; all unset means "use the development CA".
@@ -87,6 +89,7 @@ impl Config {
     fn unresolved() -> Self {
         Config {
             broker: BrokerConfig::unresolved(),
+            mesh: MeshConfig::default(),
             limits: LimitsConfig::default(),
             tls: TlsConfig::default(),
             groups: Vec::new(),
@@ -105,6 +108,11 @@ impl Config {
         } else {
             self.broker.id.clone()
         }
+    }
+
+    /// This broker's node name: [`node_name`] of [`Config::broker_id`].
+    pub fn node_name(&self) -> u32 {
+        node_name(&self.broker_id())
     }
 
     /// Writes this configuration as a TOML document (for `meshcast config show` and the like).
@@ -162,6 +170,141 @@ impl Default for BrokerConfig {
             data_dir: default_data_dir(&process_env()),
             ..BrokerConfig::unresolved()
         }
+    }
+}
+
+/// The 32-bit number by which the protocol core names the broker with id `id`:
+/// the FNV-1a hash (32-bit) of the id's UTF-8 bytes.
+///
+/// Stable across versions and platforms, so every broker computes the same
+/// name for the same id. [`Config::validate`] rejects a configuration in
+/// which this broker and its peers do not all have distinct names.
+///
+/// ```
+/// assert_eq!(meshcast_config::node_name(""), 0x811c_9dc5);
+/// assert_eq!(meshcast_config::node_name("a"), 0xe40c_292c);
+/// ```
+pub fn node_name(id: &str) -> u32 {
+    const OFFSET_BASIS: u32 = 0x811c_9dc5;
+    const PRIME: u32 = 0x0100_0193;
+    id.bytes().fold(OFFSET_BASIS, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(PRIME)
+    })
+}
+
+/// `[mesh]`: how this broker forms a mesh with others.
+///
+/// With the defaults (no peers) the broker starts a mesh of its own. To join
+/// others, list them in `peers` and set `broker.id` explicitly (the others
+/// name this broker by it in their own `peers`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeshConfig {
+    /// Start a new mesh alone (`true`) or join an existing one through
+    /// `peers` (`false`). `None`, written `"auto"` in TOML (the default),
+    /// means: bootstrap exactly when `peers` is empty; see
+    /// [`MeshConfig::bootstraps`]. `false` with no peers is an error.
+    #[serde(with = "auto_bool")]
+    pub bootstrap: Option<bool>,
+    /// The other brokers of the mesh (not this one), each with its id and
+    /// peer address; default none. In TOML, `[[mesh.peers]]` tables or
+    /// `peers = [{ id = "b2", addr = "10.0.0.2:4701" }]`.
+    pub peers: Vec<PeerConfig>,
+    /// Interval between heartbeats to each peer, in milliseconds; default 100.
+    pub heartbeat_ms: u64,
+    /// Silence after which a peer is suspected and removed by a view change,
+    /// in milliseconds; default 1000. Must be greater than `heartbeat_ms`.
+    pub suspect_timeout_ms: u64,
+    /// Time a view-change coordinator waits for the others' flush reports
+    /// before suspecting the silent ones, in milliseconds; default 1500.
+    pub flush_timeout_ms: u64,
+    /// Interval between join requests while joining, in milliseconds; default 300.
+    pub join_retry_ms: u64,
+    /// Largest chunk of a state transfer, in bytes; default 65536. Must be
+    /// less than `limits.max_frame_bytes`.
+    pub state_chunk_bytes: usize,
+    /// Frames queued per peer link; when a link's queue is full, sending on
+    /// it reports the link as full instead of buffering more. Default 65536
+    /// (frames).
+    pub link_queue: usize,
+    /// Shortest wait before redialling a peer, in milliseconds; default 50.
+    pub reconnect_min_ms: u64,
+    /// Longest wait between dial attempts (the backoff doubles from
+    /// `reconnect_min_ms` up to this), in milliseconds; default 2000.
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        MeshConfig {
+            bootstrap: None,
+            peers: Vec::new(),
+            heartbeat_ms: 100,
+            suspect_timeout_ms: 1_000,
+            flush_timeout_ms: 1_500,
+            join_retry_ms: 300,
+            state_chunk_bytes: 65_536,
+            link_queue: 65_536,
+            reconnect_min_ms: 50,
+            reconnect_max_ms: 2_000,
+        }
+    }
+}
+
+impl MeshConfig {
+    /// Whether this broker starts a new mesh alone instead of joining through
+    /// its peers: `bootstrap` if set, otherwise true exactly when `peers` is
+    /// empty.
+    pub fn bootstraps(&self) -> bool {
+        self.bootstrap.unwrap_or(self.peers.is_empty())
+    }
+
+    /// `heartbeat_ms` as a [`Duration`].
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// `suspect_timeout_ms` as a [`Duration`].
+    pub fn suspect_timeout(&self) -> Duration {
+        Duration::from_millis(self.suspect_timeout_ms)
+    }
+
+    /// `flush_timeout_ms` as a [`Duration`].
+    pub fn flush_timeout(&self) -> Duration {
+        Duration::from_millis(self.flush_timeout_ms)
+    }
+
+    /// `join_retry_ms` as a [`Duration`].
+    pub fn join_retry(&self) -> Duration {
+        Duration::from_millis(self.join_retry_ms)
+    }
+
+    /// `reconnect_min_ms` as a [`Duration`].
+    pub fn reconnect_min(&self) -> Duration {
+        Duration::from_millis(self.reconnect_min_ms)
+    }
+
+    /// `reconnect_max_ms` as a [`Duration`].
+    pub fn reconnect_max(&self) -> Duration {
+        Duration::from_millis(self.reconnect_max_ms)
+    }
+}
+
+/// One `[[mesh.peers]]` entry: another broker of the mesh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// The peer's `broker.id` (same character rules).
+    pub id: String,
+    /// The peer's `broker.peer_listen` address, as reachable from this broker.
+    #[serde(with = "addr")]
+    pub addr: SocketAddr,
+}
+
+impl PeerConfig {
+    /// The peer's node name, [`node_name`] of its id.
+    pub fn node_name(&self) -> u32 {
+        node_name(&self.id)
     }
 }
 
@@ -321,5 +464,45 @@ mod opt_addr {
         super::addr::parse(t)
             .map(Some)
             .map_err(|e| D::Error::custom(format!("{e}, or \"off\" to disable")))
+    }
+}
+
+/// Serde for an optional bool written `true`, `false` or `"auto"` (`None`).
+mod auto_bool {
+    use serde::{Deserializer, Serializer, de};
+    use std::fmt;
+
+    pub(crate) fn serialize<S: Serializer>(value: &Option<bool>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(b) => s.serialize_bool(*b),
+            None => s.serialize_str("auto"),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        struct Visitor;
+
+        impl de::Visitor<'_> for Visitor {
+            type Value = Option<bool>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or \"auto\"")
+            }
+
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Option<bool>, E> {
+                Ok(Some(v))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<bool>, E> {
+                match v.trim().to_ascii_lowercase().as_str() {
+                    "auto" => Ok(None),
+                    "true" => Ok(Some(true)),
+                    "false" => Ok(Some(false)),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+
+        d.deserialize_any(Visitor)
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use crate::{Config, ConfigError, GroupRule, Origin, TlsConfig};
+use crate::{Config, ConfigError, GroupRule, Origin, PeerConfig, TlsConfig};
 
 /// Prefix of the environment variables that override configuration keys:
 /// `MESHCAST_<SECTION>__<KEY>`, e.g. `MESHCAST_BROKER__CLIENT_LISTEN`.
@@ -159,7 +159,7 @@ impl Config {
     }
 }
 
-/// A table with every key present (options set, one group rule), used to know
+/// A table with every key present (options set, one group rule, one peer), used to know
 /// which keys exist and what type of value each one has.
 fn template() -> Table {
     let mut config = Config::unresolved();
@@ -172,11 +172,19 @@ fn template() -> Table {
         prefix: "p".to_string(),
         group: "g".to_string(),
     }];
+    // A bool, so that an override `true`/`false` is read as one (and `auto`,
+    // not being TOML, as a string).
+    config.mesh.bootstrap = Some(true);
+    config.mesh.peers = vec![PeerConfig {
+        id: "p".to_string(),
+        addr: crate::DEFAULT_PEER_LISTEN,
+    }];
     Table::try_from(&config).expect("the configuration serializes to a TOML table")
 }
 
 /// Every configuration key, dotted (`broker.id`, …, `groups.prefix` for the
-/// fields of each `[[groups]]` rule), e.g. for a `--set` help text.
+/// fields of each `[[groups]]` rule, `mesh.peers.id` for those of each
+/// `[[mesh.peers]]` entry), e.g. for a `--set` help text.
 pub fn known_keys() -> Vec<String> {
     fn walk(table: &Table, prefix: &str, out: &mut Vec<String>) {
         for (k, v) in table {
@@ -204,7 +212,7 @@ fn join(prefix: &str, key: &str) -> String {
     }
 }
 
-/// The element template of an array-of-tables key (`groups`), if `v` is one.
+/// The element template of an array-of-tables key (`groups`, `mesh.peers`), if `v` is one.
 fn table_array_element(v: &Value) -> Option<&Table> {
     match v {
         Value::Array(a) => match a.first() {
@@ -312,6 +320,15 @@ fn set_override(
             }
             Some(leaf) if last => {
                 let value = parse_value(raw, leaf);
+                // The elements of an array of tables (`groups`, `mesh.peers`)
+                // get the same unknown-key check as in a file.
+                if let (Some(et), Value::Array(elems)) = (table_array_element(leaf), &value) {
+                    for (i, e) in elems.iter().enumerate() {
+                        if let Value::Table(e) = e {
+                            check_known(e, et, &format!("{key}[{i}]"), &origin)?;
+                        }
+                    }
+                }
                 insert(table, &segs, value, &origin, origins)?;
                 origins.insert(key.to_string(), origin);
                 return Ok(());

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::{Config, ConfigError};
+use crate::{Config, ConfigError, node_name};
 
 /// Longest `broker.id` / `broker.site`, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -11,7 +11,7 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_GROUP_FIELD_LEN: usize = 1024;
 /// Largest accepted `limits.max_frame_bytes` (64 MiB, the transport's hard frame limit).
 pub const MAX_FRAME_BYTES_LIMIT: u32 = 64 << 20;
-/// Largest accepted timeout in `[limits]`, in milliseconds (one day).
+/// Largest accepted timeout in `[limits]` and `[mesh]`, in milliseconds (one day).
 pub const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 
 impl Config {
@@ -25,6 +25,16 @@ impl Config {
     /// day; `[tls]` has all three files or none, none of them empty; each
     /// group rule has a non-empty prefix and group without control
     /// characters, and no prefix appears twice; `log.level` is not empty.
+    ///
+    /// `[mesh]`: every timeout and size is at least 1, timeouts at most one
+    /// day; `suspect_timeout_ms` is greater than `heartbeat_ms`;
+    /// `reconnect_min_ms` is at most `reconnect_max_ms`; `state_chunk_bytes`
+    /// is less than `limits.max_frame_bytes`; `bootstrap = false` needs
+    /// peers; with peers, `broker.id` must be set explicitly; each peer id
+    /// follows the rules of `broker.id`, and the peer ids and this broker's id
+    /// are all different, as are their [`node_name`]s; peer addresses are
+    /// distinct, not port 0, and none is one of this broker's listen
+    /// addresses.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let b = &self.broker;
         if !b.id.is_empty() {
@@ -101,6 +111,8 @@ impl Config {
             }
         }
 
+        self.validate_mesh()?;
+
         let t = &self.tls;
         let files = [
             ("tls.ca_cert", &t.ca_cert),
@@ -155,6 +167,157 @@ impl Config {
                 format!("{level:?}"),
                 "must be a non-empty tracing filter directive such as \"info\" or \"info,meshcast=debug\"",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    fn validate_mesh(&self) -> Result<(), ConfigError> {
+        let m = &self.mesh;
+        let timeouts = [
+            ("mesh.heartbeat_ms", m.heartbeat_ms),
+            ("mesh.suspect_timeout_ms", m.suspect_timeout_ms),
+            ("mesh.flush_timeout_ms", m.flush_timeout_ms),
+            ("mesh.join_retry_ms", m.join_retry_ms),
+            ("mesh.reconnect_min_ms", m.reconnect_min_ms),
+            ("mesh.reconnect_max_ms", m.reconnect_max_ms),
+        ];
+        for (key, ms) in timeouts {
+            at_least_one(key, ms)?;
+            if ms > MAX_TIMEOUT_MS {
+                return Err(ConfigError::invalid(
+                    key,
+                    ms,
+                    format!("must be at most {MAX_TIMEOUT_MS} (one day)"),
+                ));
+            }
+        }
+        at_least_one("mesh.state_chunk_bytes", m.state_chunk_bytes as u64)?;
+        at_least_one("mesh.link_queue", m.link_queue as u64)?;
+        if m.suspect_timeout_ms <= m.heartbeat_ms {
+            return Err(ConfigError::invalid(
+                "mesh.suspect_timeout_ms",
+                m.suspect_timeout_ms,
+                format!(
+                    "must be greater than mesh.heartbeat_ms ({}), or peers are suspected between two \
+                     heartbeats",
+                    m.heartbeat_ms
+                ),
+            ));
+        }
+        if m.reconnect_min_ms > m.reconnect_max_ms {
+            return Err(ConfigError::invalid(
+                "mesh.reconnect_min_ms",
+                m.reconnect_min_ms,
+                format!(
+                    "must be at most mesh.reconnect_max_ms ({})",
+                    m.reconnect_max_ms
+                ),
+            ));
+        }
+        if m.state_chunk_bytes as u64 >= u64::from(self.limits.max_frame_bytes) {
+            return Err(ConfigError::invalid(
+                "mesh.state_chunk_bytes",
+                m.state_chunk_bytes,
+                format!(
+                    "must be less than limits.max_frame_bytes ({}), which also holds the frame header",
+                    self.limits.max_frame_bytes
+                ),
+            ));
+        }
+
+        if m.peers.is_empty() {
+            if m.bootstrap == Some(false) {
+                return Err(ConfigError::invalid(
+                    "mesh.bootstrap",
+                    false,
+                    "nothing to join: mesh.peers is empty; list the brokers to join through in \
+                     mesh.peers, or set mesh.bootstrap to true or \"auto\"",
+                ));
+            }
+            return Ok(());
+        }
+        if self.broker.id.is_empty() {
+            return Err(ConfigError::Missing {
+                key: "broker.id".to_string(),
+                reason: format!(
+                    "mesh.peers is not empty, so this broker needs an explicit id that the other \
+                     brokers can list as one of their peers (the derived id would be {:?})",
+                    self.broker_id()
+                ),
+            });
+        }
+
+        let own_id = self.broker_id();
+        let mut own_addrs: Vec<(&str, SocketAddr)> = vec![
+            ("broker.peer_listen", self.broker.peer_listen),
+            ("broker.client_listen", self.broker.client_listen),
+        ];
+        if let Some(a) = self.broker.admin_listen {
+            own_addrs.push(("broker.admin_listen", a));
+        }
+        let mut ids: HashMap<&str, usize> = HashMap::new();
+        let mut addrs: HashMap<SocketAddr, usize> = HashMap::new();
+        for (i, peer) in m.peers.iter().enumerate() {
+            let id_key = format!("mesh.peers[{i}].id");
+            check_name(&id_key, &peer.id)?;
+            if peer.id == own_id {
+                return Err(ConfigError::invalid(
+                    id_key,
+                    format!("{:?}", peer.id),
+                    "is this broker's own id (broker.id); list only the other brokers",
+                ));
+            }
+            if let Some(first) = ids.insert(peer.id.as_str(), i) {
+                return Err(ConfigError::invalid(
+                    id_key,
+                    format!("{:?}", peer.id),
+                    format!("duplicates mesh.peers[{first}].id"),
+                ));
+            }
+
+            let addr_key = format!("mesh.peers[{i}].addr");
+            let addr = peer.addr;
+            if addr.port() == 0 {
+                return Err(ConfigError::invalid(
+                    addr_key,
+                    format!("\"{addr}\""),
+                    "must name the peer's port (port 0 cannot be dialled)",
+                ));
+            }
+            if let Some((own_key, _)) = own_addrs.iter().find(|(_, own)| *own == addr) {
+                return Err(ConfigError::invalid(
+                    addr_key,
+                    format!("\"{addr}\""),
+                    format!("must differ from {own_key}, this broker's own address"),
+                ));
+            }
+            if let Some(first) = addrs.insert(addr, i) {
+                return Err(ConfigError::invalid(
+                    addr_key,
+                    format!("\"{addr}\""),
+                    format!("duplicates mesh.peers[{first}].addr"),
+                ));
+            }
+        }
+
+        let mut names: HashMap<u32, (String, &str)> = HashMap::new();
+        names.insert(node_name(&own_id), ("broker.id".to_string(), &own_id));
+        for (i, peer) in m.peers.iter().enumerate() {
+            let name = node_name(&peer.id);
+            let key = format!("mesh.peers[{i}].id");
+            if let Some((other_key, other_id)) = names.get(&name) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{:?}", peer.id),
+                    format!(
+                        "has the same node name ({name:#010x}, the FNV-1a hash of the id) as \
+                         {other_key} {other_id:?}; rename one of the two brokers"
+                    ),
+                ));
+            }
+            names.insert(name, (key, &peer.id));
         }
         Ok(())
     }

@@ -3,7 +3,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use meshcast_config::{Config, ConfigError, GroupRule, Origin, default_data_dir, known_keys};
+use meshcast_config::{
+    Config, ConfigError, GroupRule, MeshConfig, Origin, PeerConfig, default_data_dir, known_keys,
+    node_name,
+};
 
 const EXAMPLE: &str = include_str!("../meshcast.example.toml");
 
@@ -188,13 +191,14 @@ fn example_file_parses_to_the_defaults() {
 
 #[test]
 fn example_file_commented_lines_are_valid() {
-    // Uncommenting every `# key = value` line must still give a valid file.
+    // Uncommenting every `# key = value` line must still give a valid file
+    // (indented lines, `#   peers = [...]`, are alternatives shown in prose).
     let uncommented: String = EXAMPLE
         .lines()
         .map(|l| {
             let t = l.trim_start_matches("# ");
             let is_setting = t.contains(" = \"") || t.starts_with("[[");
-            if l.starts_with("# ") && is_setting {
+            if l.starts_with("# ") && !l.starts_with("#  ") && is_setting {
                 t
             } else {
                 l
@@ -202,8 +206,24 @@ fn example_file_commented_lines_are_valid() {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let c = load_file(&uncommented).unwrap();
+    // Peers need an explicit broker.id, which the example leaves derived.
+    let f = TempFile::new(&uncommented);
+    let c = Config::load(Some(f.path()), home(), &sets(&["broker.id=b1"])).unwrap();
     assert_eq!(c.groups.len(), 2);
+    assert_eq!(
+        c.mesh.peers,
+        vec![
+            PeerConfig {
+                id: "b2".into(),
+                addr: "10.0.0.2:4701".parse().unwrap()
+            },
+            PeerConfig {
+                id: "b3".into(),
+                addr: "10.0.0.3:4701".parse().unwrap()
+            },
+        ]
+    );
+    assert!(!c.mesh.bootstraps());
     assert_eq!(c.tls.cert, Some(PathBuf::from("/etc/meshcast/broker.pem")));
     assert_eq!(c.broker.data_dir, PathBuf::from("/var/lib/meshcast"));
 }
@@ -227,8 +247,13 @@ fn example_section(header: &str) -> Vec<&'static str> {
 
 fn assert_documented(key: &str) {
     let (section, leaf) = key.rsplit_once('.').unwrap_or(("", key));
-    let header = if section == "groups" {
-        "[[groups]]".to_string()
+    // Array-of-tables sections (`groups`, `mesh.peers`) have `[[...]]` headers.
+    let array_header = format!("[[{section}]]");
+    let header = if EXAMPLE
+        .lines()
+        .any(|l| l.trim_start_matches('#').trim() == array_header)
+    {
+        array_header
     } else {
         format!("[{section}]")
     };
@@ -255,9 +280,17 @@ fn example_file_documents_every_key() {
     for (section, value) in &table {
         match value {
             toml::Value::Table(t) => {
-                for k in t.keys() {
+                for (k, v) in t {
                     let key = format!("{section}.{k}");
-                    assert!(keys.contains(&key), "{key} not in known_keys()");
+                    if v.is_array() {
+                        // An array of tables (`mesh.peers`): known by its fields.
+                        assert!(
+                            keys.iter().any(|k| k.starts_with(&format!("{key}."))),
+                            "{key} not in known_keys()"
+                        );
+                    } else {
+                        assert!(keys.contains(&key), "{key} not in known_keys()");
+                    }
                     assert_documented(&key);
                 }
             }
@@ -282,6 +315,24 @@ fn serialization_round_trips() {
     c.broker.id = "x".into();
     let text = c.to_toml_string();
     assert!(text.contains("admin_listen = \"off\""), "{text}");
+    assert!(text.contains("bootstrap = \"auto\""), "{text}");
+    let back: Config = toml::from_str(&text).unwrap();
+    assert_eq!(back, c);
+
+    c.mesh.bootstrap = Some(false);
+    c.mesh.peers = vec![
+        PeerConfig {
+            id: "b2".into(),
+            addr: "127.0.0.1:4711".parse().unwrap(),
+        },
+        PeerConfig {
+            id: "b3".into(),
+            addr: "[::1]:4712".parse().unwrap(),
+        },
+    ];
+    c.validate().unwrap();
+    let text = c.to_toml_string();
+    assert!(text.contains("bootstrap = false"), "{text}");
     let back: Config = toml::from_str(&text).unwrap();
     assert_eq!(back, c);
 }
@@ -746,4 +797,459 @@ fn group_rules_checked_lightly() {
 fn log_level_not_empty() {
     expect_invalid(load_sets(&["log.level="]), "log.level");
     expect_invalid(load_sets(&["log.level=\"a\\nb\""]), "log.level");
+}
+
+// ---------------------------------------------------------------- mesh
+
+fn peer(id: &str, addr: &str) -> PeerConfig {
+    PeerConfig {
+        id: id.into(),
+        addr: addr.parse().unwrap(),
+    }
+}
+
+/// `--set mesh.peers=[...]` with the given `(id, addr)` pairs.
+fn peers_arg(peers: &[(&str, &str)]) -> String {
+    let items: Vec<String> = peers
+        .iter()
+        .map(|(id, addr)| format!("{{ id = {id:?}, addr = {addr:?} }}"))
+        .collect();
+    format!("mesh.peers=[{}]", items.join(", "))
+}
+
+/// Loads with `broker.id=b1`, the given peers and further overrides.
+fn load_mesh(peers: &[(&str, &str)], more: &[&str]) -> Result<Config, ConfigError> {
+    let arg = peers_arg(peers);
+    let mut args = vec!["broker.id=b1", arg.as_str()];
+    args.extend_from_slice(more);
+    load_sets(&args)
+}
+
+#[test]
+fn mesh_defaults() {
+    let c = Config::load(None, home(), &[]).unwrap();
+    let m = &c.mesh;
+    assert_eq!(m, &MeshConfig::default());
+    assert_eq!(m.bootstrap, None);
+    assert!(m.bootstraps());
+    assert!(m.peers.is_empty());
+    assert_eq!(m.heartbeat_ms, 100);
+    assert_eq!(m.suspect_timeout_ms, 1_000);
+    assert_eq!(m.flush_timeout_ms, 1_500);
+    assert_eq!(m.join_retry_ms, 300);
+    assert_eq!(m.state_chunk_bytes, 65_536);
+    assert_eq!(m.link_queue, 65_536);
+    assert_eq!(m.reconnect_min_ms, 50);
+    assert_eq!(m.reconnect_max_ms, 2_000);
+    use std::time::Duration;
+    assert_eq!(m.heartbeat(), Duration::from_millis(100));
+    assert_eq!(m.suspect_timeout(), Duration::from_secs(1));
+    assert_eq!(m.flush_timeout(), Duration::from_millis(1_500));
+    assert_eq!(m.join_retry(), Duration::from_millis(300));
+    assert_eq!(m.reconnect_min(), Duration::from_millis(50));
+    assert_eq!(m.reconnect_max(), Duration::from_secs(2));
+    assert_eq!(c.node_name(), node_name("broker-4700"));
+}
+
+#[test]
+fn node_name_is_fnv1a_32() {
+    // Reference values of 32-bit FNV-1a; they must never change, since
+    // brokers of different versions have to agree on them.
+    assert_eq!(node_name(""), 0x811c_9dc5);
+    assert_eq!(node_name("a"), 0xe40c_292c);
+    assert_eq!(node_name("foobar"), 0xbf9c_f968);
+    assert_eq!(node_name("broker-4700"), 0x33eb_7cce);
+    assert_eq!(node_name("b1"), 0x8c2c_24bc);
+    assert_eq!(peer("b1", "127.0.0.1:1").node_name(), 0x8c2c_24bc);
+    // A known collision, used below.
+    assert_eq!(node_name("broker-360299"), 0x479d_73ca);
+    assert_eq!(node_name("broker-1061706"), 0x479d_73ca);
+}
+
+#[test]
+fn bootstraps_rule() {
+    let mut m = MeshConfig::default();
+    assert!(m.bootstraps()); // auto, no peers
+    m.peers = vec![peer("b2", "127.0.0.1:4711")];
+    assert!(!m.bootstraps()); // auto, peers
+    m.bootstrap = Some(true);
+    assert!(m.bootstraps());
+    m.bootstrap = Some(false);
+    assert!(!m.bootstraps());
+    m.peers.clear();
+    m.bootstrap = Some(true);
+    assert!(m.bootstraps());
+    m.bootstrap = Some(false);
+    assert!(!m.bootstraps()); // (rejected by validation)
+}
+
+#[test]
+fn mesh_cli_overrides() {
+    let c = load_sets(&[
+        "broker.id=b1",
+        "mesh.peers=[{id=\"b2\",addr=\"127.0.0.1:4711\"}]",
+        "mesh.heartbeat_ms=20",
+        "mesh.suspect_timeout_ms=200",
+        "mesh.flush_timeout_ms=300",
+        "mesh.join_retry_ms=40",
+        "mesh.state_chunk_bytes=1024",
+        "mesh.link_queue=16",
+        "mesh.reconnect_min_ms=5",
+        "mesh.reconnect_max_ms=500",
+    ])
+    .unwrap();
+    assert_eq!(c.mesh.peers, vec![peer("b2", "127.0.0.1:4711")]);
+    assert_eq!(c.mesh.bootstrap, None);
+    assert!(!c.mesh.bootstraps());
+    assert_eq!(c.mesh.heartbeat_ms, 20);
+    assert_eq!(c.mesh.suspect_timeout_ms, 200);
+    assert_eq!(c.mesh.flush_timeout_ms, 300);
+    assert_eq!(c.mesh.join_retry_ms, 40);
+    assert_eq!(c.mesh.state_chunk_bytes, 1024);
+    assert_eq!(c.mesh.link_queue, 16);
+    assert_eq!(c.mesh.reconnect_min_ms, 5);
+    assert_eq!(c.mesh.reconnect_max_ms, 500);
+
+    for (text, want) in [
+        ("true", Some(true)),
+        ("false", Some(false)),
+        ("auto", None),
+        ("\"auto\"", None),
+        ("AUTO", None),
+        ("\"true\"", Some(true)),
+    ] {
+        let c = load_mesh(
+            &[("b2", "127.0.0.1:4711")],
+            &[&format!("mesh.bootstrap={text}")],
+        )
+        .unwrap();
+        assert_eq!(c.mesh.bootstrap, want, "{text}");
+    }
+    // A later override replaces the file's peers; `[]` clears them.
+    let f = TempFile::new(
+        "[broker]\nid = \"b1\"\n[[mesh.peers]]\nid = \"b2\"\naddr = \"127.0.0.1:4711\"\n",
+    );
+    let c = Config::load(Some(f.path()), home(), &sets(&["mesh.peers=[]"])).unwrap();
+    assert!(c.mesh.peers.is_empty());
+    assert!(c.mesh.bootstraps());
+}
+
+#[test]
+fn mesh_env_overrides() {
+    let e = env(&[
+        ("HOME", "/h"),
+        ("MESHCAST_BROKER__ID", "b1"),
+        (
+            "MESHCAST_MESH__PEERS",
+            "[{ id = \"b2\", addr = \"127.0.0.1:4711\" }, { id = \"b3\", addr = \"127.0.0.1:4712\" }]",
+        ),
+        ("MESHCAST_MESH__BOOTSTRAP", "true"),
+        ("MESHCAST_MESH__HEARTBEAT_MS", "50"),
+        ("MESHCAST_MESH__LINK_QUEUE", "8"),
+        ("MESHCAST_mesh__reconnect_max_ms", "100"),
+    ]);
+    let c = Config::load(None, e, &[]).unwrap();
+    assert_eq!(
+        c.mesh.peers,
+        vec![peer("b2", "127.0.0.1:4711"), peer("b3", "127.0.0.1:4712")]
+    );
+    assert_eq!(c.mesh.bootstrap, Some(true));
+    assert!(c.mesh.bootstraps());
+    assert_eq!(c.mesh.heartbeat_ms, 50);
+    assert_eq!(c.mesh.link_queue, 8);
+    assert_eq!(c.mesh.reconnect_max_ms, 100);
+
+    // --set wins over the environment.
+    let e = env(&[("MESHCAST_MESH__HEARTBEAT_MS", "50")]);
+    let c = Config::load(None, e, &sets(&["mesh.heartbeat_ms=60"])).unwrap();
+    assert_eq!(c.mesh.heartbeat_ms, 60);
+}
+
+#[test]
+fn mesh_peers_in_file_both_forms() {
+    let tables = load_file(
+        "[broker]\nid = \"b1\"\n\n[mesh]\nheartbeat_ms = 10\n\n\
+         [[mesh.peers]]\nid = \"b2\"\naddr = \"10.0.0.2:4701\"\n\n\
+         [[mesh.peers]]\nid = \"b3\"\naddr = \"[fe80::1]:4701\"\n",
+    )
+    .unwrap();
+    let inline = load_file(
+        "[broker]\nid = \"b1\"\n\n[mesh]\nheartbeat_ms = 10\npeers = [\n  \
+         { id = \"b2\", addr = \"10.0.0.2:4701\" },\n  { id = \"b3\", addr = \"[fe80::1]:4701\" },\n]\n",
+    )
+    .unwrap();
+    assert_eq!(tables, inline);
+    assert_eq!(
+        tables.mesh.peers,
+        vec![peer("b2", "10.0.0.2:4701"), peer("b3", "[fe80::1]:4701")]
+    );
+    assert_eq!(tables.mesh.heartbeat_ms, 10);
+    assert!(!tables.mesh.bootstraps());
+}
+
+#[test]
+fn mesh_unknown_keys_and_bad_values() {
+    let e = load_sets(&["mesh.heartbeat=1"]).unwrap_err();
+    assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e}");
+    assert!(
+        e.to_string().contains("did you mean `mesh.heartbeat_ms`"),
+        "{e}"
+    );
+    let e = load_file(
+        "[broker]\nid = \"b1\"\n[[mesh.peers]]\nid = \"b2\"\naddr = \"127.0.0.1:4711\"\nport = 1\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("unknown key `mesh.peers[0].port`"),
+        "{e}"
+    );
+    let e =
+        load_sets(&["mesh.peers=[{id=\"b2\",addr=\"127.0.0.1:4711\",site=\"x\"}]"]).unwrap_err();
+    assert!(
+        e.to_string().contains("unknown key `mesh.peers[0].site`"),
+        "{e}"
+    );
+    // The same check applies to --set of `groups`.
+    let e = load_sets(&["groups=[{prefix=\"a\",group=\"a\",weight=1}]"]).unwrap_err();
+    assert!(
+        matches!(&e, ConfigError::UnknownKey { key, origin: Origin::Override, .. } if key == "groups[0].weight"),
+        "{e}"
+    );
+    let e = load_sets(&["mesh=1"]).unwrap_err();
+    assert!(matches!(e, ConfigError::NotAValue { .. }), "{e}");
+
+    let (value, msg) = expect_invalid(load_sets(&["mesh.bootstrap=maybe"]), "mesh.bootstrap");
+    assert_eq!(value, "\"maybe\"");
+    assert!(msg.contains("true, false or \"auto\""), "{msg}");
+    let (_, msg) = expect_invalid(load_file("[mesh]\nbootstrap = 1\n"), "mesh.bootstrap");
+    assert!(msg.contains("config file"), "{msg}");
+    let (_, msg) = expect_invalid(load_mesh(&[("b2", "localhost:4711")], &[]), "mesh.peers[0]");
+    assert!(msg.contains("IP address and port"), "{msg}");
+    assert!(msg.contains("--set"), "{msg}");
+    let (_, msg) = expect_invalid(
+        load_sets(&["broker.id=b1", "mesh.peers=[{id=\"b2\"}]"]),
+        "mesh.peers[0]",
+    );
+    assert!(msg.contains("addr"), "{msg}");
+    let r = Config::load(None, env(&[("MESHCAST_MESH__LINK_QUEUE", "many")]), &[]);
+    let (_, msg) = expect_invalid(r, "mesh.link_queue");
+    assert!(msg.contains("MESHCAST_MESH__LINK_QUEUE"), "{msg}");
+}
+
+#[test]
+fn mesh_values_at_least_one_and_at_most_a_day() {
+    for key in [
+        "heartbeat_ms",
+        "suspect_timeout_ms",
+        "flush_timeout_ms",
+        "join_retry_ms",
+        "state_chunk_bytes",
+        "link_queue",
+        "reconnect_min_ms",
+        "reconnect_max_ms",
+    ] {
+        let full = format!("mesh.{key}");
+        let (value, msg) = expect_invalid(load_sets(&[&format!("{full}=0")]), &full);
+        assert_eq!(value, "0");
+        assert_eq!(
+            msg,
+            format!("{full} = 0 (from --set override): must be at least 1")
+        );
+    }
+    for key in [
+        "heartbeat_ms",
+        "suspect_timeout_ms",
+        "flush_timeout_ms",
+        "join_retry_ms",
+        "reconnect_min_ms",
+        "reconnect_max_ms",
+    ] {
+        let full = format!("mesh.{key}");
+        // Keep the relations satisfied so that the bound is what fails.
+        let (value, msg) = expect_invalid(
+            load_sets(&[
+                "mesh.suspect_timeout_ms=86400000",
+                "mesh.reconnect_max_ms=86400000",
+                &format!("{full}=86400001"),
+            ]),
+            &full,
+        );
+        assert_eq!(value, "86400001");
+        assert!(msg.contains("at most 86400000"), "{msg}");
+    }
+    load_sets(&[
+        "mesh.heartbeat_ms=1",
+        "mesh.suspect_timeout_ms=86400000",
+        "mesh.flush_timeout_ms=86400000",
+        "mesh.join_retry_ms=86400000",
+        "mesh.reconnect_min_ms=86400000",
+        "mesh.reconnect_max_ms=86400000",
+        "mesh.state_chunk_bytes=1",
+        "mesh.link_queue=1",
+    ])
+    .unwrap();
+}
+
+#[test]
+fn mesh_timing_relations() {
+    let (value, msg) = expect_invalid(
+        load_sets(&["mesh.suspect_timeout_ms=100"]),
+        "mesh.suspect_timeout_ms",
+    );
+    assert_eq!(value, "100");
+    assert!(
+        msg.contains("greater than mesh.heartbeat_ms (100)"),
+        "{msg}"
+    );
+    expect_invalid(
+        load_sets(&["mesh.heartbeat_ms=2000"]),
+        "mesh.suspect_timeout_ms",
+    );
+    load_sets(&["mesh.suspect_timeout_ms=101"]).unwrap();
+
+    let (value, msg) = expect_invalid(
+        load_sets(&["mesh.reconnect_min_ms=2001"]),
+        "mesh.reconnect_min_ms",
+    );
+    assert_eq!(value, "2001");
+    assert!(
+        msg.contains("at most mesh.reconnect_max_ms (2000)"),
+        "{msg}"
+    );
+    load_sets(&["mesh.reconnect_min_ms=2000"]).unwrap();
+
+    let (_, msg) = expect_invalid(
+        load_sets(&[
+            "limits.max_frame_bytes=65536",
+            "limits.max_payload_bytes=100",
+        ]),
+        "mesh.state_chunk_bytes",
+    );
+    assert!(
+        msg.contains("less than limits.max_frame_bytes (65536)"),
+        "{msg}"
+    );
+    load_sets(&[
+        "limits.max_frame_bytes=65537",
+        "limits.max_payload_bytes=100",
+    ])
+    .unwrap();
+}
+
+#[test]
+fn bootstrap_false_needs_peers() {
+    let (value, msg) = expect_invalid(load_sets(&["mesh.bootstrap=false"]), "mesh.bootstrap");
+    assert_eq!(value, "false");
+    assert!(msg.contains("nothing to join"), "{msg}");
+    assert!(msg.contains("--set"), "{msg}");
+    load_sets(&["mesh.bootstrap=true"]).unwrap();
+    load_sets(&["mesh.bootstrap=auto"]).unwrap();
+    load_mesh(&[("b2", "127.0.0.1:4711")], &["mesh.bootstrap=false"]).unwrap();
+    load_mesh(&[("b2", "127.0.0.1:4711")], &["mesh.bootstrap=true"]).unwrap();
+}
+
+#[test]
+fn peers_need_an_explicit_broker_id() {
+    let e = load_sets(&[&peers_arg(&[("b2", "127.0.0.1:4711")])]).unwrap_err();
+    assert!(matches!(e, ConfigError::Missing { .. }), "{e}");
+    assert_eq!(e.key(), Some("broker.id"), "{e}");
+    assert!(e.to_string().contains("mesh.peers"), "{e}");
+    assert!(e.to_string().contains("broker-4700"), "{e}");
+    load_mesh(&[("b2", "127.0.0.1:4711")], &[]).unwrap();
+}
+
+#[test]
+fn peer_ids_checked_and_unique() {
+    let long = "x".repeat(65);
+    for bad in ["has space", "", "é", long.as_str()] {
+        let (value, _) = expect_invalid(
+            load_mesh(&[("b2", "127.0.0.1:4711"), (bad, "127.0.0.1:4712")], &[]),
+            "mesh.peers[1].id",
+        );
+        assert_eq!(value, format!("{bad:?}"));
+    }
+    let (value, msg) = expect_invalid(
+        load_mesh(
+            &[
+                ("b2", "127.0.0.1:4711"),
+                ("b3", "127.0.0.1:4712"),
+                ("b2", "127.0.0.1:4713"),
+            ],
+            &[],
+        ),
+        "mesh.peers[2].id",
+    );
+    assert_eq!(value, "\"b2\"");
+    assert!(msg.contains("duplicates mesh.peers[0].id"), "{msg}");
+    let (value, msg) = expect_invalid(
+        load_mesh(&[("b2", "127.0.0.1:4711"), ("b1", "127.0.0.1:4712")], &[]),
+        "mesh.peers[1].id",
+    );
+    assert_eq!(value, "\"b1\"");
+    assert!(msg.contains("own id"), "{msg}");
+}
+
+#[test]
+fn peer_addrs_unique_and_not_our_own() {
+    let (value, msg) = expect_invalid(
+        load_mesh(&[("b2", "127.0.0.1:4711"), ("b3", "127.0.0.1:4711")], &[]),
+        "mesh.peers[1].addr",
+    );
+    assert_eq!(value, "\"127.0.0.1:4711\"");
+    assert!(msg.contains("duplicates mesh.peers[0].addr"), "{msg}");
+    let (value, msg) = expect_invalid(
+        load_mesh(&[("b2", "127.0.0.1:4701")], &[]),
+        "mesh.peers[0].addr",
+    );
+    assert_eq!(value, "\"127.0.0.1:4701\"");
+    assert!(msg.contains("must differ from broker.peer_listen"), "{msg}");
+    let (_, msg) = expect_invalid(
+        load_mesh(&[("b2", "127.0.0.1:4700")], &[]),
+        "mesh.peers[0].addr",
+    );
+    assert!(msg.contains("broker.client_listen"), "{msg}");
+    let (_, msg) = expect_invalid(
+        load_mesh(&[("b2", "127.0.0.1:0")], &[]),
+        "mesh.peers[0].addr",
+    );
+    assert!(msg.contains("port 0"), "{msg}");
+    // Same port elsewhere, or our own peer_listen on port 0: fine.
+    load_mesh(&[("b2", "127.0.0.2:4701"), ("b3", "127.0.0.3:4701")], &[]).unwrap();
+    load_mesh(
+        &[("b2", "127.0.0.1:4701")],
+        &["broker.peer_listen=127.0.0.1:0"],
+    )
+    .unwrap();
+}
+
+#[test]
+fn node_names_must_be_distinct() {
+    // "broker-360299" and "broker-1061706" have the same FNV-1a hash.
+    let (value, msg) = expect_invalid(
+        load_sets(&[
+            "broker.id=broker-360299",
+            &peers_arg(&[
+                ("b2", "127.0.0.1:4711"),
+                ("broker-1061706", "127.0.0.1:4712"),
+            ]),
+        ]),
+        "mesh.peers[1].id",
+    );
+    assert_eq!(value, "\"broker-1061706\"");
+    assert!(msg.contains("broker.id \"broker-360299\""), "{msg}");
+    assert!(msg.contains("0x479d73ca"), "{msg}");
+
+    let (value, msg) = expect_invalid(
+        load_mesh(
+            &[
+                ("broker-360299", "127.0.0.1:4711"),
+                ("b2", "127.0.0.1:4712"),
+                ("broker-1061706", "127.0.0.1:4713"),
+            ],
+            &[],
+        ),
+        "mesh.peers[2].id",
+    );
+    assert_eq!(value, "\"broker-1061706\"");
+    assert!(msg.contains("mesh.peers[0].id \"broker-360299\""), "{msg}");
 }
