@@ -92,6 +92,16 @@ pub struct Broker {
     pub(crate) incoming: BTreeMap<TransferId, Incoming>,
     pub(crate) outgoing: BTreeMap<TransferId, Outgoing>,
     pub(crate) late_requests: Vec<(TransferId, MemberId)>,
+    // Flow control.
+    pub(crate) backlog: BTreeMap<(String, MemberId), Backlog>,
+    pub(crate) muted: BTreeSet<(String, MemberId)>,
+}
+
+/// Deliveries handed to a local member and not yet consumed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Backlog {
+    pub outstanding: usize,
+    pub full_since: Option<Time>,
 }
 
 impl Broker {
@@ -129,6 +139,8 @@ impl Broker {
             incoming: BTreeMap::new(),
             outgoing: BTreeMap::new(),
             late_requests: Vec::new(),
+            backlog: BTreeMap::new(),
+            muted: BTreeSet::new(),
         }
     }
 
@@ -192,6 +204,9 @@ impl Broker {
             if !self.suspects.contains(m) {
                 t = t.min(h.plus(self.cfg.suspect_timeout + 1));
             }
+        }
+        if let Some(d) = self.slow_deadline() {
+            t = t.min(d);
         }
         Some(t)
     }
@@ -418,6 +433,9 @@ impl Broker {
                 safe,
                 payload,
             } => {
+                if self.outbox.len() >= self.cfg.max_outbox {
+                    return Err(Error::Backpressure { group });
+                }
                 self.outbox.push_back(Pending {
                     session,
                     group,
@@ -450,6 +468,22 @@ impl Broker {
                 self.push_request(GroupRequest::Leave { group, member });
             }
             ClientCmd::StateReply { transfer, data } => return self.on_state_reply(transfer, data),
+            ClientCmd::Consumed {
+                session,
+                group,
+                count,
+            } => {
+                let member = MemberId {
+                    broker: self.id,
+                    session,
+                };
+                if let Some(b) = self.backlog.get_mut(&(group, member)) {
+                    b.outstanding = b.outstanding.saturating_sub(count);
+                    if self.cfg.member_queue.is_some_and(|l| b.outstanding < l) {
+                        b.full_since = None;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -466,9 +500,19 @@ impl Broker {
         if !self.active() {
             return;
         }
+        // Credit window: at most `max_unstable` own messages per group not
+        // yet received everywhere; the rest wait here, in order per group.
+        let mut blocked: BTreeSet<String> = BTreeSet::new();
+        let mut keep = VecDeque::new();
         while let Some(p) = self.outbox.pop_front() {
-            self.multicast(p);
+            if blocked.contains(&p.group) || !self.has_credit(&p.group) {
+                blocked.insert(p.group.clone());
+                keep.push_back(p);
+            } else {
+                self.multicast(p);
+            }
         }
+        self.outbox = keep;
         let names: Vec<String> = match &self.epoch {
             Some(e) => e.groups.keys().cloned().collect(),
             None => return,
@@ -476,6 +520,17 @@ impl Broker {
         for name in names {
             self.deliver_group(&name);
         }
+    }
+
+    fn has_credit(&self, group: &str) -> bool {
+        let Some(e) = &self.epoch else {
+            return false;
+        };
+        let Some(g) = e.groups.get(group) else {
+            return true;
+        };
+        let stable = g.acks.iter().map(|a| a[e.me]).min().unwrap_or(0);
+        g.my_seq.saturating_sub(stable) < self.cfg.max_unstable as u64
     }
 
     fn multicast(&mut self, p: Pending) {
@@ -537,8 +592,25 @@ impl Broker {
                     continue;
                 }
                 let mut entries = unsent.clone();
-                if defects.swap_decisions && *to == last && entries.len() >= 2 {
-                    entries.swap(0, 1);
+                let mut first = first;
+                if defects.swap_decisions && *to == last {
+                    // Defect: hold a lone decision back and send it swapped
+                    // with the next one.
+                    match g.defect_held.take() {
+                        Some((held_first, mut held)) => {
+                            held.extend(entries);
+                            entries = held;
+                            first = held_first;
+                        }
+                        None if entries.len() == 1 => {
+                            g.defect_held = Some((first, entries));
+                            continue;
+                        }
+                        None => {}
+                    }
+                    if entries.len() >= 2 {
+                        entries.swap(0, 1);
+                    }
                 }
                 let o = OrderMsg {
                     view,
@@ -590,17 +662,30 @@ impl Broker {
         };
         let mut targets = Vec::new();
         for x in local {
+            if self.muted.contains(&(d.group.clone(), x)) {
+                continue;
+            }
             match self
                 .incoming
                 .iter_mut()
                 .find(|(t, _)| t.group == d.group && t.joiner == x)
             {
+                Some((_, inc)) if inc.failed => {}
                 Some((_, inc)) => inc.deferred.push(Delivery {
                     targets: vec![x],
                     deferred: true,
                     ..d.clone()
                 }),
                 None => targets.push(x),
+            }
+        }
+        if let Some(limit) = self.cfg.member_queue {
+            for x in &targets {
+                let b = self.backlog.entry((d.group.clone(), *x)).or_default();
+                b.outstanding += 1;
+                if b.outstanding >= limit && b.full_since.is_none() {
+                    b.full_since = Some(self.now);
+                }
             }
         }
         let group = d.group.clone();

@@ -19,6 +19,18 @@ pub struct ProtocolConfig {
     pub join_retry: u64,
     /// Maximum bytes of a state-transfer chunk.
     pub chunk_size: usize,
+    /// Credit window: own messages per group that may be unstable (not yet
+    /// received by every broker) before further publishes wait.
+    pub max_unstable: usize,
+    /// Publishes that may wait for credit before `Publish` is refused with
+    /// [`crate::Error::Backpressure`].
+    pub max_outbox: usize,
+    /// Bound of a member's queue of unconsumed deliveries (acknowledged
+    /// with `ClientCmd::Consumed`); `None` disables slow-member detection.
+    pub member_queue: Option<usize>,
+    /// How long a member's queue may stay full before it is expelled with
+    /// reason `Slow`.
+    pub slow_timeout: u64,
     /// Deliberate defects (tests only; all off by default).
     pub defects: Defects,
 }
@@ -33,6 +45,10 @@ impl Default for ProtocolConfig {
             flush_timeout: 600,
             join_retry: 150,
             chunk_size: 16 * 1024,
+            max_unstable: 1024,
+            max_outbox: 16 * 1024,
+            member_queue: None,
+            slow_timeout: 2_000,
             defects: Defects::default(),
         }
     }

@@ -24,6 +24,13 @@ pub enum Error {
         /// What was wrong.
         reason: &'static str,
     },
+    /// Too many publishes are waiting for credit (state unchanged; the
+    /// publish was not accepted).
+    #[error("publish queue full for group {group}")]
+    Backpressure {
+        /// Group published to.
+        group: String,
+    },
     /// A client command named something this broker does not know
     /// (state unchanged).
     #[error("invalid client command: {0}")]

@@ -48,6 +48,8 @@ pub(crate) struct GroupState {
     pub unsent: Vec<(u32, u64)>,
     /// Rank of the group's sequencer.
     pub sequencer: usize,
+    /// `Defects::swap_decisions`: a decision batch held back.
+    pub defect_held: Option<(u64, Vec<(u32, u64)>)>,
 }
 
 /// Deterministic sequencer rank for a group in a view of `n` brokers.
@@ -96,6 +98,7 @@ impl GroupState {
             total_delivered: 0,
             unsent: Vec::new(),
             sequencer,
+            defect_held: None,
         }
     }
 

@@ -51,6 +51,16 @@ pub enum ClientCmd {
         /// Application bytes.
         payload: Vec<u8>,
     },
+    /// The runtime handed `count` deliveries of `group` to the session's
+    /// client (only meaningful with `ProtocolConfig::member_queue`).
+    Consumed {
+        /// Session.
+        session: u64,
+        /// Group.
+        group: String,
+        /// Deliveries consumed.
+        count: usize,
+    },
     /// Answer to an [`Output::StateRequest`].
     StateReply {
         /// The transfer asked for.

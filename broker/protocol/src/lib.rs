@@ -25,6 +25,7 @@
 mod broker;
 mod config;
 mod error;
+mod flow;
 mod flush;
 mod group;
 mod id;

@@ -121,6 +121,7 @@ impl Broker {
             self.minority = false;
             self.out.push_back(Output::Unblocked);
         }
+        self.check_slow();
         self.learn_chosen();
         self.maybe_start_round();
     }
@@ -770,6 +771,7 @@ impl Broker {
             self.out.push_back(Output::Unblocked);
         }
         self.after_install_transfers(&inst);
+        self.after_install_flow(&inst);
         let groups_now = self
             .epoch
             .as_ref()
@@ -894,6 +896,8 @@ impl Broker {
         self.incoming.clear();
         self.outgoing.clear();
         self.late_requests.clear();
+        self.backlog.clear();
+        self.muted.clear();
         self.next_join = self.now;
     }
 

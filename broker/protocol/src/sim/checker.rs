@@ -253,7 +253,7 @@ impl Checker {
     pub fn on_expelled(&mut self, group: &str, member: MemberId, reason: ExpelReason) {
         if let Some(ml) = self.members.get_mut(&(group.to_string(), member)) {
             match reason {
-                ExpelReason::TransferFailed => {
+                ExpelReason::TransferFailed | ExpelReason::Slow => {
                     ml.awaiting = None;
                     ml.failed = true;
                 }

@@ -41,21 +41,43 @@ pub struct SimOptions {
     pub defects: Defects,
     /// Groups used by the workload.
     pub groups: usize,
+    /// Member queue bound given to the brokers (slow-member detection).
+    pub member_queue: Option<usize>,
+    /// A session that stops consuming deliveries for a while:
+    /// `(broker name, session, from ms, until ms)`.
+    pub slow_session: Option<(u32, u64, u64, u64)>,
 }
 
 impl SimOptions {
     /// Options derived from a seed.
     pub fn from_seed(seed: u64) -> Self {
         let mut r = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_5eed);
+        let brokers = 3 + (r.next_u64() % 5) as usize;
+        let slow = r.next_u64() % 2 == 0;
+        let slow_name = (r.next_u64() % brokers as u64) as u32;
+        let slow_from = 500 + r.next_u64() % 1_000;
+        let slow_len = 500 + r.next_u64() % 3_000;
+        let fault_ms = 2_000 + r.next_u64() % 2_000;
         SimOptions {
-            brokers: 3 + (r.next_u64() % 5) as usize,
-            fault_ms: 2_000 + r.next_u64() % 2_000,
+            brokers,
+            fault_ms,
             settle_ms: 6_000,
             faults: true,
             op_interval: 8 + r.next_u64() % 20,
             fault_interval: 250 + r.next_u64() % 400,
             defects: Defects::default(),
             groups: 3,
+            member_queue: if slow { Some(16) } else { None },
+            slow_session: if slow {
+                Some((
+                    slow_name,
+                    1,
+                    slow_from,
+                    (slow_from + slow_len).min(300 + fault_ms),
+                ))
+            } else {
+                None
+            },
         }
     }
 }
@@ -85,6 +107,10 @@ pub struct SimStats {
     pub recovery_ms: u64,
     /// Peer messages sent.
     pub messages: u64,
+    /// Members expelled because their queue stayed full.
+    pub slow_expulsions: u64,
+    /// Joiners expelled because their state provider vanished.
+    pub transfer_failures: u64,
 }
 
 /// Result of a run: the violations found (empty if correct) and figures.
@@ -114,6 +140,7 @@ enum Event {
     Restart(u32),
     Heal,
     Client { name: u32, cmd: ClientCmd },
+    CatchUp,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -150,6 +177,8 @@ struct Sim {
     install_times: BTreeMap<crate::id::ViewId, (u64, u64)>,
     view_prev_seen: BTreeMap<crate::id::ViewId, crate::id::ViewId>,
     trace: bool,
+    /// Deliveries a slow session has not consumed yet.
+    unconsumed: BTreeMap<(u32, u64, String), usize>,
 }
 
 fn short(m: &PeerMsg) -> String {
@@ -196,6 +225,8 @@ impl Sim {
                 seeds: (0..opts.brokers as u32).collect(),
                 defects: opts.defects.clone(),
                 chunk_size: 64,
+                member_queue: opts.member_queue,
+                slow_timeout: 300,
                 ..ProtocolConfig::default()
             };
             nodes.push(Node {
@@ -236,6 +267,32 @@ impl Sim {
             install_times: BTreeMap::new(),
             view_prev_seen: BTreeMap::new(),
             trace: std::env::var("MESHCAST_TRACE").is_ok(),
+            unconsumed: BTreeMap::new(),
+        }
+    }
+
+    fn is_slow(&self, name: u32, session: u64) -> bool {
+        self.opts.slow_session.is_some_and(|(n, s, from, until)| {
+            n == name && s == session && self.now >= from && self.now < until
+        })
+    }
+
+    /// A slow session catches up: it consumes everything it held back.
+    fn catch_up_slow(&mut self) {
+        let pending = std::mem::take(&mut self.unconsumed);
+        for ((name, session, group), count) in pending {
+            if self.is_slow(name, session) {
+                self.unconsumed.insert((name, session, group), count);
+                continue;
+            }
+            self.input(
+                name,
+                Input::Client(ClientCmd::Consumed {
+                    session,
+                    group,
+                    count,
+                }),
+            );
         }
     }
 
@@ -280,6 +337,7 @@ impl Sim {
 
     fn outputs(&mut self, name: u32, outs: Vec<Output>) {
         let mut replies = Vec::new();
+        let mut consumed: BTreeMap<(u64, String), usize> = BTreeMap::new();
         let installs: Vec<usize> = outs
             .iter()
             .enumerate()
@@ -316,6 +374,16 @@ impl Sim {
                         self.stats.deliveries += 1;
                     }
                     let tag = checker::tag_of(&d.payload);
+                    if self.opts.member_queue.is_some() {
+                        for m in &d.targets {
+                            let key = (m.session, d.group.clone());
+                            if self.is_slow(name, m.session) {
+                                *self.unconsumed.entry((name, key.0, key.1)).or_default() += 1;
+                            } else {
+                                *consumed.entry(key).or_default() += 1;
+                            }
+                        }
+                    }
                     for m in &d.targets {
                         self.logs
                             .entry((name, m.session, d.group.clone()))
@@ -350,7 +418,12 @@ impl Sim {
                     reason,
                 } => {
                     self.checker.on_expelled(&group, member, reason);
-                    if reason == ExpelReason::TransferFailed {
+                    match reason {
+                        ExpelReason::Slow => self.stats.slow_expulsions += 1,
+                        ExpelReason::TransferFailed => self.stats.transfer_failures += 1,
+                        ExpelReason::Partitioned => {}
+                    }
+                    if matches!(reason, ExpelReason::TransferFailed | ExpelReason::Slow) {
                         // The client re-joins once it is out of the view.
                         let at = self.now + 50;
                         self.push(
@@ -370,6 +443,16 @@ impl Sim {
         }
         for r in replies {
             self.input(name, Input::Client(r));
+        }
+        for ((session, group), count) in consumed {
+            self.input(
+                name,
+                Input::Client(ClientCmd::Consumed {
+                    session,
+                    group,
+                    count,
+                }),
+            );
         }
     }
 
@@ -580,6 +663,8 @@ impl Sim {
             seeds: (0..self.opts.brokers as u32).collect(),
             defects: self.opts.defects.clone(),
             chunk_size: 64,
+            member_queue: self.opts.member_queue,
+            slow_timeout: 300,
             ..ProtocolConfig::default()
         };
         let seed = self.rng.next_u64();
@@ -729,6 +814,9 @@ impl Sim {
         let mut next_op = 300u64;
         let mut next_fault = 600 + self.rand(self.opts.fault_interval);
         let mut recovered_at = None;
+        if let Some((_, _, _, until)) = self.opts.slow_session {
+            self.push(until, Event::CatchUp);
+        }
         for i in 0..self.opts.brokers as u32 {
             self.input(i, Input::Timeout);
         }
@@ -774,6 +862,7 @@ impl Sim {
                         Event::Restart(n) => self.restart(n),
                         Event::Heal => self.heal(),
                         Event::Client { name, cmd } => self.input(name, Input::Client(cmd)),
+                        Event::CatchUp => self.catch_up_slow(),
                     }
                     continue;
                 }

@@ -23,6 +23,8 @@ fn sweep(range: std::ops::Range<u64>) {
     let mut max_vc = 0;
     let mut max_rec = 0;
     let mut faults = 0;
+    let mut slow = 0;
+    let mut failed_transfers = 0;
     for seed in range.clone() {
         let r = run_seed(seed);
         if !r.violations.is_empty() {
@@ -32,13 +34,17 @@ fn sweep(range: std::ops::Range<u64>) {
         max_vc = max_vc.max(r.stats.max_view_change_ms);
         max_rec = max_rec.max(r.stats.recovery_ms);
         faults += r.stats.faults;
+        slow += r.stats.slow_expulsions;
+        failed_transfers += r.stats.transfer_failures;
     }
     eprintln!(
-        "seeds {:?}: {} failed; faults {} ({:.1}/seed); longest view change {} ms; longest recovery {} ms",
+        "seeds {:?}: {} failed; faults {} ({:.1}/seed); slow expulsions {}; failed transfers {}; longest view change {} ms; longest recovery {} ms",
         range,
         failures.len(),
         faults,
         faults as f64 / (range.end - range.start) as f64,
+        slow,
+        failed_transfers,
         max_vc,
         max_rec
     );
