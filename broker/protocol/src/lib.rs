@@ -34,6 +34,9 @@ mod membership;
 mod transfer;
 mod wire;
 
+#[cfg(test)]
+mod broker_test;
+
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 

@@ -1,0 +1,317 @@
+//! Handler tests: set a state, call one handler, compare the exact outputs.
+
+use crate::wire::{DataMsg, Envelope, Heartbeat, Install, PeerMsg, Propose, Report};
+use crate::*;
+
+const T0: Time = Time(1);
+
+fn b(name: u32) -> NodeId {
+    NodeId::new(name, 1)
+}
+
+fn cfg(bootstrap: bool) -> ProtocolConfig {
+    ProtocolConfig {
+        bootstrap,
+        seeds: vec![0, 1],
+        // Far beyond the test's clock, so no heartbeat interferes.
+        heartbeat_interval: 1_000_000,
+        suspect_timeout: 10_000_000,
+        ..ProtocolConfig::default()
+    }
+}
+
+fn drain(x: &mut Broker) -> Vec<Output> {
+    std::iter::from_fn(|| x.poll_output()).collect()
+}
+
+fn env(from: NodeId, to: NodeId, msg: PeerMsg) -> Envelope {
+    Envelope { from, to, msg }
+}
+
+fn send(to: NodeId, e: Envelope) -> Output {
+    Output::Send { to, envelope: e }
+}
+
+fn vid(counter: u64) -> ViewId {
+    ViewId {
+        counter,
+        coordinator: b(0),
+    }
+}
+
+/// Bootstraps b0 and admits b1, checking every step's exact outputs.
+fn two_brokers() -> (Broker, Broker) {
+    let mut b0 = Broker::new(b(0), cfg(true), 7);
+    let mut b1 = Broker::new(b(1), cfg(false), 8);
+
+    b0.handle(T0, Input::Timeout).unwrap();
+    let v1 = MeshView {
+        id: vid(1),
+        members: vec![b(0)],
+    };
+    assert_eq!(drain(&mut b0), vec![Output::MeshView(v1.clone())]);
+
+    b1.handle(T0, Input::Timeout).unwrap();
+    let join = env(b(1), NodeId::new(0, 0), PeerMsg::JoinRequest);
+    assert_eq!(drain(&mut b1), vec![send(NodeId::new(0, 0), join.clone())]);
+
+    // The coordinator proposes the joiner.
+    b0.handle(T0, Input::Peer(join)).unwrap();
+    let propose = Propose {
+        ballot: vid(2),
+        base: vid(1),
+        members: vec![b(0), b(1)],
+    };
+    let p = env(b(0), b(1), PeerMsg::Propose(propose));
+    assert_eq!(drain(&mut b0), vec![send(b(1), p.clone())]);
+
+    // The joiner reports (nothing held, no view yet).
+    b1.handle(T0, Input::Peer(p)).unwrap();
+    let report = Report {
+        ballot: vid(2),
+        current: None,
+        accepted: None,
+        groups: vec![],
+        requests: vec![],
+    };
+    let r = env(b(1), b(0), PeerMsg::Report(Box::new(report)));
+    assert_eq!(drain(&mut b1), vec![send(b(0), r.clone())]);
+
+    b0.handle(T0, Input::Peer(r)).unwrap();
+    let v2 = MeshView {
+        id: vid(2),
+        members: vec![b(0), b(1)],
+    };
+    let install = Install {
+        view: v2.clone(),
+        prev: vid(1),
+        prev_members: vec![b(0)],
+        groups: vec![],
+        applied: vec![],
+    };
+    let a = env(
+        b(0),
+        b(1),
+        PeerMsg::Accept {
+            ballot: vid(2),
+            install: Box::new(install.clone()),
+        },
+    );
+    assert_eq!(drain(&mut b0), vec![send(b(1), a.clone())]);
+
+    b1.handle(T0, Input::Peer(a)).unwrap();
+    let acc = env(b(1), b(0), PeerMsg::Accepted { ballot: vid(2) });
+    assert_eq!(drain(&mut b1), vec![send(b(0), acc.clone())]);
+
+    b0.handle(T0, Input::Peer(acc)).unwrap();
+    let c = env(b(0), b(1), PeerMsg::Commit(Box::new(install)));
+    assert_eq!(
+        drain(&mut b0),
+        vec![send(b(1), c.clone()), Output::MeshView(v2.clone())]
+    );
+
+    b1.handle(T0, Input::Peer(c)).unwrap();
+    assert_eq!(drain(&mut b1), vec![Output::MeshView(v2)]);
+    (b0, b1)
+}
+
+#[test]
+fn bootstrap_and_admission_exchange() {
+    let (b0, b1) = two_brokers();
+    assert_eq!(b0.view(), b1.view());
+}
+
+#[test]
+fn publish_multicasts_then_delivers_locally() {
+    let (mut b0, mut b1) = two_brokers();
+    let cmd = ClientCmd::Publish {
+        session: 3,
+        group: "g".into(),
+        ordering: Ordering::Fifo,
+        safe: false,
+        payload: b"hi".to_vec(),
+    };
+    b0.handle(T0, Input::Client(cmd)).unwrap();
+    let publisher = MemberId {
+        broker: b(0),
+        session: 3,
+    };
+    let data = DataMsg {
+        view: vid(2),
+        group: "g".into(),
+        rank: 0,
+        seq: 1,
+        id: MsgId {
+            origin: b(0),
+            seq: 1,
+        },
+        publisher,
+        ordering: Ordering::Fifo,
+        safe: false,
+        deps: vec![],
+        payload: b"hi".to_vec(),
+    };
+    let delivery = Delivery {
+        group: "g".into(),
+        view: vid(2),
+        id: data.id,
+        publisher,
+        ordering: Ordering::Fifo,
+        safe: false,
+        payload: b"hi".to_vec(),
+        targets: vec![],
+        deferred: false,
+    };
+    let d = env(b(0), b(1), PeerMsg::Data(data));
+    assert_eq!(
+        drain(&mut b0),
+        vec![send(b(1), d.clone()), Output::Deliver(delivery.clone())]
+    );
+
+    b1.handle(T0, Input::Peer(d)).unwrap();
+    assert_eq!(drain(&mut b1), vec![Output::Deliver(delivery)]);
+}
+
+#[test]
+fn safe_message_waits_for_the_peer_frontier() {
+    let (mut b0, mut b1) = two_brokers();
+    let cmd = ClientCmd::Publish {
+        session: 1,
+        group: "g".into(),
+        ordering: Ordering::Reliable,
+        safe: true,
+        payload: vec![1],
+    };
+    b0.handle(T0, Input::Client(cmd)).unwrap();
+    let outs = drain(&mut b0);
+    assert_eq!(
+        outs.len(),
+        1,
+        "only the multicast, no delivery yet: {outs:?}"
+    );
+    let Output::Send { envelope, .. } = &outs[0] else {
+        panic!("{outs:?}")
+    };
+    b1.handle(T0, Input::Peer(envelope.clone())).unwrap();
+    assert!(
+        drain(&mut b1).is_empty(),
+        "b1 has not yet heard that b0 holds it"
+    );
+    let hb = Heartbeat {
+        view: Some(vid(2)),
+        promised: None,
+        accepted: None,
+        wants_change: false,
+        frontiers: vec![crate::wire::Frontier {
+            group: "g".into(),
+            received: vec![1, 0],
+            decisions: 0,
+        }],
+    };
+    b0.handle(T0, Input::Peer(env(b(1), b(0), PeerMsg::Heartbeat(hb))))
+        .unwrap();
+    let outs = drain(&mut b0);
+    assert!(
+        matches!(&outs[..], [Output::Deliver(d)] if d.safe),
+        "{outs:?}"
+    );
+}
+
+#[test]
+fn invalid_peer_input_is_refused_without_state_change() {
+    let (mut b0, _b1) = two_brokers();
+    let before = format!("{b0:?}");
+    let stale = env(b(1), NodeId::new(0, 9), PeerMsg::JoinRequest);
+    assert_eq!(
+        b0.handle(T0, Input::Peer(stale)),
+        Err(Error::WrongIncarnation {
+            to: NodeId::new(0, 9),
+            me: b(0)
+        })
+    );
+    let bad = DataMsg {
+        view: vid(2),
+        group: "g".into(),
+        rank: 7,
+        seq: 1,
+        id: MsgId {
+            origin: b(1),
+            seq: 1,
+        },
+        publisher: MemberId {
+            broker: b(1),
+            session: 1,
+        },
+        ordering: Ordering::Causal,
+        safe: false,
+        deps: vec![0, 0],
+        payload: vec![],
+    };
+    assert!(matches!(
+        b0.handle(T0, Input::Peer(env(b(1), b(0), PeerMsg::Data(bad)))),
+        Err(Error::InvalidPeerMessage { .. })
+    ));
+    let no_deps = DataMsg {
+        view: vid(2),
+        group: "g".into(),
+        rank: 1,
+        seq: 1,
+        id: MsgId {
+            origin: b(1),
+            seq: 1,
+        },
+        publisher: MemberId {
+            broker: b(1),
+            session: 1,
+        },
+        ordering: Ordering::Total,
+        safe: false,
+        deps: vec![],
+        payload: vec![],
+    };
+    assert!(matches!(
+        b0.handle(T0, Input::Peer(env(b(1), b(0), PeerMsg::Data(no_deps)))),
+        Err(Error::InvalidPeerMessage { .. })
+    ));
+    let forged = PeerMsg::Propose(Propose {
+        ballot: vid(9),
+        base: vid(2),
+        members: vec![b(0), b(1)],
+    });
+    assert!(matches!(
+        b0.handle(T0, Input::Peer(env(b(1), b(0), forged))),
+        Err(Error::InvalidPeerMessage { .. })
+    ));
+    assert!(drain(&mut b0).is_empty());
+    assert_eq!(before, format!("{b0:?}"));
+}
+
+#[test]
+fn publish_queue_is_bounded() {
+    let mut x = Broker::new(
+        b(5),
+        ProtocolConfig {
+            max_outbox: 1,
+            ..cfg(false)
+        },
+        1,
+    );
+    let p = |n: u8| ClientCmd::Publish {
+        session: 1,
+        group: "g".into(),
+        ordering: Ordering::Reliable,
+        safe: false,
+        payload: vec![n],
+    };
+    assert_eq!(x.handle(T0, Input::Client(p(1))), Ok(()));
+    assert_eq!(
+        x.handle(T0, Input::Client(p(2))),
+        Err(Error::Backpressure { group: "g".into() })
+    );
+}
+
+#[test]
+fn errors_are_send_and_sync() {
+    fn check<T: Send + Sync + std::error::Error>() {}
+    check::<Error>();
+}
