@@ -244,7 +244,10 @@ pub async fn latency(target: &Target, p: &LatencyParams) -> Result<LatencyResult
         while n < total {
             match sub.next().await {
                 Some(Ok(m)) => {
-                    let sent = u64::from_le_bytes(m.payload[..8].try_into().unwrap_or([0; 8]));
+                    let Some(stamp) = m.payload.get(..8) else {
+                        continue; // someone else's message on a shared broker
+                    };
+                    let sent = u64::from_le_bytes(stamp.try_into().unwrap_or([0; 8]));
                     let now = epoch.elapsed().as_nanos() as u64;
                     let _ = hist.record((now.saturating_sub(sent) / 1000).max(1));
                     n += 1;

@@ -321,6 +321,9 @@ pub struct LimitsConfig {
     /// Messages queued per subscriber session before the session is removed
     /// from its groups as `slow`; default 65536.
     pub subscriber_queue: usize,
+    /// Bytes queued per subscriber session before it is treated as slow, like
+    /// `subscriber_queue`; default 64 MiB. At least `max_frame_bytes`.
+    pub subscriber_queue_bytes: usize,
     /// Most client sessions at once; default 10000.
     pub max_sessions: usize,
     /// Most subscriptions (patterns and joins) per session; default 10000.
@@ -341,6 +344,7 @@ impl Default for LimitsConfig {
             max_frame_bytes: 4 * 1024 * 1024,
             max_payload_bytes: 1024 * 1024,
             subscriber_queue: 65536,
+            subscriber_queue_bytes: 64 * 1024 * 1024,
             max_sessions: 10_000,
             max_subscriptions_per_session: 10_000,
             handshake_timeout_ms: 5_000,

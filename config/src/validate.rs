@@ -11,6 +11,9 @@ pub const MAX_NAME_LEN: usize = 64;
 pub const MAX_GROUP_FIELD_LEN: usize = 1024;
 /// Largest accepted `limits.max_frame_bytes` (64 MiB, the transport's hard frame limit).
 pub const MAX_FRAME_BYTES_LIMIT: u32 = 64 << 20;
+/// Bytes of a frame kept free beside the largest payload: the topic (at most
+/// 512 bytes) and the message header.
+pub const FRAME_HEADROOM: u64 = 1024;
 /// Largest accepted timeout in `[limits]` and `[mesh]`, in milliseconds (one day).
 pub const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 
@@ -72,6 +75,10 @@ impl Config {
         at_least_one("limits.max_frame_bytes", u64::from(l.max_frame_bytes))?;
         at_least_one("limits.max_payload_bytes", u64::from(l.max_payload_bytes))?;
         at_least_one("limits.subscriber_queue", l.subscriber_queue as u64)?;
+        at_least_one(
+            "limits.subscriber_queue_bytes",
+            l.subscriber_queue_bytes as u64,
+        )?;
         at_least_one("limits.max_sessions", l.max_sessions as u64)?;
         at_least_one(
             "limits.max_subscriptions_per_session",
@@ -88,12 +95,23 @@ impl Config {
                 format!("must be at most {MAX_FRAME_BYTES_LIMIT} (64 MiB)"),
             ));
         }
-        if l.max_payload_bytes >= l.max_frame_bytes {
+        if u64::from(l.max_payload_bytes) + FRAME_HEADROOM > u64::from(l.max_frame_bytes) {
             return Err(ConfigError::invalid(
                 "limits.max_payload_bytes",
                 l.max_payload_bytes,
                 format!(
-                    "must be less than limits.max_frame_bytes ({}), which also holds the frame header",
+                    "must be less than limits.max_frame_bytes ({}) by at least {FRAME_HEADROOM} bytes, \
+                     which the frame also holds (topic and header)",
+                    l.max_frame_bytes
+                ),
+            ));
+        }
+        if l.subscriber_queue_bytes < l.max_frame_bytes as usize {
+            return Err(ConfigError::invalid(
+                "limits.subscriber_queue_bytes",
+                l.subscriber_queue_bytes,
+                format!(
+                    "must be at least limits.max_frame_bytes ({}), or one large message would mark any subscriber slow",
                     l.max_frame_bytes
                 ),
             ));

@@ -649,7 +649,17 @@ fn limit_relations_and_bounds() {
         "limits.max_payload_bytes",
     );
     assert!(msg.contains("less than limits.max_frame_bytes"), "{msg}");
-    load_sets(&["limits.max_payload_bytes=4194303"]).unwrap();
+    load_sets(&["limits.max_payload_bytes=4193280"]).unwrap();
+    let (_, msg) = expect_invalid(
+        load_sets(&["limits.max_payload_bytes=4193281"]),
+        "limits.max_payload_bytes",
+    );
+    assert!(msg.contains("at least 1024 bytes"), "{msg}");
+    let (_, msg) = expect_invalid(
+        load_sets(&["limits.subscriber_queue_bytes=1000"]),
+        "limits.subscriber_queue_bytes",
+    );
+    assert!(msg.contains("at least limits.max_frame_bytes"), "{msg}");
     expect_invalid(
         load_sets(&["limits.max_frame_bytes=100", "limits.max_payload_bytes=100"]),
         "limits.max_payload_bytes",

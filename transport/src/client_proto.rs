@@ -266,7 +266,11 @@ pub fn decode_client(body: &[u8]) -> Result<ClientMsg, WireError> {
 
 /// Encodes one broker message as a stand-alone frame.
 pub fn encode_server(msg: &ServerMsg) -> Result<Bytes, WireError> {
-    wire::frame("server message", msg)
+    let hint = match msg {
+        ServerMsg::Deliver(d) => d.payload.len() + d.topic.len() + 32,
+        _ => 64,
+    };
+    wire::frame_sized("server message", msg, hint)
 }
 
 /// Decodes one broker message body.

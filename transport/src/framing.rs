@@ -49,6 +49,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Changes the largest accepted frame body (e.g. after a handshake that
+    /// was read with a small limit).
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
     /// Reads until at least one frame is complete, then appends every complete
     /// frame body (without its length prefix) to `out`.
     ///

@@ -65,8 +65,14 @@ fn put_body<T: Serialize>(
 }
 
 fn check_magic(body: &[u8]) -> Result<(), HandshakeError> {
-    if body.len() < HEADER || body[..4] != MAGIC {
+    if body.len() < MAGIC.len() || body[..4] != MAGIC {
         return Err(HandshakeError::BadMagic(body[..body.len().min(4)].to_vec()));
+    }
+    if body.len() < HEADER {
+        return Err(HandshakeError::Malformed(WireError::Malformed {
+            what: "handshake",
+            detail: format!("truncated after the magic bytes ({} bytes)", body.len()),
+        }));
     }
     Ok(())
 }

@@ -91,7 +91,17 @@ pub fn encode_frame<T: Serialize>(
 /// Encodes `msg` as one frame in a fresh buffer, ready to share between
 /// many receivers (encode once, send many).
 pub fn frame<T: Serialize>(what: &'static str, msg: &T) -> Result<Bytes, WireError> {
-    let mut out = BytesMut::with_capacity(64);
+    frame_sized(what, msg, 64)
+}
+
+/// Like [`frame`], with room for `size_hint` bytes reserved up front (the
+/// payload plus a little), so large messages are encoded without regrowth.
+pub fn frame_sized<T: Serialize>(
+    what: &'static str,
+    msg: &T,
+    size_hint: usize,
+) -> Result<Bytes, WireError> {
+    let mut out = BytesMut::with_capacity(size_hint.min(HARD_MAX_FRAME) + LEN_PREFIX);
     encode_frame(what, msg, &mut out)?;
     Ok(out.freeze())
 }

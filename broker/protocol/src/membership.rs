@@ -535,6 +535,7 @@ impl Broker {
             let mut expelled = Vec::new();
             let mut joined_with_state = Vec::new();
             let mut joined = Vec::new();
+            let mut restating: Vec<MemberId> = Vec::new();
             for r in round.reports.values() {
                 for (_, q) in &r.requests {
                     if request_group(q) != name {
@@ -559,11 +560,42 @@ impl Broker {
                                 expelled.push(*member);
                             }
                         }
+                        GroupRequest::Restate { member, .. } => {
+                            if !restating.contains(member) {
+                                restating.push(*member);
+                            }
+                        }
                     }
                 }
             }
             joined.retain(|m| members.contains(m));
             joined_with_state.retain(|m| members.contains(m));
+            restating.retain(|m| members.contains(m) && !joined.contains(m));
+            // Providers: old members, preferring ones that have their state.
+            let candidates: Vec<MemberId> = old_members
+                .iter()
+                .copied()
+                .filter(|m| members.contains(m) && !joined.contains(m))
+                .collect();
+            // A member whose own checkpoint is being re-based cannot serve
+            // (its state is incomplete); if only such members are left, the
+            // group's state is gone with its last holder.
+            let pick = |not: &MemberId| {
+                candidates
+                    .iter()
+                    .copied()
+                    .find(|m| m != not && !restating.contains(m))
+            };
+            let mut transfers: Vec<(MemberId, Option<MemberId>)> = Vec::new();
+            for m in &restating {
+                match pick(m) {
+                    Some(p) => transfers.push((*m, Some(p))),
+                    None => {
+                        members.retain(|x| x != m);
+                        expelled.push(*m);
+                    }
+                }
+            }
             let greports: Vec<Option<&crate::wire::GroupReport>> = old_reports
                 .iter()
                 .map(|r| r.groups.iter().find(|g| g.group == name))
@@ -573,17 +605,20 @@ impl Broker {
                 continue;
             }
             let view_id = match &old {
-                Some((m, id)) if *m == members && expelled.is_empty() && joined.is_empty() => *id,
+                Some((m, id))
+                    if *m == members
+                        && expelled.is_empty()
+                        && joined.is_empty()
+                        && restating.is_empty() =>
+                {
+                    *id
+                }
                 _ => round.ballot,
             };
-            let provider = old_members
-                .iter()
-                .copied()
-                .find(|m| members.contains(m) && !joined.contains(m));
-            let transfers = joined_with_state
-                .into_iter()
-                .map(|j| (j, provider))
-                .collect();
+            for j in joined_with_state {
+                let provider = pick(&j);
+                transfers.push((j, provider));
+            }
             groups.push(GroupInstall {
                 group: name,
                 view_id,
@@ -860,7 +895,7 @@ impl Broker {
                     requests.retain(|(g, m)| !(*g == group && *m == member));
                     rejoins.retain(|(g, m)| !(*g == group && m.session == member.session));
                 }
-                GroupRequest::Expel { .. } => {}
+                GroupRequest::Expel { .. } | GroupRequest::Restate { .. } => {}
             }
         }
         for (group, m) in rejoins {
@@ -974,7 +1009,8 @@ pub(crate) fn request_group(r: &GroupRequest) -> &str {
     match r {
         GroupRequest::Join { group, .. }
         | GroupRequest::Leave { group, .. }
-        | GroupRequest::Expel { group, .. } => group,
+        | GroupRequest::Expel { group, .. }
+        | GroupRequest::Restate { group, .. } => group,
     }
 }
 
@@ -982,6 +1018,7 @@ pub(crate) fn request_member(r: &GroupRequest) -> MemberId {
     match r {
         GroupRequest::Join { member, .. }
         | GroupRequest::Leave { member, .. }
-        | GroupRequest::Expel { member, .. } => *member,
+        | GroupRequest::Expel { member, .. }
+        | GroupRequest::Restate { member, .. } => *member,
     }
 }

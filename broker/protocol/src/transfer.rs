@@ -1,9 +1,17 @@
 //! State transfer: at a member's join point the oldest surviving member is
 //! asked for a checkpoint; the provider's broker sends it in bounded chunks
 //! to the joiner's broker, which holds back the joiner's deliveries until
-//! the whole checkpoint has been handed over. If the provider's broker
-//! leaves first, the joiner is expelled (it may rejoin with a fresh join
-//! point) rather than receiving a checkpoint from the wrong cut.
+//! the whole checkpoint has been handed over.
+//!
+//! If the provider goes away first (its broker leaves the view, it leaves the
+//! group, or it cannot serve from the right cut because it is itself still
+//! waiting for a checkpoint that was re-based), the joiner's broker asks for
+//! a new transfer through the next view change (`GroupRequest::Restate`).
+//! The new provider is asked at that view's installation, so its checkpoint
+//! already covers everything delivered since the original join point: the
+//! joiner's held-back deliveries of earlier views are dropped, the later ones
+//! replayed. Only if no other member is left is the joiner expelled
+//! (`ExpelReason::TransferFailed`).
 
 use crate::broker::Broker;
 use crate::error::Error;
@@ -20,8 +28,7 @@ pub(crate) struct Incoming {
     pub buf: Vec<u8>,
     /// Deliveries held back for the joiner.
     pub deferred: Vec<Delivery>,
-    /// The provider vanished: the joiner was expelled and gets nothing
-    /// until it leaves the group view.
+    /// The provider went away; a new transfer was requested.
     pub failed: bool,
     /// Transfers this joiner must provide once its own checkpoint arrived:
     /// each is asked right before the first held-back delivery of its view.
@@ -40,7 +47,7 @@ pub(crate) struct Outgoing {
 }
 
 impl Broker {
-    /// The provider gave up: expel the joiner so it can rejoin.
+    /// The provider of `t` gave up (or is gone): ask for a new transfer.
     pub(crate) fn abort_incoming(&mut self, from: NodeId, t: TransferId) {
         let Some(inc) = self.incoming.get_mut(&t) else {
             if self.view_id().is_none_or(|v| t.view > v) {
@@ -56,19 +63,24 @@ impl Broker {
         if inc.provider != from || inc.failed {
             return;
         }
+        self.restate(t);
+    }
+
+    /// Marks `t` failed, releases what was chained to it and requests a new
+    /// transfer for its joiner in the next view.
+    fn restate(&mut self, t: TransferId) {
+        let Some(inc) = self.incoming.get_mut(&t) else {
+            return;
+        };
         inc.failed = true;
-        inc.deferred.clear();
         inc.buf.clear();
+        // Checkpoints chained to this joiner would come from the wrong cut
+        // once it is re-based: their joiners must be re-based too.
         let chained = std::mem::take(&mut inc.chained);
         for (ct, _) in chained {
             self.abort_outgoing(ct);
         }
-        self.out.push_back(Output::Expelled {
-            group: t.group.clone(),
-            member: t.joiner,
-            reason: ExpelReason::TransferFailed,
-        });
-        self.push_request(GroupRequest::Expel {
+        self.push_request(GroupRequest::Restate {
             group: t.group.clone(),
             member: t.joiner,
         });
@@ -81,6 +93,19 @@ impl Broker {
                 .retain(|t, _| !(t.group == gi.group && gi.joined.contains(&t.joiner)));
         }
         for gi in &inst.groups {
+            for m in &gi.expelled {
+                let had_transfer = self
+                    .incoming
+                    .keys()
+                    .any(|t| t.group == gi.group && t.joiner == *m);
+                if m.broker == self.id && had_transfer {
+                    self.out.push_back(Output::Expelled {
+                        group: gi.group.clone(),
+                        member: *m,
+                        reason: ExpelReason::TransferFailed,
+                    });
+                }
+            }
             for (joiner, provider) in &gi.transfers {
                 let tid = TransferId {
                     group: gi.group.clone(),
@@ -88,6 +113,19 @@ impl Broker {
                     view: inst.view.id,
                 };
                 if joiner.broker == self.id {
+                    // A re-based transfer keeps the deliveries held so far.
+                    let old: Vec<TransferId> = self
+                        .incoming
+                        .keys()
+                        .filter(|t| t.group == gi.group && t.joiner == *joiner)
+                        .cloned()
+                        .collect();
+                    let mut deferred = Vec::new();
+                    for t in old {
+                        if let Some(i) = self.incoming.remove(&t) {
+                            deferred.extend(i.deferred);
+                        }
+                    }
                     match provider {
                         None => self.out.push_back(Output::StateDelivered {
                             transfer: tid.clone(),
@@ -99,7 +137,7 @@ impl Broker {
                                 Incoming {
                                     provider: p.broker,
                                     buf: Vec::new(),
-                                    deferred: Vec::new(),
+                                    deferred,
                                     failed: false,
                                     chained: Vec::new(),
                                 },
@@ -123,6 +161,13 @@ impl Broker {
                             .find(|(t, i)| t.group == gi.group && t.joiner == *p && !i.failed);
                         if let Some((_, inc)) = awaiting {
                             inc.chained.push((tid, *p));
+                        } else if self
+                            .incoming
+                            .keys()
+                            .any(|t| t.group == gi.group && t.joiner == *p)
+                        {
+                            // The provider is being re-based itself.
+                            self.abort_outgoing(tid);
                         } else if self.cfg.defects.late_checkpoint {
                             self.late_requests.push((tid, *p));
                         } else {
@@ -137,7 +182,7 @@ impl Broker {
         }
         let Some(e) = &self.epoch else { return };
         let view = e.view.clone();
-        let mut failed = Vec::new();
+        let mut lost = Vec::new();
         let mut gone = Vec::new();
         for (tid, inc) in &self.incoming {
             let still_member = e
@@ -147,7 +192,7 @@ impl Broker {
             if !still_member {
                 gone.push(tid.clone());
             } else if !inc.failed && !view.contains(inc.provider) {
-                failed.push(tid.clone());
+                lost.push(tid.clone());
             }
         }
         for t in gone {
@@ -161,30 +206,8 @@ impl Broker {
                 self.abort_outgoing(ct);
             }
         }
-        for t in failed {
-            let mut chained = Vec::new();
-            if let Some(inc) = self.incoming.get_mut(&t) {
-                inc.failed = true;
-                inc.deferred.clear();
-                inc.buf.clear();
-                chained = std::mem::take(&mut inc.chained);
-            }
-            // Transfers this joiner was to provide cannot be served from the
-            // right cut any more: their joiners fail in turn when they notice
-            // (their provider broker stays, so answer with nothing useful is
-            // not an option); drop them here.
-            for (ct, _) in chained {
-                self.abort_outgoing(ct);
-            }
-            self.out.push_back(Output::Expelled {
-                group: t.group.clone(),
-                member: t.joiner,
-                reason: ExpelReason::TransferFailed,
-            });
-            self.push_request(GroupRequest::Expel {
-                group: t.group.clone(),
-                member: t.joiner,
-            });
+        for t in lost {
+            self.restate(t);
         }
         self.outgoing.retain(|_, o| view.contains(o.joiner));
         // A provider that left before answering will not answer.
@@ -206,11 +229,12 @@ impl Broker {
         }
     }
 
-    /// Gives up providing `t`: the joiner's broker expels the joiner.
+    /// Gives up providing `t`: the joiner's broker asks for another transfer.
     fn abort_outgoing(&mut self, t: TransferId) {
         let Some(o) = self.outgoing.remove(&t) else {
             return;
         };
+        self.late_requests.retain(|(x, _)| *x != t);
         if o.joiner == self.id {
             let me = self.id;
             self.abort_incoming(me, t);
@@ -300,7 +324,7 @@ impl Broker {
             // The provider may install the join view before this broker does.
             if self.view_id().is_none_or(|v| c.transfer.view > v) {
                 let to = self.id;
-                self.future.push(crate::wire::Envelope {
+                self.buffer_future(crate::wire::Envelope {
                     from,
                     to,
                     msg: PeerMsg::StateChunk(c),
@@ -341,24 +365,32 @@ impl Broker {
         Ok(())
     }
 
+    /// Hands the checkpoint over, then the held-back deliveries ordered at
+    /// or after the join point (earlier ones are covered by the checkpoint
+    /// of a re-based transfer).
     fn complete_transfer(&mut self, tid: TransferId, data: Vec<u8>) {
-        let deferred = self
-            .incoming
-            .remove(&tid)
-            .map(|i| i.deferred)
-            .unwrap_or_default();
+        let Some(inc) = self.incoming.remove(&tid) else {
+            return;
+        };
+        let join = tid.view;
         self.out.push_back(Output::StateDelivered {
             transfer: tid,
             data: Some(data),
         });
-        for d in deferred {
+        let mut chained = inc.chained;
+        for d in inc.deferred.into_iter().filter(|d| d.view >= join) {
+            let (now, later): (Vec<_>, Vec<_>) =
+                chained.into_iter().partition(|(t, _)| t.view <= d.view);
+            chained = later;
+            for (transfer, provider) in now {
+                self.out
+                    .push_back(Output::StateRequest { transfer, provider });
+            }
             self.out.push_back(Output::Deliver(d));
         }
+        for (transfer, provider) in chained {
+            self.out
+                .push_back(Output::StateRequest { transfer, provider });
+        }
     }
-}
-
-/// Member helper used by tests.
-#[allow(dead_code)]
-pub(crate) fn member(broker: NodeId, session: u64) -> MemberId {
-    MemberId { broker, session }
 }

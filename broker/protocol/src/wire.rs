@@ -178,6 +178,14 @@ pub enum GroupRequest {
         /// Member.
         member: MemberId,
     },
+    /// The member's state provider went away: ask another one at the next
+    /// view (re-based join point).
+    Restate {
+        /// Group.
+        group: String,
+        /// Member.
+        member: MemberId,
+    },
 }
 
 /// Phase 1 answer.

@@ -25,14 +25,25 @@ fn prometheus() -> Option<&'static PrometheusHandle> {
 pub(crate) type StatusFn =
     std::sync::Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, String> + Send + Sync>;
 
-/// Binds the admin listener and serves it in a background task.
-pub(crate) async fn serve(addr: SocketAddr, status: StatusFn) -> std::io::Result<SocketAddr> {
+/// Binds the admin listener and serves it in a background task until
+/// `stop` turns true.
+pub(crate) async fn serve(
+    addr: SocketAddr,
+    status: StatusFn,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<SocketAddr> {
     let _ = prometheus();
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let Ok((stream, _)) = accepted else {
+                // E.g. out of file descriptors: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             let status = status.clone();

@@ -2,10 +2,12 @@
 //!
 //! Session tasks send it batches of decoded requests over a bounded channel;
 //! it applies them in arrival order and hands the resulting frames to each
-//! session's bounded outbound queue. A session whose queue is full is a slow
-//! consumer: it is disconnected with a reason, never buffered without bound.
+//! session's outbound queue. Every session's queue is bounded in frames and
+//! in bytes, counted before anything is queued: a session that would go over
+//! either bound is a slow consumer and is disconnected with a reason, never
+//! buffered without bound and never silently skipped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -13,7 +15,12 @@ use bytes::Bytes;
 use meshcast_transport::client_proto::{ClientMsg, CloseCode};
 use tokio::sync::mpsc;
 
+use super::session::Kill;
 use crate::router::{Effect, Router, SessionId};
+
+/// Pending frames across sessions after which the core hands them out
+/// before reading more requests (bounds the memory of one pass).
+const FLUSH_AT: usize = 8192;
 
 /// Requests from session tasks to the core.
 pub(crate) enum CoreMsg {
@@ -46,85 +53,174 @@ pub struct CoreStats {
 /// The core's handle on one session's outbound side.
 pub(crate) struct SessionOut {
     pub tx: mpsc::Sender<Vec<Bytes>>,
-    /// Frames queued for this session and not yet written.
-    pub queued: Arc<AtomicUsize>,
-    pub conn: quinn::Connection,
+    /// Frames and bytes queued for this session and not yet written.
+    pub queued: Arc<Queued>,
+    /// How the core tells the session to end, with a reason.
+    pub kill: Arc<Kill>,
 }
 
-pub(crate) async fn run(mut router: Router, mut rx: mpsc::Receiver<CoreMsg>, queue_limit: usize) {
-    let mut sessions: HashMap<SessionId, SessionOut> = HashMap::new();
+/// What a session has queued and not yet written.
+#[derive(Debug, Default)]
+pub(crate) struct Queued {
+    pub frames: AtomicUsize,
+    pub bytes: AtomicUsize,
+}
+
+/// Bounds of one session's outbound queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueLimits {
+    pub frames: usize,
+    pub bytes: usize,
+}
+
+#[derive(Default)]
+struct Pending {
+    frames: Vec<Bytes>,
+    bytes: usize,
+}
+
+struct State {
+    router: Router,
+    sessions: HashMap<SessionId, SessionOut>,
+    pending: HashMap<SessionId, Pending>,
+    pending_frames: usize,
+    slow: HashSet<SessionId>,
+    slow_consumers: u64,
+    limits: QueueLimits,
+}
+
+pub(crate) async fn run(router: Router, mut rx: mpsc::Receiver<CoreMsg>, limits: QueueLimits) {
+    let mut st = State {
+        router,
+        sessions: HashMap::new(),
+        pending: HashMap::new(),
+        pending_frames: 0,
+        slow: HashSet::new(),
+        slow_consumers: 0,
+        limits,
+    };
     let mut inbox = Vec::with_capacity(64);
     let mut effects = Vec::with_capacity(256);
-    let mut pending: HashMap<SessionId, Vec<Bytes>> = HashMap::new();
-    let mut slow_consumers = 0u64;
     while rx.recv_many(&mut inbox, 64).await > 0 {
         for msg in inbox.drain(..) {
             match msg {
                 CoreMsg::Open { session, out } => {
-                    router.open(session);
-                    sessions.insert(session, out);
+                    st.router.open(session);
+                    st.sessions.insert(session, out);
                 }
                 CoreMsg::Batch { session, msgs } => {
                     for m in msgs {
-                        router.handle(session, m, &mut effects);
+                        st.router.handle(session, m, &mut effects);
                     }
-                    collect(&mut effects, &mut pending);
+                    st.collect(&mut effects);
+                    if st.pending_frames >= FLUSH_AT {
+                        st.flush();
+                    }
                 }
                 CoreMsg::Close { session } => {
-                    router.close(session);
-                    sessions.remove(&session);
-                    pending.remove(&session);
+                    // Hand out what is pending first: replies to requests the
+                    // session sent before it finished its stream.
+                    st.flush();
+                    st.router.close(session);
+                    st.sessions.remove(&session);
                 }
                 CoreMsg::Stats(reply) => {
                     let _ = reply.send(CoreStats {
-                        sessions: router.session_count(),
-                        subscriptions: router.subscription_count(),
-                        delivered: router.delivered(),
-                        slow_consumers,
+                        sessions: st.router.session_count(),
+                        subscriptions: st.router.subscription_count(),
+                        delivered: st.router.delivered(),
+                        slow_consumers: st.slow_consumers,
                     });
                 }
             }
         }
-        for (session, frames) in pending.drain() {
-            let Some(out) = sessions.get(&session) else {
-                continue;
-            };
-            let n = frames.len();
-            let queued = out.queued.fetch_add(n, Ordering::AcqRel) + n;
-            let overflow = queued > queue_limit;
-            if overflow || out.tx.try_send(frames).is_err() {
-                if overflow || !out.tx.is_closed() {
-                    slow_consumers += 1;
-                    metrics::counter!("meshcast_slow_consumers_total").increment(1);
-                    tracing::warn!(session, queued, "disconnecting slow consumer");
-                    let reason = format!(
-                        "slow consumer: {queue_limit} messages queued and not read (limits.subscriber_queue)"
-                    );
-                    out.conn
-                        .close(CloseCode::SlowConsumer.code().into(), reason.as_bytes());
-                }
-                router.close(session);
-                sessions.remove(&session);
-            }
-        }
+        st.flush();
     }
 }
 
-/// Moves effects into per-session frame lists, keeping each session's order.
-fn collect(effects: &mut Vec<Effect>, pending: &mut HashMap<SessionId, Vec<Bytes>>) {
-    for effect in effects.drain(..) {
-        match effect {
-            Effect::Reply { session, frame } => pending.entry(session).or_default().push(frame),
-            Effect::Fanout { frame, targets } => {
-                let mut last = None;
-                for &(session, _) in targets.iter() {
-                    if last == Some(session) {
-                        continue;
+impl State {
+    /// Moves effects into per-session frame lists, keeping each session's
+    /// order, and marks sessions that would exceed their queue bounds.
+    fn collect(&mut self, effects: &mut Vec<Effect>) {
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Reply { session, frame } => self.push(session, frame),
+                Effect::Fanout { frame, targets } => {
+                    let mut last = None;
+                    for &(session, _) in targets.iter() {
+                        if last != Some(session) {
+                            last = Some(session);
+                            self.push(session, frame.clone());
+                        }
                     }
-                    last = Some(session);
-                    pending.entry(session).or_default().push(frame.clone());
                 }
             }
+        }
+    }
+
+    fn push(&mut self, session: SessionId, frame: Bytes) {
+        if self.slow.contains(&session) {
+            return;
+        }
+        let Some(out) = self.sessions.get(&session) else {
+            return;
+        };
+        let p = self.pending.entry(session).or_default();
+        let frames = out.queued.frames.load(Ordering::Acquire) + p.frames.len() + 1;
+        let bytes = out.queued.bytes.load(Ordering::Acquire) + p.bytes + frame.len();
+        if frames > self.limits.frames || bytes > self.limits.bytes {
+            self.pending.remove(&session);
+            self.slow.insert(session);
+            return;
+        }
+        p.bytes += frame.len();
+        p.frames.push(frame);
+        self.pending_frames += 1;
+    }
+
+    /// Hands pending frames to the sessions and disconnects slow ones.
+    fn flush(&mut self) {
+        for (session, p) in self.pending.drain() {
+            let Some(out) = self.sessions.get(&session) else {
+                continue;
+            };
+            out.queued
+                .frames
+                .fetch_add(p.frames.len(), Ordering::AcqRel);
+            out.queued.bytes.fetch_add(p.bytes, Ordering::AcqRel);
+            match out.tx.try_send(p.frames) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.slow.insert(session);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    // The writer is gone: end the session rather than leave
+                    // it reading requests that nobody answers.
+                    out.kill
+                        .fire(CloseCode::ProtocolError, "session writer stopped".into());
+                    self.router.close(session);
+                    self.sessions.remove(&session);
+                }
+            }
+        }
+        self.pending_frames = 0;
+        for session in self.slow.drain() {
+            let Some(out) = self.sessions.remove(&session) else {
+                continue;
+            };
+            self.router.close(session);
+            self.slow_consumers += 1;
+            metrics::counter!("meshcast_slow_consumers_total").increment(1);
+            let limits = self.limits;
+            tracing::warn!(session, "disconnecting slow consumer");
+            out.kill.fire(
+                CloseCode::SlowConsumer,
+                format!(
+                    "slow consumer: more than {} messages or {} bytes queued and not read \
+                     (limits.subscriber_queue, limits.subscriber_queue_bytes)",
+                    limits.frames, limits.bytes
+                ),
+            );
         }
     }
 }

@@ -124,7 +124,11 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
         match_cache_entries: limits.match_cache_entries,
     });
     let (core_tx, core_rx) = mpsc::channel(limits.publish_queue);
-    tokio::spawn(core::run(router, core_rx, limits.subscriber_queue));
+    let queue = core::QueueLimits {
+        frames: limits.subscriber_queue,
+        bytes: limits.subscriber_queue_bytes,
+    };
+    tokio::spawn(core::run(router, core_rx, queue));
     tracing::info!(
         broker = %broker_id,
         site = %config.broker.site,
@@ -140,18 +144,18 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
         sessions: AtomicUsize::new(0),
         next_session: AtomicU64::new(1),
     });
+    let (stop, mut stopped) = watch::channel(false);
     let admin_addr = match shared.config.broker.admin_listen {
         Some(addr) => {
             let status = status_fn(&shared, &groups, client_addr);
             Some(
-                admin::serve(addr, status)
+                admin::serve(addr, status, stop.subscribe())
                     .await
                     .map_err(|source| StartError::Admin { addr, source })?,
             )
         }
         None => None,
     };
-    let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {

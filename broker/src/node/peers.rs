@@ -74,6 +74,8 @@ pub struct PeerSettings {
     pub link_queue: usize,
     /// First and longest wait between dial attempts.
     pub backoff: (Duration, Duration),
+    /// Time allowed for a link's connection and handshake.
+    pub handshake_timeout: Duration,
 }
 
 /// Why a frame could not be queued.
@@ -309,15 +311,22 @@ async fn accept_loop(handle: PeerHandle) {
     let s = &handle.inner.settings;
     while let Some(incoming) = handle.inner.endpoint.accept().await {
         let handle = handle.clone();
-        let (local, max) = (s.local.clone(), s.max_frame);
+        let (local, max, limit) = (s.local.clone(), s.max_frame, s.handshake_timeout);
         tokio::spawn(async move {
-            let Ok(conn) = incoming.await else { return };
-            match peer::accept(conn, &local, max).await {
-                Ok(link) => {
+            let accepted = tokio::time::timeout(limit, async {
+                let conn = incoming.await.map_err(|e| e.to_string())?;
+                peer::accept(conn, &local, max)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+            match accepted {
+                Ok(Ok(link)) => {
                     let dialer = link.remote.broker.clone();
                     handle.install(link, dialer).await;
                 }
-                Err(e) => tracing::warn!(error = %e, "refused a peer link"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "refused a peer link"),
+                Err(_) => tracing::warn!("a peer link handshake timed out"),
             }
         });
     }
@@ -477,6 +486,7 @@ mod tests {
             max_frame: 1 << 20,
             link_queue: 1024,
             backoff: (Duration::from_millis(10), Duration::from_millis(200)),
+            handshake_timeout: Duration::from_secs(5),
         };
         Node {
             handle: PeerHandle::start(ep, settings, tx),

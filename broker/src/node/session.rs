@@ -1,20 +1,30 @@
 //! One client connection: handshake, a reader feeding the core, a writer
 //! draining the session's outbound queue.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use meshcast_transport::client_proto::{self, CloseCode, HandshakeError, Welcome};
 use meshcast_transport::{FrameError, FrameReader};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::Shared;
-use super::core::{CoreMsg, SessionOut};
+use super::core::{CoreMsg, Queued, SessionOut};
 
 /// Longest close reason sent to a peer (QUIC carries it in one packet).
 const MAX_REASON: usize = 256;
+
+/// Largest hello accepted (it only carries a client name).
+const MAX_HELLO: usize = 4096;
+
+/// Frames at least this large are written without copying them.
+const ZERO_COPY_AT: usize = 16 * 1024;
+
+/// Time between resetting a slow session's stream and closing its
+/// connection, so the reset (which carries the close code) gets through.
+const KILL_GRACE: Duration = Duration::from_millis(250);
 
 fn close(conn: &quinn::Connection, code: CloseCode, reason: &str) {
     let mut end = reason.len().min(MAX_REASON);
@@ -24,8 +34,56 @@ fn close(conn: &quinn::Connection, code: CloseCode, reason: &str) {
     conn.close(code.code().into(), &reason.as_bytes()[..end]);
 }
 
+/// How the core ends a session: the first reason wins, and every task of
+/// the session sees it.
+#[derive(Debug)]
+pub(crate) struct Kill {
+    reason: OnceLock<(CloseCode, String)>,
+    fired: watch::Sender<bool>,
+}
+
+impl Default for Kill {
+    fn default() -> Self {
+        Kill {
+            reason: OnceLock::new(),
+            fired: watch::Sender::new(false),
+        }
+    }
+}
+
+impl Kill {
+    /// Asks the session to end with `code` and `reason`.
+    pub(crate) fn fire(&self, code: CloseCode, reason: String) {
+        if self.reason.set((code, reason)).is_ok() {
+            self.fired.send_replace(true);
+        }
+    }
+
+    fn reason(&self) -> Option<&(CloseCode, String)> {
+        self.reason.get()
+    }
+
+    /// Resolves once the session has been killed.
+    async fn fired(&self) {
+        let mut rx = self.fired.subscribe();
+        let _ = rx.wait_for(|fired| *fired).await;
+    }
+}
+
+/// Counts a connection from accept to end (handshakes included), so
+/// `limits.max_sessions` bounds both.
+struct SessionCount(Arc<Shared>);
+
+impl Drop for SessionCount {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Serves one incoming connection until it ends.
 pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
+    let active = shared.sessions.fetch_add(1, Ordering::AcqRel) + 1;
+    let _count = SessionCount(shared.clone());
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
@@ -37,15 +95,15 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     let limits = &shared.config.limits;
     let handshake = tokio::time::timeout(limits.handshake_timeout(), async {
         let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
-        let mut frames = FrameReader::new(recv, limits.max_frame_bytes as usize);
+        let mut frames = FrameReader::new(recv, MAX_HELLO);
         match frames.read_one().await {
             Ok(Some(body)) => Ok((send, frames, client_proto::decode_hello(&body))),
             Ok(None) => Err("stream ended before the handshake".to_string()),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(format!("handshake: {e}")),
         }
     })
     .await;
-    let (mut send, frames, hello) = match handshake {
+    let (mut send, mut frames, hello) = match handshake {
         Err(_) => {
             tracing::info!(%remote, "handshake timed out");
             close(
@@ -75,8 +133,6 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
             return;
         }
     };
-    let active = shared.sessions.fetch_add(1, Ordering::AcqRel) + 1;
-    let _guard = SessionCount(shared.clone());
     if active > limits.max_sessions {
         let reason = format!(
             "broker has reached limits.max_sessions = {}",
@@ -85,6 +141,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         refuse(&conn, &mut send, CloseCode::TooManySessions, &reason).await;
         return;
     }
+    frames.set_max(limits.max_frame_bytes as usize);
     let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
     let welcome = Welcome {
         session,
@@ -102,11 +159,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     metrics::gauge!("meshcast_sessions").increment(1.0);
 
     let (tx, rx) = mpsc::channel(limits.subscriber_queue);
-    let queued = Arc::new(AtomicUsize::new(0));
+    let queued = Arc::new(Queued::default());
+    let kill = Arc::new(Kill::default());
     let out = SessionOut {
         tx,
         queued: queued.clone(),
-        conn: conn.clone(),
+        kill: kill.clone(),
     };
     if shared
         .core
@@ -116,20 +174,36 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     {
         return;
     }
-    let writer = tokio::spawn(write_loop(send, rx, queued));
-    let reason = read_loop(&shared, &conn, session, frames).await;
+    let writer = tokio::spawn(write_loop(send, rx, queued, kill.clone(), conn.clone()));
+    let ended = tokio::select! {
+        r = read_loop(&shared, &conn, session, frames) => r,
+        _ = kill.fired() => ReadEnd::Failed("ended by the broker".into()),
+    };
     let _ = shared.core.send(CoreMsg::Close { session }).await;
-    writer.abort();
+    let reason = match ended {
+        ReadEnd::Finished => {
+            // The client finished its stream: the core answers what it sent
+            // before, the writer drains that and finishes, then we close.
+            let idle = limits.idle_timeout();
+            let _ = tokio::time::timeout(idle, writer).await;
+            close(&conn, CloseCode::Normal, "session finished");
+            "client finished its stream".to_string()
+        }
+        ReadEnd::Failed(reason) => {
+            // Give a kill in progress time to deliver its reason, then make
+            // sure the connection is closed with it.
+            let _ = tokio::time::timeout(KILL_GRACE * 4, writer).await;
+            match kill.reason() {
+                Some((code, r)) => {
+                    close(&conn, *code, r);
+                    r.clone()
+                }
+                None => reason,
+            }
+        }
+    };
     metrics::gauge!("meshcast_sessions").decrement(1.0);
     tracing::info!(session, %remote, %reason, "client session closed");
-}
-
-struct SessionCount(Arc<Shared>);
-
-impl Drop for SessionCount {
-    fn drop(&mut self) {
-        self.0.sessions.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 async fn refuse(
@@ -147,33 +221,40 @@ async fn refuse(
     close(conn, code, reason);
 }
 
-/// Reads requests and forwards them to the core; returns why it stopped.
+enum ReadEnd {
+    /// The client finished its stream cleanly.
+    Finished,
+    /// The session failed; the connection is closed or closing.
+    Failed(String),
+}
+
+/// Reads requests and forwards them to the core; returns how it stopped.
 async fn read_loop(
     shared: &Shared,
     conn: &quinn::Connection,
     session: u64,
     mut frames: FrameReader<quinn::RecvStream>,
-) -> String {
+) -> ReadEnd {
     let mut bodies: Vec<Bytes> = Vec::with_capacity(256);
     loop {
         bodies.clear();
         match frames.read_batch(&mut bodies).await {
             Ok(true) => {}
-            Ok(false) => return "client finished its stream".into(),
+            Ok(false) => return ReadEnd::Finished,
             Err(FrameError::Oversize { len, max }) => {
                 let reason = FrameError::Oversize { len, max }.to_string();
                 close(conn, CloseCode::FrameTooLarge, &reason);
-                return reason;
+                return ReadEnd::Failed(reason);
             }
             Err(e) => {
-                return match conn.close_reason() {
+                return ReadEnd::Failed(match conn.close_reason() {
                     Some(c) => c.to_string(),
                     None => {
                         let reason = e.to_string();
                         close(conn, CloseCode::ProtocolError, &reason);
                         reason
                     }
-                };
+                });
             }
         }
         let mut msgs = Vec::with_capacity(bodies.len());
@@ -187,7 +268,7 @@ async fn read_loop(
                     }
                     let reason = e.to_string();
                     close(conn, CloseCode::ProtocolError, &reason);
-                    return reason;
+                    return ReadEnd::Failed(reason);
                 }
             }
         }
@@ -198,40 +279,92 @@ async fn read_loop(
             .await
             .is_err()
         {
-            return "broker shutting down".into();
+            return ReadEnd::Failed("broker shutting down".into());
         }
     }
 }
 
-/// Writes queued frames in batches until the queue closes or the stream fails.
+/// Writes queued frames in batches until the queue closes, the stream fails
+/// or the core kills the session.
 ///
-/// Frames are copied into one contiguous buffer per batch: quinn handles one
-/// large write far better than thousands of tiny chunks.
+/// Small frames are copied into one buffer per batch (quinn handles one
+/// large write far better than thousands of tiny chunks); large frames are
+/// passed on without copying.
 async fn write_loop(
     mut send: quinn::SendStream,
     mut rx: mpsc::Receiver<Vec<Bytes>>,
-    queued: Arc<AtomicUsize>,
+    queued: Arc<Queued>,
+    kill: Arc<Kill>,
+    conn: quinn::Connection,
 ) {
-    let mut buf: Vec<u8> = Vec::with_capacity(256 * 1024);
-    while let Some(batch) = rx.recv().await {
-        let mut n = append(&mut buf, batch);
-        while buf.len() < 1 << 20 {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    loop {
+        let batch = tokio::select! {
+            b = rx.recv() => b,
+            _ = kill.fired() => break,
+        };
+        let Some(batch) = batch else {
+            // The core let go of the session: finish cleanly.
+            let _ = send.finish();
+            let _ = send.stopped().await;
+            return;
+        };
+        let mut small = BytesMut::new();
+        let (mut frames, mut bytes) = add(batch, &mut chunks, &mut small);
+        while bytes < 1 << 20 {
             match rx.try_recv() {
-                Ok(more) => n += append(&mut buf, more),
+                Ok(more) => {
+                    let (f, b) = add(more, &mut chunks, &mut small);
+                    frames += f;
+                    bytes += b;
+                }
                 Err(_) => break,
             }
         }
-        if send.write_all(&buf).await.is_err() {
+        if !small.is_empty() {
+            chunks.push(small.freeze());
+        }
+        let written = tokio::select! {
+            r = send.write_all_chunks(&mut chunks) => r,
+            _ = kill.fired() => break,
+        };
+        if let Err(e) = written {
+            if conn.close_reason().is_none() {
+                kill.fire(
+                    CloseCode::ProtocolError,
+                    format!("cannot write to the client: {e}"),
+                );
+                break;
+            }
             return;
         }
-        buf.clear();
-        queued.fetch_sub(n, Ordering::AcqRel);
+        chunks.clear();
+        queued.frames.fetch_sub(frames, Ordering::AcqRel);
+        queued.bytes.fetch_sub(bytes, Ordering::AcqRel);
+    }
+    // Killed: reset the stream first (the reset carries the code reliably,
+    // even to a client too busy to read), then close with the full reason.
+    if let Some((code, reason)) = kill.reason() {
+        let _ = send.reset(code.code().into());
+        let _ = tokio::time::timeout(KILL_GRACE, conn.closed()).await;
+        close(&conn, *code, reason);
     }
 }
 
-fn append(buf: &mut Vec<u8>, frames: Vec<Bytes>) -> usize {
-    for f in &frames {
-        buf.extend_from_slice(f);
+/// Appends a batch to the chunks of one write, copying small frames into
+/// `small`; returns (frames, bytes) added.
+fn add(batch: Vec<Bytes>, chunks: &mut Vec<Bytes>, small: &mut BytesMut) -> (usize, usize) {
+    let (frames, mut bytes) = (batch.len(), 0);
+    for f in batch {
+        bytes += f.len();
+        if f.len() >= ZERO_COPY_AT {
+            if !small.is_empty() {
+                chunks.push(small.split().freeze());
+            }
+            chunks.push(f);
+        } else {
+            small.extend_from_slice(&f);
+        }
     }
-    frames.len()
+    (frames, bytes)
 }

@@ -206,3 +206,14 @@ pub fn run_cli(args: &[&str], stdin: Option<&str>) -> (std::process::ExitStatus,
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Fetches `GET /status` from a broker's admin endpoint.
+pub async fn status(admin: SocketAddr) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+    s.write_all(b"GET /status HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    serde_json::from_str(body).unwrap()
+}

@@ -34,6 +34,20 @@ pub enum ClientError {
     /// The handshake failed (version mismatch, refusal, ...).
     #[error("handshake with broker failed: {0}")]
     Handshake(String),
+    /// A message could not be encoded (it would exceed the frame limit).
+    #[error("cannot encode message: {0}")]
+    Encode(String),
+    /// A subscription's buffer filled because the application did not read
+    /// it fast enough; the subscription was ended (the session stays open).
+    #[error(
+        "subscription {pattern:?} ended: its buffer of {buffer} messages was full (ClientOptions::subscription_buffer)"
+    )]
+    SlowSubscription {
+        /// The subscription's pattern.
+        pattern: String,
+        /// The buffer size.
+        buffer: usize,
+    },
     /// The broker refused a request; the session stays open.
     #[error("rejected by broker ({code:?}): {reason}")]
     Rejected {

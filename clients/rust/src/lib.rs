@@ -105,7 +105,8 @@ impl ClientOptions {
 pub(crate) enum Pending {
     Subscribe {
         pattern: Pattern,
-        tx: mpsc::Sender<Result<Message, ClientError>>,
+        tx: mpsc::Sender<Message>,
+        failed: Arc<OnceLock<ClientError>>,
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
     Unsubscribe,
@@ -141,7 +142,29 @@ impl Shared {
         self.closed
             .get()
             .cloned()
+            .or_else(|| self.connection_reason())
             .unwrap_or_else(|| ClientError::closed("connection lost"))
+    }
+
+    /// Queues a small control frame without waiting for room (used where
+    /// awaiting is impossible, e.g. in `Drop`).
+    pub(crate) fn send_now(&self, msg: &ClientMsg) {
+        self.outbox.push_now(|buf| {
+            let _ = client_proto::encode_client(msg, buf);
+        });
+    }
+
+    /// Records why the session ended (first reason wins) and stops writing.
+    pub(crate) fn set_closed(&self, reason: ClientError) {
+        let _ = self.closed.set(reason);
+        self.outbox.close();
+    }
+
+    /// The reason the connection closed, as the user should see it.
+    pub(crate) fn connection_reason(&self) -> Option<ClientError> {
+        self.conn
+            .close_reason()
+            .map(|e| error::from_connection_error(&e))
     }
 
     async fn send(&self, msg: &ClientMsg) -> Result<(), ClientError> {
@@ -151,7 +174,7 @@ impl Shared {
         self.outbox
             .push(|buf| {
                 client_proto::encode_client(msg, buf)
-                    .map_err(|e| ClientError::Tls(format!("encoding failed: {e}")))
+                    .map_err(|e| ClientError::Encode(e.to_string()))
             })
             .await
             .map_err(|_| self.closed_error())
@@ -159,9 +182,33 @@ impl Shared {
 }
 
 /// A connection to one broker.
+///
+/// Cloning is cheap; the session closes when [`Client::close`] is called or
+/// when the last clone, [`Publisher`] and [`Subscription`] is dropped.
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
+    handle: Arc<Handle>,
+}
+
+/// Closes the session when the last user-facing handle goes away (the
+/// background tasks hold only `Shared`, so they never keep it open).
+pub(crate) struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if self.shared.closed.get().is_none() {
+            self.shared.set_closed(ClientError::Closed {
+                code: Some(CloseCode::Normal),
+                reason: "client dropped".into(),
+            });
+            self.shared
+                .conn
+                .close(CloseCode::Normal.code().into(), b"client dropped");
+        }
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -237,7 +284,10 @@ impl Client {
         });
         tokio::spawn(writer(shared.clone(), send));
         tokio::spawn(reader::run(shared.clone(), frames));
-        Ok(Client { shared })
+        let handle = Arc::new(Handle {
+            shared: shared.clone(),
+        });
+        Ok(Client { shared, handle })
     }
 
     /// This session's id, which is also its publisher id.
@@ -262,28 +312,40 @@ impl Client {
         let pattern = Pattern::new(pattern)?;
         let id = self.shared.next_id();
         let (tx, rx) = mpsc::channel(self.shared.subscription_buffer);
+        let failed = Arc::new(OnceLock::new());
         let (reply, answer) = oneshot::channel();
         self.shared.pending().insert(
             id,
             Pending::Subscribe {
                 pattern: pattern.clone(),
                 tx,
+                failed: failed.clone(),
                 reply,
             },
         );
-        let sent = self
-            .shared
+        let mut guard = CancelGuard {
+            shared: &self.shared,
+            id,
+            sent: false,
+        };
+        self.shared
             .send(&ClientMsg::Subscribe {
                 id,
                 pattern: pattern.as_str().to_string(),
             })
-            .await;
-        if let Err(e) = sent {
-            self.shared.pending().remove(&id);
-            return Err(e);
-        }
-        match answer.await {
-            Ok(Ok(())) => Ok(Subscription::new(id, pattern, rx, self.shared.clone())),
+            .await?;
+        guard.sent = true;
+        let result = answer.await;
+        guard.disarm();
+        match result {
+            Ok(Ok(())) => Ok(Subscription::new(
+                id,
+                pattern,
+                rx,
+                failed,
+                self.shared.clone(),
+                self.handle.clone(),
+            )),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(self.shared.closed_error()),
         }
@@ -342,11 +404,16 @@ impl Client {
         let id = self.shared.next_id();
         let (reply, answer) = oneshot::channel();
         self.shared.pending().insert(id, Pending::Ping { reply });
-        if let Err(e) = self.shared.send(&ClientMsg::Ping { id }).await {
-            self.shared.pending().remove(&id);
-            return Err(e);
-        }
-        answer.await.map_err(|_| self.shared.closed_error())?;
+        let mut guard = CancelGuard {
+            shared: &self.shared,
+            id,
+            sent: false,
+        };
+        self.shared.send(&ClientMsg::Ping { id }).await?;
+        guard.sent = true;
+        let answered = answer.await;
+        guard.disarm();
+        answered.map_err(|_| self.shared.closed_error())?;
         let rejected = self
             .shared
             .rejection
@@ -362,11 +429,10 @@ impl Client {
     /// Flushes what is queued, then closes the session.
     pub async fn close(self) {
         let _ = tokio::time::timeout(Duration::from_secs(5), self.flush()).await;
-        let _ = self.shared.closed.set(ClientError::Closed {
+        self.shared.set_closed(ClientError::Closed {
             code: Some(CloseCode::Normal),
             reason: "closed by client".into(),
         });
-        self.shared.outbox.close();
         self.shared
             .conn
             .close(CloseCode::Normal.code().into(), b"client closed");
@@ -399,10 +465,41 @@ impl Publisher {
     }
 }
 
+/// Forgets a request whose caller went away before the answer came. A
+/// subscription the broker may already have installed is taken back.
+struct CancelGuard<'a> {
+    shared: &'a Shared,
+    id: u64,
+    sent: bool,
+}
+
+impl CancelGuard<'_> {
+    fn disarm(&mut self) {
+        self.id = 0;
+    }
+}
+
+impl Drop for CancelGuard<'_> {
+    fn drop(&mut self) {
+        if self.id == 0 {
+            return;
+        }
+        let removed = self.shared.pending().remove(&self.id);
+        if let (Some(Pending::Subscribe { .. }), true) = (removed, self.sent) {
+            self.shared.pending().insert(self.id, Pending::Unsubscribe);
+            self.shared
+                .send_now(&ClientMsg::Unsubscribe { id: self.id });
+        }
+    }
+}
+
 async fn writer(shared: Arc<Shared>, mut send: quinn::SendStream) {
     while let Some(data) = shared.outbox.take().await {
-        if send.write_all(&data).await.is_err() {
-            shared.outbox.close();
+        if let Err(e) = send.write_all(&data).await {
+            let reason = shared
+                .connection_reason()
+                .unwrap_or_else(|| ClientError::closed(format!("cannot write to broker: {e}")));
+            shared.set_closed(reason);
             return;
         }
     }

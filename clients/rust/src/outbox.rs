@@ -57,6 +57,18 @@ impl Outbox {
         }
     }
 
+    /// Appends now, ignoring the size limit (for small control frames only);
+    /// does nothing once closed.
+    pub(crate) fn push_now<F: FnOnce(&mut BytesMut)>(&self, write: F) {
+        let mut buf = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        write(&mut buf);
+        drop(buf);
+        self.data_ready.notify_one();
+    }
+
     /// Waits for data and takes all of it; `None` once closed and drained.
     pub(crate) async fn take(&self) -> Option<Bytes> {
         loop {

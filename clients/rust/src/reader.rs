@@ -1,18 +1,24 @@
 //! The task that reads the broker's frames and routes them.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use meshcast_topics::{SubscriptionIndex, Topic};
 use meshcast_transport::FrameReader;
-use meshcast_transport::client_proto::{self, Delivery, ServerMsg};
+use meshcast_transport::client_proto::{self, ClientMsg, CloseCode, Delivery, ServerMsg};
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use crate::error::from_connection_error;
 use crate::{ClientError, Message, Pending, Shared};
 
-type Route = mpsc::Sender<Result<Message, ClientError>>;
+/// Where one subscription's messages go.
+struct Route {
+    tx: mpsc::Sender<Message>,
+    failed: Arc<OnceLock<ClientError>>,
+    pattern: String,
+}
 
 /// Reads until the session ends, then records why.
 pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::RecvStream>) {
@@ -24,16 +30,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::Recv
         match frames.read_batch(&mut batch).await {
             Ok(true) => {}
             Ok(false) => break ClientError::closed("broker closed the stream"),
-            Err(e) => {
-                break match shared.conn.close_reason() {
-                    Some(c) => from_connection_error(&c),
-                    None => ClientError::closed(e.to_string()),
-                };
-            }
+            Err(e) => break closed_reason(&shared, e).await,
         }
         for body in batch.drain(..) {
             match client_proto::decode_server(&body) {
-                Ok(ServerMsg::Deliver(d)) => deliver(&shared, &mut routes, &mut index, d).await,
+                Ok(ServerMsg::Deliver(d)) => deliver(&shared, &mut routes, &mut index, d),
                 Ok(msg) => answer(&shared, &mut routes, &mut index, msg),
                 Err(e) => {
                     tracing::warn!(error = %e, "undecodable frame from broker");
@@ -41,13 +42,12 @@ pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::Recv
             }
         }
     };
-    let _ = shared.closed.set(reason);
-    shared.outbox.close();
+    shared.set_closed(reason);
     // Wake every waiter: dropping the pending replies fails their requests.
     shared.pending().clear();
 }
 
-async fn deliver(
+fn deliver(
     shared: &Shared,
     routes: &mut HashMap<u64, Route>,
     index: &mut SubscriptionIndex<u64>,
@@ -61,23 +61,44 @@ async fn deliver(
         }
     };
     let ids = index.matches(&topic);
-    let msg = Message {
+    let mut msg = Some(Message {
         topic: d.topic,
         payload: d.payload,
         publisher: d.publisher,
         seq: d.seq,
         ordering: d.ordering,
         safe: d.safe,
-    };
-    for id in ids.iter() {
-        let gone = match routes.get(id) {
-            Some(tx) => tx.send(Ok(msg.clone())).await.is_err(),
-            None => false,
+    });
+    for (i, id) in ids.iter().enumerate() {
+        let Some(route) = routes.get(id) else {
+            continue;
         };
-        if gone {
-            routes.remove(id);
-            index.remove(id);
-            let _ = shared; // the Subscription's Drop sent the Unsubscribe
+        // Clone for all but the last target; the last one takes the message.
+        let m = if i + 1 == ids.len() {
+            msg.take()
+        } else {
+            msg.clone()
+        };
+        let Some(m) = m else { break };
+        match route.tx.try_send(m) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                // Never block the reader (control replies queue behind it):
+                // end this subscription, with its reason, instead.
+                let _ = route.failed.set(ClientError::SlowSubscription {
+                    pattern: route.pattern.clone(),
+                    buffer: shared.subscription_buffer,
+                });
+                routes.remove(id);
+                index.remove(id);
+                shared.pending().insert(*id, crate::Pending::Unsubscribe);
+                shared.send_now(&ClientMsg::Unsubscribe { id: *id });
+            }
+            Err(TrySendError::Closed(_)) => {
+                // The Subscription was dropped; its Drop sent the Unsubscribe.
+                routes.remove(id);
+                index.remove(id);
+            }
         }
     }
 }
@@ -90,10 +111,36 @@ fn answer(
 ) {
     match msg {
         ServerMsg::Subscribed { id } => {
-            if let Some(Pending::Subscribe { pattern, tx, reply }) = shared.pending().remove(&id) {
-                index.insert(id, pattern);
-                routes.insert(id, tx);
-                let _ = reply.send(Ok(()));
+            let pending = shared.pending().remove(&id);
+            match pending {
+                Some(Pending::Subscribe {
+                    pattern,
+                    tx,
+                    failed,
+                    reply,
+                }) => {
+                    if reply.send(Ok(())).is_ok() {
+                        let text = pattern.as_str().to_string();
+                        index.insert(id, pattern);
+                        routes.insert(
+                            id,
+                            Route {
+                                tx,
+                                failed,
+                                pattern: text,
+                            },
+                        );
+                    } else {
+                        // The caller gave up waiting: take it back.
+                        shared.pending().insert(id, Pending::Unsubscribe);
+                        shared.send_now(&ClientMsg::Unsubscribe { id });
+                    }
+                }
+                Some(other) => {
+                    // Cancelled meanwhile: its Unsubscribe is on the way.
+                    shared.pending().insert(id, other);
+                }
+                None => {}
             }
         }
         ServerMsg::Unsubscribed { id } => {
@@ -112,6 +159,9 @@ fn answer(
                 Some(Pending::Subscribe { reply, .. }) => {
                     let _ = reply.send(Err(err));
                 }
+                Some(Pending::Unsubscribe) => {
+                    tracing::debug!(error = %err, "unsubscribe refused");
+                }
                 _ => {
                     let mut first = shared.rejection.lock().unwrap_or_else(|p| p.into_inner());
                     if first.is_none() {
@@ -121,5 +171,37 @@ fn answer(
             }
         }
         ServerMsg::Deliver(_) => {}
+    }
+}
+
+/// Why reading stopped, as the user should see it. A broker ending a
+/// session resets the stream (carrying the close code) and then closes the
+/// connection with the full reason, so wait briefly for that reason.
+async fn closed_reason(shared: &Shared, e: meshcast_transport::FrameError) -> ClientError {
+    let wait = tokio::time::timeout(std::time::Duration::from_secs(2), shared.conn.closed());
+    match wait.await {
+        Ok(c) => from_connection_error(&c),
+        Err(_) => {
+            let code = reset_code(&e).and_then(CloseCode::from_code);
+            match code {
+                Some(code) => ClientError::Closed {
+                    code: Some(code),
+                    reason: format!("broker ended the session ({code:?})"),
+                },
+                None => ClientError::closed(e.to_string()),
+            }
+        }
+    }
+}
+
+/// The application code of a stream reset, if that is what ended the read.
+fn reset_code(e: &meshcast_transport::FrameError) -> Option<u64> {
+    let meshcast_transport::FrameError::Io(io) = e else {
+        return None;
+    };
+    let read = io.get_ref()?.downcast_ref::<quinn::ReadError>()?;
+    match read {
+        quinn::ReadError::Reset(code) => Some(code.into_inner()),
+        _ => None,
     }
 }

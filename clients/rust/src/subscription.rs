@@ -1,7 +1,7 @@
 //! Subscriptions and the messages they deliver.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -10,7 +10,7 @@ use meshcast_topics::Pattern;
 use meshcast_transport::client_proto::{ClientMsg, CloseCode};
 use tokio::sync::mpsc;
 
-use crate::{ClientError, Ordering, Pending, Shared};
+use crate::{ClientError, Handle, Ordering, Pending, Shared};
 
 /// A message delivered to a subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,13 +31,18 @@ pub struct Message {
 
 /// A stream of the messages matching one pattern.
 ///
-/// Yields `Ok(message)` in delivery order. If the session is lost the stream
-/// yields one `Err` saying why, then ends. Dropping it unsubscribes.
+/// Yields `Ok(message)` in delivery order. If the subscription or the
+/// session ends abnormally the stream yields one `Err` saying why (for
+/// example [`ClientError::SlowSubscription`] when the application fell more
+/// than `ClientOptions::subscription_buffer` messages behind), then ends.
+/// Dropping it unsubscribes.
 pub struct Subscription {
     id: u64,
     pattern: Pattern,
-    rx: mpsc::Receiver<Result<Message, ClientError>>,
+    rx: mpsc::Receiver<Message>,
+    failed: Arc<OnceLock<ClientError>>,
     shared: Arc<Shared>,
+    _handle: Arc<Handle>,
     finished: bool,
     unsubscribed: bool,
 }
@@ -55,14 +60,18 @@ impl Subscription {
     pub(crate) fn new(
         id: u64,
         pattern: Pattern,
-        rx: mpsc::Receiver<Result<Message, ClientError>>,
+        rx: mpsc::Receiver<Message>,
+        failed: Arc<OnceLock<ClientError>>,
         shared: Arc<Shared>,
+        handle: Arc<Handle>,
     ) -> Subscription {
         Subscription {
             id,
             pattern,
             rx,
+            failed,
             shared,
+            _handle: handle,
             finished: false,
             unsubscribed: false,
         }
@@ -82,16 +91,17 @@ impl Subscription {
     pub async fn unsubscribe(mut self) -> Result<(), ClientError> {
         self.unsubscribed = true;
         self.shared.pending().insert(self.id, Pending::Unsubscribe);
-        self.shared
+        if let Err(e) = self
+            .shared
             .send(&ClientMsg::Unsubscribe { id: self.id })
-            .await?;
-        // Wait until the reader has seen the answer (it removes the route).
-        while !self.rx.is_closed() {
-            match self.rx.recv().await {
-                Some(_) => continue,
-                None => break,
-            }
+            .await
+        {
+            self.shared.pending().remove(&self.id);
+            return Err(e);
         }
+        // The reader drops this route when the broker's answer arrives,
+        // which closes the channel.
+        while self.rx.recv().await.is_some() {}
         Ok(())
     }
 }
@@ -104,8 +114,12 @@ impl Stream for Subscription {
             return Poll::Ready(None);
         }
         match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(m)) => Poll::Ready(Some(Ok(m))),
             Poll::Ready(None) => {
                 self.finished = true;
+                if let Some(e) = self.failed.get() {
+                    return Poll::Ready(Some(Err(e.clone())));
+                }
                 match self.shared.closed.get() {
                     Some(ClientError::Closed {
                         code: Some(CloseCode::Normal),
@@ -115,22 +129,18 @@ impl Stream for Subscription {
                     Some(e) => Poll::Ready(Some(Err(e.clone()))),
                 }
             }
-            other => other,
+            Poll::Pending => Poll::Pending,
         }
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if !self.unsubscribed && self.shared.closed.get().is_none() {
+        let live = self.shared.closed.get().is_none() && self.failed.get().is_none();
+        if !self.unsubscribed && live {
             self.shared.pending().insert(self.id, Pending::Unsubscribe);
-            let shared = self.shared.clone();
-            let id = self.id;
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    let _ = shared.send(&ClientMsg::Unsubscribe { id }).await;
-                });
-            }
+            self.shared
+                .send_now(&ClientMsg::Unsubscribe { id: self.id });
         }
     }
 }

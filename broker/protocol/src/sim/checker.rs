@@ -80,7 +80,7 @@ struct MemberLog {
     /// In the broker's current group view.
     in_view: bool,
     /// Joined with state; deliveries held for it until the checkpoint.
-    awaiting: Option<Vec<u64>>,
+    awaiting: Option<Vec<(ViewId, u64)>>,
     /// Deferred deliveries still expected after the checkpoint.
     expect_deferred: Vec<u64>,
     /// Transfer failed: no deliveries until it leaves.
@@ -242,6 +242,11 @@ impl Checker {
                     "{m} appeared in {} {} without joining",
                     gv.group, gv.id
                 ));
+            } else if ev.with_state.contains(m) && ml.awaiting.is_none() {
+                fails.push(format!(
+                    "{m} asked for a new checkpoint in {} {} although it has its state",
+                    gv.group, gv.id
+                ));
             }
         }
         for d in fails {
@@ -379,7 +384,7 @@ impl Checker {
                 continue;
             }
             match &mut ml.awaiting {
-                Some(held) => held.push(tag),
+                Some(held) => held.push((d.view, tag)),
                 None => expected.push(m),
             }
         }
@@ -462,7 +467,13 @@ impl Checker {
     }
 
     /// A checkpoint handed to a joiner.
-    pub fn on_state_delivered(&mut self, group: &str, joiner: MemberId, data: Option<&[u8]>) {
+    pub fn on_state_delivered(
+        &mut self,
+        group: &str,
+        joiner: MemberId,
+        view: ViewId,
+        data: Option<&[u8]>,
+    ) {
         let Some(ml) = self.members.get_mut(&(group.to_string(), joiner)) else {
             self.fail(
                 Clause::StateTransfer,
@@ -480,7 +491,13 @@ impl Checker {
             return;
         };
         ml.initial = data.map(decode_state).unwrap_or_default();
-        ml.expect_deferred = held;
+        // A re-based transfer's checkpoint covers what was held before its
+        // join point.
+        ml.expect_deferred = held
+            .into_iter()
+            .filter(|(v, _)| *v >= view)
+            .map(|(_, t)| t)
+            .collect();
     }
 
     /// Final checks at the end of a run.

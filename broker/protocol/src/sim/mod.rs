@@ -404,6 +404,7 @@ impl Sim {
                     self.checker.on_state_delivered(
                         &transfer.group,
                         transfer.joiner,
+                        transfer.view,
                         data.as_deref(),
                     );
                 }
