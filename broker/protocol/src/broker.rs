@@ -92,6 +92,9 @@ pub struct Broker {
     pub(crate) incoming: BTreeMap<TransferId, Incoming>,
     pub(crate) outgoing: BTreeMap<TransferId, Outgoing>,
     pub(crate) late_requests: Vec<(TransferId, MemberId)>,
+    /// Transfers given up here, by joiner broker: re-announced on reconnect
+    /// until the joiner's membership moves on.
+    pub(crate) aborted: BTreeMap<TransferId, NodeId>,
     // Flow control.
     pub(crate) backlog: BTreeMap<(String, MemberId), Backlog>,
     pub(crate) muted: BTreeSet<(String, MemberId)>,
@@ -139,6 +142,7 @@ impl Broker {
             incoming: BTreeMap::new(),
             outgoing: BTreeMap::new(),
             late_requests: Vec::new(),
+            aborted: BTreeMap::new(),
             backlog: BTreeMap::new(),
             muted: BTreeSet::new(),
         }

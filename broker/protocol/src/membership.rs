@@ -601,7 +601,7 @@ impl Broker {
                 .map(|r| r.groups.iter().find(|g| g.group == name))
                 .collect();
             let flush = compute_flush(n, &greports);
-            if members.is_empty() && flush.is_empty() {
+            if members.is_empty() && flush.is_empty() && expelled.is_empty() {
                 continue;
             }
             let view_id = match &old {
@@ -931,6 +931,7 @@ impl Broker {
         self.incoming.clear();
         self.outgoing.clear();
         self.late_requests.clear();
+        self.aborted.clear();
         self.backlog.clear();
         self.muted.clear();
         self.next_join = self.now;

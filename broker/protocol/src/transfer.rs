@@ -94,11 +94,10 @@ impl Broker {
         }
         for gi in &inst.groups {
             for m in &gi.expelled {
-                let had_transfer = self
-                    .incoming
-                    .keys()
-                    .any(|t| t.group == gi.group && t.joiner == *m);
-                if m.broker == self.id && had_transfer {
+                // Expulsions are for slow members (already reported when
+                // muted) or for members whose state nobody holds any more.
+                let slow = self.muted.contains(&(gi.group.clone(), *m));
+                if m.broker == self.id && !slow {
                     self.out.push_back(Output::Expelled {
                         group: gi.group.clone(),
                         member: *m,
@@ -210,6 +209,17 @@ impl Broker {
             self.restate(t);
         }
         self.outgoing.retain(|_, o| view.contains(o.joiner));
+        // Give-ups matter until the joiner re-joins, is re-based or leaves.
+        self.aborted.retain(|t, j| {
+            view.contains(*j)
+                && (t.view == inst.view.id
+                    || inst.groups.iter().any(|g| {
+                        g.group == t.group
+                            && g.members.contains(&t.joiner)
+                            && !g.joined.contains(&t.joiner)
+                            && !g.transfers.iter().any(|(x, _)| *x == t.joiner)
+                    }))
+        });
         // A provider that left before answering will not answer.
         let unanswered: Vec<TransferId> = self
             .outgoing
@@ -239,6 +249,7 @@ impl Broker {
             let me = self.id;
             self.abort_incoming(me, t);
         } else {
+            self.aborted.insert(t.clone(), o.joiner);
             self.send(o.joiner, PeerMsg::StateAbort(t));
         }
     }
@@ -306,8 +317,17 @@ impl Broker {
         }
     }
 
-    /// Resends checkpoints to a reconnected joiner broker.
+    /// Resends checkpoints and give-ups to a reconnected joiner broker.
     pub(crate) fn resend_transfers(&mut self, peer: NodeId) {
+        let aborts: Vec<TransferId> = self
+            .aborted
+            .iter()
+            .filter(|(_, j)| **j == peer)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in aborts {
+            self.send(peer, PeerMsg::StateAbort(t));
+        }
         let tids: Vec<TransferId> = self
             .outgoing
             .iter()

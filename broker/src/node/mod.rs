@@ -17,12 +17,14 @@ use std::time::Duration;
 use meshcast_config::Config;
 use meshcast_topics::GroupMap;
 use meshcast_transport::client_proto::{ALPN_CLIENT, CloseCode};
+use meshcast_transport::peer::{ALPN_PEER, PeerHello};
 use meshcast_transport::{DevPki, pki, quic};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::router::{Router, RouterLimits};
 
 pub use self::core::CoreStats;
+use self::peers::{PeerEvent, PeerHandle, PeerSettings};
 
 /// Errors that stop a broker from starting.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,12 @@ pub enum StartError {
     /// The group map in the configuration is invalid.
     #[error("groups: {0}")]
     GroupMap(#[from] meshcast_topics::GroupMapError),
+    /// A mesh needs every broker's certificate to come from one cluster CA.
+    #[error(
+        "mesh.peers is set but tls.ca_cert/cert/key are not: brokers of a mesh need certificates \
+         from one cluster CA (create them with `meshcast certs`)"
+    )]
+    MeshNeedsCa,
     /// The admin HTTP endpoint could not be bound.
     #[error("binding the admin endpoint broker.admin_listen = {addr}: {source}")]
     Admin {
@@ -49,6 +57,7 @@ pub enum StartError {
 
 pub(crate) struct Shared {
     config: Config,
+    links: Links,
     broker_id: String,
     core: mpsc::Sender<core::CoreMsg>,
     sessions: AtomicUsize,
@@ -63,6 +72,8 @@ pub struct BrokerHandle {
     pub ca_cert: PathBuf,
     /// The admin HTTP endpoint, if enabled.
     pub admin_addr: Option<SocketAddr>,
+    /// The address other brokers link to.
+    pub peer_addr: SocketAddr,
     /// This broker's id.
     pub broker_id: String,
     stop: watch::Sender<bool>,
@@ -109,6 +120,9 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
             (dev.load()?, dev.ca_cert.clone())
         }
     };
+    if !config.mesh.peers.is_empty() && config.tls.uses_dev_ca() {
+        return Err(StartError::MeshNeedsCa);
+    }
     let limits = &config.limits;
     let server = quic::server_config(&identity, &[ALPN_CLIENT], false, limits.idle_timeout())?;
     let endpoint = quic::bind_server(config.broker.client_listen, server)?;
@@ -137,7 +151,9 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
         group_map_digest = format!("{:016x}", groups.digest()),
         "broker listening for clients"
     );
+    let links = start_links(&config, &identity, &broker_id, groups.digest())?;
     let shared = Arc::new(Shared {
+        links,
         config,
         broker_id: broker_id.clone(),
         core: core_tx.clone(),
@@ -156,6 +172,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
         }
         None => None,
     };
+    let peer_addr = shared.links.addr;
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -168,6 +185,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
                 _ = stopped.changed() => break,
             }
         }
+        shared.links.peers.close();
         endpoint.close(CloseCode::Shutdown.code().into(), b"broker shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(3), endpoint.wait_idle()).await;
         tracing::info!("broker stopped");
@@ -176,6 +194,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
         client_addr,
         ca_cert,
         admin_addr,
+        peer_addr,
         broker_id,
         stop,
         core: core_tx,
@@ -194,6 +213,90 @@ struct Status {
     group_map_digest: String,
     group_rules: Vec<(String, String)>,
     core: Option<CoreStats>,
+    peer_addr: SocketAddr,
+    incarnation: u64,
+    links: Vec<LinkStatus>,
+    link_errors: Vec<(SocketAddr, String)>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct LinkStatus {
+    broker: String,
+    incarnation: u64,
+}
+
+/// The broker-to-broker side: the peer endpoint and its link manager.
+pub(crate) struct Links {
+    peers: PeerHandle,
+    addr: SocketAddr,
+    incarnation: u64,
+}
+
+/// Binds the peer endpoint (mutual TLS under the cluster CA) and starts the
+/// link manager towards the configured peers.
+///
+/// The mesh protocol does not run over these links yet: link events are
+/// logged and shown in the status.
+fn start_links(
+    config: &Config,
+    identity: &pki::TlsIdentity,
+    broker_id: &str,
+    digest: u64,
+) -> Result<Links, StartError> {
+    let idle = config.limits.idle_timeout();
+    let server = quic::server_config(identity, &[ALPN_PEER], true, idle)?;
+    let mut endpoint = quic::bind_server(config.broker.peer_listen, server)?;
+    endpoint.set_default_client_config(quic::client_config(
+        &identity.trust,
+        Some(identity),
+        ALPN_PEER,
+        idle,
+    )?);
+    let addr = endpoint.local_addr().unwrap_or(config.broker.peer_listen);
+    // A new incarnation on every start, so a restarted broker is a new member.
+    let incarnation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ u64::from(std::process::id());
+    let mesh = &config.mesh;
+    let settings = PeerSettings {
+        local: PeerHello {
+            broker: broker_id.to_string(),
+            incarnation,
+            site: config.broker.site.clone(),
+            group_map_digest: digest,
+            peer_addr: addr.to_string(),
+        },
+        seeds: mesh.peers.iter().map(|p| (p.addr, p.id.clone())).collect(),
+        max_frame: config.limits.max_frame_bytes as usize,
+        link_queue: mesh.link_queue,
+        backoff: (mesh.reconnect_min(), mesh.reconnect_max()),
+        handshake_timeout: config.limits.handshake_timeout(),
+    };
+    let (tx, mut rx) = mpsc::channel(mesh.link_queue.min(65536));
+    let peers = PeerHandle::start(endpoint, settings, tx);
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            match event {
+                PeerEvent::Up { peer, hello } => tracing::info!(
+                    peer = %peer.broker, incarnation = peer.incarnation, site = %hello.site,
+                    "peer link up"
+                ),
+                PeerEvent::Down { peer, reason } => {
+                    tracing::info!(peer = %peer.broker, %reason, "peer link down")
+                }
+                PeerEvent::Frame { peer, .. } => {
+                    tracing::debug!(peer = %peer.broker, "frame ignored: mesh protocol not wired yet")
+                }
+            }
+        }
+    });
+    Ok(Links {
+        peers,
+        addr,
+        incarnation,
+    })
 }
 
 fn status_fn(shared: &Arc<Shared>, groups: &GroupMap, client_addr: SocketAddr) -> admin::StatusFn {
@@ -224,6 +327,19 @@ fn status_fn(shared: &Arc<Shared>, groups: &GroupMap, client_addr: SocketAddr) -
                 group_map_digest: digest,
                 group_rules: rules,
                 core,
+                peer_addr: shared.links.addr,
+                incarnation: shared.links.incarnation,
+                links: shared
+                    .links
+                    .peers
+                    .connected()
+                    .into_iter()
+                    .map(|p| LinkStatus {
+                        broker: p.broker,
+                        incarnation: p.incarnation,
+                    })
+                    .collect(),
+                link_errors: shared.links.peers.errors(),
             };
             serde_json::to_string_pretty(&status).unwrap_or_default() + "\n"
         })

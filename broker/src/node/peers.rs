@@ -13,6 +13,8 @@
 //! given by [`PeerHandle::connect`]) while it has no live link to it.
 
 use std::collections::{HashMap, HashSet};
+
+use rustls_pki_types::ServerName;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -64,10 +66,10 @@ pub enum PeerEvent {
 pub struct PeerSettings {
     /// Who we are.
     pub local: PeerHello,
-    /// Peer addresses to dial from the start.
-    pub seeds: Vec<SocketAddr>,
-    /// TLS server name to expect from peers.
-    pub server_name: String,
+    /// Peer addresses to dial from the start, with the broker id expected
+    /// there (its certificate must be valid for that name, or for
+    /// `localhost` when the id is not a DNS name).
+    pub seeds: Vec<(SocketAddr, String)>,
     /// Largest frame accepted.
     pub max_frame: usize,
     /// Frames queued per link before [`PeerHandle::send`] reports it full.
@@ -100,7 +102,9 @@ struct LiveLink {
 #[derive(Default)]
 struct Table {
     links: HashMap<String, LiveLink>,
-    known_addrs: HashSet<SocketAddr>,
+    known_addrs: HashMap<SocketAddr, String>,
+    /// The last failure to link to each address, cleared on success.
+    errors: HashMap<SocketAddr, String>,
     /// Which broker answered at each dialed address.
     owners: HashMap<SocketAddr, String>,
     dialing: HashSet<SocketAddr>,
@@ -137,8 +141,8 @@ impl PeerHandle {
         });
         let handle = PeerHandle { inner };
         tokio::spawn(accept_loop(handle.clone()));
-        for addr in seeds {
-            handle.connect(addr);
+        for (addr, name) in seeds {
+            handle.connect(addr, &name);
         }
         handle
     }
@@ -147,8 +151,9 @@ impl PeerHandle {
         self.inner.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Remembers `addr` and keeps a link to whoever answers there.
-    pub fn connect(&self, addr: SocketAddr) {
+    /// Remembers `addr` (where broker `name` is expected) and keeps a link
+    /// to whoever answers there.
+    pub fn connect(&self, addr: SocketAddr, name: &str) {
         let local = self
             .inner
             .settings
@@ -160,9 +165,9 @@ impl PeerHandle {
             return;
         }
         let mut t = self.table();
-        t.known_addrs.insert(addr);
+        t.known_addrs.insert(addr, server_name(name));
         if t.dialing.insert(addr) {
-            tokio::spawn(dial_loop(self.clone(), addr));
+            tokio::spawn(dial_task(self.clone(), addr));
         }
     }
 
@@ -177,6 +182,12 @@ impl PeerHandle {
             mpsc::error::TrySendError::Full(_) => SendError::Full(broker.to_string()),
             mpsc::error::TrySendError::Closed(_) => SendError::NoLink(broker.to_string()),
         })
+    }
+
+    /// The last failure to link to each address that has no link now.
+    pub fn errors(&self) -> Vec<(SocketAddr, String)> {
+        let t = self.table();
+        t.errors.iter().map(|(a, e)| (*a, e.clone())).collect()
     }
 
     /// Peers with a live link now.
@@ -246,8 +257,18 @@ impl PeerHandle {
         };
         if let Ok(addr) = remote.peer_addr.parse::<SocketAddr>() {
             let mut t = self.table();
-            t.known_addrs.insert(addr);
+            t.known_addrs
+                .entry(addr)
+                .or_insert_with(|| server_name(&peer.broker));
             t.owners.insert(addr, peer.broker.clone());
+            t.errors.remove(&addr);
+        }
+        let learned = remote.peer_addr.parse::<SocketAddr>().ok();
+        if let Some(addr) = learned {
+            let start = self.table().dialing.insert(addr);
+            if start {
+                tokio::spawn(dial_task(self.clone(), addr));
+            }
         }
         let events = &self.inner.events;
         if let Some(old) = replaced {
@@ -332,42 +353,53 @@ async fn accept_loop(handle: PeerHandle) {
     }
 }
 
+/// [`dial_loop`] as a boxed task (it installs links, which may start more
+/// dial loops; the box breaks that cycle for the compiler).
+fn dial_task(
+    handle: PeerHandle,
+    addr: SocketAddr,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(dial_loop(handle, addr))
+}
+
 /// Keeps a link to `addr` while the address is known, with bounded backoff.
 async fn dial_loop(handle: PeerHandle, addr: SocketAddr) {
     let s = handle.inner.settings.clone();
     let mut wait = s.backoff.0;
     loop {
-        if !handle.table().known_addrs.contains(&addr) {
+        let Some(name) = handle.table().known_addrs.get(&addr).cloned() else {
             break;
-        }
+        };
         if !handle.has_link_at(addr) {
-            match peer::dial(
-                &handle.inner.endpoint,
-                addr,
-                &s.server_name,
-                &s.local,
-                s.max_frame,
-            )
-            .await
-            {
+            let dial = peer::dial(&handle.inner.endpoint, addr, &name, &s.local, s.max_frame);
+            let dialed = match tokio::time::timeout(s.handshake_timeout, dial).await {
+                Ok(r) => r,
+                Err(_) => Err(peer::PeerError::Connect {
+                    addr,
+                    detail: "handshake timed out".into(),
+                }),
+            };
+            match dialed {
                 Ok(link) => {
                     let conn = link.conn.clone();
-                    handle
-                        .table()
-                        .owners
-                        .insert(addr, link.remote.broker.clone());
+                    {
+                        let mut t = handle.table();
+                        t.owners.insert(addr, link.remote.broker.clone());
+                        t.errors.remove(&addr);
+                    }
+                    wait = s.backoff.0;
                     if handle.install(link, s.local.broker.clone()).await {
-                        wait = s.backoff.0;
                         let _ = conn.closed().await;
                         continue;
                     }
-                    wait = s.backoff.0;
                 }
                 Err(e) => {
-                    tracing::debug!(%addr, error = %e, "peer dial failed");
                     if matches!(e, peer::PeerError::Incompatible { .. }) {
                         tracing::error!(%addr, error = %e, "peer is incompatible");
+                    } else {
+                        tracing::debug!(%addr, error = %e, "peer dial failed");
                     }
+                    handle.table().errors.insert(addr, e.to_string());
                 }
             }
         }
@@ -375,6 +407,15 @@ async fn dial_loop(handle: PeerHandle, addr: SocketAddr) {
         wait = (wait * 2).min(s.backoff.1);
     }
     handle.table().dialing.remove(&addr);
+}
+
+/// The TLS name to expect from broker `id`: the id itself when it is a DNS
+/// name (`meshcast certs` puts it in the certificate), else `localhost`.
+fn server_name(id: &str) -> String {
+    match ServerName::try_from(id) {
+        Ok(ServerName::DnsName(_)) => id.to_string(),
+        _ => "localhost".to_string(),
+    }
 }
 
 async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Bytes>) {
@@ -452,7 +493,7 @@ mod tests {
             dir.join(format!("{name}-key.pem")),
         );
         if !cert.exists() {
-            pki::issue_files(&ca_key, name, &[], &cert, &key).unwrap();
+            pki::issue_files(&ca_key, name, &[name.to_string()], &cert, &key).unwrap();
         }
         let id = pki::load_identity(&cert, &key, &dir.join("ca.pem")).unwrap();
         let idle = Duration::from_secs(5);
@@ -469,7 +510,7 @@ mod tests {
         name: &str,
         incarnation: u64,
         addr: SocketAddr,
-        seeds: Vec<SocketAddr>,
+        seeds: Vec<(SocketAddr, &str)>,
     ) -> Node {
         let ep = endpoint(dir, name, addr);
         let (tx, events) = mpsc::channel(1024);
@@ -481,8 +522,7 @@ mod tests {
                 group_map_digest: 1,
                 peer_addr: addr.to_string(),
             },
-            seeds,
-            server_name: "localhost".into(),
+            seeds: seeds.into_iter().map(|(a, n)| (a, n.to_string())).collect(),
             max_frame: 1 << 20,
             link_queue: 1024,
             backoff: (Duration::from_millis(10), Duration::from_millis(200)),
@@ -542,9 +582,9 @@ mod tests {
     async fn a_ring_of_seeds_links_every_pair_once() {
         let dir = tempdir("ring");
         let (aa, ab, ac) = (free_addr(), free_addr(), free_addr());
-        let mut a = node(&dir, "a", 1, aa, vec![ab]);
-        let mut b = node(&dir, "b", 1, ab, vec![ac]);
-        let mut c = node(&dir, "c", 1, ac, vec![aa]);
+        let mut a = node(&dir, "a", 1, aa, vec![(ab, "b")]);
+        let mut b = node(&dir, "b", 1, ab, vec![(ac, "c")]);
+        let mut c = node(&dir, "c", 1, ac, vec![(aa, "a")]);
         for (from, to, text) in [
             ("a", "b", "ab"),
             ("b", "c", "bc"),
@@ -576,8 +616,8 @@ mod tests {
     async fn a_restarted_peer_is_relinked_as_a_new_incarnation() {
         let dir = tempdir("restart");
         let (aa, ab) = (free_addr(), free_addr());
-        let mut a = node(&dir, "a", 1, aa, vec![ab]);
-        let b = node(&dir, "b", 1, ab, vec![aa]);
+        let mut a = node(&dir, "a", 1, aa, vec![(ab, "b")]);
+        let b = node(&dir, "b", 1, ab, vec![(aa, "a")]);
         send_when_linked(&b, "a", "hello").await;
         expect_frame(&mut a, "b", "hello").await;
         b.handle.close();

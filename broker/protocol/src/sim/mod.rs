@@ -490,6 +490,9 @@ impl Sim {
             return;
         };
         let was_up = l.up;
+        if self.trace {
+            eprintln!("{:>6} CUT b{a}-b{b} for {down_for:?}", self.now);
+        }
         l.up = false;
         l.epoch += 1;
         let epoch = l.epoch;

@@ -1,0 +1,169 @@
+//! Brokers started as separate processes link to each other over QUIC with
+//! mutual TLS under a cluster CA made by `meshcast certs`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use common::{BrokerProc, GUARD, TempDir, run_cli};
+
+fn free_udp_addr() -> SocketAddr {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn certs(dir: &Path, names: &[&str]) {
+    let mut args = vec!["certs", "--out", dir.to_str().unwrap()];
+    args.extend_from_slice(names);
+    let (status, _, err) = run_cli(&args, None);
+    assert!(status.success(), "{err}");
+}
+
+/// Starts broker `id` listening for peers on `addr`, linked to `peers`.
+fn broker(
+    certs: &Path,
+    id: &str,
+    addr: SocketAddr,
+    peers: &[(&str, SocketAddr)],
+    extra: &[String],
+) -> BrokerProc {
+    let p = |f: String| certs.join(f).to_str().unwrap().to_string();
+    let peer_list: Vec<String> = peers
+        .iter()
+        .map(|(pid, a)| format!("{{id=\"{pid}\",addr=\"{a}\"}}"))
+        .collect();
+    let mut sets = vec![
+        format!("broker.id={id}"),
+        format!("broker.peer_listen={addr}"),
+        format!("tls.ca_cert={}", p("ca.pem".into())),
+        format!("tls.cert={}", p(format!("{id}.pem"))),
+        format!("tls.key={}", p(format!("{id}-key.pem"))),
+        format!("mesh.peers=[{}]", peer_list.join(",")),
+    ];
+    sets.extend_from_slice(extra);
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let mut b = BrokerProc::start(&sets);
+    b.ca = certs.join("ca.pem");
+    b
+}
+
+async fn wait_for(
+    admin: SocketAddr,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    tokio::time::timeout(GUARD, async {
+        loop {
+            let s = common::status(admin).await;
+            if ok(&s) {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+#[tokio::test]
+async fn three_brokers_link_every_pair_and_relink_a_restarted_one() {
+    let dir = TempDir::new("mesh3");
+    certs(dir.path(), &["b1", "b2", "b3"]);
+    let (a1, a2, a3) = (free_udp_addr(), free_udp_addr(), free_udp_addr());
+    // Each broker only lists the next one: links are learned both ways.
+    // A short idle timeout lets the links notice a killed peer quickly.
+    let fast = ["limits.idle_timeout_ms=1500".to_string()];
+    let b1 = broker(dir.path(), "b1", a1, &[("b2", a2)], &fast);
+    let mut b2 = broker(dir.path(), "b2", a2, &[("b3", a3)], &fast);
+    let b3 = broker(dir.path(), "b3", a3, &[("b1", a1)], &fast);
+    for b in [&b1, &b2, &b3] {
+        let s = wait_for(b.admin, "two links", |s| {
+            s["links"].as_array().map(Vec::len) == Some(2)
+        })
+        .await;
+        let names: Vec<&str> = s["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["broker"].as_str().unwrap())
+            .collect();
+        assert!(!names.contains(&s["broker"].as_str().unwrap()), "{s}");
+    }
+    let old = common::status(b2.admin).await["incarnation"]
+        .as_u64()
+        .unwrap();
+    // SIGKILL b2: the others drop it; a restarted b2 is linked again as a new incarnation.
+    b2.child.kill().unwrap();
+    b2.child.wait().unwrap();
+    wait_for(b1.admin, "b2 gone", |s| {
+        s["links"].as_array().map(Vec::len) == Some(1)
+    })
+    .await;
+    let b2 = broker(dir.path(), "b2", a2, &[("b3", a3)], &fast);
+    let new = common::status(b2.admin).await["incarnation"]
+        .as_u64()
+        .unwrap();
+    assert_ne!(old, new);
+    wait_for(b1.admin, "b2's new incarnation", |s| {
+        s["links"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|l| l["incarnation"].as_u64() == Some(new)))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_group_map_mismatch_is_refused_naming_both_digests() {
+    let dir = TempDir::new("mismatch");
+    certs(dir.path(), &["m1", "m2"]);
+    let (a1, a2) = (free_udp_addr(), free_udp_addr());
+    let m1 = broker(
+        dir.path(),
+        "m1",
+        a1,
+        &[("m2", a2)],
+        &["groups=[{prefix=\"a\",group=\"x\"}]".into()],
+    );
+    let m2 = broker(
+        dir.path(),
+        "m2",
+        a2,
+        &[("m1", a1)],
+        &["groups=[{prefix=\"a\",group=\"y\"}]".into()],
+    );
+    for b in [&m1, &m2] {
+        let s = wait_for(b.admin, "a refusal", |s| {
+            s["link_errors"].as_array().is_some_and(|e| !e.is_empty())
+        })
+        .await;
+        let err = s["link_errors"][0][1].as_str().unwrap();
+        assert!(err.contains("group map digest mismatch"), "{err}");
+        assert!(
+            err.contains("broker m1") && err.contains("broker m2"),
+            "{err}"
+        );
+        assert_eq!(s["links"].as_array().unwrap().len(), 0);
+    }
+}
+
+#[test]
+fn a_mesh_without_a_cluster_ca_is_refused_at_start() {
+    let dir = TempDir::new("noca");
+    let (status, _, err) = run_cli(
+        &[
+            "broker",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--set",
+            "broker.id=x1",
+            "--set",
+            "mesh.peers=[{id=\"x2\",addr=\"127.0.0.1:9\"}]",
+        ],
+        None,
+    );
+    assert!(!status.success());
+    assert!(err.contains("meshcast certs"), "{err}");
+}
