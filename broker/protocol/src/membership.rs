@@ -588,7 +588,14 @@ impl Broker {
             };
             let mut transfers: Vec<(MemberId, Option<MemberId>)> = Vec::new();
             for m in &restating {
-                match pick(m) {
+                // A re-based checkpoint must cover everything since the
+                // restater joined, so only an older member can provide it.
+                let older = candidates
+                    .iter()
+                    .copied()
+                    .take_while(|c| c != m)
+                    .find(|c| !restating.contains(c));
+                match older {
                     Some(p) => transfers.push((*m, Some(p))),
                     None => {
                         members.retain(|x| x != m);

@@ -111,6 +111,10 @@ fn regression_seeds() {
         2, 3, 8, 13, 20, 92, 102, 109, 146, 158, 171, 175, 266, 269, 313, 328, 340, 341, 374, 388,
         390, 432, 506, 790, 822, 1265, 1360, 1433, 1584, 1873, 2108, 3003, 5449, 5490, 6833, 7129,
         7141, 12143, 13301, 16473,
+        // Re-based state transfers: circular providers, lost give-ups,
+        // expulsion of a last holder, a younger provider (262, 408, 522,
+        // 676, 712, 1585, 1871).
+        75, 120, 262, 408, 522, 676, 712, 733, 1172, 1585, 1871,
     ] {
         let r = run_seed(seed);
         assert!(r.violations.is_empty(), "{}", report(&r));
