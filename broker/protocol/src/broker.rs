@@ -589,7 +589,7 @@ impl Broker {
         let msgs = g.try_deliver(me, &defects);
         let unsent = std::mem::take(&mut g.unsent);
         if !unsent.is_empty() {
-            let first = g.decisions.len() as u64 - unsent.len() as u64 + 1;
+            let first = g.dec_len() - unsent.len() as u64 + 1;
             let last = *members.last().unwrap_or(&self.id);
             for to in &members {
                 if *to == self.id {

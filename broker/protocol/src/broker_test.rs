@@ -206,6 +206,7 @@ fn safe_message_waits_for_the_peer_frontier() {
             group: "g".into(),
             received: vec![1, 0],
             decisions: 0,
+            delivered_positions: 0,
         }],
     };
     b0.handle(T0, Input::Peer(env(b(1), b(0), PeerMsg::Heartbeat(hb))))

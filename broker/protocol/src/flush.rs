@@ -20,6 +20,7 @@ pub(crate) fn compute_flush(n: usize, reports: &[Option<&GroupReport>]) -> Vec<D
     let mut base = vec![u64::MAX; n];
     let mut held: BTreeMap<(u32, u64), &DataMsg> = BTreeMap::new();
     let mut decisions: &[(u32, u64)] = &[];
+    let mut decisions_end = 0u64;
     if reports.is_empty() {
         return Vec::new();
     }
@@ -35,7 +36,11 @@ pub(crate) fn compute_flush(n: usize, reports: &[Option<&GroupReport>]) -> Vec<D
                         held.entry((m.rank, m.seq)).or_insert(m);
                     }
                 }
-                if r.decisions.len() > decisions.len() {
+                // All lists are views of one sequence; positions before a
+                // list's start were delivered everywhere, so the list that
+                // reaches furthest is the one to follow.
+                if r.decisions_from + r.decisions.len() as u64 > decisions_end {
+                    decisions_end = r.decisions_from + r.decisions.len() as u64;
                     decisions = &r.decisions;
                 }
             }
@@ -140,6 +145,7 @@ mod tests {
             group: "g".into(),
             delivered,
             held,
+            decisions_from: 0,
             decisions,
         }
     }

@@ -36,8 +36,13 @@ pub(crate) struct GroupState {
     pub dec_acks: Vec<u64>,
     /// Own stream counter.
     pub my_seq: u64,
-    /// Known total-order decisions, position `i+1` at index `i`.
+    /// Known total-order decisions not yet trimmed: position
+    /// `dec_base + i + 1` at index `i`.
     pub decisions: Vec<(u32, u64)>,
+    /// Positions trimmed because every broker delivered them.
+    pub dec_base: u64,
+    /// Positions known delivered by rank `r`.
+    pub del_acks: Vec<u64>,
     /// Reverse index of `decisions`.
     pub pos_of: HashMap<(u32, u64), u64>,
     /// Decision batches that arrived ahead of a gap.
@@ -93,6 +98,8 @@ impl GroupState {
             dec_acks: vec![0; n],
             my_seq: 0,
             decisions: Vec::new(),
+            dec_base: 0,
+            del_acks: vec![0; n],
             pos_of: HashMap::new(),
             early_orders: BTreeMap::new(),
             total_delivered: 0,
@@ -117,6 +124,11 @@ impl GroupState {
         true
     }
 
+    /// Positions known so far (trimmed ones included).
+    pub fn dec_len(&self) -> u64 {
+        self.dec_base + self.decisions.len() as u64
+    }
+
     /// Adds a batch of decisions; returns true if any was new.
     pub fn add_decisions(&mut self, first: u64, entries: Vec<(u32, u64)>) -> bool {
         if first == 0 {
@@ -125,7 +137,7 @@ impl GroupState {
         self.early_orders.insert(first, entries);
         let mut changed = false;
         loop {
-            let next = self.decisions.len() as u64 + 1;
+            let next = self.dec_len() + 1;
             let Some((&f, _)) = self.early_orders.iter().next() else {
                 break;
             };
@@ -135,7 +147,7 @@ impl GroupState {
             let entries = self.early_orders.remove(&f).unwrap_or_default();
             for (i, e) in entries.into_iter().enumerate() {
                 let pos = f + i as u64;
-                if pos == self.decisions.len() as u64 + 1 {
+                if pos == self.dec_len() + 1 {
                     self.decisions.push(e);
                     self.pos_of.insert(e, pos);
                     changed = true;
@@ -181,7 +193,7 @@ impl GroupState {
                             Some(p) => *p,
                             None if self.sequencer == me => {
                                 self.decisions.push(key);
-                                let p = self.decisions.len() as u64;
+                                let p = self.dec_len();
                                 self.pos_of.insert(key, p);
                                 self.unsent.push(key);
                                 p
@@ -192,6 +204,7 @@ impl GroupState {
                             break;
                         }
                         self.total_delivered += 1;
+                        self.del_acks[me] = self.total_delivered;
                     }
                     let msg = msg.clone();
                     self.streams[s].delivered = seq;
@@ -209,8 +222,23 @@ impl GroupState {
         out
     }
 
-    /// Frees messages delivered here and received everywhere.
+    /// Frees messages delivered here and received everywhere, and
+    /// total-order decisions delivered everywhere.
     pub fn gc(&mut self) {
+        let everywhere = self
+            .del_acks
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(0)
+            .min(self.total_delivered);
+        if everywhere > self.dec_base {
+            let n = ((everywhere - self.dec_base) as usize).min(self.decisions.len());
+            for k in self.decisions.drain(..n) {
+                self.pos_of.remove(&k);
+            }
+            self.dec_base += n as u64;
+        }
         for s in 0..self.streams.len() {
             let stable = self.acks.iter().map(|a| a[s]).min().unwrap_or(0);
             let limit = stable.min(self.streams[s].delivered);
@@ -229,7 +257,8 @@ impl GroupState {
         Frontier {
             group: self.name.clone(),
             received: self.streams.iter().map(|s| s.recv).collect(),
-            decisions: self.decisions.len() as u64,
+            decisions: self.dec_len(),
+            delivered_positions: self.total_delivered,
         }
     }
 
@@ -248,6 +277,10 @@ impl GroupState {
         if f.decisions > self.dec_acks[rank] {
             self.dec_acks[rank] = f.decisions;
         }
+        if f.delivered_positions > self.del_acks[rank] {
+            self.del_acks[rank] = f.delivered_positions;
+            changed = true;
+        }
         if changed {
             self.gc();
         }
@@ -264,6 +297,7 @@ impl GroupState {
                 .iter()
                 .flat_map(|s| s.msgs.values().cloned())
                 .collect(),
+            decisions_from: self.dec_base,
             decisions: self.decisions.clone(),
         }
     }
@@ -358,6 +392,27 @@ mod tests {
     }
 
     #[test]
+    fn decisions_delivered_everywhere_are_trimmed() {
+        let mut g = GroupState::new("g".into(), vid(), vec![], 2);
+        let me = g.sequencer;
+        let other = 1 - me;
+        g.insert(me, msg(other as u32, 1, Ordering::Total, vec![0, 0]));
+        g.insert(me, msg(other as u32, 2, Ordering::Total, vec![0, 0]));
+        assert_eq!(g.try_deliver(me, &Defects::default()).len(), 2);
+        assert_eq!((g.dec_base, g.decisions.len()), (0, 2));
+        let f = Frontier {
+            group: "g".into(),
+            received: vec![2, 2],
+            decisions: 2,
+            delivered_positions: 1,
+        };
+        g.apply_frontier(other, &f);
+        assert_eq!((g.dec_base, g.decisions.len(), g.dec_len()), (1, 1, 2));
+        let r = g.report();
+        assert_eq!((r.decisions_from, r.decisions.len()), (1, 1));
+    }
+
+    #[test]
     fn safe_waits_for_stability_then_gc() {
         let mut g = GroupState::new("g".into(), vid(), vec![], 2);
         let mut m = msg(1, 1, Ordering::Reliable, vec![]);
@@ -368,6 +423,7 @@ mod tests {
             group: "g".into(),
             received: vec![0, 1],
             decisions: 0,
+            delivered_positions: 0,
         };
         assert!(g.apply_frontier(1, &f));
         assert_eq!(g.try_deliver(0, &Defects::default()).len(), 1);

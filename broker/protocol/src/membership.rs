@@ -958,13 +958,15 @@ impl Broker {
                         sends.push(PeerMsg::Data(m.clone()));
                     }
                     if g.sequencer == me {
-                        let from = g.dec_acks[pr] as usize;
-                        if from < g.decisions.len() {
+                        // Trimmed positions were delivered everywhere.
+                        let from = g.dec_acks[pr].max(g.dec_base);
+                        if from < g.dec_len() {
+                            let i = (from - g.dec_base) as usize;
                             sends.push(PeerMsg::Order(crate::wire::OrderMsg {
                                 view,
                                 group: g.name.clone(),
-                                first: from as u64 + 1,
-                                entries: g.decisions[from..].to_vec(),
+                                first: from + 1,
+                                entries: g.decisions[i..].to_vec(),
                             }));
                         }
                     }

@@ -87,6 +87,8 @@ pub struct Frontier {
     pub received: Vec<u64>,
     /// Contiguous total-order decisions received.
     pub decisions: u64,
+    /// Total-order positions delivered.
+    pub delivered_positions: u64,
 }
 
 /// An application message as multicast by its origin broker.
@@ -148,7 +150,9 @@ pub struct GroupReport {
     pub delivered: Vec<u64>,
     /// Messages held (received, not yet garbage collected).
     pub held: Vec<DataMsg>,
-    /// Known total-order decisions from position 1.
+    /// Positions before `decisions` (delivered by every broker, trimmed).
+    pub decisions_from: u64,
+    /// Known total-order decisions from position `decisions_from + 1`.
     pub decisions: Vec<(u32, u64)>,
 }
 
