@@ -201,3 +201,44 @@ fn runs_are_deterministic() {
     let b = run_seed(7);
     assert_eq!(format!("{:?}", a.stats), format!("{:?}", b.stats));
 }
+
+mod random_options {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Options drawn independently of the seed: any mesh size, fault
+        /// and workload rate, with or without bounded member queues.
+        #[test]
+        fn any_options_hold_the_guarantees(
+            seed in any::<u64>(),
+            brokers in 3usize..=7,
+            fault_interval in 150u64..800,
+            op_interval in 5u64..40,
+            queue in prop::option::of(8usize..64),
+        ) {
+            let mut o = SimOptions::from_seed(seed);
+            o.brokers = brokers;
+            o.fault_interval = fault_interval;
+            o.op_interval = op_interval;
+            o.member_queue = queue;
+            if let Some((_, s, from, until)) = o.slow_session {
+                o.slow_session = Some((seed as u32 % brokers as u32, s, from, until));
+            }
+            let r = run_with(seed, o);
+            prop_assert!(r.violations.is_empty(), "{}", report(&r));
+        }
+    }
+}
+
+#[test]
+fn quiet_mesh_delivers_everything() {
+    let mut o = SimOptions::from_seed(11);
+    o.faults = false;
+    let r = run_with(11, o);
+    assert!(r.violations.is_empty(), "{}", report(&r));
+    assert_eq!(r.stats.faults, 0);
+    assert!(r.stats.deliveries > 0);
+}
