@@ -208,7 +208,14 @@ impl Broker {
         for t in lost {
             self.restate(t);
         }
-        self.outgoing.retain(|_, o| view.contains(o.joiner));
+        // Checkpoints for joiners that are gone are dropped.
+        self.outgoing.retain(|t, o| {
+            view.contains(o.joiner)
+                && inst
+                    .groups
+                    .iter()
+                    .any(|g| g.group == t.group && g.members.contains(&t.joiner))
+        });
         // Give-ups matter until the joiner re-joins, is re-based or leaves.
         self.aborted.retain(|t, j| {
             view.contains(*j)
