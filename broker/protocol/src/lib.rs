@@ -18,6 +18,33 @@
 //! delivery; state transfer at the join point; the primary-component rule
 //! for partitions. See `docs/protocol.md` for the messages and state
 //! machines.
+//!
+//! ```
+//! use meshcast_protocol::{Broker, ClientCmd, Input, NodeId, Ordering, Output, ProtocolConfig, Time};
+//!
+//! // A single-broker mesh: bootstrap, join a group, publish, deliver.
+//! let cfg = ProtocolConfig { bootstrap: true, ..ProtocolConfig::default() };
+//! let mut b = Broker::new(NodeId::new(0, 1), cfg, 42);
+//! b.handle(Time(0), Input::Client(ClientCmd::Join { session: 1, group: "g".into(), state: false }))
+//!     .unwrap();
+//! // The join takes effect through a view change; keep feeding timeouts.
+//! let mut now = Time(0);
+//! while b.view().map_or(true, |v| v.id.counter < 2) {
+//!     now = b.poll_timeout().unwrap_or(now).max(now.plus(1));
+//!     b.handle(now, Input::Timeout).unwrap();
+//! }
+//! let publish = ClientCmd::Publish {
+//!     session: 1,
+//!     group: "g".into(),
+//!     ordering: Ordering::Total,
+//!     safe: true,
+//!     payload: b"hello".to_vec(),
+//! };
+//! b.handle(now, Input::Client(publish)).unwrap();
+//! let delivered = std::iter::from_fn(|| b.poll_output())
+//!     .any(|o| matches!(o, Output::Deliver(d) if d.payload == b"hello"));
+//! assert!(delivered);
+//! ```
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -5,7 +5,8 @@
 //! [`checker`] sees every event and verifies DESIGN.md §2 plus liveness
 //! once faults stop. A run is a pure function of its seed.
 //!
-//! Environment: `MESHCAST_SEED=<n>` replays one seed, `MESHCAST_SEEDS=<n>`
+//! Environment: `MESHCAST_SEED=<n>` replays one seed, `MESHCAST_SEED_START=<s>`
+//! offsets the sweep, `MESHCAST_TRACE=1` prints an event trace, `MESHCAST_SEEDS=<n>`
 //! sets how many seeds the sweep tests run.
 
 pub mod checker;

@@ -62,10 +62,11 @@ fn replay_seed() {
 
 fn sweep_part(part: u64) {
     let total = env_u64("MESHCAST_SEEDS").unwrap_or(500);
+    let first = env_u64("MESHCAST_SEED_START").unwrap_or(0);
     let parts = 4;
     let per = total.div_ceil(parts);
-    let start = part * per;
-    let end = (start + per).min(total);
+    let start = first + part * per;
+    let end = (start + per).min(first + total);
     sweep(start..end);
 }
 
