@@ -291,7 +291,9 @@ impl Broker {
 
     /// May this broker deliver and send in its current view?
     pub(crate) fn active(&self) -> bool {
-        self.epoch.is_some() && !self.flushing() && !self.minority
+        self.epoch.is_some()
+            && !self.flushing()
+            && (!self.minority || self.cfg.defects.deliver_in_minority)
     }
 
     pub(crate) fn on_peer(&mut self, env: Envelope) -> Result<(), Error> {

@@ -71,4 +71,6 @@ pub struct Defects {
     pub unsafe_safe: bool,
     /// Ignore causal dependencies when delivering.
     pub ignore_causal: bool,
+    /// Keep delivering after losing the primary component.
+    pub deliver_in_minority: bool,
 }

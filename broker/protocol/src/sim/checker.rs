@@ -114,6 +114,7 @@ pub struct Checker {
     /// Longest observed time from a view change start to the install.
     pub max_view_change: u64,
     first_view: HashMap<u64, ViewId>,
+    blocked: HashSet<NodeId>,
 }
 
 impl Checker {
@@ -132,6 +133,15 @@ impl Checker {
         }
         self.has.insert((p.origin, tag));
         self.published.insert(tag, p);
+    }
+
+    /// `node` reported that it left (or rejoined) the primary component.
+    pub fn on_blocked(&mut self, node: NodeId, blocked: bool) {
+        if blocked {
+            self.blocked.insert(node);
+        } else {
+            self.blocked.remove(&node);
+        }
     }
 
     /// A mesh view installed at `node`.
@@ -290,6 +300,12 @@ impl Checker {
         if d.deferred {
             self.on_deferred(node, d, tag);
             return;
+        }
+        if !flush && self.blocked.contains(&node) {
+            self.fail(
+                Clause::Primary,
+                format!("{node} delivered tag {tag} while outside the primary component"),
+            );
         }
         let Some(log) = self.brokers.get_mut(&node) else {
             self.fail(

@@ -409,7 +409,8 @@ impl Sim {
                         data.as_deref(),
                     );
                 }
-                Output::Blocked | Output::Unblocked => {}
+                Output::Blocked => self.checker.on_blocked(node, true),
+                Output::Unblocked => self.checker.on_blocked(node, false),
                 Output::Rejoining { old: _, new } => {
                     self.nodes[name as usize].id = new;
                     // The core re-joins the old incarnation's members with state.

@@ -197,6 +197,17 @@ fn checker_catches_ignored_causal_dependencies() {
 }
 
 #[test]
+fn checker_catches_delivery_outside_the_primary_component() {
+    let d = Defects {
+        deliver_in_minority: true,
+        ..Defects::default()
+    };
+    let seed = caught(d, Clause::Primary, 40);
+    eprintln!("caught at seed {seed:?}");
+    assert!(seed.is_some(), "minority deliveries went unnoticed");
+}
+
+#[test]
 fn runs_are_deterministic() {
     let a = run_seed(7);
     let b = run_seed(7);
