@@ -102,12 +102,27 @@ pub struct LatencyResult {
 struct SubTally {
     received: AtomicU64,
     in_order: std::sync::atomic::AtomicBool,
+    /// Set when the subscriber stopped early (its error is in its task).
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 async fn drain(
-    mut sub: Subscription,
+    sub: Subscription,
     expected: u64,
     tally: Arc<SubTally>,
+    publisher: u64,
+) -> Result<Instant> {
+    let result = drain_inner(sub, expected, &tally, publisher).await;
+    if result.is_err() {
+        tally.stopped.store(true, AtomicOrdering::Release);
+    }
+    result
+}
+
+async fn drain_inner(
+    mut sub: Subscription,
+    expected: u64,
+    tally: &SubTally,
     publisher: u64,
 ) -> Result<Instant> {
     let mut next_seq = None;
@@ -143,7 +158,11 @@ pub async fn fanout(target: &Target, p: &FanoutParams) -> Result<Vec<FanoutResul
             .context("connecting the publisher")?;
         let mut subs = Vec::new();
         for i in 0..p.subscribers {
-            let c = Client::connect(target.opts.clone().name(format!("bench-sub-{i}")))
+            let mut opts = target.opts.clone().name(format!("bench-sub-{i}"));
+            // Room for the whole window plus one check interval, so a
+            // subscriber within the window never overflows its buffer.
+            opts.subscription_buffer = (p.window as usize + 1024) * 2;
+            let c = Client::connect(opts)
                 .await
                 .context("connecting a subscriber")?;
             let s = c.subscribe(&topic).await?;
@@ -154,6 +173,7 @@ pub async fn fanout(target: &Target, p: &FanoutParams) -> Result<Vec<FanoutResul
                 Arc::new(SubTally {
                     received: AtomicU64::new(0),
                     in_order: true.into(),
+                    stopped: false.into(),
                 })
             })
             .collect();
@@ -180,8 +200,22 @@ pub async fn fanout(target: &Target, p: &FanoutParams) -> Result<Vec<FanoutResul
                         .min()
                         .unwrap_or(0)
                 };
+                let waiting = Instant::now();
                 while i.saturating_sub(slowest()) > p.window {
+                    if tallies
+                        .iter()
+                        .any(|t| t.stopped.load(AtomicOrdering::Acquire))
+                        || waiting.elapsed() > Duration::from_secs(60)
+                    {
+                        break;
+                    }
                     tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+                if tallies
+                    .iter()
+                    .any(|t| t.stopped.load(AtomicOrdering::Acquire))
+                {
+                    break;
                 }
             }
             handle.publish(payload.clone()).await?;

@@ -197,3 +197,41 @@ async fn certs_command_makes_a_cluster_ca_that_brokers_and_clients_use() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_prints_one_json_line_per_result_and_checks_delivery() {
+    let (status, out, err) = run_cli(
+        &[
+            "bench",
+            "--messages",
+            "3000",
+            "--sizes",
+            "128,1024",
+            "--seconds",
+            "1",
+            "--rate",
+            "500",
+        ],
+        None,
+    );
+    assert!(status.success(), "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    for fanout in &lines[..2] {
+        assert_eq!(fanout["scenario"], "fanout");
+        assert_eq!(fanout["all_arrived"], true, "{fanout}");
+        assert_eq!(fanout["in_order"], true, "{fanout}");
+        assert_eq!(
+            fanout["per_subscriber_msgs_per_s"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+    }
+    assert_eq!(lines[2]["scenario"], "latency");
+    assert_eq!(lines[2]["messages"], 500);
+}

@@ -183,8 +183,9 @@ impl RawSession {
 }
 
 /// Runs `meshcast` with arguments; returns (status, stdout, stderr).
+/// Kills it and panics if it runs longer than two minutes.
 pub fn run_cli(args: &[&str], stdin: Option<&str>) -> (std::process::ExitStatus, String, String) {
-    use std::io::Write;
+    use std::io::{Read, Write};
     let mut child = Command::new(meshcast_bin())
         .args(args)
         .env_remove("RUST_LOG")
@@ -199,12 +200,30 @@ pub fn run_cli(args: &[&str], stdin: Option<&str>) -> (std::process::ExitStatus,
             input.write_all(s.as_bytes()).unwrap();
         }
     }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("meshcast {args:?} did not finish within two minutes");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status, out.join().unwrap(), err.join().unwrap())
 }
 
 /// Fetches `GET /status` from a broker's admin endpoint.
