@@ -271,3 +271,43 @@ fn unknown_config_key_stops_the_broker_naming_the_key() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_finishes_its_stream_still_gets_its_answers() {
+    let broker = BrokerProc::start(&[]);
+    let mut raw = RawSession::open(&broker).await;
+    let mut frames = handshake(&mut raw).await;
+    send_msg(
+        &mut raw,
+        &ClientMsg::Subscribe {
+            id: 1,
+            pattern: "half/**".into(),
+        },
+    )
+    .await;
+    send_msg(
+        &mut raw,
+        &ClientMsg::Publish(Publish {
+            topic: "half/x".into(),
+            ordering: Default::default(),
+            safe: false,
+            payload: "last words".into(),
+        }),
+    )
+    .await;
+    send_msg(&mut raw, &ClientMsg::Ping { id: 2 }).await;
+    raw.send.finish().unwrap();
+    assert_eq!(read_msg(&mut frames).await, ServerMsg::Subscribed { id: 1 });
+    match read_msg(&mut frames).await {
+        ServerMsg::Deliver(d) => assert_eq!(d.payload, "last words"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(read_msg(&mut frames).await, ServerMsg::Pong { id: 2 });
+    // Then the broker finishes its side too and closes normally.
+    let end = tokio::time::timeout(GUARD, frames.read_one())
+        .await
+        .unwrap();
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    let (code, _) = raw.closed().await;
+    assert_eq!(code, CloseCode::Normal.code() as u64);
+}
