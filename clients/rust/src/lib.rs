@@ -177,7 +177,10 @@ impl Shared {
                     .map_err(|e| ClientError::Encode(e.to_string()))
             })
             .await
-            .map_err(|_| self.closed_error())
+            .map_err(|e| match e {
+                ClientError::Encode(_) => e,
+                _ => self.closed_error(),
+            })
     }
 }
 
