@@ -570,6 +570,9 @@ impl Broker {
             }
             joined.retain(|m| members.contains(m));
             joined_with_state.retain(|m| members.contains(m));
+            // An expulsion undone by a later join in the same batch is not
+            // an expulsion.
+            expelled.retain(|m| !members.contains(m));
             restating.retain(|m| members.contains(m) && !joined.contains(m));
             // Providers: old members, preferring ones that have their state.
             let candidates: Vec<MemberId> = old_members
@@ -827,6 +830,21 @@ impl Broker {
             .find(|(n, _)| *n == me)
             .map_or(0, |a| a.1);
         self.requests.retain(|(s, _)| *s > applied);
+        // Expulsions and re-based transfers concern a membership; once it
+        // ended they are stale (a later re-join is a new membership).
+        let groups_now = self
+            .epoch
+            .as_ref()
+            .map(|e| e.groups.clone())
+            .unwrap_or_default();
+        self.requests.retain(|(_, r)| match r {
+            GroupRequest::Expel { group, member } | GroupRequest::Restate { group, member } => {
+                groups_now
+                    .get(group)
+                    .is_some_and(|g| g.members.contains(member))
+            }
+            _ => true,
+        });
         self.commits.push_back(inst);
         while self.commits.len() > COMMIT_HISTORY {
             self.commits.pop_front();

@@ -116,6 +116,9 @@ fn regression_seeds() {
         // expulsion of a last holder, a younger provider (262, 408, 522,
         // 676, 712, 1585, 1871).
         75, 120, 262, 408, 522, 676, 712, 733, 1172, 1585, 1871,
+        // A slow-member expulsion applied after the member had left and
+        // re-joined hit the new membership.
+        97524,
     ] {
         let r = run_seed(seed);
         assert!(r.violations.is_empty(), "{}", report(&r));
