@@ -5,8 +5,11 @@
 
 mod admin;
 mod core;
+pub mod mesh;
 pub mod peers;
 mod session;
+#[cfg(test)]
+mod testing;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

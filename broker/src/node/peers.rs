@@ -184,6 +184,14 @@ impl PeerHandle {
         })
     }
 
+    /// Closes the link to `broker` (its peers see it go down and come back
+    /// up on the next dial), e.g. after its queue overflowed.
+    pub fn reset(&self, broker: &str) {
+        if let Some(l) = self.table().links.get(broker) {
+            l.conn.close(1u32.into(), b"link reset");
+        }
+    }
+
     /// The last failure to link to each address that has no link now.
     pub fn errors(&self) -> Vec<(SocketAddr, String)> {
         let t = self.table();
@@ -475,68 +483,23 @@ async fn read_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meshcast_transport::peer::ALPN_PEER;
-    use meshcast_transport::{pki, quic, wire};
-    use std::path::Path;
-
-    const GUARD: Duration = Duration::from_secs(20);
+    use crate::node::testing::{GUARD, free_addr, link_node, tempdir};
+    use meshcast_transport::wire;
 
     struct Node {
         handle: PeerHandle,
         events: mpsc::Receiver<PeerEvent>,
     }
 
-    fn endpoint(dir: &Path, name: &str, addr: SocketAddr) -> quinn::Endpoint {
-        let (ca_key, _) = pki::ensure_ca(dir).unwrap();
-        let (cert, key) = (
-            dir.join(format!("{name}.pem")),
-            dir.join(format!("{name}-key.pem")),
-        );
-        if !cert.exists() {
-            pki::issue_files(&ca_key, name, &[name.to_string()], &cert, &key).unwrap();
-        }
-        let id = pki::load_identity(&cert, &key, &dir.join("ca.pem")).unwrap();
-        let idle = Duration::from_secs(5);
-        let server = quic::server_config(&id, &[ALPN_PEER], true, idle).unwrap();
-        let mut ep = quic::bind_server(addr, server).unwrap();
-        ep.set_default_client_config(
-            quic::client_config(&id.trust, Some(&id), ALPN_PEER, idle).unwrap(),
-        );
-        ep
-    }
-
     fn node(
-        dir: &Path,
+        dir: &std::path::Path,
         name: &str,
         incarnation: u64,
         addr: SocketAddr,
         seeds: Vec<(SocketAddr, &str)>,
     ) -> Node {
-        let ep = endpoint(dir, name, addr);
-        let (tx, events) = mpsc::channel(1024);
-        let settings = PeerSettings {
-            local: PeerHello {
-                broker: name.into(),
-                incarnation,
-                site: "local".into(),
-                group_map_digest: 1,
-                peer_addr: addr.to_string(),
-            },
-            seeds: seeds.into_iter().map(|(a, n)| (a, n.to_string())).collect(),
-            max_frame: 1 << 20,
-            link_queue: 1024,
-            backoff: (Duration::from_millis(10), Duration::from_millis(200)),
-            handshake_timeout: Duration::from_secs(5),
-        };
-        Node {
-            handle: PeerHandle::start(ep, settings, tx),
-            events,
-        }
-    }
-
-    fn free_addr() -> SocketAddr {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.local_addr().unwrap()
+        let (handle, events) = link_node(dir, name, incarnation, addr, seeds);
+        Node { handle, events }
     }
 
     fn frame(text: &str) -> Bytes {
@@ -570,12 +533,6 @@ mod tests {
         })
         .await
         .unwrap();
-    }
-
-    fn tempdir(tag: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("meshcast-peers-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
     }
 
     #[tokio::test]

@@ -1,0 +1,259 @@
+//! The mesh runtime: drives the sans-IO protocol core ([`meshcast_protocol`])
+//! with real time and real peer links.
+//!
+//! One task owns the core. It feeds it link events and frames from the link
+//! manager, commands from the local side and timeouts, and after every input
+//! drains the core's outputs: messages for peers are encoded once and queued
+//! on their link; everything else (deliveries, views, state-transfer
+//! requests, ...) goes to the local side on one bounded channel.
+//!
+//! Links are reliable and ordered while they live. If a link's queue is full
+//! the link is reset, so the core sees it go down and resends what is
+//! unacknowledged once it is back, rather than a frame silently missing.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use meshcast_protocol::{Broker, ClientCmd, Envelope, Input, NodeId, Output, Time};
+use meshcast_transport::wire;
+use tokio::sync::mpsc;
+
+use super::peers::{PeerEvent, PeerHandle, SendError};
+
+/// Handle to a running mesh task.
+#[derive(Clone)]
+pub struct MeshHandle {
+    cmds: mpsc::Sender<ClientCmd>,
+}
+
+impl MeshHandle {
+    /// Hands a command from a local session to the core.
+    pub async fn command(&self, cmd: ClientCmd) -> Result<(), ClientCmd> {
+        self.cmds.send(cmd).await.map_err(|e| e.0)
+    }
+}
+
+/// Starts the task that owns `core`. `peers`/`peer_events` are the link
+/// manager and its events; `local` receives every output that is not a
+/// message for a peer. `queue` bounds the command channel.
+pub fn spawn(
+    core: Broker,
+    peers: PeerHandle,
+    peer_events: mpsc::Receiver<PeerEvent>,
+    local: mpsc::Sender<Output>,
+    queue: usize,
+) -> MeshHandle {
+    let (tx, rx) = mpsc::channel(queue);
+    tokio::spawn(run(core, peers, peer_events, rx, local));
+    MeshHandle { cmds: tx }
+}
+
+async fn run(
+    mut core: Broker,
+    peers: PeerHandle,
+    mut peer_events: mpsc::Receiver<PeerEvent>,
+    mut cmds: mpsc::Receiver<ClientCmd>,
+    local: mpsc::Sender<Output>,
+) {
+    let epoch = Instant::now();
+    let now = || Time(epoch.elapsed().as_millis() as u64);
+    // Node names (u32) of the brokers we have linked to, to their ids.
+    let mut names: HashMap<u32, String> = HashMap::new();
+    loop {
+        let deadline = core
+            .poll_timeout()
+            .map(|t| tokio::time::Instant::from_std(epoch + Duration::from_millis(t.0)));
+        let input = tokio::select! {
+            ev = peer_events.recv() => match ev {
+                Some(PeerEvent::Up { peer, .. }) => {
+                    let name = meshcast_config::node_name(&peer.broker);
+                    names.insert(name, peer.broker);
+                    Input::LinkUp(NodeId::new(name, peer.incarnation))
+                }
+                Some(PeerEvent::Down { peer, reason }) => {
+                    tracing::debug!(peer = %peer.broker, %reason, "link down");
+                    Input::LinkDown(NodeId::new(meshcast_config::node_name(&peer.broker), peer.incarnation))
+                }
+                Some(PeerEvent::Frame { peer, body }) => {
+                    match wire::decode_body::<Envelope>("peer message", &body) {
+                        Ok(env) => Input::Peer(env),
+                        Err(e) => {
+                            tracing::warn!(peer = %peer.broker, error = %e, "dropping the link of a peer that sent a bad frame");
+                            peers.reset(&peer.broker);
+                            continue;
+                        }
+                    }
+                }
+                None => return,
+            },
+            cmd = cmds.recv() => match cmd {
+                Some(cmd) => Input::Client(cmd),
+                None => return,
+            },
+            _ = sleep_until(deadline) => Input::Timeout,
+        };
+        if let Err(e) = core.handle(now(), input) {
+            tracing::debug!(error = %e, "protocol input refused");
+        }
+        while let Some(out) = core.poll_output() {
+            match out {
+                Output::Send { to, envelope } => {
+                    let Some(broker) = names.get(&to.name) else {
+                        continue; // no link yet: the core resends after LinkUp
+                    };
+                    let frame = match wire::frame("peer message", &envelope) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot encode a peer message");
+                            continue;
+                        }
+                    };
+                    match peers.send(broker, frame) {
+                        Ok(()) | Err(SendError::NoLink(_)) => {}
+                        Err(SendError::Full(_)) => {
+                            tracing::warn!(peer = %broker, "peer link queue full: resetting the link");
+                            peers.reset(broker);
+                        }
+                    }
+                }
+                other => {
+                    if local.send(other).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::testing::{GUARD, free_addr, link_node, tempdir};
+    use meshcast_protocol::{Ordering, ProtocolConfig};
+
+    struct Node {
+        mesh: MeshHandle,
+        out: mpsc::Receiver<Output>,
+    }
+
+    /// A node linked to every address in `links` that joins the mesh
+    /// through `seed` (or bootstraps it when `seed` is `None`).
+    fn node(
+        dir: &std::path::Path,
+        name: &str,
+        addr: SocketAddr,
+        links: Vec<(SocketAddr, &str)>,
+        seed: Option<&str>,
+    ) -> Node {
+        let (peers, events) = link_node(dir, name, 1, addr, links);
+        let cfg = ProtocolConfig {
+            bootstrap: seed.is_none(),
+            seeds: seed.map(meshcast_config::node_name).into_iter().collect(),
+            ..ProtocolConfig::default()
+        };
+        let core = Broker::new(NodeId::new(meshcast_config::node_name(name), 1), cfg, 7);
+        let (tx, out) = mpsc::channel(4096);
+        Node {
+            mesh: spawn(core, peers, events, tx, 1024),
+            out,
+        }
+    }
+
+    use std::net::SocketAddr;
+
+    /// Waits for the group view of `g` to have `n` members.
+    async fn wait_members(node: &mut Node, n: usize) {
+        tokio::time::timeout(GUARD, async {
+            loop {
+                match node.out.recv().await {
+                    Some(Output::GroupView(gv))
+                        if gv.view.group == "g" && gv.view.members.len() == n =>
+                    {
+                        return;
+                    }
+                    Some(_) => {}
+                    None => panic!("mesh task ended"),
+                }
+            }
+        })
+        .await
+        .expect("group view never reached its members");
+    }
+
+    #[tokio::test]
+    async fn three_cores_over_quic_agree_on_one_total_order() {
+        let dir = tempdir("mesh-core");
+        let (a0, a1, a2) = (free_addr(), free_addr(), free_addr());
+        // Every broker lists every other (links need full connectivity;
+        // address gossip is not there yet); n0 bootstraps, the others join.
+        let mut nodes = [
+            node(&dir, "n0", a0, vec![(a1, "n1"), (a2, "n2")], None),
+            node(&dir, "n1", a1, vec![(a0, "n0"), (a2, "n2")], Some("n0")),
+            node(&dir, "n2", a2, vec![(a0, "n0"), (a1, "n1")], Some("n0")),
+        ];
+        for n in &nodes {
+            let join = ClientCmd::Join {
+                session: 1,
+                group: "g".into(),
+                state: false,
+            };
+            n.mesh.command(join).await.unwrap();
+        }
+        for n in nodes.iter_mut() {
+            wait_members(n, 3).await;
+        }
+        const PER_NODE: usize = 30;
+        for round in 0..PER_NODE {
+            for (i, n) in nodes.iter().enumerate() {
+                let publish = ClientCmd::Publish {
+                    session: 1,
+                    group: "g".into(),
+                    ordering: Ordering::Total,
+                    safe: false,
+                    payload: format!("n{i}-{round}").into_bytes(),
+                };
+                n.mesh.command(publish).await.unwrap();
+            }
+        }
+        let mut orders = Vec::new();
+        for n in nodes.iter_mut() {
+            let mut got = Vec::new();
+            tokio::time::timeout(GUARD, async {
+                while got.len() < 3 * PER_NODE {
+                    match n.out.recv().await {
+                        Some(Output::Deliver(d)) if !d.deferred => {
+                            got.push(String::from_utf8(d.payload).unwrap())
+                        }
+                        Some(_) => {}
+                        None => panic!("mesh task ended"),
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|_| {
+                panic!("only {} of {} delivered: {got:?}", got.len(), 3 * PER_NODE)
+            });
+            orders.push(got);
+        }
+        assert_eq!(orders[0], orders[1]);
+        assert_eq!(orders[0], orders[2]);
+        // Each publisher's messages keep their order inside the total order.
+        for i in 0..3 {
+            let mine: Vec<&String> = orders[0]
+                .iter()
+                .filter(|m| m.starts_with(&format!("n{i}-")))
+                .collect();
+            let want: Vec<String> = (0..PER_NODE).map(|r| format!("n{i}-{r}")).collect();
+            assert_eq!(mine, want.iter().collect::<Vec<_>>());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
