@@ -105,59 +105,119 @@ impl Router {
         self.delivered
     }
 
-    /// Applies one request from `session`, appending effects to `out`.
+    /// Applies one request from `session`, appending effects to `out`
+    /// (single-broker mode: a publish is delivered locally at once).
     pub fn handle(&mut self, session: SessionId, msg: ClientMsg, out: &mut Vec<Effect>) {
-        let Some(state) = self.sessions.get_mut(&session) else {
+        if !self.sessions.contains_key(&session) {
             return;
-        };
+        }
         match msg {
             ClientMsg::Subscribe { id, pattern } => {
-                let answer = if state.subs.contains_key(&id) {
-                    reject(
-                        Some(id),
-                        RejectCode::BadSubscriptionId,
-                        format!("subscription id {id} is already in use"),
-                    )
-                } else if state.subs.len() >= self.limits.max_subscriptions_per_session {
-                    reject(
-                        Some(id),
-                        RejectCode::LimitReached,
-                        format!(
-                            "session already holds {} subscriptions (limits.max_subscriptions_per_session)",
-                            state.subs.len()
-                        ),
-                    )
-                } else {
-                    match Pattern::new(pattern) {
-                        Ok(p) => {
-                            state.subs.insert(id, p.clone());
-                            self.index.insert((session, id), p);
-                            ServerMsg::Subscribed { id }
-                        }
-                        Err(e) => reject(Some(id), RejectCode::InvalidPattern, e.to_string()),
-                    }
+                let answer = match self.subscribe(session, id, pattern) {
+                    Ok(_) => ServerMsg::Subscribed { id },
+                    Err(rejected) => rejected,
                 };
                 out.push(reply(session, &answer));
             }
             ClientMsg::Unsubscribe { id } => {
-                let answer = if state.subs.remove(&id).is_some() {
-                    self.index.remove(&(session, id));
-                    ServerMsg::Unsubscribed { id }
-                } else {
-                    reject(
-                        Some(id),
-                        RejectCode::BadSubscriptionId,
-                        format!("no subscription with id {id}"),
-                    )
+                let answer = match self.unsubscribe(session, id) {
+                    Ok(_) => ServerMsg::Unsubscribed { id },
+                    Err(rejected) => rejected,
                 };
                 out.push(reply(session, &answer));
             }
             ClientMsg::Ping { id } => out.push(reply(session, &ServerMsg::Pong { id })),
-            ClientMsg::Publish(p) => self.publish(session, p, out),
+            ClientMsg::Publish(p) => match self.accept_publish(session, &p) {
+                Ok((topic, seq)) => {
+                    let delivery = Delivery {
+                        topic: p.topic,
+                        publisher: session,
+                        seq,
+                        ordering: p.ordering,
+                        safe: p.safe,
+                        payload: p.payload,
+                    };
+                    out.extend(self.fanout(&topic, delivery, |_| true));
+                }
+                Err(rejected) => out.push(reply(session, &rejected)),
+            },
         }
     }
 
-    fn publish(&mut self, session: SessionId, p: Publish, out: &mut Vec<Effect>) {
+    /// Validates and installs a subscription; the error is the rejection to
+    /// send back.
+    pub fn subscribe(
+        &mut self,
+        session: SessionId,
+        id: u64,
+        pattern: String,
+    ) -> Result<Pattern, ServerMsg> {
+        let Some(state) = self.sessions.get_mut(&session) else {
+            return Err(reject(
+                Some(id),
+                RejectCode::BadSubscriptionId,
+                "no such session".into(),
+            ));
+        };
+        if state.subs.contains_key(&id) {
+            return Err(reject(
+                Some(id),
+                RejectCode::BadSubscriptionId,
+                format!("subscription id {id} is already in use"),
+            ));
+        }
+        if state.subs.len() >= self.limits.max_subscriptions_per_session {
+            return Err(reject(
+                Some(id),
+                RejectCode::LimitReached,
+                format!(
+                    "session already holds {} subscriptions (limits.max_subscriptions_per_session)",
+                    state.subs.len()
+                ),
+            ));
+        }
+        let p = Pattern::new(pattern)
+            .map_err(|e| reject(Some(id), RejectCode::InvalidPattern, e.to_string()))?;
+        state.subs.insert(id, p.clone());
+        self.index.insert((session, id), p.clone());
+        Ok(p)
+    }
+
+    /// Removes a subscription, returning its pattern; the error is the
+    /// rejection to send back.
+    pub fn unsubscribe(&mut self, session: SessionId, id: u64) -> Result<Pattern, ServerMsg> {
+        let removed = self
+            .sessions
+            .get_mut(&session)
+            .and_then(|state| state.subs.remove(&id));
+        match removed {
+            Some(p) => {
+                self.index.remove(&(session, id));
+                Ok(p)
+            }
+            None => Err(reject(
+                Some(id),
+                RejectCode::BadSubscriptionId,
+                format!("no subscription with id {id}"),
+            )),
+        }
+    }
+
+    /// The patterns of a session's subscriptions.
+    pub fn patterns(&self, session: SessionId) -> Vec<Pattern> {
+        self.sessions
+            .get(&session)
+            .map(|s| s.subs.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Validates a publish and numbers it: returns the topic and the
+    /// publisher's sequence number, or the rejection to send back.
+    pub fn accept_publish(
+        &mut self,
+        session: SessionId,
+        p: &Publish,
+    ) -> Result<(Topic, u64), ServerMsg> {
         if p.payload.len() > self.limits.max_payload_bytes {
             let reason = format!(
                 "payload of {} bytes on topic {:?} exceeds limits.max_payload_bytes = {}",
@@ -165,45 +225,46 @@ impl Router {
                 p.topic,
                 self.limits.max_payload_bytes
             );
-            out.push(reply(
-                session,
-                &reject(None, RejectCode::PayloadTooLarge, reason),
-            ));
-            return;
+            return Err(reject(None, RejectCode::PayloadTooLarge, reason));
         }
-        let topic = match Topic::new(p.topic.as_str()) {
-            Ok(t) => t,
-            Err(e) => {
-                out.push(reply(
-                    session,
-                    &reject(None, RejectCode::InvalidTopic, e.to_string()),
-                ));
-                return;
-            }
-        };
-        let Some(state) = self.sessions.get_mut(&session) else {
-            return;
-        };
+        let topic = Topic::new(p.topic.as_str())
+            .map_err(|e| reject(None, RejectCode::InvalidTopic, e.to_string()))?;
+        let state = self
+            .sessions
+            .get_mut(&session)
+            .ok_or_else(|| reject(None, RejectCode::InvalidTopic, "no such session".into()))?;
         state.published += 1;
-        let seq = state.published;
-        let targets = self.index.matches(&topic);
-        if targets.is_empty() {
-            return;
+        Ok((topic, state.published))
+    }
+
+    /// Encodes `delivery` once and returns the fan-out to every matching
+    /// subscription whose session passes `allowed`, if there is any.
+    pub fn fanout(
+        &mut self,
+        topic: &Topic,
+        delivery: Delivery,
+        allowed: impl Fn(SessionId) -> bool,
+    ) -> Option<Effect> {
+        let mut targets = self.index.matches(topic);
+        if targets.iter().any(|(s, _)| !allowed(*s)) {
+            targets = targets
+                .iter()
+                .filter(|(s, _)| allowed(*s))
+                .copied()
+                .collect();
         }
-        let delivery = ServerMsg::Deliver(Delivery {
-            topic: p.topic,
-            publisher: session,
-            seq,
-            ordering: p.ordering,
-            safe: p.safe,
-            payload: p.payload,
-        });
-        match client_proto::encode_server(&delivery) {
+        if targets.is_empty() {
+            return None;
+        }
+        match client_proto::encode_server(&ServerMsg::Deliver(delivery)) {
             Ok(frame) => {
                 self.delivered += 1;
-                out.push(Effect::Fanout { frame, targets });
+                Some(Effect::Fanout { frame, targets })
             }
-            Err(e) => tracing::error!(error = %e, "cannot encode a delivery"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a delivery");
+                None
+            }
         }
     }
 }
@@ -212,7 +273,8 @@ fn reject(id: Option<u64>, code: RejectCode, reason: String) -> ServerMsg {
     ServerMsg::Rejected { id, code, reason }
 }
 
-fn reply(session: SessionId, msg: &ServerMsg) -> Effect {
+/// An effect sending `msg` to `session`.
+pub fn reply(session: SessionId, msg: &ServerMsg) -> Effect {
     // Replies are small control messages; encoding them cannot exceed limits.
     let frame = client_proto::encode_server(msg).unwrap_or_default();
     Effect::Reply { session, frame }

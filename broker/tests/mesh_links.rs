@@ -149,6 +149,82 @@ async fn a_group_map_mismatch_is_refused_naming_both_digests() {
     }
 }
 
+#[tokio::test]
+async fn publishers_on_three_brokers_reach_every_subscriber_in_one_total_order() {
+    use futures_util::StreamExt;
+    use meshcast_client::Ordering;
+    let dir = TempDir::new("mesh-total");
+    certs(dir.path(), &["t1", "t2", "t3"]);
+    let (a1, a2, a3) = (free_udp_addr(), free_udp_addr(), free_udp_addr());
+    let first = ["mesh.bootstrap=true".to_string()];
+    let brokers = [
+        broker(dir.path(), "t1", a1, &[("t2", a2), ("t3", a3)], &first),
+        broker(dir.path(), "t2", a2, &[("t1", a1), ("t3", a3)], &[]),
+        broker(dir.path(), "t3", a3, &[("t1", a1), ("t2", a2)], &[]),
+    ];
+    // One subscriber per broker; subscribe returns once the join is
+    // installed mesh-wide.
+    let mut subs = Vec::new();
+    for b in &brokers {
+        let c = b.client("sub").await;
+        let s = tokio::time::timeout(GUARD, c.subscribe("orders/**"))
+            .await
+            .expect("subscribe never completed")
+            .unwrap();
+        subs.push((c, s));
+    }
+    const N: usize = 40;
+    let mut pubs = Vec::new();
+    for (i, b) in brokers.iter().enumerate() {
+        let c = b.client("pub").await;
+        let p = c
+            .publisher(&format!("orders/site{i}"), Ordering::Total, false)
+            .unwrap();
+        pubs.push((c, p));
+    }
+    for n in 0..N {
+        for (i, (_, p)) in pubs.iter().enumerate() {
+            p.publish(format!("{i}:{n}")).await.unwrap();
+        }
+    }
+    for (c, _) in &pubs {
+        c.flush().await.unwrap();
+    }
+    let mut orders = Vec::new();
+    for (_, s) in subs.iter_mut() {
+        let mut got = Vec::new();
+        while got.len() < 3 * N {
+            let m = tokio::time::timeout(GUARD, s.next())
+                .await
+                .unwrap_or_else(|_| panic!("only {} of {} arrived: {got:?}", got.len(), 3 * N))
+                .unwrap()
+                .unwrap();
+            got.push((
+                m.publisher,
+                m.seq,
+                String::from_utf8(m.payload.to_vec()).unwrap(),
+            ));
+        }
+        orders.push(got);
+    }
+    assert_eq!(
+        orders[0], orders[1],
+        "brokers t1 and t2 disagree on the order"
+    );
+    assert_eq!(
+        orders[0], orders[2],
+        "brokers t1 and t3 disagree on the order"
+    );
+    // Each publisher's messages arrive in its order, numbered 1, 2, 3, ...
+    let mut next = std::collections::HashMap::new();
+    for (publisher, seq, _) in &orders[0] {
+        let want = next.entry(*publisher).or_insert(1u64);
+        assert_eq!(seq, want);
+        *want += 1;
+    }
+    assert_eq!(next.len(), 3);
+}
+
 #[test]
 fn a_mesh_without_a_cluster_ca_is_refused_at_start() {
     let dir = TempDir::new("noca");

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use meshcast_transport::client_proto::{ClientMsg, CloseCode};
 use tokio::sync::mpsc;
 
+use super::bridge::Bridge;
 use super::session::Kill;
 use crate::router::{Effect, Router, SessionId};
 
@@ -89,7 +90,19 @@ struct State {
     limits: QueueLimits,
 }
 
-pub(crate) async fn run(router: Router, mut rx: mpsc::Receiver<CoreMsg>, limits: QueueLimits) {
+/// The mesh side of the core in mesh mode: the bridge and the protocol
+/// core's outputs.
+pub(crate) struct MeshSide {
+    pub bridge: Bridge,
+    pub outputs: mpsc::Receiver<meshcast_protocol::Output>,
+}
+
+pub(crate) async fn run(
+    router: Router,
+    mut rx: mpsc::Receiver<CoreMsg>,
+    limits: QueueLimits,
+    mut mesh: Option<MeshSide>,
+) {
     let mut st = State {
         router,
         sessions: HashMap::new(),
@@ -101,7 +114,24 @@ pub(crate) async fn run(router: Router, mut rx: mpsc::Receiver<CoreMsg>, limits:
     };
     let mut inbox = Vec::with_capacity(64);
     let mut effects = Vec::with_capacity(256);
-    while rx.recv_many(&mut inbox, 64).await > 0 {
+    let mut outputs = Vec::with_capacity(256);
+    loop {
+        let got = match mesh.as_mut() {
+            Some(m) => tokio::select! {
+                n = rx.recv_many(&mut inbox, 64) => n,
+                n = m.outputs.recv_many(&mut outputs, 256) => n.max(usize::from(!outputs.is_empty())),
+            },
+            None => rx.recv_many(&mut inbox, 64).await,
+        };
+        if got == 0 {
+            break;
+        }
+        if let Some(m) = mesh.as_mut() {
+            for o in outputs.drain(..) {
+                m.bridge.output(&mut st.router, o, &mut effects);
+            }
+            st.collect(&mut effects);
+        }
         for msg in inbox.drain(..) {
             match msg {
                 CoreMsg::Open { session, out } => {
@@ -110,7 +140,12 @@ pub(crate) async fn run(router: Router, mut rx: mpsc::Receiver<CoreMsg>, limits:
                 }
                 CoreMsg::Batch { session, msgs } => {
                     for m in msgs {
-                        st.router.handle(session, m, &mut effects);
+                        match mesh.as_mut() {
+                            Some(side) => {
+                                side.bridge.client(&mut st.router, session, m, &mut effects)
+                            }
+                            None => st.router.handle(session, m, &mut effects),
+                        }
                     }
                     st.collect(&mut effects);
                     if st.pending_frames >= FLUSH_AT {
@@ -121,6 +156,9 @@ pub(crate) async fn run(router: Router, mut rx: mpsc::Receiver<CoreMsg>, limits:
                     // Hand out what is pending first: replies to requests the
                     // session sent before it finished its stream.
                     st.flush();
+                    if let Some(side) = mesh.as_mut() {
+                        side.bridge.close(session);
+                    }
                     st.router.close(session);
                     st.sessions.remove(&session);
                 }

@@ -27,6 +27,11 @@ pub struct MeshHandle {
 }
 
 impl MeshHandle {
+    /// The command channel itself (for callers that must not wait).
+    pub(crate) fn sender(&self) -> mpsc::Sender<ClientCmd> {
+        self.cmds.clone()
+    }
+
     /// Hands a command from a local session to the core.
     pub async fn command(&self, cmd: ClientCmd) -> Result<(), ClientCmd> {
         self.cmds.send(cmd).await.map_err(|e| e.0)

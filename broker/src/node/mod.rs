@@ -4,6 +4,7 @@
 //! TLS files are configured, spawns the core task and accepts sessions.
 
 mod admin;
+mod bridge;
 mod core;
 pub mod mesh;
 pub mod peers;
@@ -145,7 +146,32 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
         frames: limits.subscriber_queue,
         bytes: limits.subscriber_queue_bytes,
     };
-    tokio::spawn(core::run(router, core_rx, queue));
+    let (links, link_events) = start_links(&config, &identity, &broker_id, groups.digest())?;
+    // Mesh mode (peers configured): the protocol core orders everything.
+    let mesh = if config.mesh.peers.is_empty() {
+        log_links(link_events);
+        None
+    } else {
+        let me = meshcast_config::node_name(&broker_id);
+        let protocol = meshcast_protocol::Broker::new(
+            meshcast_protocol::NodeId::new(me, links.incarnation),
+            protocol_config(&config),
+            links.incarnation,
+        );
+        let (out_tx, out_rx) = mpsc::channel(config.mesh.link_queue.min(65536));
+        let handle = mesh::spawn(
+            protocol,
+            links.peers.clone(),
+            link_events,
+            out_tx,
+            limits.publish_queue,
+        );
+        Some(core::MeshSide {
+            bridge: bridge::Bridge::new(handle.sender(), me, groups.clone()),
+            outputs: out_rx,
+        })
+    };
+    tokio::spawn(core::run(router, core_rx, queue, mesh));
     tracing::info!(
         broker = %broker_id,
         site = %config.broker.site,
@@ -154,7 +180,6 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
         group_map_digest = format!("{:016x}", groups.digest()),
         "broker listening for clients"
     );
-    let links = start_links(&config, &identity, &broker_id, groups.digest())?;
     let shared = Arc::new(Shared {
         links,
         config,
@@ -238,14 +263,14 @@ pub(crate) struct Links {
 /// Binds the peer endpoint (mutual TLS under the cluster CA) and starts the
 /// link manager towards the configured peers.
 ///
-/// The mesh protocol does not run over these links yet: link events are
-/// logged and shown in the status.
+/// In mesh mode the protocol core runs over these links; otherwise link
+/// events are only logged and shown in the status.
 fn start_links(
     config: &Config,
     identity: &pki::TlsIdentity,
     broker_id: &str,
     digest: u64,
-) -> Result<Links, StartError> {
+) -> Result<(Links, mpsc::Receiver<PeerEvent>), StartError> {
     let idle = config.limits.idle_timeout();
     let server = quic::server_config(identity, &[ALPN_PEER], true, idle)?;
     let mut endpoint = quic::bind_server(config.broker.peer_listen, server)?;
@@ -277,8 +302,20 @@ fn start_links(
         backoff: (mesh.reconnect_min(), mesh.reconnect_max()),
         handshake_timeout: config.limits.handshake_timeout(),
     };
-    let (tx, mut rx) = mpsc::channel(mesh.link_queue.min(65536));
+    let (tx, rx) = mpsc::channel(mesh.link_queue.min(65536));
     let peers = PeerHandle::start(endpoint, settings, tx);
+    Ok((
+        Links {
+            peers,
+            addr,
+            incarnation,
+        },
+        rx,
+    ))
+}
+
+/// Single-broker mode: links are only logged (nobody runs the protocol).
+fn log_links(mut rx: mpsc::Receiver<PeerEvent>) {
     tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
             match event {
@@ -290,16 +327,26 @@ fn start_links(
                     tracing::info!(peer = %peer.broker, %reason, "peer link down")
                 }
                 PeerEvent::Frame { peer, .. } => {
-                    tracing::debug!(peer = %peer.broker, "frame ignored: mesh protocol not wired yet")
+                    tracing::debug!(peer = %peer.broker, "frame ignored: not in mesh mode")
                 }
             }
         }
     });
-    Ok(Links {
-        peers,
-        addr,
-        incarnation,
-    })
+}
+
+/// The protocol settings of mesh mode, from `[mesh]`.
+fn protocol_config(config: &Config) -> meshcast_protocol::ProtocolConfig {
+    let m = &config.mesh;
+    meshcast_protocol::ProtocolConfig {
+        bootstrap: m.bootstraps(),
+        seeds: m.peers.iter().map(|p| p.node_name()).collect(),
+        heartbeat_interval: m.heartbeat_ms,
+        suspect_timeout: m.suspect_timeout_ms,
+        flush_timeout: m.flush_timeout_ms,
+        join_retry: m.join_retry_ms,
+        chunk_size: m.state_chunk_bytes,
+        ..meshcast_protocol::ProtocolConfig::default()
+    }
 }
 
 fn status_fn(shared: &Arc<Shared>, groups: &GroupMap, client_addr: SocketAddr) -> admin::StatusFn {

@@ -1,0 +1,349 @@
+//! Mesh mode: client requests go through the protocol core.
+//!
+//! A subscription joins, for its session, every group its pattern can reach
+//! (DESIGN §3); `Subscribed` is sent only once each of those joins is
+//! installed in the group's view (the join barrier, DESIGN §2.9). A publish
+//! is numbered for its publisher and multicast to its topic's group with the
+//! declared ordering. A delivery from the core goes, encoded once, to the
+//! local sessions that are members of the group and have a matching
+//! subscription.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
+use meshcast_protocol::{ClientCmd, MemberId, Output};
+use meshcast_topics::{GroupMap, Reach, Topic};
+use meshcast_transport::client_proto::{
+    ClientMsg, Delivery, Ordering, Publish, RejectCode, ServerMsg,
+};
+use meshcast_transport::wire;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::router::{Effect, Router, SessionId, reply};
+
+/// What the broker puts in a protocol message's payload.
+#[derive(Debug, Serialize, Deserialize)]
+struct MeshPayload {
+    topic: String,
+    /// The publisher's own sequence number (1, 2, 3, ...).
+    seq: u64,
+    payload: Bytes,
+}
+
+struct PendingSub {
+    session: SessionId,
+    id: u64,
+    waiting: HashSet<String>,
+}
+
+/// The session side of mesh mode, owned by the core task.
+pub(crate) struct Bridge {
+    mesh: mpsc::Sender<ClientCmd>,
+    me: u32,
+    groups: GroupMap,
+    /// Subscriptions of a session that reach each group.
+    refs: HashMap<(SessionId, String), usize>,
+    /// Joins installed in their group's view.
+    joined: HashSet<(SessionId, String)>,
+    sub_groups: HashMap<(SessionId, u64), Vec<String>>,
+    pending: Vec<PendingSub>,
+}
+
+fn to_protocol(o: Ordering) -> meshcast_protocol::Ordering {
+    match o {
+        Ordering::Reliable => meshcast_protocol::Ordering::Reliable,
+        Ordering::Fifo => meshcast_protocol::Ordering::Fifo,
+        Ordering::Causal => meshcast_protocol::Ordering::Causal,
+        Ordering::Total => meshcast_protocol::Ordering::Total,
+    }
+}
+
+fn from_protocol(o: meshcast_protocol::Ordering) -> Ordering {
+    match o {
+        meshcast_protocol::Ordering::Reliable => Ordering::Reliable,
+        meshcast_protocol::Ordering::Fifo => Ordering::Fifo,
+        meshcast_protocol::Ordering::Causal => Ordering::Causal,
+        meshcast_protocol::Ordering::Total => Ordering::Total,
+    }
+}
+
+/// A publisher id unique in the mesh: the broker's node name and the session.
+pub(crate) fn publisher_id(broker: u32, session: u64) -> u64 {
+    (u64::from(broker) << 32) | (session & 0xFFFF_FFFF)
+}
+
+impl Bridge {
+    pub(crate) fn new(mesh: mpsc::Sender<ClientCmd>, me: u32, groups: GroupMap) -> Bridge {
+        Bridge {
+            mesh,
+            me,
+            groups,
+            refs: HashMap::new(),
+            joined: HashSet::new(),
+            sub_groups: HashMap::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Hands a command to the core; `false` if its queue is full.
+    fn command(&self, cmd: ClientCmd) -> bool {
+        self.mesh.try_send(cmd).is_ok()
+    }
+
+    /// Applies one client request in mesh mode.
+    pub(crate) fn client(
+        &mut self,
+        router: &mut Router,
+        session: SessionId,
+        msg: ClientMsg,
+        out: &mut Vec<Effect>,
+    ) {
+        match msg {
+            ClientMsg::Subscribe { id, pattern } => {
+                self.subscribe(router, session, id, pattern, out)
+            }
+            ClientMsg::Unsubscribe { id } => match router.unsubscribe(session, id) {
+                Ok(_) => {
+                    for g in self.sub_groups.remove(&(session, id)).unwrap_or_default() {
+                        self.release(session, g);
+                    }
+                    out.push(reply(session, &ServerMsg::Unsubscribed { id }));
+                }
+                Err(rejected) => out.push(reply(session, &rejected)),
+            },
+            ClientMsg::Publish(p) => self.publish(router, session, p, out),
+            ping @ ClientMsg::Ping { .. } => router.handle(session, ping, out),
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        router: &mut Router,
+        session: SessionId,
+        id: u64,
+        pattern: String,
+        out: &mut Vec<Effect>,
+    ) {
+        let pattern = match router.subscribe(session, id, pattern) {
+            Ok(p) => p,
+            Err(rejected) => return out.push(reply(session, &rejected)),
+        };
+        let groups = match self.groups.reach(&pattern) {
+            Reach::Groups(g) => g,
+            Reach::All => {
+                let _ = router.unsubscribe(session, id);
+                let reason = format!(
+                    "pattern {:?} starts with a wildcard and so reaches every group; \
+                     a mesh does not support that yet: start it with a literal segment",
+                    pattern.as_str()
+                );
+                return out.push(reply(
+                    session,
+                    &ServerMsg::Rejected {
+                        id: Some(id),
+                        code: RejectCode::InvalidPattern,
+                        reason,
+                    },
+                ));
+            }
+        };
+        let mut waiting = HashSet::new();
+        for g in &groups {
+            let n = self.refs.entry((session, g.clone())).or_default();
+            *n += 1;
+            if *n == 1 {
+                let join = ClientCmd::Join {
+                    session,
+                    group: g.clone(),
+                    state: false,
+                };
+                if !self.command(join) {
+                    tracing::warn!(session, group = %g, "mesh command queue full: join dropped");
+                }
+            }
+            if !self.joined.contains(&(session, g.clone())) {
+                waiting.insert(g.clone());
+            }
+        }
+        self.sub_groups.insert((session, id), groups);
+        if waiting.is_empty() {
+            out.push(reply(session, &ServerMsg::Subscribed { id }));
+        } else {
+            self.pending.push(PendingSub {
+                session,
+                id,
+                waiting,
+            });
+        }
+    }
+
+    /// One subscription of `session` no longer reaches `group`.
+    fn release(&mut self, session: SessionId, group: String) {
+        let key = (session, group);
+        let Some(n) = self.refs.get_mut(&key) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.refs.remove(&key);
+            self.joined.remove(&key);
+            let (session, group) = key;
+            if !self.command(ClientCmd::Leave { session, group }) {
+                tracing::warn!(session, "mesh command queue full: leave dropped");
+            }
+        }
+    }
+
+    fn publish(
+        &mut self,
+        router: &mut Router,
+        session: SessionId,
+        p: Publish,
+        out: &mut Vec<Effect>,
+    ) {
+        let (topic, seq) = match router.accept_publish(session, &p) {
+            Ok(t) => t,
+            Err(rejected) => return out.push(reply(session, &rejected)),
+        };
+        let group = self.groups.group_of(&topic).to_string();
+        let body = MeshPayload {
+            topic: p.topic,
+            seq,
+            payload: p.payload,
+        };
+        let payload = match wire::frame("mesh payload", &body) {
+            Ok(f) => f[wire::LEN_PREFIX..].to_vec(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a mesh payload");
+                return;
+            }
+        };
+        let cmd = ClientCmd::Publish {
+            session,
+            group,
+            ordering: to_protocol(p.ordering),
+            safe: p.safe,
+            payload,
+        };
+        if !self.command(cmd) {
+            let reason = format!(
+                "publish on {:?} refused: the broker's queue to the mesh is full, retry later",
+                topic.as_str()
+            );
+            out.push(reply(
+                session,
+                &ServerMsg::Rejected {
+                    id: None,
+                    code: RejectCode::LimitReached,
+                    reason,
+                },
+            ));
+        }
+    }
+
+    /// The session ended: leave every group it was in.
+    pub(crate) fn close(&mut self, session: SessionId) {
+        let keys: Vec<(SessionId, String)> = self
+            .refs
+            .keys()
+            .filter(|(s, _)| *s == session)
+            .cloned()
+            .collect();
+        for (s, group) in keys {
+            self.refs.remove(&(s, group.clone()));
+            self.joined.remove(&(s, group.clone()));
+            let _ = self.command(ClientCmd::Leave { session, group });
+        }
+        self.sub_groups.retain(|(s, _), _| *s != session);
+        self.pending.retain(|p| p.session != session);
+    }
+
+    /// Applies one output of the protocol core.
+    pub(crate) fn output(&mut self, router: &mut Router, output: Output, out: &mut Vec<Effect>) {
+        match output {
+            Output::Deliver(d) => {
+                let sessions: HashSet<SessionId> = d
+                    .targets
+                    .iter()
+                    .filter(|m| m.broker.name == self.me)
+                    .map(|m| m.session)
+                    .collect();
+                if sessions.is_empty() {
+                    return;
+                }
+                let body: MeshPayload = match wire::decode_body("mesh payload", &d.payload) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(error = %e, group = %d.group, "undecodable mesh payload");
+                        return;
+                    }
+                };
+                let Ok(topic) = Topic::new(body.topic.as_str()) else {
+                    return;
+                };
+                let delivery = Delivery {
+                    topic: body.topic,
+                    publisher: publisher_id(d.publisher.broker.name, d.publisher.session),
+                    seq: body.seq,
+                    ordering: from_protocol(d.ordering),
+                    safe: d.safe,
+                    payload: body.payload,
+                };
+                out.extend(router.fanout(&topic, delivery, |s| sessions.contains(&s)));
+            }
+            Output::GroupView(gv) => {
+                let group = gv.view.group.clone();
+                let members: HashSet<MemberId> = gv.view.members.iter().copied().collect();
+                for m in gv.view.members.iter().filter(|m| m.broker.name == self.me) {
+                    if self.refs.contains_key(&(m.session, group.clone())) {
+                        self.joined.insert((m.session, group.clone()));
+                    }
+                }
+                self.joined.retain(|(s, g)| {
+                    *g != group
+                        || members
+                            .iter()
+                            .any(|m| m.broker.name == self.me && m.session == *s)
+                });
+                let joined = &self.joined;
+                let mut done = Vec::new();
+                self.pending.retain_mut(|p| {
+                    p.waiting
+                        .retain(|g| !joined.contains(&(p.session, g.clone())));
+                    if p.waiting.is_empty() {
+                        done.push((p.session, p.id));
+                        false
+                    } else {
+                        true
+                    }
+                });
+                for (session, id) in done {
+                    out.push(reply(session, &ServerMsg::Subscribed { id }));
+                }
+            }
+            Output::StateRequest { transfer, .. } => {
+                // Subscriptions never ask for state; answer empty so a joiner
+                // that did is not held up.
+                let _ = self.command(ClientCmd::StateReply {
+                    transfer,
+                    data: Vec::new(),
+                });
+            }
+            Output::MeshView(v) => {
+                tracing::info!(view = ?v.id, members = v.members.len(), "mesh view installed")
+            }
+            Output::Blocked => tracing::warn!("this broker lost the primary component: blocked"),
+            Output::Unblocked => tracing::info!("this broker is in the primary component again"),
+            Output::Expelled {
+                group,
+                member,
+                reason,
+            } => {
+                tracing::warn!(%group, session = member.session, ?reason, "member expelled");
+                self.joined.remove(&(member.session, group));
+            }
+            other => tracing::debug!(?other, "protocol output not used yet"),
+        }
+    }
+}
