@@ -223,6 +223,25 @@ async fn publishers_on_three_brokers_reach_every_subscriber_in_one_total_order()
         *want += 1;
     }
     assert_eq!(next.len(), 3);
+    // Every broker's status shows the same three-broker mesh view, and the
+    // orders group with the three subscribers as members (publishers are
+    // not members).
+    let mut views = Vec::new();
+    for b in &brokers {
+        let s = common::status(b.admin).await;
+        let mesh = &s["core"]["mesh"];
+        assert_eq!(mesh["view"][1].as_array().unwrap().len(), 3, "{s}");
+        let orders = mesh["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g[0] == "orders")
+            .expect("orders group in status");
+        assert_eq!(orders[2].as_array().unwrap().len(), 3, "{s}");
+        views.push(mesh["view"].clone());
+    }
+    assert_eq!(views[0], views[1]);
+    assert_eq!(views[0], views[2]);
 }
 
 #[test]

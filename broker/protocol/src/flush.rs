@@ -192,6 +192,22 @@ mod tests {
     }
 
     #[test]
+    fn trimmed_decision_lists_are_followed_from_the_furthest_report() {
+        let t = |r, s| msg(r, s, Ordering::Total, vec![0, 0]);
+        // Positions 1 = (0,1), 2 = (1,1), 3 = (0,2), 4 = (1,2). Everyone
+        // delivered 1 and 2; A trimmed them, B did not and knows less.
+        let mut a = rep(vec![1, 1], vec![t(0, 2), t(1, 2)], vec![(0, 2), (1, 2)]);
+        a.decisions_from = 2;
+        let b = rep(
+            vec![1, 1],
+            vec![t(1, 2), t(0, 2)],
+            vec![(0, 1), (1, 1), (0, 2)],
+        );
+        let out = compute_flush(2, &[Some(&a), Some(&b)]);
+        assert_eq!(keys(&out), vec![(0, 2), (1, 2)]);
+    }
+
+    #[test]
     fn positions_after_a_lost_message_become_unpositioned() {
         let t = |r, s| msg(r, s, Ordering::Total, vec![0, 0]);
         let a = rep(vec![0, 0], vec![t(1, 1)], vec![(0, 1), (1, 1)]);

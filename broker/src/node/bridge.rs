@@ -48,6 +48,19 @@ pub(crate) struct Bridge {
     joined: HashSet<(SessionId, String)>,
     sub_groups: HashMap<(SessionId, u64), Vec<String>>,
     pending: Vec<PendingSub>,
+    status: MeshStatus,
+}
+
+/// What the protocol core last reported, for `GET /status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MeshStatus {
+    /// The installed mesh view: its id and members (`name:incarnation`).
+    pub view: Option<(String, Vec<String>)>,
+    /// Each group's installed view: group, view id and members
+    /// (`name:incarnation/session`, oldest first).
+    pub groups: Vec<(String, String, Vec<String>)>,
+    /// Whether this broker is outside the primary component.
+    pub blocked: bool,
 }
 
 fn to_protocol(o: Ordering) -> meshcast_protocol::Ordering {
@@ -83,7 +96,13 @@ impl Bridge {
             joined: HashSet::new(),
             sub_groups: HashMap::new(),
             pending: Vec::new(),
+            status: MeshStatus::default(),
         }
+    }
+
+    /// What the protocol core last reported.
+    pub(crate) fn status(&self) -> MeshStatus {
+        self.status.clone()
     }
 
     /// Hands a command to the core; `false` if its queue is full.
@@ -294,6 +313,17 @@ impl Bridge {
             }
             Output::GroupView(gv) => {
                 let group = gv.view.group.clone();
+                let members = gv
+                    .view
+                    .members
+                    .iter()
+                    .map(|m| format!("{}/{}", m.broker, m.session))
+                    .collect();
+                let entry = (group.clone(), format!("{:?}", gv.view.id), members);
+                match self.status.groups.iter_mut().find(|g| g.0 == group) {
+                    Some(g) => *g = entry,
+                    None => self.status.groups.push(entry),
+                }
                 let members: HashSet<MemberId> = gv.view.members.iter().copied().collect();
                 for m in gv.view.members.iter().filter(|m| m.broker.name == self.me) {
                     if self.refs.contains_key(&(m.session, group.clone())) {
@@ -331,10 +361,18 @@ impl Bridge {
                 });
             }
             Output::MeshView(v) => {
-                tracing::info!(view = ?v.id, members = v.members.len(), "mesh view installed")
+                tracing::info!(view = ?v.id, members = v.members.len(), "mesh view installed");
+                let members = v.members.iter().map(|m| m.to_string()).collect();
+                self.status.view = Some((format!("{:?}", v.id), members));
             }
-            Output::Blocked => tracing::warn!("this broker lost the primary component: blocked"),
-            Output::Unblocked => tracing::info!("this broker is in the primary component again"),
+            Output::Blocked => {
+                tracing::warn!("this broker lost the primary component: blocked");
+                self.status.blocked = true;
+            }
+            Output::Unblocked => {
+                tracing::info!("this broker is in the primary component again");
+                self.status.blocked = false;
+            }
             Output::Expelled {
                 group,
                 member,

@@ -49,6 +49,8 @@ pub struct CoreStats {
     pub delivered: u64,
     /// Sessions disconnected because their queue filled.
     pub slow_consumers: u64,
+    /// Mesh mode: the views the protocol core installed.
+    pub mesh: Option<super::bridge::MeshStatus>,
 }
 
 /// The core's handle on one session's outbound side.
@@ -168,6 +170,7 @@ pub(crate) async fn run(
                         subscriptions: st.router.subscription_count(),
                         delivered: st.router.delivered(),
                         slow_consumers: st.slow_consumers,
+                        mesh: mesh.as_ref().map(|m| m.bridge.status()),
                     });
                 }
             }

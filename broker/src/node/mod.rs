@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::router::{Router, RouterLimits};
 
+pub use self::bridge::MeshStatus;
 pub use self::core::CoreStats;
 use self::peers::{PeerEvent, PeerHandle, PeerSettings};
 
