@@ -323,3 +323,196 @@ pub async fn latency(target: &Target, p: &LatencyParams) -> Result<LatencyResult
         max_us: hist.max(),
     })
 }
+
+/// Settings of the `mesh` scenario.
+#[derive(Debug, Clone)]
+pub struct MeshParams {
+    /// Messages per ordering mode.
+    pub messages: u64,
+    /// Payload size in bytes.
+    pub size: usize,
+    /// Most messages the publisher may be ahead of the slowest subscriber.
+    pub window: u64,
+}
+
+/// One `mesh` result: a publisher on the first broker, one subscriber on
+/// each broker.
+#[derive(Debug, Serialize)]
+pub struct MeshResult {
+    /// Always "mesh".
+    pub scenario: &'static str,
+    /// `fifo`, `total` or `total+safe`.
+    pub mode: &'static str,
+    /// Brokers in the mesh.
+    pub brokers: usize,
+    /// Payload size in bytes.
+    pub size: usize,
+    /// Messages published.
+    pub messages: u64,
+    /// Messages per second seen by each subscriber (one per broker).
+    pub per_subscriber_msgs_per_s: Vec<f64>,
+    /// The slowest subscriber's rate.
+    pub min_msgs_per_s: f64,
+    /// Whether every subscriber got every message.
+    pub all_arrived: bool,
+    /// Whether every subscriber saw them in publish order.
+    pub in_order: bool,
+    /// Hash of the delivery order at each subscriber (all equal when the
+    /// mesh agrees on one order).
+    pub order_hashes: Vec<String>,
+    /// Whether all order hashes are equal.
+    pub same_order: bool,
+}
+
+/// Runs the `mesh` scenario against `brokers` (client options of each).
+pub async fn mesh(brokers: &[ClientOptions], p: &MeshParams) -> Result<Vec<MeshResult>> {
+    let modes = [
+        ("fifo", Ordering::Fifo, false),
+        ("total", Ordering::Total, false),
+        ("total+safe", Ordering::Total, true),
+    ];
+    let mut results = Vec::new();
+    for (mode, ordering, safe) in modes {
+        let topic = format!("bench/mesh/{}", mode.replace('+', "-"));
+        let mut subs = Vec::new();
+        for (i, opts) in brokers.iter().enumerate() {
+            let mut opts = opts.clone().name(format!("bench-mesh-sub-{i}"));
+            opts.subscription_buffer = (p.window as usize + 1024) * 2;
+            let c = Client::connect(opts)
+                .await
+                .context("connecting a subscriber")?;
+            let s = c.subscribe(&topic).await?;
+            subs.push((c, s));
+        }
+        let publisher = Client::connect(brokers[0].clone().name("bench-mesh-pub")).await?;
+        let handle = publisher.publisher(&topic, ordering, safe)?;
+        let tallies: Vec<_> = (0..subs.len())
+            .map(|_| {
+                Arc::new(SubTally {
+                    received: AtomicU64::new(0),
+                    in_order: true.into(),
+                    stopped: false.into(),
+                })
+            })
+            .collect();
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        let mut clients = Vec::new();
+        for ((c, s), t) in subs.into_iter().zip(&tallies) {
+            clients.push(c);
+            tasks.push(tokio::spawn(drain_hashing(s, p.messages, t.clone())));
+        }
+        let payload = bytes::Bytes::from(vec![0x5Au8; p.size]);
+        for i in 0..p.messages {
+            if i % 64 == 0 {
+                let waiting = Instant::now();
+                let slowest = || {
+                    tallies
+                        .iter()
+                        .map(|t| t.received.load(AtomicOrdering::Acquire))
+                        .min()
+                        .unwrap_or(0)
+                };
+                while i.saturating_sub(slowest()) > p.window
+                    && waiting.elapsed() < Duration::from_secs(60)
+                    && !tallies
+                        .iter()
+                        .any(|t| t.stopped.load(AtomicOrdering::Acquire))
+                {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+            }
+            handle.publish(payload.clone()).await?;
+        }
+        publisher.flush().await?;
+        let mut rates = Vec::new();
+        let mut hashes = Vec::new();
+        let mut all_arrived = true;
+        for t in tasks {
+            match tokio::time::timeout(Duration::from_secs(60), t).await {
+                Ok(Ok(Ok((done, hash)))) => {
+                    rates.push(
+                        (p.messages as f64 / done.duration_since(start).as_secs_f64()).round(),
+                    );
+                    hashes.push(format!("{hash:016x}"));
+                }
+                Ok(Ok(Err(e))) => {
+                    eprintln!("bench: {e:#}");
+                    all_arrived = false;
+                }
+                _ => all_arrived = false,
+            }
+        }
+        let min = rates.iter().cloned().fold(f64::INFINITY, f64::min);
+        let same_order = all_arrived && hashes.windows(2).all(|w| w[0] == w[1]);
+        results.push(MeshResult {
+            scenario: "mesh",
+            mode,
+            brokers: brokers.len(),
+            size: p.size,
+            messages: p.messages,
+            per_subscriber_msgs_per_s: rates,
+            min_msgs_per_s: if min.is_finite() { min } else { 0.0 },
+            all_arrived,
+            in_order: tallies
+                .iter()
+                .all(|t| t.in_order.load(AtomicOrdering::Relaxed)),
+            order_hashes: hashes,
+            same_order,
+        });
+        publisher.close().await;
+        for c in clients {
+            c.close().await;
+        }
+    }
+    Ok(results)
+}
+
+/// Drains `expected` messages, checking publisher order and hashing the
+/// delivery order (FNV-1a over publisher and sequence number).
+async fn drain_hashing(
+    mut sub: Subscription,
+    expected: u64,
+    tally: Arc<SubTally>,
+) -> Result<(Instant, u64)> {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut last_seq = HashMapSeq::default();
+    let mut n = 0;
+    while n < expected {
+        let m = match sub.next().await {
+            Some(Ok(m)) => m,
+            other => {
+                tally.stopped.store(true, AtomicOrdering::Release);
+                bail!("mesh subscriber ended after {n} of {expected} messages: {other:?}");
+            }
+        };
+        if !last_seq.advance(m.publisher, m.seq) {
+            tally.in_order.store(false, AtomicOrdering::Relaxed);
+        }
+        for b in m
+            .publisher
+            .to_le_bytes()
+            .into_iter()
+            .chain(m.seq.to_le_bytes())
+        {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        n += 1;
+        tally.received.store(n, AtomicOrdering::Release);
+    }
+    Ok((Instant::now(), hash))
+}
+
+/// The last sequence number seen per publisher.
+#[derive(Default)]
+struct HashMapSeq(std::collections::HashMap<u64, u64>);
+
+impl HashMapSeq {
+    /// Records `seq` for `publisher`; false if it is not the next one.
+    fn advance(&mut self, publisher: u64, seq: u64) -> bool {
+        let last = self.0.entry(publisher).or_insert(0);
+        let ok = seq == *last + 1;
+        *last = seq;
+        ok
+    }
+}

@@ -173,7 +173,8 @@ struct DemoArgs {
 
 #[derive(Args)]
 struct BenchArgs {
-    /// Which scenario: fanout, latency or all.
+    /// Which scenario: fanout, latency, all (both), or mesh (three brokers
+    /// in this process: fifo, total and total+safe).
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Messages per payload size (fanout).
@@ -422,7 +423,8 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
         "all" => vec!["fanout", "latency"],
         "fanout" => vec!["fanout"],
         "latency" => vec!["latency"],
-        other => bail!("unknown scenario {other:?} (expected fanout, latency or all)"),
+        "mesh" => return run_mesh_bench(&args).await,
+        other => bail!("unknown scenario {other:?} (expected fanout, latency, mesh or all)"),
     };
     let mut embedded = None;
     let (target, _tmp) = match args.server {
@@ -474,6 +476,69 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
         }
     }
     if let Some(b) = embedded {
+        b.shutdown().await;
+    }
+    Ok(())
+}
+
+/// `meshcast bench --scenario mesh`: three brokers in this process, linked
+/// over loopback QUIC with a fresh cluster CA.
+async fn run_mesh_bench(args: &BenchArgs) -> Result<()> {
+    use meshcast_transport::pki;
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("meshcast-bench-mesh-{}", std::process::id())));
+    let (ca_key, _) = pki::ensure_ca(&dir.0)?;
+    let names = ["m1", "m2", "m3"];
+    let mut addrs = Vec::new();
+    for _ in names {
+        // A port that was free a moment ago; peers must know it in advance.
+        addrs.push(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?);
+    }
+    let mut brokers = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let cert = dir.0.join(format!("{name}.pem"));
+        let key = dir.0.join(format!("{name}-key.pem"));
+        pki::issue_files(&ca_key, name, &[name.to_string()], &cert, &key)?;
+        let peers: Vec<String> = names
+            .iter()
+            .zip(&addrs)
+            .filter(|(n, _)| *n != name)
+            .map(|(n, a)| format!("{{id=\"{n}\",addr=\"{a}\"}}"))
+            .collect();
+        let overrides = vec![
+            ("broker.id".to_string(), name.to_string()),
+            (
+                "broker.data_dir".into(),
+                dir.0.join(name).display().to_string(),
+            ),
+            ("broker.client_listen".into(), "127.0.0.1:0".into()),
+            ("broker.peer_listen".into(), addrs[i].to_string()),
+            ("broker.admin_listen".into(), "off".into()),
+            (
+                "tls.ca_cert".into(),
+                dir.0.join("ca.pem").display().to_string(),
+            ),
+            ("tls.cert".into(), cert.display().to_string()),
+            ("tls.key".into(), key.display().to_string()),
+            ("mesh.peers".into(), format!("[{}]", peers.join(","))),
+            ("mesh.bootstrap".into(), (i == 0).to_string()),
+        ];
+        let config = Config::load(None, Vec::new(), &overrides)?;
+        brokers.push(node::start(config).await?);
+    }
+    let opts: Vec<ClientOptions> = brokers
+        .iter()
+        .map(|b| ClientOptions::new(b.client_addr).ca_file(&b.ca_cert))
+        .collect();
+    let params = bench::MeshParams {
+        messages: args.messages,
+        size: args.sizes.first().copied().unwrap_or(128),
+        window: args.window,
+    };
+    for r in bench::mesh(&opts, &params).await? {
+        println!("{}", serde_json::to_string(&r)?);
+    }
+    for b in brokers {
         b.shutdown().await;
     }
     Ok(())

@@ -235,3 +235,32 @@ fn bench_prints_one_json_line_per_result_and_checks_delivery() {
     assert_eq!(lines[2]["scenario"], "latency");
     assert_eq!(lines[2]["messages"], 500);
 }
+
+#[test]
+fn mesh_bench_checks_that_three_brokers_agree_on_the_order() {
+    let (status, out, err) = run_cli(
+        &[
+            "bench",
+            "--scenario",
+            "mesh",
+            "--messages",
+            "300",
+            "--window",
+            "128",
+        ],
+        None,
+    );
+    assert!(status.success(), "{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let modes: Vec<&str> = lines.iter().map(|l| l["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["fifo", "total", "total+safe"]);
+    for l in &lines {
+        assert_eq!(l["all_arrived"], true, "{l}");
+        assert_eq!(l["in_order"], true, "{l}");
+        assert_eq!(l["same_order"], true, "{l}");
+        assert_eq!(l["order_hashes"].as_array().unwrap().len(), 3, "{l}");
+    }
+}
