@@ -244,6 +244,117 @@ async fn publishers_on_three_brokers_reach_every_subscriber_in_one_total_order()
     assert_eq!(views[0], views[2]);
 }
 
+#[tokio::test]
+async fn survivors_of_a_sigkill_under_load_agree_on_views_and_deliveries() {
+    use futures_util::StreamExt;
+    use meshcast_client::Ordering;
+    let dir = TempDir::new("mesh-kill");
+    certs(dir.path(), &["k1", "k2", "k3"]);
+    let (a1, a2, a3) = (free_udp_addr(), free_udp_addr(), free_udp_addr());
+    let fast = |boot: bool| {
+        vec![
+            format!("mesh.bootstrap={boot}"),
+            "mesh.heartbeat_ms=50".to_string(),
+            "mesh.suspect_timeout_ms=500".to_string(),
+            "mesh.flush_timeout_ms=800".to_string(),
+            "limits.idle_timeout_ms=2000".to_string(),
+        ]
+    };
+    let k1 = broker(dir.path(), "k1", a1, &[("k2", a2), ("k3", a3)], &fast(true));
+    let k2 = broker(
+        dir.path(),
+        "k2",
+        a2,
+        &[("k1", a1), ("k3", a3)],
+        &fast(false),
+    );
+    let mut k3 = broker(
+        dir.path(),
+        "k3",
+        a3,
+        &[("k1", a1), ("k2", a2)],
+        &fast(false),
+    );
+    let mut subs = Vec::new();
+    for b in [&k1, &k2] {
+        let c = b.client("sub").await;
+        let s = tokio::time::timeout(GUARD, c.subscribe("orders/**"))
+            .await
+            .unwrap()
+            .unwrap();
+        subs.push((c, s));
+    }
+    let mut pubs = Vec::new();
+    for (i, b) in [&k1, &k2, &k3].into_iter().enumerate() {
+        let c = b.client("pub").await;
+        let p = c
+            .publisher(&format!("orders/p{i}"), Ordering::Total, false)
+            .unwrap();
+        pubs.push((c, p));
+    }
+    const BEFORE: usize = 30;
+    const AFTER: usize = 30;
+    for n in 0..BEFORE {
+        for (_, p) in &pubs {
+            p.publish(format!("{n}")).await.unwrap();
+        }
+    }
+    // k3 has accepted its publisher's messages (they may still be in flight
+    // to the others) when it is killed.
+    pubs[2].0.flush().await.unwrap();
+    k3.child.kill().unwrap();
+    k3.child.wait().unwrap();
+    let killed = std::time::Instant::now();
+    for n in BEFORE..BEFORE + AFTER {
+        for (_, p) in &pubs[..2] {
+            p.publish(format!("{n}")).await.unwrap();
+        }
+    }
+    for (c, _) in &pubs[..2] {
+        c.flush().await.unwrap();
+    }
+    // The survivors install a two-broker view.
+    for b in [&k1, &k2] {
+        wait_for(b.admin, "a view without k3", |s| {
+            s["core"]["mesh"]["view"][1].as_array().map(Vec::len) == Some(2)
+        })
+        .await;
+    }
+    let failover = killed.elapsed();
+    let survivors: Vec<u64> = pubs[..2].iter().map(|(c, _)| c.session_id()).collect();
+    let mut logs = Vec::new();
+    for (_, s) in subs.iter_mut() {
+        let mut got = Vec::new();
+        let mut from_survivors = 0;
+        while from_survivors < 2 * (BEFORE + AFTER) {
+            let m = tokio::time::timeout(GUARD, s.next())
+                .await
+                .unwrap_or_else(|_| panic!("stalled after {} messages", got.len()))
+                .unwrap()
+                .unwrap();
+            if survivors
+                .iter()
+                .any(|sid| m.publisher & 0xFFFF_FFFF == *sid)
+                && m.topic != "orders/p2"
+            {
+                from_survivors += 1;
+            }
+            got.push((m.topic.clone(), m.seq));
+        }
+        logs.push(got);
+    }
+    assert_eq!(
+        logs[0], logs[1],
+        "the survivors delivered different sequences"
+    );
+    let from_k3 = logs[0].iter().filter(|(t, _)| t == "orders/p2").count();
+    assert!(from_k3 <= BEFORE, "{from_k3}");
+    eprintln!(
+        "failover: new view visible {} ms after SIGKILL; {from_k3} of k3's {BEFORE} messages delivered",
+        failover.as_millis()
+    );
+}
+
 #[test]
 fn a_mesh_without_a_cluster_ca_is_refused_at_start() {
     let dir = TempDir::new("noca");
