@@ -350,6 +350,124 @@ async fn survivors_of_a_sigkill_under_load_agree_on_views_and_deliveries() {
     );
 }
 
+#[tokio::test]
+async fn a_partitioned_minority_blocks_and_rejoins_after_the_heal() {
+    use common::relay::Relay;
+    use futures_util::StreamExt;
+    use meshcast_client::Ordering;
+    let dir = TempDir::new("mesh-part");
+    certs(dir.path(), &["p1", "p2", "p3"]);
+    let names = ["p1", "p2", "p3"];
+    let real: Vec<SocketAddr> = names.iter().map(|_| free_udp_addr()).collect();
+    // relay[i][j] carries broker i's dials to broker j.
+    let mut relays: Vec<Vec<Option<Relay>>> = Vec::new();
+    for i in 0..3 {
+        let mut row = Vec::new();
+        for (j, addr) in real.iter().enumerate() {
+            row.push(if i == j {
+                None
+            } else {
+                Some(Relay::start(*addr).await)
+            });
+        }
+        relays.push(row);
+    }
+    let fast = |boot: bool| {
+        vec![
+            format!("mesh.bootstrap={boot}"),
+            "mesh.heartbeat_ms=50".to_string(),
+            "mesh.suspect_timeout_ms=500".to_string(),
+            "mesh.flush_timeout_ms=800".to_string(),
+            "mesh.reconnect_max_ms=200".to_string(),
+            "limits.idle_timeout_ms=1000".to_string(),
+        ]
+    };
+    let mut brokers = Vec::new();
+    for i in 0..3 {
+        let peers: Vec<(&str, SocketAddr)> = (0..3)
+            .filter(|j| *j != i)
+            .map(|j| (names[j], relays[i][j].as_ref().unwrap().addr))
+            .collect();
+        brokers.push(broker(dir.path(), names[i], real[i], &peers, &fast(i == 0)));
+    }
+    let sub_client = brokers[0].client("sub").await;
+    let mut sub = tokio::time::timeout(GUARD, sub_client.subscribe("orders/**"))
+        .await
+        .unwrap()
+        .unwrap();
+    for b in &brokers {
+        wait_for(b.admin, "a three-broker view", |s| {
+            s["core"]["mesh"]["view"][1].as_array().map(Vec::len) == Some(3)
+        })
+        .await;
+    }
+    // Cut p3 off from both others, in both directions.
+    for (i, j) in [(0, 2), (2, 0), (1, 2), (2, 1)] {
+        relays[i][j].as_ref().unwrap().cut(true);
+    }
+    let cut = std::time::Instant::now();
+    wait_for(brokers[2].admin, "p3 to block", |s| {
+        s["core"]["mesh"]["blocked"] == true
+    })
+    .await;
+    for b in &brokers[..2] {
+        wait_for(b.admin, "a two-broker view", |s| {
+            s["core"]["mesh"]["view"][1].as_array().map(Vec::len) == Some(2)
+        })
+        .await;
+    }
+    let partition_ms = cut.elapsed().as_millis();
+    // The majority goes on delivering.
+    let p = brokers[1].client("pub").await;
+    let publisher = p
+        .publisher("orders/majority", Ordering::Total, false)
+        .unwrap();
+    publisher.publish("during the partition").await.unwrap();
+    let m = tokio::time::timeout(GUARD, sub.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.payload, "during the partition");
+    // Heal: p3 comes back into the primary component.
+    for row in &relays {
+        for r in row.iter().flatten() {
+            r.cut(false);
+        }
+    }
+    let healed = std::time::Instant::now();
+    for b in &brokers {
+        wait_for(b.admin, "a three-broker view after the heal", |s| {
+            s["core"]["mesh"]["view"][1].as_array().map(Vec::len) == Some(3)
+                && s["core"]["mesh"]["blocked"] == false
+        })
+        .await;
+    }
+    eprintln!(
+        "partition: minority blocked and majority view in {partition_ms} ms; heal: three-broker view again in {} ms",
+        healed.elapsed().as_millis()
+    );
+    // A publisher on the healed broker reaches the subscriber on p1.
+    let p3 = brokers[2].client("pub3").await;
+    let publisher3 = p3
+        .publisher("orders/healed", Ordering::Total, false)
+        .unwrap();
+    tokio::time::timeout(GUARD, async {
+        loop {
+            publisher3.publish("after the heal").await.unwrap();
+            p3.flush().await.unwrap();
+            let m = tokio::time::timeout(std::time::Duration::from_millis(500), sub.next()).await;
+            if let Ok(Some(Ok(m))) = m {
+                if m.payload == "after the heal" {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the healed broker's publishes never arrived");
+}
+
 #[test]
 fn a_mesh_without_a_cluster_ca_is_refused_at_start() {
     let dir = TempDir::new("noca");
