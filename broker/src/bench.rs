@@ -106,46 +106,102 @@ struct SubTally {
     stopped: std::sync::atomic::AtomicBool,
 }
 
-async fn drain(
-    sub: Subscription,
-    expected: u64,
-    tally: Arc<SubTally>,
-    publisher: u64,
-) -> Result<Instant> {
-    let result = drain_inner(sub, expected, &tally, publisher).await;
-    if result.is_err() {
-        tally.stopped.store(true, AtomicOrdering::Release);
+impl SubTally {
+    fn new() -> Arc<SubTally> {
+        Arc::new(SubTally {
+            received: AtomicU64::new(0),
+            in_order: true.into(),
+            stopped: false.into(),
+        })
     }
-    result
 }
 
-async fn drain_inner(
+/// Connects a subscriber with room for the whole window (plus a check
+/// interval) in its buffer, so a subscriber within the window never
+/// overflows it.
+async fn subscriber(
+    opts: &ClientOptions,
+    name: String,
+    window: u64,
+    topic: &str,
+) -> Result<(Client, Subscription)> {
+    let mut opts = opts.clone().name(name);
+    opts.subscription_buffer = (window as usize + 1024) * 2;
+    let c = Client::connect(opts)
+        .await
+        .context("connecting a subscriber")?;
+    let s = c.subscribe(topic).await?;
+    Ok((c, s))
+}
+
+/// Waits while the publisher, about to send message `sent`, is more than
+/// `window` messages ahead of the slowest subscriber. Returns false if a
+/// subscriber has stopped (the run cannot complete).
+async fn hold_window(tallies: &[Arc<SubTally>], sent: u64, window: u64) -> bool {
+    let stopped = || {
+        tallies
+            .iter()
+            .any(|t| t.stopped.load(AtomicOrdering::Acquire))
+    };
+    let slowest = || {
+        tallies
+            .iter()
+            .map(|t| t.received.load(AtomicOrdering::Acquire))
+            .min()
+            .unwrap_or(0)
+    };
+    let waiting = Instant::now();
+    while sent.saturating_sub(slowest()) > window
+        && !stopped()
+        && waiting.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    !stopped()
+}
+
+/// Drains `expected` messages from `publisher` (any publisher when `None`),
+/// checking each publisher's order and hashing the delivery order (FNV-1a
+/// over publisher and sequence number). Returns when it finished and the hash.
+async fn drain(
     mut sub: Subscription,
     expected: u64,
-    tally: &SubTally,
-    publisher: u64,
-) -> Result<Instant> {
-    let mut next_seq = None;
+    tally: Arc<SubTally>,
+    publisher: Option<u64>,
+) -> Result<(Instant, u64)> {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut last_seq: std::collections::HashMap<u64, u64> = Default::default();
     let mut n = 0;
     while n < expected {
-        let msg = match sub.next().await {
+        let m = match sub.next().await {
             Some(Ok(m)) => m,
-            Some(Err(e)) => bail!("subscriber lost its session: {e}"),
-            None => bail!("subscription ended after {n} of {expected} messages"),
+            other => {
+                tally.stopped.store(true, AtomicOrdering::Release);
+                bail!("subscriber ended after {n} of {expected} messages: {other:?}");
+            }
         };
-        if msg.publisher != publisher {
+        if publisher.is_some_and(|p| p != m.publisher) {
             continue;
         }
-        if let Some(want) = next_seq {
-            if msg.seq != want {
-                tally.in_order.store(false, AtomicOrdering::Relaxed);
-            }
+        let last = last_seq
+            .entry(m.publisher)
+            .or_insert(m.seq.saturating_sub(1));
+        if m.seq != *last + 1 {
+            tally.in_order.store(false, AtomicOrdering::Relaxed);
         }
-        next_seq = Some(msg.seq + 1);
+        *last = m.seq;
+        for b in m
+            .publisher
+            .to_le_bytes()
+            .into_iter()
+            .chain(m.seq.to_le_bytes())
+        {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
         n += 1;
         tally.received.store(n, AtomicOrdering::Release);
     }
-    Ok(Instant::now())
+    Ok((Instant::now(), hash))
 }
 
 /// Runs the `fanout` scenario, returning one result per payload size.
@@ -158,65 +214,22 @@ pub async fn fanout(target: &Target, p: &FanoutParams) -> Result<Vec<FanoutResul
             .context("connecting the publisher")?;
         let mut subs = Vec::new();
         for i in 0..p.subscribers {
-            let mut opts = target.opts.clone().name(format!("bench-sub-{i}"));
-            // Room for the whole window plus one check interval, so a
-            // subscriber within the window never overflows its buffer.
-            opts.subscription_buffer = (p.window as usize + 1024) * 2;
-            let c = Client::connect(opts)
-                .await
-                .context("connecting a subscriber")?;
-            let s = c.subscribe(&topic).await?;
-            subs.push((c, s));
+            subs.push(subscriber(&target.opts, format!("bench-sub-{i}"), p.window, &topic).await?);
         }
-        let tallies: Vec<_> = (0..p.subscribers)
-            .map(|_| {
-                Arc::new(SubTally {
-                    received: AtomicU64::new(0),
-                    in_order: true.into(),
-                    stopped: false.into(),
-                })
-            })
-            .collect();
+        let tallies: Vec<_> = (0..p.subscribers).map(|_| SubTally::new()).collect();
         let start = Instant::now();
         let mut tasks = Vec::new();
         let mut clients = Vec::new();
+        let me = Some(publisher.session_id());
         for ((c, s), t) in subs.into_iter().zip(&tallies) {
             clients.push(c);
-            tasks.push(tokio::spawn(drain(
-                s,
-                p.messages,
-                t.clone(),
-                publisher.session_id(),
-            )));
+            tasks.push(tokio::spawn(drain(s, p.messages, t.clone(), me)));
         }
         let handle = publisher.publisher(&topic, Ordering::Fifo, false)?;
         let payload = bytes::Bytes::from(vec![0xA5u8; size]);
         for i in 0..p.messages {
-            if i % 256 == 0 {
-                let slowest = || {
-                    tallies
-                        .iter()
-                        .map(|t| t.received.load(AtomicOrdering::Acquire))
-                        .min()
-                        .unwrap_or(0)
-                };
-                let waiting = Instant::now();
-                while i.saturating_sub(slowest()) > p.window {
-                    if tallies
-                        .iter()
-                        .any(|t| t.stopped.load(AtomicOrdering::Acquire))
-                        || waiting.elapsed() > Duration::from_secs(60)
-                    {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_micros(200)).await;
-                }
-                if tallies
-                    .iter()
-                    .any(|t| t.stopped.load(AtomicOrdering::Acquire))
-                {
-                    break;
-                }
+            if i % 256 == 0 && !hold_window(&tallies, i, p.window).await {
+                break;
             }
             handle.publish(payload.clone()).await?;
         }
@@ -226,7 +239,7 @@ pub async fn fanout(target: &Target, p: &FanoutParams) -> Result<Vec<FanoutResul
         let mut last = start;
         for t in tasks {
             match tokio::time::timeout(Duration::from_secs(60), t).await {
-                Ok(Ok(Ok(done))) => {
+                Ok(Ok(Ok((done, _)))) => {
                     let secs = done.duration_since(start).as_secs_f64();
                     rates.push(p.messages as f64 / secs);
                     last = last.max(done);
@@ -376,51 +389,22 @@ pub async fn mesh(brokers: &[ClientOptions], p: &MeshParams) -> Result<Vec<MeshR
         let topic = format!("bench/mesh/{}", mode.replace('+', "-"));
         let mut subs = Vec::new();
         for (i, opts) in brokers.iter().enumerate() {
-            let mut opts = opts.clone().name(format!("bench-mesh-sub-{i}"));
-            opts.subscription_buffer = (p.window as usize + 1024) * 2;
-            let c = Client::connect(opts)
-                .await
-                .context("connecting a subscriber")?;
-            let s = c.subscribe(&topic).await?;
-            subs.push((c, s));
+            subs.push(subscriber(opts, format!("bench-mesh-sub-{i}"), p.window, &topic).await?);
         }
         let publisher = Client::connect(brokers[0].clone().name("bench-mesh-pub")).await?;
         let handle = publisher.publisher(&topic, ordering, safe)?;
-        let tallies: Vec<_> = (0..subs.len())
-            .map(|_| {
-                Arc::new(SubTally {
-                    received: AtomicU64::new(0),
-                    in_order: true.into(),
-                    stopped: false.into(),
-                })
-            })
-            .collect();
+        let tallies: Vec<_> = (0..subs.len()).map(|_| SubTally::new()).collect();
         let start = Instant::now();
         let mut tasks = Vec::new();
         let mut clients = Vec::new();
         for ((c, s), t) in subs.into_iter().zip(&tallies) {
             clients.push(c);
-            tasks.push(tokio::spawn(drain_hashing(s, p.messages, t.clone())));
+            tasks.push(tokio::spawn(drain(s, p.messages, t.clone(), None)));
         }
         let payload = bytes::Bytes::from(vec![0x5Au8; p.size]);
         for i in 0..p.messages {
-            if i % 64 == 0 {
-                let waiting = Instant::now();
-                let slowest = || {
-                    tallies
-                        .iter()
-                        .map(|t| t.received.load(AtomicOrdering::Acquire))
-                        .min()
-                        .unwrap_or(0)
-                };
-                while i.saturating_sub(slowest()) > p.window
-                    && waiting.elapsed() < Duration::from_secs(60)
-                    && !tallies
-                        .iter()
-                        .any(|t| t.stopped.load(AtomicOrdering::Acquire))
-                {
-                    tokio::time::sleep(Duration::from_micros(200)).await;
-                }
+            if i % 64 == 0 && !hold_window(&tallies, i, p.window).await {
+                break;
             }
             handle.publish(payload.clone()).await?;
         }
@@ -466,53 +450,4 @@ pub async fn mesh(brokers: &[ClientOptions], p: &MeshParams) -> Result<Vec<MeshR
         }
     }
     Ok(results)
-}
-
-/// Drains `expected` messages, checking publisher order and hashing the
-/// delivery order (FNV-1a over publisher and sequence number).
-async fn drain_hashing(
-    mut sub: Subscription,
-    expected: u64,
-    tally: Arc<SubTally>,
-) -> Result<(Instant, u64)> {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut last_seq = HashMapSeq::default();
-    let mut n = 0;
-    while n < expected {
-        let m = match sub.next().await {
-            Some(Ok(m)) => m,
-            other => {
-                tally.stopped.store(true, AtomicOrdering::Release);
-                bail!("mesh subscriber ended after {n} of {expected} messages: {other:?}");
-            }
-        };
-        if !last_seq.advance(m.publisher, m.seq) {
-            tally.in_order.store(false, AtomicOrdering::Relaxed);
-        }
-        for b in m
-            .publisher
-            .to_le_bytes()
-            .into_iter()
-            .chain(m.seq.to_le_bytes())
-        {
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        n += 1;
-        tally.received.store(n, AtomicOrdering::Release);
-    }
-    Ok((Instant::now(), hash))
-}
-
-/// The last sequence number seen per publisher.
-#[derive(Default)]
-struct HashMapSeq(std::collections::HashMap<u64, u64>);
-
-impl HashMapSeq {
-    /// Records `seq` for `publisher`; false if it is not the next one.
-    fn advance(&mut self, publisher: u64, seq: u64) -> bool {
-        let last = self.0.entry(publisher).or_insert(0);
-        let ok = seq == *last + 1;
-        *last = seq;
-        ok
-    }
 }

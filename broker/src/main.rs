@@ -249,17 +249,21 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn run_broker(args: BrokerArgs) -> Result<()> {
-    let config = args.config.load()?;
-    init_logs(&config.log.level);
-    let broker = node::start(config).await.context("starting the broker")?;
-    // One line on stdout that scripts and tests can wait for.
+/// One line on stdout that scripts and tests can wait for.
+fn print_banner(broker: &node::BrokerHandle) {
     println!(
         "meshcast broker {} listening on {} (CA {})",
         broker.broker_id,
         broker.client_addr,
         broker.ca_cert.display()
     );
+}
+
+async fn run_broker(args: BrokerArgs) -> Result<()> {
+    let config = args.config.load()?;
+    init_logs(&config.log.level);
+    let broker = node::start(config).await.context("starting the broker")?;
+    print_banner(&broker);
     if let Some(admin) = broker.admin_addr {
         println!("admin endpoint on {admin} (GET /status, GET /metrics)");
     }
@@ -323,12 +327,7 @@ async fn run_demo(args: DemoArgs) -> Result<()> {
     let config = args.config.load()?;
     init_logs(&config.log.level);
     let broker = node::start(config).await.context("starting the broker")?;
-    println!(
-        "meshcast broker {} listening on {} (CA {})",
-        broker.broker_id,
-        broker.client_addr,
-        broker.ca_cert.display()
-    );
+    print_banner(&broker);
     let opts = ClientOptions::new(broker.client_addr).ca_file(&broker.ca_cert);
     let sub_client = Client::connect(opts.clone().name("demo-sub")).await?;
     let mut sub = sub_client.subscribe("demo/**").await?;

@@ -215,10 +215,7 @@ fn bench_prints_one_json_line_per_result_and_checks_delivery() {
         None,
     );
     assert!(status.success(), "{err}");
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect();
+    let lines = json_lines(&out);
     assert_eq!(lines.len(), 3, "{out}");
     for fanout in &lines[..2] {
         assert_eq!(fanout["scenario"], "fanout");
@@ -251,10 +248,7 @@ fn mesh_bench_checks_that_three_brokers_agree_on_the_order() {
         None,
     );
     assert!(status.success(), "{err}");
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect();
+    let lines = json_lines(&out);
     let modes: Vec<&str> = lines.iter().map(|l| l["mode"].as_str().unwrap()).collect();
     assert_eq!(modes, ["fifo", "total", "total+safe"]);
     for l in &lines {
@@ -263,4 +257,11 @@ fn mesh_bench_checks_that_three_brokers_agree_on_the_order() {
         assert_eq!(l["same_order"], true, "{l}");
         assert_eq!(l["order_hashes"].as_array().unwrap().len(), 3, "{l}");
     }
+}
+
+/// Parses one JSON document per line.
+fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
 }

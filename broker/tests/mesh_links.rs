@@ -50,6 +50,19 @@ fn broker(
     b
 }
 
+/// Overrides for quick failure detection (no test relies on the timing;
+/// it only shortens the waits).
+fn fast(bootstrap: bool) -> Vec<String> {
+    vec![
+        format!("mesh.bootstrap={bootstrap}"),
+        "mesh.heartbeat_ms=50".to_string(),
+        "mesh.suspect_timeout_ms=500".to_string(),
+        "mesh.flush_timeout_ms=800".to_string(),
+        "mesh.reconnect_max_ms=200".to_string(),
+        "limits.idle_timeout_ms=1000".to_string(),
+    ]
+}
+
 async fn wait_for(
     admin: SocketAddr,
     what: &str,
@@ -251,15 +264,6 @@ async fn survivors_of_a_sigkill_under_load_agree_on_views_and_deliveries() {
     let dir = TempDir::new("mesh-kill");
     certs(dir.path(), &["k1", "k2", "k3"]);
     let (a1, a2, a3) = (free_udp_addr(), free_udp_addr(), free_udp_addr());
-    let fast = |boot: bool| {
-        vec![
-            format!("mesh.bootstrap={boot}"),
-            "mesh.heartbeat_ms=50".to_string(),
-            "mesh.suspect_timeout_ms=500".to_string(),
-            "mesh.flush_timeout_ms=800".to_string(),
-            "limits.idle_timeout_ms=2000".to_string(),
-        ]
-    };
     let k1 = broker(dir.path(), "k1", a1, &[("k2", a2), ("k3", a3)], &fast(true));
     let k2 = broker(
         dir.path(),
@@ -372,16 +376,6 @@ async fn a_partitioned_minority_blocks_and_rejoins_after_the_heal() {
         }
         relays.push(row);
     }
-    let fast = |boot: bool| {
-        vec![
-            format!("mesh.bootstrap={boot}"),
-            "mesh.heartbeat_ms=50".to_string(),
-            "mesh.suspect_timeout_ms=500".to_string(),
-            "mesh.flush_timeout_ms=800".to_string(),
-            "mesh.reconnect_max_ms=200".to_string(),
-            "limits.idle_timeout_ms=1000".to_string(),
-        ]
-    };
     let mut brokers = Vec::new();
     for i in 0..3 {
         let peers: Vec<(&str, SocketAddr)> = (0..3)
