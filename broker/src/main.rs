@@ -188,7 +188,7 @@ struct BenchArgs {
     subscribers: usize,
     /// Most messages the publisher may run ahead of the slowest subscriber
     /// (fanout); keep it below the broker's limits.subscriber_queue.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 2000)]
     window: u64,
     /// Messages per second (latency).
     #[arg(long, default_value_t = 20_000)]
