@@ -81,6 +81,15 @@ async fn run(
                 }
                 Some(PeerEvent::Frame { peer, body }) => {
                     match wire::decode_body::<Envelope>("peer message", &body) {
+                        // The link is authenticated (mutual TLS, hello): a
+                        // message must come from the broker at its other end.
+                        Ok(env) if env.from.name != meshcast_config::node_name(&peer.broker)
+                            || env.from.incarnation < peer.incarnation =>
+                        {
+                            tracing::warn!(peer = %peer.broker, from = %env.from, "dropping the link of a peer that sent as another broker");
+                            peers.reset(&peer.broker);
+                            continue;
+                        }
                         Ok(env) => Input::Peer(env),
                         Err(e) => {
                             tracing::warn!(peer = %peer.broker, error = %e, "dropping the link of a peer that sent a bad frame");

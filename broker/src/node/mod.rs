@@ -282,12 +282,14 @@ fn start_links(
         idle,
     )?);
     let addr = endpoint.local_addr().unwrap_or(config.broker.peer_listen);
-    // A new incarnation on every start, so a restarted broker is a new member.
+    // A new, larger incarnation on every start (the wall clock in
+    // nanoseconds), so a restarted broker is a new member. The protocol core
+    // adds 1 when it rejoins after a partition; restarts are far more than
+    // that apart.
     let incarnation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-        ^ u64::from(std::process::id());
+        .unwrap_or(1);
     let mesh = &config.mesh;
     let settings = PeerSettings {
         local: PeerHello {
