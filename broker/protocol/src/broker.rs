@@ -319,6 +319,7 @@ impl Broker {
                 self.on_join_request(from);
                 Ok(())
             }
+            PeerMsg::JoinForward { joiner } => self.on_join_forward(from, joiner),
             PeerMsg::Excluded { view } => {
                 self.on_excluded(view);
                 Ok(())

@@ -316,3 +316,86 @@ fn errors_are_send_and_sync() {
     fn check<T: Send + Sync + std::error::Error>() {}
     check::<Error>();
 }
+
+/// A tiny lossless network of brokers indexed by name, for scenario tests.
+struct Net {
+    nodes: Vec<Broker>,
+    now: Time,
+}
+
+impl Net {
+    fn new(cfgs: Vec<ProtocolConfig>) -> Net {
+        let nodes = cfgs
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| Broker::new(b(i as u32), c, 100 + i as u64))
+            .collect();
+        Net { nodes, now: T0 }
+    }
+
+    /// Runs `ms` milliseconds, routing every send; `filter` may drop or
+    /// answer outputs (returns false to drop a send).
+    fn run(
+        &mut self,
+        ms: u64,
+        mut keep: impl FnMut(usize, &Output) -> bool,
+    ) -> Vec<(usize, Output)> {
+        let end = self.now.plus(ms);
+        let mut seen = Vec::new();
+        let mut queue: std::collections::VecDeque<(usize, Input)> =
+            (0..self.nodes.len()).map(|i| (i, Input::Timeout)).collect();
+        while self.now <= end {
+            while let Some((i, input)) = queue.pop_front() {
+                let _ = self.nodes[i].handle(self.now, input);
+                while let Some(o) = self.nodes[i].poll_output() {
+                    if !keep(i, &o) {
+                        continue;
+                    }
+                    if let Output::Send { to, envelope } = &o {
+                        let t = to.name as usize;
+                        if t < self.nodes.len() {
+                            queue.push_back((t, Input::Peer(envelope.clone())));
+                        }
+                    }
+                    seen.push((i, o));
+                }
+            }
+            self.now = self.now.plus(10);
+            queue.extend((0..self.nodes.len()).map(|i| (i, Input::Timeout)));
+        }
+        seen
+    }
+}
+
+#[test]
+fn joiner_whose_only_seed_is_not_the_coordinator_is_admitted() {
+    // b0 coordinates; b1 joins through b0; b2 knows only b1.
+    let seeds = |s: Vec<u32>, boot: bool| ProtocolConfig {
+        bootstrap: boot,
+        seeds: s,
+        ..ProtocolConfig::default()
+    };
+    let mut net = Net::new(vec![
+        seeds(vec![], true),
+        seeds(vec![0], false),
+        seeds(vec![1], false),
+    ]);
+    net.run(3_000, |_, _| true);
+    for x in &net.nodes {
+        let v = x.view().expect("every broker installed a view");
+        assert_eq!(v.members, vec![b(0), b(1), b(2)], "{:?}", x.id());
+    }
+}
+
+#[test]
+fn join_forward_from_a_non_member_is_refused() {
+    let (mut b0, _b1) = two_brokers();
+    let before = format!("{b0:?}");
+    let fwd = PeerMsg::JoinForward { joiner: b(3) };
+    assert!(matches!(
+        b0.handle(T0, Input::Peer(env(b(4), b(0), fwd))),
+        Err(Error::InvalidPeerMessage { .. })
+    ));
+    assert!(drain(&mut b0).is_empty());
+    assert_eq!(before, format!("{b0:?}"));
+}

@@ -259,12 +259,48 @@ impl Broker {
             return;
         }
         self.note_restart(from);
-        match self.joiners.get(&from.name) {
-            Some((j, _)) if j.incarnation > from.incarnation => {}
-            _ => {
-                self.joiners.insert(from.name, (from, self.now));
+        self.note_joiner(from);
+        // Only the coordinator admits joiners, and a joiner's seeds need not
+        // include it: pass the request on.
+        if let Some(c) = self.coordinator() {
+            if c != self.id {
+                self.send(c, PeerMsg::JoinForward { joiner: from });
             }
         }
+    }
+
+    fn note_joiner(&mut self, j: NodeId) {
+        match self.joiners.get(&j.name) {
+            Some((old, _)) if old.incarnation > j.incarnation => {}
+            _ => {
+                self.joiners.insert(j.name, (j, self.now));
+            }
+        }
+    }
+
+    /// A member passed on a joiner's request (see [`Self::on_join_request`]).
+    /// Not forwarded again, so forwards cannot loop.
+    pub(crate) fn on_join_forward(&mut self, from: NodeId, joiner: NodeId) -> Result<(), Error> {
+        let Some(e) = &self.epoch else { return Ok(()) };
+        if !e.view.contains(from) {
+            return Err(Error::InvalidPeerMessage {
+                from,
+                reason: "join forwarded by a non-member",
+            });
+        }
+        if joiner == self.id || joiner.name == self.id.name {
+            return Err(Error::InvalidPeerMessage {
+                from,
+                reason: "join forwarded for this broker",
+            });
+        }
+        if e.view.contains(joiner) {
+            self.catch_up(joiner, None);
+            return Ok(());
+        }
+        self.note_restart(joiner);
+        self.note_joiner(joiner);
+        Ok(())
     }
 
     pub(crate) fn on_excluded(&mut self, view: ViewId) {

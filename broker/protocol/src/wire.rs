@@ -60,6 +60,14 @@ pub enum PeerMsg {
     /// The provider cannot give a checkpoint from the right cut (it never
     /// got its own); the joiner must rejoin.
     StateAbort(TransferId),
+    /// A member that received a [`PeerMsg::JoinRequest`] passes it on to
+    /// the coordinator (joiners only know their seeds, which need not
+    /// include the coordinator). Accepted only from a member of the
+    /// receiver's view.
+    JoinForward {
+        /// The broker asking for admission.
+        joiner: NodeId,
+    },
 }
 
 /// Periodic liveness message.

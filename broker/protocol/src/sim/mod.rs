@@ -47,6 +47,11 @@ pub struct SimOptions {
     /// A session that stops consuming deliveries for a while:
     /// `(broker name, session, from ms, until ms)`.
     pub slow_session: Option<(u32, u64, u64, u64)>,
+    /// Give every broker but `0` a single seed, its predecessor (broker `i`
+    /// seeds `i - 1`, also after a restart or exclusion), so most joins
+    /// reach the coordinator only through join forwarding. The chain has no
+    /// cycle, so every joiner eventually finds a member.
+    pub single_seed: bool,
 }
 
 impl SimOptions {
@@ -59,6 +64,7 @@ impl SimOptions {
         let slow_from = 500 + r.next_u64() % 1_000;
         let slow_len = 500 + r.next_u64() % 3_000;
         let fault_ms = 2_000 + r.next_u64() % 2_000;
+        let single_seed = r.next_u64() % 3 == 0;
         SimOptions {
             brokers,
             fault_ms,
@@ -79,6 +85,7 @@ impl SimOptions {
             } else {
                 None
             },
+            single_seed,
         }
     }
 }
@@ -223,7 +230,11 @@ impl Sim {
             let id = NodeId::new(i, 1);
             let cfg = ProtocolConfig {
                 bootstrap: i == 0,
-                seeds: (0..opts.brokers as u32).collect(),
+                seeds: if opts.single_seed && i > 0 {
+                    vec![i - 1]
+                } else {
+                    (0..opts.brokers as u32).collect()
+                },
                 defects: opts.defects.clone(),
                 chunk_size: 64,
                 member_queue: opts.member_queue,
@@ -660,13 +671,18 @@ impl Sim {
     }
 
     fn restart(&mut self, name: u32) {
+        let seeds = if self.opts.single_seed && name > 0 {
+            vec![name - 1]
+        } else {
+            (0..self.opts.brokers as u32).collect()
+        };
         let node = &mut self.nodes[name as usize];
         node.restarts += 1;
         let id = NodeId::new(name, (node.restarts + 1) * 1_000_000);
         node.id = id;
         let cfg = ProtocolConfig {
             bootstrap: false,
-            seeds: (0..self.opts.brokers as u32).collect(),
+            seeds,
             defects: self.opts.defects.clone(),
             chunk_size: 64,
             member_queue: self.opts.member_queue,
