@@ -307,6 +307,8 @@ impl Broker {
             });
         }
         let from = env.from;
+        crate::wire::check_numbers(&env.msg)
+            .map_err(|reason| Error::InvalidPeerMessage { from, reason })?;
         if let Some(e) = &self.epoch {
             if e.view.contains(from) {
                 self.last_heard.insert(from, self.now);
@@ -419,15 +421,17 @@ impl Broker {
                 reason: "bad order batch",
             });
         }
-        let members = e.view.members.clone();
-        let g = e.group_mut(&o.group);
-        if members[g.sequencer] != from {
+        let sequencer = match e.groups.get(&o.group) {
+            Some(g) => g.sequencer,
+            None => crate::group::sequencer_rank(&o.group, e.view.members.len()),
+        };
+        if e.view.members.get(sequencer) != Some(&from) {
             return Err(Error::InvalidPeerMessage {
                 from,
                 reason: "order batch not from the sequencer",
             });
         }
-        g.add_decisions(o.first, o.entries);
+        e.group_mut(&o.group).add_decisions(o.first, o.entries);
         Ok(())
     }
 

@@ -1,6 +1,8 @@
 //! Handler tests: set a state, call one handler, compare the exact outputs.
 
-use crate::wire::{DataMsg, Envelope, Heartbeat, Install, PeerMsg, Propose, Report};
+use crate::wire::{
+    DataMsg, Envelope, Heartbeat, Install, OrderMsg, PeerMsg, Propose, Report, StateChunk,
+};
 use crate::*;
 
 const T0: Time = Time(1);
@@ -398,4 +400,142 @@ fn join_forward_from_a_non_member_is_refused() {
     ));
     assert!(drain(&mut b0).is_empty());
     assert_eq!(before, format!("{b0:?}"));
+}
+
+fn hb(promised: u64) -> PeerMsg {
+    PeerMsg::Heartbeat(Heartbeat {
+        view: Some(vid(2)),
+        promised: Some(ViewId {
+            counter: promised,
+            coordinator: b(1),
+        }),
+        accepted: None,
+        wants_change: false,
+        frontiers: vec![],
+    })
+}
+
+#[test]
+fn hostile_numbers_are_refused_without_state_change() {
+    let (mut b0, _b1) = two_brokers();
+    let before = format!("{b0:?}");
+    for from in [b(1), b(5)] {
+        assert!(matches!(
+            b0.handle(T0, Input::Peer(env(from, b(0), hb(u64::MAX)))),
+            Err(Error::InvalidPeerMessage { .. })
+        ));
+    }
+    let order = PeerMsg::Order(OrderMsg {
+        view: vid(2),
+        group: "g".into(),
+        first: u64::MAX,
+        entries: vec![(0, 1), (1, 1)],
+    });
+    let chunk = PeerMsg::StateChunk(StateChunk {
+        transfer: TransferId {
+            group: "g".into(),
+            joiner: MemberId {
+                broker: b(0),
+                session: 1,
+            },
+            view: vid(2),
+        },
+        offset: u64::MAX,
+        total: 1,
+        bytes: vec![1, 2],
+    });
+    for m in [order, chunk] {
+        assert!(matches!(
+            b0.handle(T0, Input::Peer(env(b(1), b(0), m))),
+            Err(Error::InvalidPeerMessage { .. })
+        ));
+    }
+    assert!(drain(&mut b0).is_empty());
+    assert_eq!(before, format!("{b0:?}"));
+}
+
+#[test]
+fn outsider_ballots_are_ignored() {
+    let (mut b0, _b1) = two_brokers();
+    let c = b0.max_counter;
+    b0.handle(T0, Input::Peer(env(b(5), b(0), hb(1 << 40))))
+        .unwrap();
+    assert_eq!(
+        b0.max_counter, c,
+        "a non-member's promise counts for nothing"
+    );
+    b0.handle(T0, Input::Peer(env(b(1), b(0), hb(1 << 40))))
+        .unwrap();
+    assert_eq!(b0.max_counter, 1 << 40, "a member's does");
+}
+
+#[test]
+fn exhausted_ballot_counter_stops_rounds_instead_of_wrapping() {
+    let (mut b0, _b1) = two_brokers();
+    b0.max_counter = u64::MAX;
+    b0.handle(
+        T0,
+        Input::Peer(env(b(2), NodeId::new(0, 0), PeerMsg::JoinRequest)),
+    )
+    .unwrap();
+    let mut now = T0;
+    for _ in 0..100 {
+        now = now.plus(50);
+        b0.handle(now, Input::Timeout).unwrap();
+    }
+    assert!(b0.round.is_none());
+    assert_eq!(b0.max_counter, u64::MAX);
+}
+
+#[test]
+fn order_for_unknown_group_from_non_sequencer_creates_no_state() {
+    let (mut b0, _b1) = two_brokers();
+    let before = format!("{b0:?}");
+    let o = PeerMsg::Order(OrderMsg {
+        view: vid(2),
+        group: "new-group".into(),
+        first: 1,
+        entries: vec![(0, 1)],
+    });
+    assert!(matches!(
+        b0.handle(T0, Input::Peer(env(b(7), b(0), o))),
+        Err(Error::InvalidPeerMessage { .. })
+    ));
+    assert_eq!(before, format!("{b0:?}"));
+}
+
+#[test]
+fn chunk_beyond_its_total_is_refused() {
+    let (_b0, mut b1) = two_brokers();
+    let tid = TransferId {
+        group: "g".into(),
+        joiner: MemberId {
+            broker: b(1),
+            session: 1,
+        },
+        view: vid(2),
+    };
+    b1.incoming.insert(
+        tid.clone(),
+        crate::transfer::Incoming {
+            provider: b(0),
+            buf: Vec::new(),
+            deferred: Vec::new(),
+            failed: false,
+            chained: Vec::new(),
+        },
+    );
+    for (offset, total, len) in [(1 << 62, 1 << 62, 5), (0, 3, 5)] {
+        let c = PeerMsg::StateChunk(StateChunk {
+            transfer: tid.clone(),
+            offset,
+            total,
+            bytes: vec![0; len],
+        });
+        assert!(matches!(
+            b1.handle(T0, Input::Peer(env(b(0), b(1), c))),
+            Err(Error::InvalidPeerMessage { .. })
+        ));
+    }
+    assert!(b1.incoming[&tid].buf.is_empty());
 }

@@ -193,14 +193,16 @@ impl Broker {
     }
 
     pub(crate) fn on_heartbeat(&mut self, from: NodeId, hb: Heartbeat) -> Result<(), Error> {
-        if let Some(p) = hb.promised {
-            self.max_counter = self.max_counter.max(p.counter);
-        }
         let Some(e) = &mut self.epoch else {
             return Ok(());
         };
         let cur = e.view.id;
         if let Some(rank) = e.view.rank(from) {
+            // Ballot fields count only from members (and are bounded by
+            // `check_numbers`), so no outsider can inflate the counter.
+            if let Some(p) = hb.promised {
+                self.max_counter = self.max_counter.max(p.counter);
+            }
             if hb.view == Some(cur) {
                 match hb.accepted {
                     Some(b) => self.accept_seen.insert(from, b),
@@ -358,10 +360,13 @@ impl Broker {
         if members.len() * 2 <= base_members.len() {
             return;
         }
+        let Some(counter) = self.max_counter.checked_add(1) else {
+            return;
+        };
         members.extend(new_joiners);
-        self.max_counter += 1;
+        self.max_counter = counter;
         let ballot = ViewId {
-            counter: self.max_counter,
+            counter,
             coordinator: self.id,
         };
         self.promise = Some(Promise {

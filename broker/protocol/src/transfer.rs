@@ -368,7 +368,10 @@ impl Broker {
                 reason: "state chunk from a broker that is not the provider",
             });
         }
-        if c.offset + c.bytes.len() as u64 > c.total {
+        if c.offset
+            .checked_add(c.bytes.len() as u64)
+            .is_none_or(|end| end > c.total)
+        {
             return Err(Error::InvalidPeerMessage {
                 from,
                 reason: "state chunk beyond its total",

@@ -264,3 +264,86 @@ pub struct StateChunk {
     /// Bytes.
     pub bytes: Vec<u8>,
 }
+
+/// Largest counter, sequence number, position or byte offset a peer may
+/// name. Honest values grow by one per view, message or decision and never
+/// come near it; the bound leaves room for the core's `+ 1` arithmetic, so
+/// a hostile or corrupted peer cannot make it overflow or wrap.
+pub(crate) const MAX_PEER_NUMBER: u64 = 1 << 62;
+
+fn ok_num(n: u64) -> bool {
+    n <= MAX_PEER_NUMBER
+}
+
+fn ok_view(v: &ViewId) -> bool {
+    ok_num(v.counter)
+}
+
+fn ok_data(m: &DataMsg) -> bool {
+    ok_view(&m.view) && ok_num(m.seq) && ok_num(m.id.seq) && m.deps.iter().all(|d| ok_num(*d))
+}
+
+fn ok_install(i: &Install) -> bool {
+    ok_view(&i.view.id)
+        && ok_view(&i.prev)
+        && i.groups
+            .iter()
+            .all(|g| ok_view(&g.view_id) && g.flush.iter().all(ok_data))
+}
+
+/// Rejects a message naming any number beyond [`MAX_PEER_NUMBER`] (checked
+/// before the message touches any state).
+pub(crate) fn check_numbers(msg: &PeerMsg) -> Result<(), &'static str> {
+    let ok = match msg {
+        PeerMsg::Heartbeat(h) => {
+            h.view
+                .iter()
+                .chain(&h.promised)
+                .chain(&h.accepted)
+                .all(ok_view)
+                && h.frontiers.iter().all(|f| {
+                    f.received.iter().all(|r| ok_num(*r))
+                        && ok_num(f.decisions)
+                        && ok_num(f.delivered_positions)
+                })
+        }
+        PeerMsg::JoinRequest | PeerMsg::JoinForward { .. } => true,
+        PeerMsg::Excluded { view } => ok_view(view),
+        PeerMsg::Data(m) => ok_data(m),
+        PeerMsg::Order(o) => {
+            ok_view(&o.view)
+                && ok_num(o.first)
+                && (o.entries.len() as u64) < MAX_PEER_NUMBER - o.first.min(MAX_PEER_NUMBER)
+                && o.entries.iter().all(|(_, s)| ok_num(*s))
+        }
+        PeerMsg::Propose(p) => ok_view(&p.ballot) && ok_view(&p.base),
+        PeerMsg::Report(r) => {
+            ok_view(&r.ballot)
+                && r.current.iter().all(ok_view)
+                && r.accepted.iter().all(|(b, i)| ok_view(b) && ok_install(i))
+                && r.groups.iter().all(|g| {
+                    g.delivered.iter().all(|d| ok_num(*d))
+                        && g.held.iter().all(ok_data)
+                        && ok_num(g.decisions_from)
+                        && (g.decisions.len() as u64)
+                            < MAX_PEER_NUMBER - g.decisions_from.min(MAX_PEER_NUMBER)
+                        && g.decisions.iter().all(|(_, s)| ok_num(*s))
+                })
+        }
+        PeerMsg::Accept { ballot, install } => ok_view(ballot) && ok_install(install),
+        PeerMsg::Accepted { ballot } => ok_view(ballot),
+        PeerMsg::Commit(i) => ok_install(i),
+        PeerMsg::StateChunk(c) => {
+            ok_view(&c.transfer.view)
+                && ok_num(c.offset)
+                && ok_num(c.total)
+                && (c.bytes.len() as u64) <= MAX_PEER_NUMBER
+        }
+        PeerMsg::StateDone(t) | PeerMsg::StateAbort(t) => ok_view(&t.view),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err("number out of range")
+    }
+}
