@@ -212,6 +212,9 @@ impl Broker {
         if let Some(d) = self.slow_deadline() {
             t = t.min(d);
         }
+        if let Some(d) = self.transfer_deadline() {
+            t = t.min(d);
+        }
         Some(t)
     }
 
@@ -672,6 +675,7 @@ impl Broker {
             deferred: false,
         };
         let mut targets = Vec::new();
+        let mut overflow = Vec::new();
         for x in local {
             if self.muted.contains(&(d.group.clone(), x)) {
                 continue;
@@ -682,6 +686,9 @@ impl Broker {
                 .find(|(t, _)| t.group == d.group && t.joiner == x)
             {
                 Some((_, inc)) if inc.failed => {}
+                Some((t, inc)) if inc.deferred.len() >= self.cfg.max_deferred => {
+                    overflow.push(t.clone());
+                }
                 Some((_, inc)) => inc.deferred.push(Delivery {
                     targets: vec![x],
                     deferred: true,
@@ -689,6 +696,9 @@ impl Broker {
                 }),
                 None => targets.push(x),
             }
+        }
+        for t in overflow {
+            self.give_up_transfer(t);
         }
         if let Some(limit) = self.cfg.member_queue {
             for x in &targets {

@@ -523,6 +523,7 @@ fn chunk_beyond_its_total_is_refused() {
             deferred: Vec::new(),
             failed: false,
             chained: Vec::new(),
+            deadline: Time(u64::MAX),
         },
     );
     for (offset, total, len) in [(1 << 62, 1 << 62, 5), (0, 3, 5)] {
@@ -538,4 +539,110 @@ fn chunk_beyond_its_total_is_refused() {
         ));
     }
     assert!(b1.incoming[&tid].buf.is_empty());
+}
+
+/// b0 (bootstrap) and b1 (joining through b0); session 1 on b0 joins `g`,
+/// then session 2 on b1 joins `g` with state. Nobody ever answers a
+/// `StateRequest`.
+fn unanswered_transfer(cfg1: ProtocolConfig) -> (Net, Vec<(usize, Output)>) {
+    let mut net = Net::new(vec![
+        ProtocolConfig {
+            bootstrap: true,
+            ..ProtocolConfig::default()
+        },
+        cfg1,
+    ]);
+    let join = |session, state| {
+        Input::Client(ClientCmd::Join {
+            session,
+            group: "g".into(),
+            state,
+        })
+    };
+    let now = net.now;
+    net.nodes[0].handle(now, join(1, false)).unwrap();
+    let mut seen = net.run(1_000, |_, _| true);
+    assert_eq!(net.nodes[1].view().map(|v| v.members.len()), Some(2));
+    let now = net.now;
+    net.nodes[1].handle(now, join(2, true)).unwrap();
+    seen.extend(net.run(500, |_, _| true));
+    (net, seen)
+}
+
+fn expelled_for_transfer(seen: &[(usize, Output)]) -> bool {
+    seen.iter().any(|(i, o)| {
+        *i == 1
+            && matches!(o, Output::Expelled { member, reason: ExpelReason::TransferFailed, .. }
+                if member.session == 2)
+    })
+}
+
+fn in_group(x: &Broker, session: u64) -> bool {
+    x.epoch
+        .as_ref()
+        .and_then(|e| e.groups.get("g"))
+        .is_some_and(|g| g.members.iter().any(|m| m.session == session))
+}
+
+#[test]
+fn provider_that_never_answers_gets_the_joiner_expelled() {
+    let (mut net, mut seen) = unanswered_transfer(ProtocolConfig {
+        seeds: vec![0],
+        transfer_timeout: 1_000,
+        ..ProtocolConfig::default()
+    });
+    assert!(
+        seen.iter()
+            .any(|(i, o)| *i == 0 && matches!(o, Output::StateRequest { .. })),
+        "the provider was asked"
+    );
+    assert!(
+        in_group(&net.nodes[1], 2),
+        "the joiner is in the group view"
+    );
+    assert!(!expelled_for_transfer(&seen), "not before the deadline");
+    seen.extend(net.run(2_000, |_, _| true));
+    assert!(expelled_for_transfer(&seen));
+    assert!(net.nodes[1].incoming.is_empty());
+    for x in &net.nodes {
+        assert!(!in_group(x, 2), "the expulsion took effect everywhere");
+    }
+}
+
+#[test]
+fn held_deliveries_are_bounded() {
+    let (mut net, seen) = unanswered_transfer(ProtocolConfig {
+        seeds: vec![0],
+        max_deferred: 3,
+        ..ProtocolConfig::default()
+    });
+    assert!(!expelled_for_transfer(&seen));
+    let mut seen = Vec::new();
+    for n in 0..3u8 {
+        let now = net.now;
+        let p = ClientCmd::Publish {
+            session: 1,
+            group: "g".into(),
+            ordering: Ordering::Fifo,
+            safe: false,
+            payload: vec![n],
+        };
+        net.nodes[0].handle(now, Input::Client(p)).unwrap();
+        seen.extend(net.run(50, |_, _| true));
+        assert!(!expelled_for_transfer(&seen), "{n} held");
+    }
+    let now = net.now;
+    let p = ClientCmd::Publish {
+        session: 1,
+        group: "g".into(),
+        ordering: Ordering::Fifo,
+        safe: false,
+        payload: vec![9],
+    };
+    net.nodes[0].handle(now, Input::Client(p)).unwrap();
+    seen.extend(net.run(1_000, |_, _| true));
+    assert!(expelled_for_transfer(&seen));
+    for x in &net.nodes {
+        assert!(!in_group(x, 2));
+    }
 }

@@ -31,6 +31,13 @@ pub struct ProtocolConfig {
     /// How long a member's queue may stay full before it is expelled with
     /// reason `Slow`.
     pub slow_timeout: u64,
+    /// How long a joiner's broker waits for a state-transfer checkpoint
+    /// (reset by every chunk received) before it gives up: the joiner is
+    /// expelled with `ExpelReason::TransferFailed` and may join again.
+    pub transfer_timeout: u64,
+    /// Most deliveries held back for one joiner while its checkpoint is
+    /// awaited; beyond it the joiner is expelled as for `transfer_timeout`.
+    pub max_deferred: usize,
     /// Deliberate defects (tests only; all off by default).
     pub defects: Defects,
 }
@@ -49,6 +56,8 @@ impl Default for ProtocolConfig {
             max_outbox: 16 * 1024,
             member_queue: None,
             slow_timeout: 2_000,
+            transfer_timeout: 5_000,
+            max_deferred: 65_536,
             defects: Defects::default(),
         }
     }

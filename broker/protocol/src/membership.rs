@@ -122,6 +122,7 @@ impl Broker {
             self.out.push_back(Output::Unblocked);
         }
         self.check_slow();
+        self.check_transfers();
         self.learn_chosen();
         self.maybe_start_round();
     }

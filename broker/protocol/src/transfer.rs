@@ -15,7 +15,7 @@
 
 use crate::broker::Broker;
 use crate::error::Error;
-use crate::id::{MemberId, NodeId, TransferId};
+use crate::id::{MemberId, NodeId, Time, TransferId};
 use crate::io::{Delivery, ExpelReason, Output};
 use crate::wire::{GroupRequest, Install, PeerMsg, StateChunk};
 
@@ -33,6 +33,9 @@ pub(crate) struct Incoming {
     /// Transfers this joiner must provide once its own checkpoint arrived:
     /// each is asked right before the first held-back delivery of its view.
     pub chained: Vec<(TransferId, MemberId)>,
+    /// When to give up waiting (`transfer_timeout` after the transfer
+    /// started or the last chunk arrived).
+    pub deadline: Time,
 }
 
 /// A checkpoint this broker provides.
@@ -139,6 +142,7 @@ impl Broker {
                                     deferred,
                                     failed: false,
                                     chained: Vec::new(),
+                                    deadline: self.now.plus(self.cfg.transfer_timeout),
                                 },
                             );
                         }
@@ -244,6 +248,59 @@ impl Broker {
         for t in unanswered {
             self.abort_outgoing(t);
         }
+    }
+
+    /// Gives up on checkpoints that did not arrive within `transfer_timeout`
+    /// (a provider that never answers would otherwise hold the joiner back
+    /// forever, its held deliveries growing).
+    pub(crate) fn check_transfers(&mut self) {
+        let now = self.now;
+        let late: Vec<TransferId> = self
+            .incoming
+            .iter()
+            .filter(|(_, i)| !i.failed && now >= i.deadline)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in late {
+            self.give_up_transfer(t);
+        }
+    }
+
+    /// Earliest transfer deadline.
+    pub(crate) fn transfer_deadline(&self) -> Option<Time> {
+        self.incoming
+            .values()
+            .filter(|i| !i.failed)
+            .map(|i| i.deadline)
+            .min()
+    }
+
+    /// Stops waiting for `t`: its held deliveries are dropped and the
+    /// joiner is expelled (`TransferFailed`) through the next view change;
+    /// until then it receives nothing. Its client may join again.
+    pub(crate) fn give_up_transfer(&mut self, t: TransferId) {
+        let Some(inc) = self.incoming.remove(&t) else {
+            return;
+        };
+        for (ct, _) in inc.chained {
+            self.abort_outgoing(ct);
+        }
+        let group = t.group;
+        let member = t.joiner;
+        let is_member = self
+            .epoch
+            .as_ref()
+            .and_then(|e| e.groups.get(&group))
+            .is_some_and(|g| g.members.contains(&member));
+        if !is_member || !self.muted.insert((group.clone(), member)) {
+            return;
+        }
+        self.out.push_back(Output::Expelled {
+            group: group.clone(),
+            member,
+            reason: ExpelReason::TransferFailed,
+        });
+        self.push_request(GroupRequest::Expel { group, member });
     }
 
     /// Gives up providing `t`: the joiner's broker asks for another transfer.
@@ -387,6 +444,7 @@ impl Broker {
             }
         }
         inc.buf.extend_from_slice(&c.bytes);
+        inc.deadline = self.now.plus(self.cfg.transfer_timeout);
         if inc.buf.len() as u64 == c.total {
             let data = std::mem::take(&mut inc.buf);
             self.send(from, PeerMsg::StateDone(c.transfer.clone()));
