@@ -80,6 +80,9 @@ pub struct Broker {
     pub(crate) joiners: BTreeMap<u32, (NodeId, Time)>,
     pub(crate) change_wanted: bool,
     pub(crate) minority: bool,
+    /// Set while installing a view learned alone (`learn_chosen`) after
+    /// being cut off: the install does not unblock.
+    pub(crate) keep_blocked: bool,
     pub(crate) next_heartbeat: Time,
     pub(crate) next_join: Time,
     // Client side.
@@ -132,6 +135,7 @@ impl Broker {
             joiners: BTreeMap::new(),
             change_wanted: false,
             minority: false,
+            keep_blocked: false,
             next_heartbeat: Time(0),
             next_join: Time(0),
             requests: Vec::new(),
@@ -191,7 +195,14 @@ impl Broker {
 
     /// Next output to act on.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        loop {
+            let o = self.out.pop_front()?;
+            if self.cfg.defects.ignore_minority && matches!(o, Output::Blocked | Output::Unblocked)
+            {
+                continue;
+            }
+            return Some(o);
+        }
     }
 
     /// When to call `handle(now, Input::Timeout)` next.
@@ -296,7 +307,9 @@ impl Broker {
     pub(crate) fn active(&self) -> bool {
         self.epoch.is_some()
             && !self.flushing()
-            && (!self.minority || self.cfg.defects.deliver_in_minority)
+            && (!self.minority
+                || self.cfg.defects.deliver_in_minority
+                || self.cfg.defects.ignore_minority)
     }
 
     pub(crate) fn on_peer(&mut self, env: Envelope) -> Result<(), Error> {

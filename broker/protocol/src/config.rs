@@ -82,4 +82,8 @@ pub struct Defects {
     pub ignore_causal: bool,
     /// Keep delivering after losing the primary component.
     pub deliver_in_minority: bool,
+    /// Keep delivering after losing the primary component and never say so
+    /// (no `Blocked` / `Unblocked` events): the checker must notice from
+    /// the views alone.
+    pub ignore_minority: bool,
 }

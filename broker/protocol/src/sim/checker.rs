@@ -115,7 +115,18 @@ pub struct Checker {
     pub max_view_change: u64,
     first_view: HashMap<u64, ViewId>,
     blocked: HashSet<NodeId>,
+    /// Simulated time of the event being checked (set by the simulator).
+    pub(crate) now: u64,
+    /// When each view was first installed anywhere.
+    installed_at: HashMap<ViewId, u64>,
 }
+
+/// How long after a view's successor that excludes a broker was installed
+/// the broker may still deliver in the old view: the time to learn it
+/// (an `Excluded` answer to its next heartbeat) or, cut off from everyone,
+/// to notice it lost the primary component (which it must have done
+/// `suspect_timeout` after the cut, before the majority could install).
+pub(crate) const EXCLUSION_GRACE_MS: u64 = 100;
 
 impl Checker {
     fn fail(&mut self, clause: Clause, detail: String) {
@@ -162,6 +173,7 @@ impl Checker {
                 self.view_members.insert(v.id, v.members.clone());
             }
         }
+        self.installed_at.entry(v.id).or_insert(self.now);
         let log = self.brokers.entry(node).or_default();
         let prev = log.views.last().copied();
         log.views.push(v.id);
@@ -306,6 +318,31 @@ impl Checker {
                 Clause::Primary,
                 format!("{node} delivered tag {tag} while outside the primary component"),
             );
+        }
+        // Independent of the broker's own `Blocked`: once a successor of
+        // the delivery's view that excludes this broker has been installed
+        // anywhere, the view is over in the primary component and this
+        // broker is outside it. It cannot know at once (an asymmetric cut
+        // can exclude a broker that still hears from others), so it gets
+        // `EXCLUSION_GRACE_MS` to find out.
+        if !flush {
+            if let Some(s) = self.successor.get(&d.view).copied() {
+                let excluded = self
+                    .view_members
+                    .get(&s)
+                    .is_some_and(|m| !m.contains(&node));
+                let since = self.installed_at.get(&s).copied().unwrap_or(self.now);
+                let late = self.now.saturating_sub(since);
+                if excluded && late > EXCLUSION_GRACE_MS {
+                    self.fail(
+                        Clause::Primary,
+                        format!(
+                            "{node} delivered tag {tag} in {} {late} ms after its successor {s} excluding it was installed",
+                            d.view
+                        ),
+                    );
+                }
+            }
         }
         let Some(log) = self.brokers.get_mut(&node) else {
             self.fail(

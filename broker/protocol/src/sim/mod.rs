@@ -348,6 +348,7 @@ impl Sim {
     }
 
     fn outputs(&mut self, name: u32, outs: Vec<Output>) {
+        self.checker.now = self.now;
         let mut replies = Vec::new();
         let mut consumed: BTreeMap<(u64, String), usize> = BTreeMap::new();
         let installs: Vec<usize> = outs

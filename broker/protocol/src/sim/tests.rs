@@ -210,6 +210,22 @@ fn checker_catches_delivery_outside_the_primary_component() {
     assert!(seed.is_some(), "minority deliveries went unnoticed");
 }
 
+/// The broker never admits it lost the primary component (no `Blocked`),
+/// so only the checker's own view bookkeeping can notice.
+#[test]
+fn checker_catches_minority_delivery_without_blocked_event() {
+    let d = Defects {
+        ignore_minority: true,
+        ..Defects::default()
+    };
+    let seed = caught(d, Clause::Primary, 40);
+    eprintln!("caught at seed {seed:?}");
+    assert!(
+        seed.is_some(),
+        "minority deliveries without a Blocked event went unnoticed"
+    );
+}
+
 #[test]
 fn runs_are_deterministic() {
     let a = run_seed(7);
