@@ -228,7 +228,14 @@ impl Broker {
                 .as_ref()
                 .filter(|(_, v)| Some(v.prev) == self.view_id())
                 .map(|(b, _)| *b),
-            wants_change: !self.requests.is_empty(),
+            // A flush whose coordinator gave up (or moved on) must be
+            // finished by someone: ask the current coordinator for a round.
+            wants_change: !self.requests.is_empty()
+                || (self.flushing()
+                    && self
+                        .promise
+                        .as_ref()
+                        .is_some_and(|p| self.now.since(p.at) > 2 * self.cfg.flush_timeout)),
             frontiers: match &self.epoch {
                 Some(e) => e.groups.values().map(GroupState::frontier).collect(),
                 None => Vec::new(),

@@ -119,6 +119,11 @@ fn regression_seeds() {
         // A slow-member expulsion applied after the member had left and
         // re-joined hit the new membership.
         97524,
+        // A broker that committed a learned view on its own got a fresh
+        // suspicion clock (or unblocked) and delivered in a view the primary
+        // had already left (36, 296); a flush whose coordinator gave up was
+        // never finished because nobody asked for a round (2743).
+        36, 296, 2743,
     ] {
         let r = run_seed(seed);
         assert!(r.violations.is_empty(), "{}", report(&r));
