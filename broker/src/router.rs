@@ -127,6 +127,22 @@ impl Router {
                 out.push(reply(session, &answer));
             }
             ClientMsg::Ping { id } => out.push(reply(session, &ServerMsg::Pong { id })),
+            ClientMsg::Join { id, .. } | ClientMsg::Leave { id, .. } => out.push(reply(
+                session,
+                &reject(
+                    Some(id),
+                    RejectCode::Unsupported,
+                    "process groups need mesh mode: configure [mesh] peers".into(),
+                ),
+            )),
+            ClientMsg::Multicast { group, .. } => out.push(reply(
+                session,
+                &reject(
+                    None,
+                    RejectCode::Unsupported,
+                    format!("multicast to group {group:?} needs mesh mode: configure [mesh] peers"),
+                ),
+            )),
             ClientMsg::Publish(p) => match self.accept_publish(session, &p) {
                 Ok((topic, seq)) => {
                     let delivery = Delivery {
@@ -229,12 +245,17 @@ impl Router {
         }
         let topic = Topic::new(p.topic.as_str())
             .map_err(|e| reject(None, RejectCode::InvalidTopic, e.to_string()))?;
-        let state = self
-            .sessions
-            .get_mut(&session)
+        let seq = self
+            .next_seq(session)
             .ok_or_else(|| reject(None, RejectCode::InvalidTopic, "no such session".into()))?;
+        Ok((topic, seq))
+    }
+
+    /// The next sequence number of `session` as a publisher.
+    pub fn next_seq(&mut self, session: SessionId) -> Option<u64> {
+        let state = self.sessions.get_mut(&session)?;
         state.published += 1;
-        Ok((topic, state.published))
+        Some(state.published)
     }
 
     /// Encodes `delivery` once and returns the fan-out to every matching

@@ -462,6 +462,110 @@ async fn a_partitioned_minority_blocks_and_rejoins_after_the_heal() {
     .expect("the healed broker's publishes never arrived");
 }
 
+#[tokio::test]
+async fn group_members_on_three_brokers_see_the_same_views_and_messages() {
+    use meshcast_client::{GroupEvent, Ordering};
+    let dir = TempDir::new("mesh-group");
+    certs(dir.path(), &["g1", "g2", "g3"]);
+    let (a1, a2, a3) = (free_udp_addr(), free_udp_addr(), free_udp_addr());
+    let brokers = [
+        broker(dir.path(), "g1", a1, &[("g2", a2), ("g3", a3)], &fast(true)),
+        broker(
+            dir.path(),
+            "g2",
+            a2,
+            &[("g1", a1), ("g3", a3)],
+            &fast(false),
+        ),
+        broker(
+            dir.path(),
+            "g3",
+            a3,
+            &[("g1", a1), ("g2", a2)],
+            &fast(false),
+        ),
+    ];
+    let mut members = Vec::new();
+    for b in &brokers {
+        let c = b.client("member").await;
+        let g = tokio::time::timeout(GUARD, c.join("room"))
+            .await
+            .unwrap()
+            .unwrap();
+        // The first view already contains this member, at its rank.
+        let me = &g.view().members[g.view().rank as usize];
+        assert!(
+            me.ends_with(&format!("/s{}", c.session_id())),
+            "{:?}",
+            g.view()
+        );
+        members.push((c, g));
+    }
+    // Wait until everyone sees the three-member view.
+    for (_, g) in members.iter_mut() {
+        while g.view().members.len() < 3 {
+            match tokio::time::timeout(GUARD, g.next()).await.unwrap() {
+                Some(Ok(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let ids: Vec<String> = members.iter().map(|(_, g)| g.view().id.clone()).collect();
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+    let ranks: Vec<u32> = members.iter().map(|(_, g)| g.view().rank).collect();
+    let mut sorted = ranks.clone();
+    sorted.sort();
+    assert_eq!(sorted, [0, 1, 2], "each member has its own rank");
+    const N: usize = 10;
+    for n in 0..N {
+        for (i, (_, g)) in members.iter().enumerate() {
+            g.multicast(format!("{i}:{n}"), Ordering::Total, false)
+                .await
+                .unwrap();
+        }
+    }
+    let mut logs = Vec::new();
+    for (_, g) in members.iter_mut() {
+        let mut got = Vec::new();
+        while got.len() < 3 * N {
+            match tokio::time::timeout(GUARD, g.next()).await.unwrap() {
+                Some(Ok(GroupEvent::Message(m))) => {
+                    got.push(String::from_utf8(m.payload.to_vec()).unwrap())
+                }
+                Some(Ok(GroupEvent::View(v))) => panic!("unexpected view {v:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        logs.push(got);
+    }
+    assert_eq!(logs[0], logs[1]);
+    assert_eq!(logs[0], logs[2]);
+    // One member leaves: the others see a two-member view.
+    let (_, leaving) = members.pop().unwrap();
+    tokio::time::timeout(GUARD, leaving.leave())
+        .await
+        .expect("leave never completed")
+        .unwrap();
+    for (_, g) in members.iter_mut() {
+        loop {
+            match tokio::time::timeout(GUARD, g.next()).await.unwrap() {
+                Some(Ok(GroupEvent::View(v))) if v.members.len() == 2 => break,
+                Some(Ok(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn joining_a_group_needs_mesh_mode() {
+    let b = BrokerProc::start(&[]);
+    let c = b.client("lonely").await;
+    let err = c.join("room").await.unwrap_err();
+    assert!(err.to_string().contains("mesh mode"), "{err}");
+    c.flush().await.unwrap();
+}
+
 #[test]
 fn a_mesh_without_a_cluster_ca_is_refused_at_start() {
     let dir = TempDir::new("noca");

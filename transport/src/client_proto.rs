@@ -116,6 +116,63 @@ pub enum ClientMsg {
         /// Echoed back.
         id: u64,
     },
+    /// Join a process group (mesh mode); answered by [`ServerMsg::Joined`]
+    /// once the session is in an installed view of the group.
+    Join {
+        /// Client-chosen id of the request.
+        id: u64,
+        /// The group.
+        group: String,
+    },
+    /// Leave a group joined with [`ClientMsg::Join`]; answered by
+    /// [`ServerMsg::Left`].
+    Leave {
+        /// The request id.
+        id: u64,
+        /// The group.
+        group: String,
+    },
+    /// Send a message to every member of a group (no answer unless refused).
+    Multicast {
+        /// The group.
+        group: String,
+        /// Ordering declared for the message.
+        ordering: Ordering,
+        /// Deliver only once every broker hosting members holds it.
+        safe: bool,
+        /// Opaque application bytes.
+        payload: Bytes,
+    },
+}
+
+/// One installed view of a group, as a member sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupViewInfo {
+    /// The group.
+    pub group: String,
+    /// The view's id (views of a group are totally ordered).
+    pub view: String,
+    /// Members, oldest first, as `b<node name>#<incarnation>/s<session>`.
+    pub members: Vec<String>,
+    /// This session's rank in `members` (0 = oldest).
+    pub rank: u32,
+}
+
+/// A message multicast to a group, delivered to a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupDelivery {
+    /// The group.
+    pub group: String,
+    /// The sender's publisher id.
+    pub publisher: u64,
+    /// The sender's sequence number for it.
+    pub seq: u64,
+    /// Ordering it was sent with.
+    pub ordering: Ordering,
+    /// Whether it was sent as `safe`.
+    pub safe: bool,
+    /// The application bytes.
+    pub payload: Bytes,
 }
 
 /// A message delivered to a subscriber session.
@@ -153,6 +210,11 @@ pub enum RejectCode {
     LimitReached,
     /// The subscription id is unknown or already in use.
     BadSubscriptionId,
+    /// The request needs a feature this broker does not offer (for example
+    /// groups on a broker that is not in mesh mode).
+    Unsupported,
+    /// The group name is not valid.
+    InvalidGroup,
 }
 
 /// Broker to client, after the handshake.
@@ -185,6 +247,22 @@ pub enum ServerMsg {
     },
     /// A published message.
     Deliver(Delivery),
+    /// The join with this request id is installed; the view follows.
+    Joined {
+        /// The request id.
+        id: u64,
+        /// The first view the session is in.
+        view: GroupViewInfo,
+    },
+    /// The session left the group.
+    Left {
+        /// The request id.
+        id: u64,
+    },
+    /// A new view of a group the session is a member of.
+    GroupView(GroupViewInfo),
+    /// A message multicast to a group the session is a member of.
+    GroupMessage(GroupDelivery),
 }
 
 /// Application close codes carried by QUIC `CONNECTION_CLOSE`.

@@ -11,10 +11,11 @@
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use meshcast_protocol::{ClientCmd, MemberId, Output};
+use meshcast_protocol::{ClientCmd, GroupView, MemberId, Output};
 use meshcast_topics::{GroupMap, Reach, Topic};
 use meshcast_transport::client_proto::{
-    ClientMsg, Delivery, Ordering, Publish, RejectCode, ServerMsg,
+    self, ClientMsg, Delivery, GroupDelivery, GroupViewInfo, Ordering, Publish, RejectCode,
+    ServerMsg,
 };
 use meshcast_transport::wire;
 use serde::{Deserialize, Serialize};
@@ -49,7 +50,15 @@ pub(crate) struct Bridge {
     sub_groups: HashMap<(SessionId, u64), Vec<String>>,
     pending: Vec<PendingSub>,
     status: MeshStatus,
+    /// Explicit joins (`ClientMsg::Join`): request id and whether the
+    /// session is in an installed view yet.
+    explicit: HashMap<(SessionId, String), (u64, bool)>,
+    /// The last installed view of each group.
+    views: HashMap<String, GroupView>,
 }
+
+/// Longest group name accepted from a client.
+const MAX_GROUP_NAME: usize = 128;
 
 /// What the protocol core last reported, for `GET /status`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -97,6 +106,8 @@ impl Bridge {
             sub_groups: HashMap::new(),
             pending: Vec::new(),
             status: MeshStatus::default(),
+            explicit: HashMap::new(),
+            views: HashMap::new(),
         }
     }
 
@@ -133,6 +144,53 @@ impl Bridge {
             },
             ClientMsg::Publish(p) => self.publish(router, session, p, out),
             ping @ ClientMsg::Ping { .. } => router.handle(session, ping, out),
+            ClientMsg::Join { id, group } => self.join(session, id, group, out),
+            ClientMsg::Leave { id, group } => {
+                if self.explicit.remove(&(session, group.clone())).is_some() {
+                    self.release(session, group);
+                    out.push(reply(session, &ServerMsg::Left { id }));
+                } else {
+                    out.push(reply(
+                        session,
+                        &ServerMsg::Rejected {
+                            id: Some(id),
+                            code: RejectCode::InvalidGroup,
+                            reason: format!("not a member of group {group:?}"),
+                        },
+                    ));
+                }
+            }
+            ClientMsg::Multicast {
+                group,
+                ordering,
+                safe,
+                payload,
+            } => {
+                if let Err(reason) = check_group(&group) {
+                    return out.push(reply(
+                        session,
+                        &ServerMsg::Rejected {
+                            id: None,
+                            code: RejectCode::InvalidGroup,
+                            reason,
+                        },
+                    ));
+                }
+                let Some(seq) = router.next_seq(session) else {
+                    return;
+                };
+                // An empty topic marks a multicast: no subscription matches it.
+                self.send(
+                    session,
+                    group,
+                    String::new(),
+                    seq,
+                    ordering,
+                    safe,
+                    payload,
+                    out,
+                );
+            }
         }
     }
 
@@ -197,6 +255,59 @@ impl Bridge {
         }
     }
 
+    fn join(&mut self, session: SessionId, id: u64, group: String, out: &mut Vec<Effect>) {
+        let refuse = |reason: String| ServerMsg::Rejected {
+            id: Some(id),
+            code: RejectCode::InvalidGroup,
+            reason,
+        };
+        if let Err(reason) = check_group(&group) {
+            return out.push(reply(session, &refuse(reason)));
+        }
+        let key = (session, group.clone());
+        if self.explicit.contains_key(&key) {
+            let reason = format!("already a member of group {group:?}");
+            return out.push(reply(session, &refuse(reason)));
+        }
+        let installed = self.joined.contains(&key);
+        self.explicit.insert(key.clone(), (id, installed));
+        let n = self.refs.entry(key).or_default();
+        *n += 1;
+        if *n == 1 {
+            let join = ClientCmd::Join {
+                session,
+                group: group.clone(),
+                state: false,
+            };
+            if !self.command(join) {
+                tracing::warn!(session, %group, "mesh command queue full: join dropped");
+            }
+        }
+        if installed {
+            if let Some(view) = self
+                .views
+                .get(&group)
+                .and_then(|v| self.view_info(v, session))
+            {
+                out.push(reply(session, &ServerMsg::Joined { id, view }));
+            }
+        }
+    }
+
+    /// A group view as `session` sees it, if it is a member.
+    fn view_info(&self, view: &GroupView, session: SessionId) -> Option<GroupViewInfo> {
+        let rank = view
+            .members
+            .iter()
+            .position(|m| m.broker.name == self.me && m.session == session)?;
+        Some(GroupViewInfo {
+            group: view.group.clone(),
+            view: format!("{:?}", view.id),
+            members: view.members.iter().map(|m| m.to_string()).collect(),
+            rank: rank as u32,
+        })
+    }
+
     /// One subscription of `session` no longer reaches `group`.
     fn release(&mut self, session: SessionId, group: String) {
         let key = (session, group);
@@ -226,10 +337,34 @@ impl Bridge {
             Err(rejected) => return out.push(reply(session, &rejected)),
         };
         let group = self.groups.group_of(&topic).to_string();
+        self.send(
+            session, group, p.topic, seq, p.ordering, p.safe, p.payload, out,
+        );
+    }
+
+    /// Hands one message for `group` to the core, or refuses it if the
+    /// core's queue is full.
+    #[allow(clippy::too_many_arguments)]
+    fn send(
+        &mut self,
+        session: SessionId,
+        group: String,
+        topic: String,
+        seq: u64,
+        ordering: Ordering,
+        safe: bool,
+        payload: Bytes,
+        out: &mut Vec<Effect>,
+    ) {
+        let what = if topic.is_empty() {
+            format!("multicast to group {group:?}")
+        } else {
+            format!("publish on {topic:?}")
+        };
         let body = MeshPayload {
-            topic: p.topic,
+            topic,
             seq,
-            payload: p.payload,
+            payload,
         };
         let payload = match wire::frame("mesh payload", &body) {
             Ok(f) => f[wire::LEN_PREFIX..].to_vec(),
@@ -241,15 +376,13 @@ impl Bridge {
         let cmd = ClientCmd::Publish {
             session,
             group,
-            ordering: to_protocol(p.ordering),
-            safe: p.safe,
+            ordering: to_protocol(ordering),
+            safe,
             payload,
         };
         if !self.command(cmd) {
-            let reason = format!(
-                "publish on {:?} refused: the broker's queue to the mesh is full, retry later",
-                topic.as_str()
-            );
+            let reason =
+                format!("{what} refused: the broker's queue to the mesh is full, retry later");
             out.push(reply(
                 session,
                 &ServerMsg::Rejected {
@@ -276,6 +409,7 @@ impl Bridge {
         }
         self.sub_groups.retain(|(s, _), _| *s != session);
         self.pending.retain(|p| p.session != session);
+        self.explicit.retain(|(s, _), _| *s != session);
     }
 
     /// Applies one output of the protocol core.
@@ -298,14 +432,45 @@ impl Bridge {
                         return;
                     }
                 };
+                let publisher = publisher_id(d.publisher.broker.name, d.publisher.session);
+                let ordering = from_protocol(d.ordering);
+                // Members that joined the group explicitly get every message.
+                let mut members: Vec<(SessionId, u64)> = sessions
+                    .iter()
+                    .filter(|s| {
+                        self.explicit
+                            .get(&(**s, d.group.clone()))
+                            .is_some_and(|e| e.1)
+                    })
+                    .map(|s| (*s, 0))
+                    .collect();
+                if !members.is_empty() {
+                    members.sort_unstable();
+                    let msg = ServerMsg::GroupMessage(GroupDelivery {
+                        group: d.group.clone(),
+                        publisher,
+                        seq: body.seq,
+                        ordering,
+                        safe: d.safe,
+                        payload: body.payload.clone(),
+                    });
+                    match client_proto::encode_server(&msg) {
+                        Ok(frame) => out.push(Effect::Fanout {
+                            frame,
+                            targets: members.into(),
+                        }),
+                        Err(e) => tracing::error!(error = %e, "cannot encode a group message"),
+                    }
+                }
+                // Subscriptions get published messages whose topic they match.
                 let Ok(topic) = Topic::new(body.topic.as_str()) else {
                     return;
                 };
                 let delivery = Delivery {
                     topic: body.topic,
-                    publisher: publisher_id(d.publisher.broker.name, d.publisher.session),
+                    publisher,
                     seq: body.seq,
-                    ordering: from_protocol(d.ordering),
+                    ordering,
                     safe: d.safe,
                     payload: body.payload,
                 };
@@ -351,6 +516,40 @@ impl Bridge {
                 for (session, id) in done {
                     out.push(reply(session, &ServerMsg::Subscribed { id }));
                 }
+                let mut notices = Vec::new();
+                for ((session, g), (id, installed)) in self.explicit.iter_mut() {
+                    if *g != group {
+                        continue;
+                    }
+                    let Some(rank) = gv
+                        .view
+                        .members
+                        .iter()
+                        .position(|m| m.broker.name == self.me && m.session == *session)
+                    else {
+                        continue;
+                    };
+                    let info = GroupViewInfo {
+                        group: group.clone(),
+                        view: format!("{:?}", gv.view.id),
+                        members: gv.view.members.iter().map(|m| m.to_string()).collect(),
+                        rank: rank as u32,
+                    };
+                    let msg = if *installed {
+                        ServerMsg::GroupView(info)
+                    } else {
+                        *installed = true;
+                        ServerMsg::Joined {
+                            id: *id,
+                            view: info,
+                        }
+                    };
+                    notices.push((*session, msg));
+                }
+                for (session, msg) in notices {
+                    out.push(reply(session, &msg));
+                }
+                self.views.insert(group, gv.view);
             }
             Output::StateRequest { transfer, .. } => {
                 // Subscriptions never ask for state; answer empty so a joiner
@@ -384,4 +583,19 @@ impl Bridge {
             other => tracing::debug!(?other, "protocol output not used yet"),
         }
     }
+}
+
+/// Checks a group name from a client.
+fn check_group(group: &str) -> Result<(), String> {
+    if group.is_empty() || group.len() > MAX_GROUP_NAME {
+        return Err(format!(
+            "group name {group:?} must be 1 to {MAX_GROUP_NAME} bytes"
+        ));
+    }
+    if let Some(c) = group.chars().find(|c| !c.is_ascii_graphic() || *c == '/') {
+        return Err(format!(
+            "group name {group:?} has the character {c:?}: use printable ASCII without '/'"
+        ));
+    }
+    Ok(())
 }

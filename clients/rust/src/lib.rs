@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 mod error;
+mod group;
 mod outbox;
 mod reader;
 mod subscription;
@@ -46,6 +47,7 @@ use meshcast_transport::{FrameReader, pki, quic};
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::ClientError;
+pub use group::{Group, GroupEvent, GroupMessage, View};
 pub use meshcast_transport::client_proto::{Ordering, RejectCode};
 pub use subscription::{Message, Subscription};
 
@@ -110,6 +112,15 @@ pub(crate) enum Pending {
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
     Unsubscribe,
+    Join {
+        group: String,
+        tx: mpsc::Sender<GroupEvent>,
+        failed: Arc<OnceLock<ClientError>>,
+        reply: oneshot::Sender<Result<View, ClientError>>,
+    },
+    Leave {
+        group: String,
+    },
     Ping {
         reply: oneshot::Sender<()>,
     },
@@ -130,11 +141,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    fn next_id(&self) -> u64 {
+    pub(crate) fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, AtomicOrdering::Relaxed)
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
+    pub(crate) fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -167,7 +178,7 @@ impl Shared {
             .map(|e| error::from_connection_error(&e))
     }
 
-    async fn send(&self, msg: &ClientMsg) -> Result<(), ClientError> {
+    pub(crate) async fn send(&self, msg: &ClientMsg) -> Result<(), ClientError> {
         if let Some(e) = self.closed.get() {
             return Err(e.clone());
         }
@@ -354,6 +365,52 @@ impl Client {
         }
     }
 
+    /// Joins a process group (the broker must be in mesh mode). Returns once
+    /// the session is in an installed view of the group, with that view;
+    /// every message ordered after that point is delivered to the member.
+    pub async fn join(&self, group: &str) -> Result<Group, ClientError> {
+        let id = self.shared.next_id();
+        let (tx, rx) = mpsc::channel(self.shared.subscription_buffer);
+        let failed = Arc::new(OnceLock::new());
+        let (reply, answer) = oneshot::channel();
+        self.shared.pending().insert(
+            id,
+            Pending::Join {
+                group: group.to_string(),
+                tx,
+                failed: failed.clone(),
+                reply,
+            },
+        );
+        let mut guard = CancelGuard {
+            shared: &self.shared,
+            id,
+            sent: false,
+        };
+        self.shared
+            .send(&ClientMsg::Join {
+                id,
+                group: group.to_string(),
+            })
+            .await?;
+        guard.sent = true;
+        let result = answer.await;
+        guard.disarm();
+        match result {
+            Ok(Ok(view)) => Ok(Group {
+                name: group.to_string(),
+                view,
+                rx,
+                failed,
+                shared: self.shared.clone(),
+                _handle: self.handle.clone(),
+                left: false,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(self.shared.closed_error()),
+        }
+    }
+
     /// A publisher for one topic with its declared ordering and `safe` flag.
     pub fn publisher(
         &self,
@@ -488,10 +545,23 @@ impl Drop for CancelGuard<'_> {
             return;
         }
         let removed = self.shared.pending().remove(&self.id);
-        if let (Some(Pending::Subscribe { .. }), true) = (removed, self.sent) {
-            self.shared.pending().insert(self.id, Pending::Unsubscribe);
-            self.shared
-                .send_now(&ClientMsg::Unsubscribe { id: self.id });
+        match (removed, self.sent) {
+            (Some(Pending::Subscribe { .. }), true) => {
+                self.shared.pending().insert(self.id, Pending::Unsubscribe);
+                self.shared
+                    .send_now(&ClientMsg::Unsubscribe { id: self.id });
+            }
+            (Some(Pending::Join { group, .. }), true) => {
+                let id = self.shared.next_id();
+                self.shared.pending().insert(
+                    id,
+                    Pending::Leave {
+                        group: group.clone(),
+                    },
+                );
+                self.shared.send_now(&ClientMsg::Leave { id, group });
+            }
+            _ => {}
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::error::from_connection_error;
-use crate::{ClientError, Message, Pending, Shared};
+use crate::{ClientError, GroupEvent, Message, Pending, Shared};
 
 /// Where one subscription's messages go.
 struct Route {
@@ -20,9 +20,16 @@ struct Route {
     pattern: String,
 }
 
+/// Where one group membership's events go.
+struct GroupRoute {
+    tx: mpsc::Sender<GroupEvent>,
+    failed: Arc<OnceLock<ClientError>>,
+}
+
 /// Reads until the session ends, then records why.
 pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::RecvStream>) {
     let mut routes: HashMap<u64, Route> = HashMap::new();
+    let mut groups: HashMap<String, GroupRoute> = HashMap::new();
     let mut index: SubscriptionIndex<u64> = SubscriptionIndex::new(1024);
     let mut batch: Vec<Bytes> = Vec::with_capacity(256);
     let reason = loop {
@@ -35,6 +42,42 @@ pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::Recv
         for body in batch.drain(..) {
             match client_proto::decode_server(&body) {
                 Ok(ServerMsg::Deliver(d)) => deliver(&shared, &mut routes, &mut index, d),
+                Ok(ServerMsg::Joined { id, view }) => {
+                    if let Some(Pending::Join {
+                        group,
+                        tx,
+                        failed,
+                        reply,
+                    }) = shared.pending().remove(&id)
+                    {
+                        if reply.send(Ok(view.into())).is_ok() {
+                            groups.insert(group, GroupRoute { tx, failed });
+                        } else {
+                            let id = shared.next_id();
+                            shared.pending().insert(
+                                id,
+                                Pending::Leave {
+                                    group: group.clone(),
+                                },
+                            );
+                            shared.send_now(&ClientMsg::Leave { id, group });
+                        }
+                    }
+                }
+                Ok(ServerMsg::Left { id }) => {
+                    // Dropping the route ends the member's event stream.
+                    if let Some(Pending::Leave { group }) = shared.pending().remove(&id) {
+                        groups.remove(&group);
+                    }
+                }
+                Ok(ServerMsg::GroupView(v)) => {
+                    let group = v.group.clone();
+                    group_event(&shared, &mut groups, &group, GroupEvent::View(v.into()));
+                }
+                Ok(ServerMsg::GroupMessage(m)) => {
+                    let group = m.group.clone();
+                    group_event(&shared, &mut groups, &group, GroupEvent::Message(m.into()));
+                }
                 Ok(msg) => answer(&shared, &mut routes, &mut index, msg),
                 Err(e) => {
                     tracing::warn!(error = %e, "undecodable frame from broker");
@@ -103,6 +146,42 @@ fn deliver(
     }
 }
 
+/// Hands a group event to its member without ever blocking the reader.
+fn group_event(
+    shared: &Shared,
+    groups: &mut HashMap<String, GroupRoute>,
+    group: &str,
+    event: GroupEvent,
+) {
+    let Some(route) = groups.get(group) else {
+        return;
+    };
+    match route.tx.try_send(event) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            let _ = route.failed.set(ClientError::SlowSubscription {
+                pattern: format!("group {group}"),
+                buffer: shared.subscription_buffer,
+            });
+            groups.remove(group);
+            let id = shared.next_id();
+            shared.pending().insert(
+                id,
+                Pending::Leave {
+                    group: group.to_string(),
+                },
+            );
+            shared.send_now(&ClientMsg::Leave {
+                id,
+                group: group.to_string(),
+            });
+        }
+        Err(TrySendError::Closed(_)) => {
+            groups.remove(group);
+        }
+    }
+}
+
 fn answer(
     shared: &Shared,
     routes: &mut HashMap<u64, Route>,
@@ -159,8 +238,11 @@ fn answer(
                 Some(Pending::Subscribe { reply, .. }) => {
                     let _ = reply.send(Err(err));
                 }
-                Some(Pending::Unsubscribe) => {
-                    tracing::debug!(error = %err, "unsubscribe refused");
+                Some(Pending::Unsubscribe) | Some(Pending::Leave { .. }) => {
+                    tracing::debug!(error = %err, "unsubscribe or leave refused");
+                }
+                Some(Pending::Join { reply, .. }) => {
+                    let _ = reply.send(Err(err));
                 }
                 _ => {
                     let mut first = shared.rejection.lock().unwrap_or_else(|p| p.into_inner());
@@ -170,7 +252,11 @@ fn answer(
                 }
             }
         }
-        ServerMsg::Deliver(_) => {}
+        ServerMsg::Deliver(_)
+        | ServerMsg::Joined { .. }
+        | ServerMsg::Left { .. }
+        | ServerMsg::GroupView(_)
+        | ServerMsg::GroupMessage(_) => {}
     }
 }
 

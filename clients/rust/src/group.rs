@@ -1,0 +1,180 @@
+//! Process groups (mesh mode): membership views and multicast.
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use meshcast_transport::client_proto::{ClientMsg, GroupDelivery, GroupViewInfo};
+use tokio::sync::mpsc;
+
+use crate::{ClientError, Handle, Ordering, Pending, Shared};
+
+/// One installed view of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// The group.
+    pub group: String,
+    /// The view's id; every member sees the same ids in the same order.
+    pub id: String,
+    /// Members, oldest first (`b<node name>#<incarnation>/s<session>`).
+    pub members: Vec<String>,
+    /// This member's rank in `members` (0 = oldest).
+    pub rank: u32,
+}
+
+impl From<GroupViewInfo> for View {
+    fn from(v: GroupViewInfo) -> View {
+        View {
+            group: v.group,
+            id: v.view,
+            members: v.members,
+            rank: v.rank,
+        }
+    }
+}
+
+/// A message multicast to a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMessage {
+    /// The sender's publisher id.
+    pub publisher: u64,
+    /// The sender's sequence number for it.
+    pub seq: u64,
+    /// The ordering it was sent with.
+    pub ordering: Ordering,
+    /// Whether it was sent as `safe`.
+    pub safe: bool,
+    /// The application bytes.
+    pub payload: Bytes,
+}
+
+impl From<GroupDelivery> for GroupMessage {
+    fn from(d: GroupDelivery) -> GroupMessage {
+        GroupMessage {
+            publisher: d.publisher,
+            seq: d.seq,
+            ordering: d.ordering,
+            safe: d.safe,
+            payload: d.payload,
+        }
+    }
+}
+
+/// What a member sees, in order: new views and messages between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupEvent {
+    /// A new view was installed.
+    View(View),
+    /// A message was delivered in the current view.
+    Message(GroupMessage),
+}
+
+/// Membership of one group. Dropping it leaves the group.
+pub struct Group {
+    pub(crate) name: String,
+    pub(crate) view: View,
+    pub(crate) rx: mpsc::Receiver<GroupEvent>,
+    pub(crate) failed: Arc<OnceLock<ClientError>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) _handle: Arc<Handle>,
+    pub(crate) left: bool,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.name)
+            .field("view", &self.view)
+            .finish()
+    }
+}
+
+impl Group {
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The latest view this member has seen (updated by [`Group::next`]).
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// The next view or message; `None` once the membership ended, after
+    /// an `Err` saying why if it ended abnormally.
+    pub async fn next(&mut self) -> Option<Result<GroupEvent, ClientError>> {
+        match self.rx.recv().await {
+            Some(e) => {
+                if let GroupEvent::View(v) = &e {
+                    self.view = v.clone();
+                }
+                Some(Ok(e))
+            }
+            None => {
+                if self.left {
+                    return None;
+                }
+                self.left = true;
+                self.failed
+                    .get()
+                    .cloned()
+                    .or_else(|| self.shared.closed.get().cloned())
+                    .map(Err)
+            }
+        }
+    }
+
+    /// Sends a message to every member of the group.
+    pub async fn multicast(
+        &self,
+        payload: impl Into<Bytes>,
+        ordering: Ordering,
+        safe: bool,
+    ) -> Result<(), ClientError> {
+        self.shared
+            .send(&ClientMsg::Multicast {
+                group: self.name.clone(),
+                ordering,
+                safe,
+                payload: payload.into(),
+            })
+            .await
+    }
+
+    /// Leaves the group and waits until the broker has removed the member.
+    pub async fn leave(mut self) -> Result<(), ClientError> {
+        self.left = true;
+        let id = self.shared.next_id();
+        self.shared.pending().insert(
+            id,
+            Pending::Leave {
+                group: self.name.clone(),
+            },
+        );
+        self.shared
+            .send(&ClientMsg::Leave {
+                id,
+                group: self.name.clone(),
+            })
+            .await?;
+        while self.rx.recv().await.is_some() {}
+        Ok(())
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if !self.left && self.shared.closed.get().is_none() {
+            let id = self.shared.next_id();
+            self.shared.pending().insert(
+                id,
+                Pending::Leave {
+                    group: self.name.clone(),
+                },
+            );
+            self.shared.send_now(&ClientMsg::Leave {
+                id,
+                group: self.name.clone(),
+            });
+        }
+    }
+}
