@@ -80,9 +80,6 @@ pub struct Broker {
     pub(crate) joiners: BTreeMap<u32, (NodeId, Time)>,
     pub(crate) change_wanted: bool,
     pub(crate) minority: bool,
-    /// Set while installing a view learned alone (`learn_chosen`) after
-    /// being cut off: the install does not unblock.
-    pub(crate) keep_blocked: bool,
     pub(crate) next_heartbeat: Time,
     pub(crate) next_join: Time,
     // Client side.
@@ -135,7 +132,6 @@ impl Broker {
             joiners: BTreeMap::new(),
             change_wanted: false,
             minority: false,
-            keep_blocked: false,
             next_heartbeat: Time(0),
             next_join: Time(0),
             requests: Vec::new(),

@@ -169,50 +169,7 @@ impl Broker {
         for m in to {
             self.send(m, PeerMsg::Commit(Box::new(value.clone())));
         }
-        // Learning the value proves it was chosen, not that its members are
-        // still a live majority around this broker: the primary component
-        // may have moved on already. So the install keeps the liveness
-        // clock (no fresh `suspect_timeout` of grace), and a broker that is
-        // cut off stays (or becomes) blocked in the learned view until it
-        // hears from a majority of it.
-        let was_blocked = self.minority;
-        let heard = self.last_heard.clone();
-        let id = value.view.id;
-        self.keep_blocked = was_blocked;
         self.commit_locally(value);
-        self.keep_blocked = false;
-        if self.view_id() != Some(id) {
-            return;
-        }
-        let members = self
-            .epoch
-            .as_ref()
-            .map(|e| e.view.members.clone())
-            .unwrap_or_default();
-        for m in &members {
-            if *m == self.id {
-                continue;
-            }
-            if let Some(h) = heard.get(m) {
-                self.last_heard.insert(*m, *h);
-                if self.now.since(*h) > self.cfg.suspect_timeout {
-                    self.suspects.insert(*m);
-                }
-            }
-        }
-        let alive = members
-            .iter()
-            .filter(|m| !self.suspects.contains(*m))
-            .count();
-        if alive * 2 <= members.len() {
-            if !self.minority {
-                self.minority = true;
-                self.out.push_back(Output::Blocked);
-            }
-        } else if self.minority {
-            self.minority = false;
-            self.out.push_back(Output::Unblocked);
-        }
     }
 
     pub(crate) fn is_suspected(&self, m: NodeId) -> bool {
@@ -897,13 +854,40 @@ impl Broker {
         self.round_failures.clear();
         self.accept_seen.clear();
         self.joiners.retain(|_, (j, _)| !inst.view.contains(*j));
-        self.last_heard.clear();
+        // An install proves the view was chosen, not that its members are
+        // still around: the primary component may have moved on already
+        // (a view learned alone, or a catch-up commit from another cut-off
+        // broker). So the liveness clock carries over (no fresh
+        // `suspect_timeout` of grace), and the broker is blocked in the new
+        // view unless a majority of it is heard.
+        let heard = std::mem::take(&mut self.last_heard);
         for m in &inst.view.members {
-            if *m != self.id {
-                self.last_heard.insert(*m, self.now);
+            if *m == self.id {
+                continue;
+            }
+            match heard.get(m) {
+                Some(h) => {
+                    self.last_heard.insert(*m, *h);
+                    if self.now.since(*h) > self.cfg.suspect_timeout {
+                        self.suspects.insert(*m);
+                    }
+                }
+                None => {
+                    self.last_heard.insert(*m, self.now);
+                }
             }
         }
-        if self.minority && !self.keep_blocked {
+        let alive = inst
+            .view
+            .members
+            .iter()
+            .filter(|m| !self.suspects.contains(*m))
+            .count();
+        let minority = alive * 2 <= inst.view.members.len();
+        if minority && !self.minority {
+            self.minority = true;
+            self.out.push_back(Output::Blocked);
+        } else if !minority && self.minority {
             self.minority = false;
             self.out.push_back(Output::Unblocked);
         }
