@@ -135,6 +135,7 @@ impl Router {
                     "process groups need mesh mode: configure [mesh] peers".into(),
                 ),
             )),
+            ClientMsg::StateReply { .. } => {}
             ClientMsg::Multicast { group, .. } => out.push(reply(
                 session,
                 &reject(

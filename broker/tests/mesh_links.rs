@@ -558,6 +558,95 @@ async fn group_members_on_three_brokers_see_the_same_views_and_messages() {
 }
 
 #[tokio::test]
+async fn a_member_joining_with_state_under_load_reaches_the_same_state() {
+    use meshcast_client::{Group, GroupEvent, Ordering};
+    let dir = TempDir::new("mesh-state");
+    certs(dir.path(), &["r1", "r2", "r3"]);
+    let (a1, a2, a3) = (free_udp_addr(), free_udp_addr(), free_udp_addr());
+    let brokers = [
+        broker(dir.path(), "r1", a1, &[("r2", a2), ("r3", a3)], &fast(true)),
+        broker(
+            dir.path(),
+            "r2",
+            a2,
+            &[("r1", a1), ("r3", a3)],
+            &fast(false),
+        ),
+        broker(
+            dir.path(),
+            "r3",
+            a3,
+            &[("r1", a1), ("r2", a2)],
+            &fast(false),
+        ),
+    ];
+    // The state of this replicated "ledger" is the list of entries applied.
+    async fn apply_until(g: &mut Group, state: &mut Vec<String>, n: usize) {
+        while state.len() < n {
+            match tokio::time::timeout(GUARD, g.next()).await.unwrap() {
+                Some(Ok(GroupEvent::Message(m))) => {
+                    state.push(String::from_utf8(m.payload.to_vec()).unwrap())
+                }
+                Some(Ok(GroupEvent::StateRequest(r))) => r.reply(state.join("\n")),
+                Some(Ok(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let c1 = brokers[0].client("first").await;
+    let (mut first, initial) = tokio::time::timeout(GUARD, c1.join_with_state("ledger"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(initial, None, "the first member gets no checkpoint");
+    let mut first_state: Vec<String> = Vec::new();
+    // A writer on r3 keeps adding entries while the second member joins.
+    let c3 = brokers[2].client("writer").await;
+    let writer = tokio::time::timeout(GUARD, c3.join("ledger"))
+        .await
+        .unwrap()
+        .unwrap();
+    const TOTAL: usize = 120;
+    let writing = tokio::spawn(async move {
+        for n in 0..TOTAL {
+            writer
+                .multicast(format!("entry {n}"), Ordering::Total, false)
+                .await
+                .unwrap();
+            if n % 10 == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        writer
+    });
+    apply_until(&mut first, &mut first_state, 20).await;
+    let c2 = brokers[1].client("second").await;
+    let joining = tokio::spawn(async move {
+        let joined = tokio::time::timeout(GUARD, c2.join_with_state("ledger")).await;
+        (c2, joined.unwrap().unwrap())
+    });
+    // The first member keeps applying (and answers the state request in
+    // stream order) while the second joins.
+    apply_until(&mut first, &mut first_state, TOTAL).await;
+    let (_c2, (mut second, checkpoint)) = joining.await.unwrap();
+    let _writer = writing.await.unwrap();
+    let checkpoint = checkpoint.expect("an existing member provided a checkpoint");
+    let text = String::from_utf8(checkpoint.to_vec()).unwrap();
+    let mut second_state: Vec<String> = if text.is_empty() {
+        Vec::new()
+    } else {
+        text.split('\n').map(String::from).collect()
+    };
+    assert!(
+        !second_state.is_empty() && second_state.len() < TOTAL,
+        "checkpoint of {}",
+        second_state.len()
+    );
+    apply_until(&mut second, &mut second_state, TOTAL).await;
+    assert_eq!(second_state, first_state, "the joiner's state differs");
+}
+
+#[tokio::test]
 async fn joining_a_group_needs_mesh_mode() {
     let b = BrokerProc::start(&[]);
     let c = b.client("lonely").await;

@@ -123,6 +123,16 @@ pub enum ClientMsg {
         id: u64,
         /// The group.
         group: String,
+        /// Ask an existing member for a checkpoint of the group's state,
+        /// delivered as [`ServerMsg::State`] before any later message.
+        state: bool,
+    },
+    /// A member's checkpoint, answering [`ServerMsg::StateRequest`].
+    StateReply {
+        /// The request's token.
+        token: u64,
+        /// The checkpoint.
+        data: Bytes,
     },
     /// Leave a group joined with [`ClientMsg::Join`]; answered by
     /// [`ServerMsg::Left`].
@@ -263,6 +273,22 @@ pub enum ServerMsg {
     GroupView(GroupViewInfo),
     /// A message multicast to a group the session is a member of.
     GroupMessage(GroupDelivery),
+    /// A member is asked for a checkpoint of its state at this point of the
+    /// group's order; answer with [`ClientMsg::StateReply`].
+    StateRequest {
+        /// The group.
+        group: String,
+        /// Echo it in the reply.
+        token: u64,
+    },
+    /// The checkpoint for a member that joined with `state` (`None` when it
+    /// is the group's first member), before any later message.
+    State {
+        /// The group.
+        group: String,
+        /// The checkpoint.
+        data: Option<Bytes>,
+    },
 }
 
 /// Application close codes carried by QUIC `CONNECTION_CLOSE`.

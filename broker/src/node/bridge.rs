@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use meshcast_protocol::{ClientCmd, GroupView, MemberId, Output};
+use meshcast_protocol::{ClientCmd, GroupView, MemberId, Output, TransferId};
 use meshcast_topics::{GroupMap, Reach, Topic};
 use meshcast_transport::client_proto::{
     self, ClientMsg, Delivery, GroupDelivery, GroupViewInfo, Ordering, Publish, RejectCode,
@@ -55,6 +55,9 @@ pub(crate) struct Bridge {
     explicit: HashMap<(SessionId, String), (u64, bool)>,
     /// The last installed view of each group.
     views: HashMap<String, GroupView>,
+    /// State requests handed to local members, by (session, token).
+    transfers: HashMap<(SessionId, u64), TransferId>,
+    next_token: u64,
 }
 
 /// Longest group name accepted from a client.
@@ -108,6 +111,8 @@ impl Bridge {
             status: MeshStatus::default(),
             explicit: HashMap::new(),
             views: HashMap::new(),
+            transfers: HashMap::new(),
+            next_token: 0,
         }
     }
 
@@ -144,7 +149,18 @@ impl Bridge {
             },
             ClientMsg::Publish(p) => self.publish(router, session, p, out),
             ping @ ClientMsg::Ping { .. } => router.handle(session, ping, out),
-            ClientMsg::Join { id, group } => self.join(session, id, group, out),
+            ClientMsg::Join { id, group, state } => self.join(session, id, group, state, out),
+            ClientMsg::StateReply { token, data } => {
+                if let Some(transfer) = self.transfers.remove(&(session, token)) {
+                    let reply = ClientCmd::StateReply {
+                        transfer,
+                        data: data.to_vec(),
+                    };
+                    if !self.command(reply) {
+                        tracing::warn!(session, "mesh command queue full: state reply dropped");
+                    }
+                }
+            }
             ClientMsg::Leave { id, group } => {
                 if self.explicit.remove(&(session, group.clone())).is_some() {
                     self.release(session, group);
@@ -255,7 +271,14 @@ impl Bridge {
         }
     }
 
-    fn join(&mut self, session: SessionId, id: u64, group: String, out: &mut Vec<Effect>) {
+    fn join(
+        &mut self,
+        session: SessionId,
+        id: u64,
+        group: String,
+        state: bool,
+        out: &mut Vec<Effect>,
+    ) {
         let refuse = |reason: String| ServerMsg::Rejected {
             id: Some(id),
             code: RejectCode::InvalidGroup,
@@ -277,7 +300,7 @@ impl Bridge {
             let join = ClientCmd::Join {
                 session,
                 group: group.clone(),
-                state: false,
+                state,
             };
             if !self.command(join) {
                 tracing::warn!(session, %group, "mesh command queue full: join dropped");
@@ -410,6 +433,7 @@ impl Bridge {
         self.sub_groups.retain(|(s, _), _| *s != session);
         self.pending.retain(|p| p.session != session);
         self.explicit.retain(|(s, _), _| *s != session);
+        self.transfers.retain(|(s, _), _| *s != session);
     }
 
     /// Applies one output of the protocol core.
@@ -551,13 +575,34 @@ impl Bridge {
                 }
                 self.views.insert(group, gv.view);
             }
-            Output::StateRequest { transfer, .. } => {
-                // Subscriptions never ask for state; answer empty so a joiner
-                // that did is not held up.
-                let _ = self.command(ClientCmd::StateReply {
-                    transfer,
-                    data: Vec::new(),
-                });
+            Output::StateRequest { transfer, provider } => {
+                let member = (provider.session, transfer.group.clone());
+                if provider.broker.name == self.me && self.explicit.contains_key(&member) {
+                    // Ask the member's application for its checkpoint.
+                    self.next_token += 1;
+                    let token = self.next_token;
+                    let group = transfer.group.clone();
+                    self.transfers.insert((provider.session, token), transfer);
+                    out.push(reply(
+                        provider.session,
+                        &ServerMsg::StateRequest { group, token },
+                    ));
+                } else {
+                    // A member only through subscriptions keeps no state.
+                    let _ = self.command(ClientCmd::StateReply {
+                        transfer,
+                        data: Vec::new(),
+                    });
+                }
+            }
+            Output::StateDelivered { transfer, data } => {
+                if transfer.joiner.broker.name == self.me {
+                    let msg = ServerMsg::State {
+                        group: transfer.group,
+                        data: data.map(Bytes::from),
+                    };
+                    out.push(reply(transfer.joiner.session, &msg));
+                }
             }
             Output::MeshView(v) => {
                 tracing::info!(view = ?v.id, members = v.members.len(), "mesh view installed");

@@ -66,6 +66,69 @@ pub enum GroupEvent {
     View(View),
     /// A message was delivered in the current view.
     Message(GroupMessage),
+    /// The checkpoint a member that joined with state receives first.
+    State(Option<Bytes>),
+    /// A new member asks for this member's state at exactly this point of
+    /// the stream: answer with [`StateRequest::reply`].
+    StateRequest(StateRequest),
+}
+
+/// A request for this member's state, for a member joining the group.
+pub struct StateRequest {
+    pub(crate) token: u64,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) answered: bool,
+}
+
+impl std::fmt::Debug for StateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateRequest")
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl PartialEq for StateRequest {
+    fn eq(&self, other: &Self) -> bool {
+        self.token == other.token
+    }
+}
+
+impl Eq for StateRequest {}
+
+impl Clone for StateRequest {
+    fn clone(&self) -> Self {
+        // A clone never answers on drop; only the original does.
+        StateRequest {
+            token: self.token,
+            shared: self.shared.clone(),
+            answered: true,
+        }
+    }
+}
+
+impl StateRequest {
+    /// Sends this member's checkpoint to the joining member.
+    pub fn reply(mut self, state: impl Into<Bytes>) {
+        self.answered = true;
+        self.shared.send_now(&ClientMsg::StateReply {
+            token: self.token,
+            data: state.into(),
+        });
+    }
+}
+
+impl Drop for StateRequest {
+    fn drop(&mut self) {
+        // Never leave a joiner waiting: an unanswered request gets an
+        // empty checkpoint.
+        if !self.answered {
+            self.shared.send_now(&ClientMsg::StateReply {
+                token: self.token,
+                data: Bytes::new(),
+            });
+        }
+    }
 }
 
 /// Membership of one group. Dropping it leaves the group.
@@ -73,6 +136,8 @@ pub struct Group {
     pub(crate) name: String,
     pub(crate) view: View,
     pub(crate) rx: mpsc::Receiver<GroupEvent>,
+    /// Events read while waiting for the checkpoint, handed out first.
+    pub(crate) backlog: std::collections::VecDeque<GroupEvent>,
     pub(crate) failed: Arc<OnceLock<ClientError>>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) _handle: Arc<Handle>,
@@ -102,6 +167,12 @@ impl Group {
     /// The next view or message; `None` once the membership ended, after
     /// an `Err` saying why if it ended abnormally.
     pub async fn next(&mut self) -> Option<Result<GroupEvent, ClientError>> {
+        if let Some(e) = self.backlog.pop_front() {
+            if let GroupEvent::View(v) = &e {
+                self.view = v.clone();
+            }
+            return Some(Ok(e));
+        }
         match self.rx.recv().await {
             Some(e) => {
                 if let GroupEvent::View(v) = &e {
@@ -119,6 +190,25 @@ impl Group {
                     .cloned()
                     .or_else(|| self.shared.closed.get().cloned())
                     .map(Err)
+            }
+        }
+    }
+
+    /// Reads until the checkpoint arrives, keeping other events for later.
+    pub(crate) async fn wait_for_state(&mut self) -> Result<Option<Bytes>, ClientError> {
+        loop {
+            match self.rx.recv().await {
+                Some(GroupEvent::State(data)) => return Ok(data),
+                Some(other) => self.backlog.push_back(other),
+                None => {
+                    self.left = true;
+                    return Err(self
+                        .failed
+                        .get()
+                        .cloned()
+                        .or_else(|| self.shared.closed.get().cloned())
+                        .unwrap_or_else(|| ClientError::closed("group membership ended")));
+                }
             }
         }
     }

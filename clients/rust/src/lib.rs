@@ -47,7 +47,7 @@ use meshcast_transport::{FrameReader, pki, quic};
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::ClientError;
-pub use group::{Group, GroupEvent, GroupMessage, View};
+pub use group::{Group, GroupEvent, GroupMessage, StateRequest, View};
 pub use meshcast_transport::client_proto::{Ordering, RejectCode};
 pub use subscription::{Message, Subscription};
 
@@ -137,6 +137,7 @@ pub(crate) struct Shared {
     closed: OnceLock<ClientError>,
     /// The first publish the broker refused since the last `flush`.
     rejection: Mutex<Option<ClientError>>,
+
     subscription_buffer: usize,
 }
 
@@ -294,6 +295,7 @@ impl Client {
             welcome,
             closed: OnceLock::new(),
             rejection: Mutex::new(None),
+
             subscription_buffer: opts.subscription_buffer.max(1),
         });
         tokio::spawn(writer(shared.clone(), send));
@@ -369,6 +371,24 @@ impl Client {
     /// the session is in an installed view of the group, with that view;
     /// every message ordered after that point is delivered to the member.
     pub async fn join(&self, group: &str) -> Result<Group, ClientError> {
+        self.join_inner(group, false).await
+    }
+
+    /// Joins a replicated group: the new member receives exactly one
+    /// checkpoint, taken by an existing member at the join point, before any
+    /// later message (`None` when it is the first member). Members of such a
+    /// group answer [`GroupEvent::StateRequest`]s with their state at that
+    /// point of the stream.
+    pub async fn join_with_state(
+        &self,
+        group: &str,
+    ) -> Result<(Group, Option<Bytes>), ClientError> {
+        let mut g = self.join_inner(group, true).await?;
+        let state = g.wait_for_state().await?;
+        Ok((g, state))
+    }
+
+    async fn join_inner(&self, group: &str, state: bool) -> Result<Group, ClientError> {
         let id = self.shared.next_id();
         let (tx, rx) = mpsc::channel(self.shared.subscription_buffer);
         let failed = Arc::new(OnceLock::new());
@@ -391,6 +411,7 @@ impl Client {
             .send(&ClientMsg::Join {
                 id,
                 group: group.to_string(),
+                state,
             })
             .await?;
         guard.sent = true;
@@ -401,6 +422,7 @@ impl Client {
                 name: group.to_string(),
                 view,
                 rx,
+                backlog: Default::default(),
                 failed,
                 shared: self.shared.clone(),
                 _handle: self.handle.clone(),

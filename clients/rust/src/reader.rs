@@ -74,6 +74,22 @@ pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::Recv
                     let group = v.group.clone();
                     group_event(&shared, &mut groups, &group, GroupEvent::View(v.into()));
                 }
+                Ok(ServerMsg::StateRequest { group, token }) => {
+                    let request = crate::StateRequest {
+                        token,
+                        shared: shared.clone(),
+                        answered: false,
+                    };
+                    group_event(
+                        &shared,
+                        &mut groups,
+                        &group,
+                        GroupEvent::StateRequest(request),
+                    );
+                }
+                Ok(ServerMsg::State { group, data }) => {
+                    group_event(&shared, &mut groups, &group, GroupEvent::State(data));
+                }
                 Ok(ServerMsg::GroupMessage(m)) => {
                     let group = m.group.clone();
                     group_event(&shared, &mut groups, &group, GroupEvent::Message(m.into()));
@@ -256,7 +272,9 @@ fn answer(
         | ServerMsg::Joined { .. }
         | ServerMsg::Left { .. }
         | ServerMsg::GroupView(_)
-        | ServerMsg::GroupMessage(_) => {}
+        | ServerMsg::GroupMessage(_)
+        | ServerMsg::StateRequest { .. }
+        | ServerMsg::State { .. } => {}
     }
 }
 

@@ -95,7 +95,8 @@ async fn main() -> Result<()> {
                     }
                     seen = now;
                 }
-                Some(Ok(GroupEvent::Message(_))) => {}
+                Some(Ok(GroupEvent::Message(_) | GroupEvent::State(_))) => {}
+                Some(Ok(GroupEvent::StateRequest(r))) => r.reply(Vec::new()),
                 Some(Err(e)) => bail!("{e}"),
                 None => break,
             },
