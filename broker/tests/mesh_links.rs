@@ -162,19 +162,34 @@ async fn a_group_map_mismatch_is_refused_naming_both_digests() {
     }
 }
 
-#[tokio::test]
-async fn publishers_on_three_brokers_reach_every_subscriber_in_one_total_order() {
+/// Starts `n` brokers named `{prefix}1..{prefix}n`, each listing all the
+/// others; the first one starts the mesh.
+fn full_mesh(dir: &Path, prefix: &str, n: usize, extra: &[String]) -> Vec<BrokerProc> {
+    let names: Vec<String> = (1..=n).map(|i| format!("{prefix}{i}")).collect();
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    certs(dir, &name_refs);
+    let addrs: Vec<SocketAddr> = names.iter().map(|_| free_udp_addr()).collect();
+    (0..n)
+        .map(|i| {
+            let peers: Vec<(&str, SocketAddr)> = (0..n)
+                .filter(|j| *j != i)
+                .map(|j| (name_refs[j], addrs[j]))
+                .collect();
+            let mut sets = extra.to_vec();
+            sets.push(format!("mesh.bootstrap={}", i == 0));
+            broker(dir, name_refs[i], addrs[i], &peers, &sets)
+        })
+        .collect()
+}
+
+/// Publishers on every broker, a subscriber on every broker: all
+/// subscribers see one order, each publisher's messages in its order, and
+/// every broker shows the same mesh view.
+async fn one_total_order_across(n: usize, prefix: &str) {
     use futures_util::StreamExt;
     use meshcast_client::Ordering;
-    let dir = TempDir::new("mesh-total");
-    certs(dir.path(), &["t1", "t2", "t3"]);
-    let (a1, a2, a3) = (free_udp_addr(), free_udp_addr(), free_udp_addr());
-    let first = ["mesh.bootstrap=true".to_string()];
-    let brokers = [
-        broker(dir.path(), "t1", a1, &[("t2", a2), ("t3", a3)], &first),
-        broker(dir.path(), "t2", a2, &[("t1", a1), ("t3", a3)], &[]),
-        broker(dir.path(), "t3", a3, &[("t1", a1), ("t2", a2)], &[]),
-    ];
+    let dir = TempDir::new(prefix);
+    let brokers = full_mesh(dir.path(), prefix, n, &[]);
     // One subscriber per broker; subscribe returns once the join is
     // installed mesh-wide.
     let mut subs = Vec::new();
@@ -186,7 +201,7 @@ async fn publishers_on_three_brokers_reach_every_subscriber_in_one_total_order()
             .unwrap();
         subs.push((c, s));
     }
-    const N: usize = 40;
+    const N: usize = 30;
     let mut pubs = Vec::new();
     for (i, b) in brokers.iter().enumerate() {
         let c = b.client("pub").await;
@@ -195,9 +210,9 @@ async fn publishers_on_three_brokers_reach_every_subscriber_in_one_total_order()
             .unwrap();
         pubs.push((c, p));
     }
-    for n in 0..N {
+    for m in 0..N {
         for (i, (_, p)) in pubs.iter().enumerate() {
-            p.publish(format!("{i}:{n}")).await.unwrap();
+            p.publish(format!("{i}:{m}")).await.unwrap();
         }
     }
     for (c, _) in &pubs {
@@ -206,10 +221,10 @@ async fn publishers_on_three_brokers_reach_every_subscriber_in_one_total_order()
     let mut orders = Vec::new();
     for (_, s) in subs.iter_mut() {
         let mut got = Vec::new();
-        while got.len() < 3 * N {
+        while got.len() < n * N {
             let m = tokio::time::timeout(GUARD, s.next())
                 .await
-                .unwrap_or_else(|_| panic!("only {} of {} arrived: {got:?}", got.len(), 3 * N))
+                .unwrap_or_else(|_| panic!("only {} of {} arrived: {got:?}", got.len(), n * N))
                 .unwrap()
                 .unwrap();
             got.push((
@@ -220,14 +235,14 @@ async fn publishers_on_three_brokers_reach_every_subscriber_in_one_total_order()
         }
         orders.push(got);
     }
-    assert_eq!(
-        orders[0], orders[1],
-        "brokers t1 and t2 disagree on the order"
-    );
-    assert_eq!(
-        orders[0], orders[2],
-        "brokers t1 and t3 disagree on the order"
-    );
+    for (i, o) in orders.iter().enumerate().skip(1) {
+        assert_eq!(
+            &orders[0],
+            o,
+            "brokers 1 and {} disagree on the order",
+            i + 1
+        );
+    }
     // Each publisher's messages arrive in its order, numbered 1, 2, 3, ...
     let mut next = std::collections::HashMap::new();
     for (publisher, seq, _) in &orders[0] {
@@ -235,26 +250,35 @@ async fn publishers_on_three_brokers_reach_every_subscriber_in_one_total_order()
         assert_eq!(seq, want);
         *want += 1;
     }
-    assert_eq!(next.len(), 3);
-    // Every broker's status shows the same three-broker mesh view, and the
-    // orders group with the three subscribers as members (publishers are
-    // not members).
+    assert_eq!(next.len(), n);
+    // Every broker's status shows the same n-broker mesh view, and the
+    // orders group with the n subscribers as members (publishers are not
+    // members).
     let mut views = Vec::new();
     for b in &brokers {
         let s = common::status(b.admin).await;
         let mesh = &s["core"]["mesh"];
-        assert_eq!(mesh["view"][1].as_array().unwrap().len(), 3, "{s}");
+        assert_eq!(mesh["view"][1].as_array().unwrap().len(), n, "{s}");
         let orders = mesh["groups"]
             .as_array()
             .unwrap()
             .iter()
             .find(|g| g[0] == "orders")
             .expect("orders group in status");
-        assert_eq!(orders[2].as_array().unwrap().len(), 3, "{s}");
+        assert_eq!(orders[2].as_array().unwrap().len(), n, "{s}");
         views.push(mesh["view"].clone());
     }
-    assert_eq!(views[0], views[1]);
-    assert_eq!(views[0], views[2]);
+    assert!(views.windows(2).all(|w| w[0] == w[1]), "{views:?}");
+}
+
+#[tokio::test]
+async fn publishers_on_three_brokers_reach_every_subscriber_in_one_total_order() {
+    one_total_order_across(3, "t").await;
+}
+
+#[tokio::test]
+async fn publishers_on_five_brokers_reach_every_subscriber_in_one_total_order() {
+    one_total_order_across(5, "f").await;
 }
 
 #[tokio::test]
