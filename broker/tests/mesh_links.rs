@@ -644,15 +644,34 @@ async fn a_member_joining_with_state_under_load_reaches_the_same_state() {
         writer
     });
     apply_until(&mut first, &mut first_state, 20).await;
-    let c2 = brokers[1].client("second").await;
-    let joining = tokio::spawn(async move {
-        let joined = tokio::time::timeout(GUARD, c2.join_with_state("ledger")).await;
-        (c2, joined.unwrap().unwrap())
+    // The first member keeps applying, and answering state requests in
+    // stream order, until every entry is in and the second member has
+    // joined.
+    let (joined_tx, mut joined_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        let mut joined = false;
+        while !(joined && first_state.len() >= TOTAL) {
+            tokio::select! {
+                _ = &mut joined_rx, if !joined => joined = true,
+                ev = first.next() => match ev {
+                    Some(Ok(GroupEvent::Message(m))) => {
+                        first_state.push(String::from_utf8(m.payload.to_vec()).unwrap())
+                    }
+                    Some(Ok(GroupEvent::StateRequest(r))) => r.reply(first_state.join("\n")),
+                    Some(Ok(_)) => {}
+                    other => panic!("{other:?}"),
+                },
+            }
+        }
+        (first, first_state)
     });
-    // The first member keeps applying (and answers the state request in
-    // stream order) while the second joins.
-    apply_until(&mut first, &mut first_state, TOTAL).await;
-    let (_c2, (mut second, checkpoint)) = joining.await.unwrap();
+    let c2 = brokers[1].client("second").await;
+    let (mut second, checkpoint) = tokio::time::timeout(GUARD, c2.join_with_state("ledger"))
+        .await
+        .expect("join with state never completed")
+        .unwrap();
+    let _ = joined_tx.send(());
+    let (_first, first_state) = tokio::time::timeout(GUARD, serving).await.unwrap().unwrap();
     let _writer = writing.await.unwrap();
     let checkpoint = checkpoint.expect("an existing member provided a checkpoint");
     let text = String::from_utf8(checkpoint.to_vec()).unwrap();

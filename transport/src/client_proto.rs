@@ -281,6 +281,14 @@ pub enum ServerMsg {
         /// Echo it in the reply.
         token: u64,
     },
+    /// The session was removed from a group by the mesh (its membership
+    /// ended); `reason` says why (`slow`, `transfer failed`, ...).
+    Expelled {
+        /// The group.
+        group: String,
+        /// Why.
+        reason: String,
+    },
     /// The checkpoint for a member that joined with `state` (`None` when it
     /// is the group's first member), before any later message.
     State {

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use meshcast_protocol::{ClientCmd, GroupView, MemberId, Output, TransferId};
+use meshcast_protocol::{ClientCmd, ExpelReason, GroupView, MemberId, Output, TransferId};
 use meshcast_topics::{GroupMap, Reach, Topic};
 use meshcast_transport::client_proto::{
     self, ClientMsg, Delivery, GroupDelivery, GroupViewInfo, Ordering, Publish, RejectCode,
@@ -623,7 +623,27 @@ impl Bridge {
                 reason,
             } => {
                 tracing::warn!(%group, session = member.session, ?reason, "member expelled");
-                self.joined.remove(&(member.session, group));
+                if member.broker.name == self.me {
+                    let key = (member.session, group.clone());
+                    self.joined.remove(&key);
+                    if self.explicit.remove(&key).is_some() {
+                        self.refs.remove(&key);
+                        let reason = match reason {
+                            ExpelReason::Slow => "slow: its delivery queue stayed full",
+                            ExpelReason::TransferFailed => {
+                                "transfer failed: no checkpoint arrived in time"
+                            }
+                            ExpelReason::Partitioned => "partitioned from the primary component",
+                        };
+                        out.push(reply(
+                            member.session,
+                            &ServerMsg::Expelled {
+                                group,
+                                reason: reason.to_string(),
+                            },
+                        ));
+                    }
+                }
             }
             other => tracing::debug!(?other, "protocol output not used yet"),
         }

@@ -48,6 +48,14 @@ pub enum ClientError {
         /// The buffer size.
         buffer: usize,
     },
+    /// The mesh removed this member from a group; the session stays open.
+    #[error("expelled from group {group:?}: {reason}")]
+    Expelled {
+        /// The group.
+        group: String,
+        /// Why.
+        reason: String,
+    },
     /// The broker refused a request; the session stays open.
     #[error("rejected by broker ({code:?}): {reason}")]
     Rejected {

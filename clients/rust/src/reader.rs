@@ -87,6 +87,12 @@ pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::Recv
                         GroupEvent::StateRequest(request),
                     );
                 }
+                Ok(ServerMsg::Expelled { group, reason }) => {
+                    // Ending the route ends the member's stream with the reason.
+                    if let Some(route) = groups.remove(&group) {
+                        let _ = route.failed.set(ClientError::Expelled { group, reason });
+                    }
+                }
                 Ok(ServerMsg::State { group, data }) => {
                     group_event(&shared, &mut groups, &group, GroupEvent::State(data));
                 }
@@ -274,6 +280,7 @@ fn answer(
         | ServerMsg::GroupView(_)
         | ServerMsg::GroupMessage(_)
         | ServerMsg::StateRequest { .. }
+        | ServerMsg::Expelled { .. }
         | ServerMsg::State { .. } => {}
     }
 }
