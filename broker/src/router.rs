@@ -220,6 +220,13 @@ impl Router {
         }
     }
 
+    /// Every open session, sorted.
+    pub fn session_ids(&self) -> Vec<SessionId> {
+        let mut ids: Vec<SessionId> = self.sessions.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
     /// The patterns of a session's subscriptions.
     pub fn patterns(&self, session: SessionId) -> Vec<Pattern> {
         self.sessions

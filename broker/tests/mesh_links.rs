@@ -419,6 +419,10 @@ async fn a_partitioned_minority_blocks_and_rejoins_after_the_heal() {
         })
         .await;
     }
+    // A client of p3 is told when p3 leaves the primary component.
+    let p3_client = brokers[2].client("p3-watcher").await;
+    let mut p3_state = p3_client.mesh_state();
+    assert!(!p3_client.is_blocked());
     // Cut p3 off from both others, in both directions.
     for (i, j) in [(0, 2), (2, 0), (1, 2), (2, 1)] {
         relays[i][j].as_ref().unwrap().cut(true);
@@ -435,6 +439,10 @@ async fn a_partitioned_minority_blocks_and_rejoins_after_the_heal() {
         .await;
     }
     let partition_ms = cut.elapsed().as_millis();
+    tokio::time::timeout(GUARD, p3_state.wait_for(|blocked| *blocked))
+        .await
+        .expect("p3's client was never told it is blocked")
+        .unwrap();
     // The majority goes on delivering.
     let p = brokers[1].client("pub").await;
     let publisher = p
@@ -461,6 +469,10 @@ async fn a_partitioned_minority_blocks_and_rejoins_after_the_heal() {
         })
         .await;
     }
+    tokio::time::timeout(GUARD, p3_state.wait_for(|blocked| !*blocked))
+        .await
+        .expect("p3's client was never told it is unblocked")
+        .unwrap();
     eprintln!(
         "partition: minority blocked and majority view in {partition_ms} ms; heal: three-broker view again in {} ms",
         healed.elapsed().as_millis()

@@ -281,6 +281,12 @@ pub enum ServerMsg {
         /// Echo it in the reply.
         token: u64,
     },
+    /// This broker left (`blocked: true`) or rejoined (`false`) the primary
+    /// component of the mesh. While blocked it delivers nothing.
+    MeshState {
+        /// Whether the broker is outside the primary component.
+        blocked: bool,
+    },
     /// The session was removed from a group by the mesh (its membership
     /// ended); `reason` says why (`slow`, `transfer failed`, ...).
     Expelled {

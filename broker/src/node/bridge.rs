@@ -612,10 +612,18 @@ impl Bridge {
             Output::Blocked => {
                 tracing::warn!("this broker lost the primary component: blocked");
                 self.status.blocked = true;
+                out.extend(tell_everyone(
+                    router,
+                    &ServerMsg::MeshState { blocked: true },
+                ));
             }
             Output::Unblocked => {
                 tracing::info!("this broker is in the primary component again");
                 self.status.blocked = false;
+                out.extend(tell_everyone(
+                    router,
+                    &ServerMsg::MeshState { blocked: false },
+                ));
             }
             Output::Expelled {
                 group,
@@ -663,4 +671,17 @@ fn check_group(group: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// One frame, encoded once, for every open session.
+fn tell_everyone(router: &Router, msg: &ServerMsg) -> Option<Effect> {
+    let targets: Vec<(SessionId, u64)> = router.session_ids().into_iter().map(|s| (s, 0)).collect();
+    if targets.is_empty() {
+        return None;
+    }
+    let frame = client_proto::encode_server(msg).ok()?;
+    Some(Effect::Fanout {
+        frame,
+        targets: targets.into(),
+    })
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use meshcast_transport::client_proto::{ClientMsg, CloseCode};
+use meshcast_transport::client_proto::{ClientMsg, CloseCode, ServerMsg};
 use tokio::sync::mpsc;
 
 use super::bridge::Bridge;
@@ -139,6 +139,11 @@ pub(crate) async fn run(
                 CoreMsg::Open { session, out } => {
                     st.router.open(session);
                     st.sessions.insert(session, out);
+                    if mesh.as_ref().is_some_and(|m| m.bridge.status().blocked) {
+                        let msg = ServerMsg::MeshState { blocked: true };
+                        effects.push(crate::router::reply(session, &msg));
+                        st.collect(&mut effects);
+                    }
                 }
                 CoreMsg::Batch { session, msgs } => {
                     for m in msgs {

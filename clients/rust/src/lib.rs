@@ -137,6 +137,8 @@ pub(crate) struct Shared {
     closed: OnceLock<ClientError>,
     /// The first publish the broker refused since the last `flush`.
     rejection: Mutex<Option<ClientError>>,
+    /// Whether the broker is outside the primary component (mesh mode).
+    blocked: tokio::sync::watch::Sender<bool>,
 
     subscription_buffer: usize,
 }
@@ -295,6 +297,7 @@ impl Client {
             welcome,
             closed: OnceLock::new(),
             rejection: Mutex::new(None),
+            blocked: tokio::sync::watch::Sender::new(false),
 
             subscription_buffer: opts.subscription_buffer.max(1),
         });
@@ -314,6 +317,18 @@ impl Client {
     /// The id of the broker this client is connected to.
     pub fn broker_id(&self) -> &str {
         &self.shared.welcome.broker
+    }
+
+    /// Whether the broker is outside the mesh's primary component. While it
+    /// is, nothing is delivered; watch it with [`Client::mesh_state`].
+    pub fn is_blocked(&self) -> bool {
+        *self.shared.blocked.borrow()
+    }
+
+    /// A watch of [`Client::is_blocked`]: changes when the broker leaves or
+    /// rejoins the primary component (an event, never a silent hang).
+    pub fn mesh_state(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shared.blocked.subscribe()
     }
 
     /// Why the session ended, if it has.

@@ -87,6 +87,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::Recv
                         GroupEvent::StateRequest(request),
                     );
                 }
+                Ok(ServerMsg::MeshState { blocked }) => {
+                    shared.blocked.send_replace(blocked);
+                }
                 Ok(ServerMsg::Expelled { group, reason }) => {
                     // Ending the route ends the member's stream with the reason.
                     if let Some(route) = groups.remove(&group) {
@@ -281,6 +284,7 @@ fn answer(
         | ServerMsg::GroupMessage(_)
         | ServerMsg::StateRequest { .. }
         | ServerMsg::Expelled { .. }
+        | ServerMsg::MeshState { .. }
         | ServerMsg::State { .. } => {}
     }
 }
