@@ -1,0 +1,96 @@
+//! A replicated key-value store over a meshcast mesh. Every replica joins
+//! the group `kv` with state transfer and applies `set` commands in the
+//! mesh's total order, so all replicas hold the same map and any replica
+//! answers reads locally.
+//!
+//! ```sh
+//! cargo run -p meshcast-examples --bin kv -- --server 127.0.0.1:4810 \
+//!     --ca examples/mesh/certs/ca.pem
+//! > set colour blue
+//! > get colour
+//! ```
+//!
+//! Commands on stdin: `set KEY VALUE`, `get KEY`, `dump`.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use meshcast_client::{Client, ClientOptions, GroupEvent, Ordering};
+
+fn encode(map: &BTreeMap<String, String>) -> String {
+    map.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
+}
+
+fn decode(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let mut server: SocketAddr = "127.0.0.1:4810".parse()?;
+    let mut ca = PathBuf::from("examples/mesh/certs/ca.pem");
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--server" => server = value.parse().context("--server")?,
+            "--ca" => ca = value.into(),
+            other => bail!("unknown flag {other} (use --server, --ca)"),
+        }
+    }
+    let client = Client::connect(ClientOptions::new(server).ca_file(&ca).name("kv")).await?;
+    let (mut group, state) = client.join_with_state("kv").await?;
+    let mut map = state
+        .map(|s| decode(&String::from_utf8_lossy(&s)))
+        .unwrap_or_default();
+    println!("replica ready: {} key(s), {} member(s)", map.len(), group.view().members.len());
+    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(64);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        tokio::select! {
+            line = lines.recv() => {
+                let Some(line) = line else { break };
+                let mut words = line.splitn(3, ' ');
+                match (words.next(), words.next(), words.next()) {
+                    (Some("set"), Some(k), Some(v)) if !k.contains('\t') => {
+                        // Applied when it comes back in total order, like everyone else.
+                        group.multicast(format!("{k}\t{v}"), Ordering::Total, false).await?;
+                    }
+                    (Some("get"), Some(k), None) => match map.get(k) {
+                        Some(v) => println!("{k} = {v}"),
+                        None => println!("{k} is not set"),
+                    },
+                    (Some("dump"), None, None) => print!("{}", encode(&map)),
+                    _ => println!("commands: set KEY VALUE | get KEY | dump"),
+                }
+            }
+            event = group.next() => match event {
+                Some(Ok(GroupEvent::Message(m))) => {
+                    if let Some((k, v)) = String::from_utf8_lossy(&m.payload).split_once('\t') {
+                        map.insert(k.to_string(), v.to_string());
+                    }
+                }
+                // A new replica gets the map exactly as of this point of the order.
+                Some(Ok(GroupEvent::StateRequest(r))) => r.reply(encode(&map)),
+                Some(Ok(GroupEvent::View(v))) => println!("* {} replica(s)", v.members.len()),
+                Some(Ok(GroupEvent::State(_))) => {}
+                Some(Err(e)) => bail!("{e}"),
+                None => break,
+            },
+        }
+    }
+    Ok(())
+}
