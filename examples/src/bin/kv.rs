@@ -49,7 +49,11 @@ async fn main() -> Result<()> {
     let mut map = state
         .map(|s| decode(&String::from_utf8_lossy(&s)))
         .unwrap_or_default();
-    println!("replica ready: {} key(s), {} member(s)", map.len(), group.view().members.len());
+    println!(
+        "replica ready: {} key(s), {} member(s)",
+        map.len(),
+        group.view().members.len()
+    );
     let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(64);
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
