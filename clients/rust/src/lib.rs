@@ -238,6 +238,33 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
+    /// Connects to the first broker of `addrs` that accepts the session,
+    /// trying them in order (the other options apply to each). Use it to
+    /// reach a mesh through any of its brokers, and again after a session is
+    /// lost to fail over to another broker; a new session is a new member,
+    /// so subscriptions and joins are made again.
+    pub async fn connect_any(
+        addrs: &[SocketAddr],
+        opts: ClientOptions,
+    ) -> Result<Client, ClientError> {
+        let mut last = ClientError::Connect {
+            addr: String::new(),
+            detail: "no broker address given".into(),
+        };
+        for addr in addrs {
+            let mut o = opts.clone();
+            o.addr = *addr;
+            match Client::connect(o).await {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "broker unavailable, trying the next");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
     /// Connects, performs the handshake and starts the reader and writer tasks.
     pub async fn connect(opts: ClientOptions) -> Result<Client, ClientError> {
         let connect_err = |detail: String| ClientError::Connect {
