@@ -153,6 +153,7 @@ impl Router {
                         ordering: p.ordering,
                         safe: p.safe,
                         payload: p.payload,
+                        reply_to: p.reply_to,
                     };
                     out.extend(self.fanout(&topic, delivery, |_| true));
                 }
@@ -253,6 +254,10 @@ impl Router {
         }
         let topic = Topic::new(p.topic.as_str())
             .map_err(|e| reject(None, RejectCode::InvalidTopic, e.to_string()))?;
+        if let Some(r) = &p.reply_to {
+            Topic::new(r.as_str())
+                .map_err(|e| reject(None, RejectCode::InvalidTopic, format!("reply_to: {e}")))?;
+        }
         let seq = self
             .next_seq(session)
             .ok_or_else(|| reject(None, RejectCode::InvalidTopic, "no such session".into()))?;
@@ -332,6 +337,7 @@ mod tests {
             ordering: Ordering::Fifo,
             safe: false,
             payload: Bytes::from_static(payload),
+            reply_to: None,
         })
     }
 

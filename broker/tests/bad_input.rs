@@ -89,6 +89,7 @@ async fn invalid_topic_is_refused_by_client_and_by_broker() {
             ordering: Default::default(),
             safe: false,
             payload: "x".into(),
+            reply_to: None,
         }),
     )
     .await;
@@ -210,6 +211,7 @@ async fn oversize_frame_closes_that_connection_naming_the_limit() {
             ordering: Default::default(),
             safe: false,
             payload: vec![0u8; 2000].into(),
+            reply_to: None,
         }),
     )
     .await;
@@ -292,6 +294,7 @@ async fn a_client_that_finishes_its_stream_still_gets_its_answers() {
             ordering: Default::default(),
             safe: false,
             payload: "last words".into(),
+            reply_to: None,
         }),
     )
     .await;

@@ -269,6 +269,26 @@ async fn one_total_order_across(n: usize, prefix: &str) {
         views.push(mesh["view"].clone());
     }
     assert!(views.windows(2).all(|w| w[0] == w[1]), "{views:?}");
+    // A request from the first broker is answered by a subscriber on the last.
+    let responder = brokers[n - 1].client("responder").await;
+    let mut asked = tokio::time::timeout(GUARD, responder.subscribe("svc/echo"))
+        .await
+        .unwrap()
+        .unwrap();
+    let answering = tokio::spawn(async move {
+        let m = asked.next().await.unwrap().unwrap();
+        responder.reply(&m, m.payload.clone()).await.unwrap();
+        responder.flush().await.unwrap();
+        responder
+    });
+    let asker = brokers[0].client("asker").await;
+    let answers = asker
+        .request("svc/echo", "ping", meshcast_client::Gather::First, GUARD)
+        .await
+        .unwrap();
+    assert_eq!(answers.len(), 1, "no answer across the mesh");
+    assert_eq!(answers[0].payload, "ping");
+    answering.await.unwrap();
 }
 
 #[tokio::test]

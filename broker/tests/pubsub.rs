@@ -146,3 +146,55 @@ async fn sigterm_shuts_down_cleanly_and_clients_learn_why() {
         other => panic!("expected the shutdown reason, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn requests_gather_the_answers_of_the_subscribers() {
+    use meshcast_client::Gather;
+    let broker = BrokerProc::start(&[]);
+    let mut responders = Vec::new();
+    for name in ["alpha", "beta"] {
+        let c = broker.client(name).await;
+        let mut s = c.subscribe("svc/time").await.unwrap();
+        responders.push(tokio::spawn(async move {
+            while let Some(Ok(m)) = s.next().await {
+                assert!(m.reply_to.is_some());
+                c.reply(
+                    &m,
+                    format!("{name} says {}", String::from_utf8_lossy(&m.payload)),
+                )
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    let asker = broker.client("asker").await;
+    let mut all = asker
+        .request("svc/time", "now?", Gather::Count(2), GUARD)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| String::from_utf8(m.payload.to_vec()).unwrap())
+        .collect::<Vec<_>>();
+    all.sort();
+    assert_eq!(all, ["alpha says now?", "beta says now?"]);
+    let first = asker
+        .request("svc/time", "again", Gather::First, GUARD)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(first[0].payload.ends_with(b"says again"));
+    // Nobody listens on this topic: the request ends at its timeout, empty.
+    let none = asker
+        .request(
+            "svc/nobody",
+            "hello?",
+            Gather::First,
+            std::time::Duration::from_millis(200),
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    for r in responders {
+        r.abort();
+    }
+}

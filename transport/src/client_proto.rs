@@ -92,6 +92,8 @@ pub struct Publish {
     pub safe: bool,
     /// Opaque application bytes.
     pub payload: Bytes,
+    /// Where a subscriber should send its answer (a request), if anywhere.
+    pub reply_to: Option<String>,
 }
 
 /// Client to broker, after the handshake.
@@ -204,6 +206,8 @@ pub struct Delivery {
     pub safe: bool,
     /// The application bytes.
     pub payload: Bytes,
+    /// Where the publisher wants an answer, for a request.
+    pub reply_to: Option<String>,
 }
 
 /// Why a request was refused.
@@ -455,6 +459,7 @@ mod tests {
                 ordering: Ordering::Total,
                 safe: true,
                 payload: Bytes::from_static(b"xyz"),
+                reply_to: Some("_inbox/1/2".into()),
             }),
             ClientMsg::Ping { id: 9 },
         ];
@@ -471,6 +476,7 @@ mod tests {
             ordering: Ordering::Fifo,
             safe: false,
             payload: Bytes::from_static(b"p"),
+            reply_to: None,
         });
         let f = encode_server(&d).unwrap();
         assert_eq!(decode_server(&f[4..]).unwrap(), d);

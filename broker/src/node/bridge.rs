@@ -30,6 +30,7 @@ struct MeshPayload {
     /// The publisher's own sequence number (1, 2, 3, ...).
     seq: u64,
     payload: Bytes,
+    reply_to: Option<String>,
 }
 
 struct PendingSub {
@@ -196,16 +197,13 @@ impl Bridge {
                     return;
                 };
                 // An empty topic marks a multicast: no subscription matches it.
-                self.send(
-                    session,
-                    group,
-                    String::new(),
+                let body = MeshPayload {
+                    topic: String::new(),
                     seq,
-                    ordering,
-                    safe,
                     payload,
-                    out,
-                );
+                    reply_to: None,
+                };
+                self.send(session, group, body, ordering, safe, out);
             }
         }
     }
@@ -360,34 +358,30 @@ impl Bridge {
             Err(rejected) => return out.push(reply(session, &rejected)),
         };
         let group = self.groups.group_of(&topic).to_string();
-        self.send(
-            session, group, p.topic, seq, p.ordering, p.safe, p.payload, out,
-        );
+        let body = MeshPayload {
+            topic: p.topic,
+            seq,
+            payload: p.payload,
+            reply_to: p.reply_to,
+        };
+        self.send(session, group, body, p.ordering, p.safe, out);
     }
 
     /// Hands one message for `group` to the core, or refuses it if the
     /// core's queue is full.
-    #[allow(clippy::too_many_arguments)]
     fn send(
         &mut self,
         session: SessionId,
         group: String,
-        topic: String,
-        seq: u64,
+        body: MeshPayload,
         ordering: Ordering,
         safe: bool,
-        payload: Bytes,
         out: &mut Vec<Effect>,
     ) {
-        let what = if topic.is_empty() {
+        let what = if body.topic.is_empty() {
             format!("multicast to group {group:?}")
         } else {
-            format!("publish on {topic:?}")
-        };
-        let body = MeshPayload {
-            topic,
-            seq,
-            payload,
+            format!("publish on {:?}", body.topic)
         };
         let payload = match wire::frame("mesh payload", &body) {
             Ok(f) => f[wire::LEN_PREFIX..].to_vec(),
@@ -497,6 +491,7 @@ impl Bridge {
                     ordering,
                     safe: d.safe,
                     payload: body.payload,
+                    reply_to: body.reply_to,
                 };
                 out.extend(router.fanout(&topic, delivery, |s| sessions.contains(&s)));
             }

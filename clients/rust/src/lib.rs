@@ -27,6 +27,7 @@
 
 mod error;
 mod group;
+mod inbox;
 mod outbox;
 mod reader;
 mod subscription;
@@ -48,6 +49,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use error::ClientError;
 pub use group::{Group, GroupEvent, GroupMessage, StateRequest, View};
+pub use inbox::Gather;
 pub use meshcast_transport::client_proto::{Ordering, RejectCode};
 pub use subscription::{Message, Subscription};
 
@@ -139,6 +141,8 @@ pub(crate) struct Shared {
     rejection: Mutex<Option<ClientError>>,
     /// Whether the broker is outside the primary component (mesh mode).
     blocked: tokio::sync::watch::Sender<bool>,
+    /// The inbox for answers to requests, made on first use.
+    inbox: tokio::sync::OnceCell<Arc<inbox::Inbox>>,
 
     subscription_buffer: usize,
 }
@@ -325,6 +329,7 @@ impl Client {
             closed: OnceLock::new(),
             rejection: Mutex::new(None),
             blocked: tokio::sync::watch::Sender::new(false),
+            inbox: tokio::sync::OnceCell::new(),
 
             subscription_buffer: opts.subscription_buffer.max(1),
         });
@@ -367,46 +372,7 @@ impl Client {
     /// the subscription: every matching message published after that point
     /// is delivered to the returned stream.
     pub async fn subscribe(&self, pattern: &str) -> Result<Subscription, ClientError> {
-        let pattern = Pattern::new(pattern)?;
-        let id = self.shared.next_id();
-        let (tx, rx) = mpsc::channel(self.shared.subscription_buffer);
-        let failed = Arc::new(OnceLock::new());
-        let (reply, answer) = oneshot::channel();
-        self.shared.pending().insert(
-            id,
-            Pending::Subscribe {
-                pattern: pattern.clone(),
-                tx,
-                failed: failed.clone(),
-                reply,
-            },
-        );
-        let mut guard = CancelGuard {
-            shared: &self.shared,
-            id,
-            sent: false,
-        };
-        self.shared
-            .send(&ClientMsg::Subscribe {
-                id,
-                pattern: pattern.as_str().to_string(),
-            })
-            .await?;
-        guard.sent = true;
-        let result = answer.await;
-        guard.disarm();
-        match result {
-            Ok(Ok(())) => Ok(Subscription::new(
-                id,
-                pattern,
-                rx,
-                failed,
-                self.shared.clone(),
-                self.handle.clone(),
-            )),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(self.shared.closed_error()),
-        }
+        subscribe_with(&self.shared, pattern, Some(self.handle.clone())).await
     }
 
     /// Joins a process group (the broker must be in mesh mode). Returns once
@@ -493,8 +459,73 @@ impl Client {
     /// Publishes one message with `fifo` ordering.
     pub async fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<(), ClientError> {
         let topic = Topic::new(topic)?;
-        self.publish_raw(&topic, Ordering::Fifo, false, payload.into())
+        self.publish_raw(&topic, Ordering::Fifo, false, payload.into(), None)
             .await
+    }
+
+    /// Answers a request: publishes `payload` to the message's `reply_to`.
+    /// Does nothing for a message that asked for no answer.
+    pub async fn reply(
+        &self,
+        request: &Message,
+        payload: impl Into<Bytes>,
+    ) -> Result<(), ClientError> {
+        let Some(to) = &request.reply_to else {
+            return Ok(());
+        };
+        let topic = Topic::new(to.as_str())?;
+        self.publish_raw(&topic, Ordering::Fifo, false, payload.into(), None)
+            .await
+    }
+
+    /// Publishes a request on `topic` and gathers the subscribers' answers
+    /// (sent with [`Client::reply`]) until `gather` is satisfied or
+    /// `timeout` passes; returns what arrived, in arrival order.
+    pub async fn request(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        gather: Gather,
+        timeout: Duration,
+    ) -> Result<Vec<Message>, ClientError> {
+        let topic = Topic::new(topic)?;
+        let inbox = self.inbox().await?;
+        let id = self.shared.next_id();
+        let (tx, mut rx) = mpsc::channel(gather.limit().clamp(1, 4096));
+        inbox.waiters().insert(id, tx);
+        let reply_to = format!("{}/{id}", inbox.prefix);
+        let sent = self
+            .publish_raw(
+                &topic,
+                Ordering::Fifo,
+                false,
+                payload.into(),
+                Some(reply_to),
+            )
+            .await;
+        let mut replies = Vec::new();
+        if sent.is_ok() {
+            let _ = tokio::time::timeout(timeout, async {
+                while replies.len() < gather.limit() {
+                    match rx.recv().await {
+                        Some(m) => replies.push(m),
+                        None => break,
+                    }
+                }
+            })
+            .await;
+        }
+        inbox.waiters().remove(&id);
+        sent.map(|()| replies)
+    }
+
+    /// This client's inbox for answers, subscribed on first use.
+    async fn inbox(&self) -> Result<Arc<inbox::Inbox>, ClientError> {
+        self.shared
+            .inbox
+            .get_or_try_init(|| inbox::Inbox::start(self.shared.clone()))
+            .await
+            .cloned()
     }
 
     async fn publish_raw(
@@ -503,6 +534,7 @@ impl Client {
         ordering: Ordering,
         safe: bool,
         payload: Bytes,
+        reply_to: Option<String>,
     ) -> Result<(), ClientError> {
         let max = self.shared.welcome.max_payload as usize;
         if payload.len() > max {
@@ -517,6 +549,7 @@ impl Client {
                 ordering,
                 safe,
                 payload,
+                reply_to,
             }))
             .await
     }
@@ -584,8 +617,57 @@ impl Publisher {
     /// [`Client::flush`] to wait until the broker has processed it.
     pub async fn publish(&self, payload: impl Into<Bytes>) -> Result<(), ClientError> {
         self.client
-            .publish_raw(&self.topic, self.ordering, self.safe, payload.into())
+            .publish_raw(&self.topic, self.ordering, self.safe, payload.into(), None)
             .await
+    }
+}
+
+/// Subscribes `pattern`; see [`Client::subscribe`]. `handle` keeps the
+/// session open while the subscription lives (`None` for internal ones).
+pub(crate) async fn subscribe_with(
+    shared: &Arc<Shared>,
+    pattern: &str,
+    handle: Option<Arc<Handle>>,
+) -> Result<Subscription, ClientError> {
+    let pattern = Pattern::new(pattern)?;
+    let id = shared.next_id();
+    let (tx, rx) = mpsc::channel(shared.subscription_buffer);
+    let failed = Arc::new(OnceLock::new());
+    let (reply, answer) = oneshot::channel();
+    shared.pending().insert(
+        id,
+        Pending::Subscribe {
+            pattern: pattern.clone(),
+            tx,
+            failed: failed.clone(),
+            reply,
+        },
+    );
+    let mut guard = CancelGuard {
+        shared,
+        id,
+        sent: false,
+    };
+    shared
+        .send(&ClientMsg::Subscribe {
+            id,
+            pattern: pattern.as_str().to_string(),
+        })
+        .await?;
+    guard.sent = true;
+    let result = answer.await;
+    guard.disarm();
+    match result {
+        Ok(Ok(())) => Ok(Subscription::new(
+            id,
+            pattern,
+            rx,
+            failed,
+            shared.clone(),
+            handle,
+        )),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(shared.closed_error()),
     }
 }
 

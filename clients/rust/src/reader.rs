@@ -136,6 +136,7 @@ fn deliver(
         seq: d.seq,
         ordering: d.ordering,
         safe: d.safe,
+        reply_to: d.reply_to,
     });
     for (i, id) in ids.iter().enumerate() {
         let Some(route) = routes.get(id) else {

@@ -27,6 +27,8 @@ pub struct Message {
     pub ordering: Ordering,
     /// Whether it was published as `safe`.
     pub safe: bool,
+    /// Where the publisher wants an answer (see [`crate::Client::reply`]).
+    pub reply_to: Option<String>,
 }
 
 /// A stream of the messages matching one pattern.
@@ -42,7 +44,9 @@ pub struct Subscription {
     rx: mpsc::Receiver<Message>,
     failed: Arc<OnceLock<ClientError>>,
     shared: Arc<Shared>,
-    _handle: Arc<Handle>,
+    /// Keeps the session open while the subscription lives (`None` for the
+    /// client's own inbox, which must not).
+    _handle: Option<Arc<Handle>>,
     finished: bool,
     unsubscribed: bool,
 }
@@ -63,7 +67,7 @@ impl Subscription {
         rx: mpsc::Receiver<Message>,
         failed: Arc<OnceLock<ClientError>>,
         shared: Arc<Shared>,
-        handle: Arc<Handle>,
+        handle: Option<Arc<Handle>>,
     ) -> Subscription {
         Subscription {
             id,
