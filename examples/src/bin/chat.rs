@@ -9,67 +9,31 @@
 //! ```
 
 use std::collections::BTreeSet;
-use std::io::BufRead;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use futures_util::StreamExt;
-use meshcast_client::{Client, ClientOptions, GroupEvent, Ordering};
-
-struct Args {
-    server: SocketAddr,
-    ca: PathBuf,
-    name: String,
-    room: String,
-}
-
-fn args() -> Result<Args> {
-    let mut server = "127.0.0.1:4810".parse()?;
-    let mut ca = PathBuf::from("examples/mesh/certs/ca.pem");
-    let (mut name, mut room) = (String::from("anonymous"), String::from("lobby"));
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--server" => server = value.parse().context("--server")?,
-            "--ca" => ca = value.into(),
-            "--name" => name = value,
-            "--room" => room = value,
-            other => bail!("unknown flag {other} (use --server, --ca, --name, --room)"),
-        }
-    }
-    Ok(Args {
-        server,
-        ca,
-        name,
-        room,
-    })
-}
+use meshcast_client::{GroupEvent, Ordering};
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let a = args()?;
-    let client = Client::connect(ClientOptions::new(a.server).ca_file(&a.ca).name(&a.name)).await?;
+    let flags = meshcast_examples::Flags::parse(&["name", "room"])?;
+    let (name, room_name) = (flags.get("name", "anonymous"), flags.get("room", "lobby"));
+    let client = flags.connect(&name).await?;
     // Topics chat/... belong to the group "chat"; its views say who is here.
     let mut members = client.join("chat").await?;
-    let mut room = client.subscribe(&format!("chat/{}/*", a.room)).await?;
+    let mut room = client.subscribe(&format!("chat/{}/*", room_name)).await?;
     let me = client.publisher(
-        &format!("chat/{}/{}", a.room, a.name),
+        &format!("chat/{}/{}", room_name, name),
         Ordering::Total,
         false,
     )?;
     let mut seen: BTreeSet<String> = members.view().members.iter().cloned().collect();
-    println!("* you are in room {} with {} member(s)", a.room, seen.len());
-    let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<String>(64);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.blocking_send(line).is_err() {
-                break;
-            }
-        }
-    });
+    println!(
+        "* you are in room {} with {} member(s)",
+        room_name,
+        seen.len()
+    );
+    let mut lines = meshcast_examples::stdin_lines();
     loop {
         tokio::select! {
             line = lines.recv() => match line {

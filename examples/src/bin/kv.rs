@@ -13,12 +13,9 @@
 //! Commands on stdin: `set KEY VALUE`, `get KEY`, `dump`.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
-use meshcast_client::{Client, ClientOptions, GroupEvent, Ordering};
+use anyhow::{Result, bail};
+use meshcast_client::{GroupEvent, Ordering};
 
 fn encode(map: &BTreeMap<String, String>) -> String {
     map.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
@@ -33,18 +30,8 @@ fn decode(text: &str) -> BTreeMap<String, String> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let mut server: SocketAddr = "127.0.0.1:4810".parse()?;
-    let mut ca = PathBuf::from("examples/mesh/certs/ca.pem");
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--server" => server = value.parse().context("--server")?,
-            "--ca" => ca = value.into(),
-            other => bail!("unknown flag {other} (use --server, --ca)"),
-        }
-    }
-    let client = Client::connect(ClientOptions::new(server).ca_file(&ca).name("kv")).await?;
+    let flags = meshcast_examples::Flags::parse(&[])?;
+    let client = flags.connect("kv").await?;
     let (mut group, state) = client.join_with_state("kv").await?;
     let mut map = state
         .map(|s| decode(&String::from_utf8_lossy(&s)))
@@ -54,15 +41,7 @@ async fn main() -> Result<()> {
         map.len(),
         group.view().members.len()
     );
-    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(64);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.blocking_send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut lines = meshcast_examples::stdin_lines();
     loop {
         tokio::select! {
             line = lines.recv() => {

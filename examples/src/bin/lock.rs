@@ -15,12 +15,9 @@
 //! Commands on stdin: `lock`, `unlock`, `who`.
 
 use std::collections::VecDeque;
-use std::io::BufRead;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
-use meshcast_client::{Client, ClientOptions, GroupEvent, Ordering};
+use anyhow::{Result, bail};
+use meshcast_client::{GroupEvent, Ordering};
 
 fn holder(queue: &VecDeque<String>) -> Option<&String> {
     queue.front()
@@ -28,18 +25,8 @@ fn holder(queue: &VecDeque<String>) -> Option<&String> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let mut server: SocketAddr = "127.0.0.1:4810".parse()?;
-    let mut ca = PathBuf::from("examples/mesh/certs/ca.pem");
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--server" => server = value.parse().context("--server")?,
-            "--ca" => ca = value.into(),
-            other => bail!("unknown flag {other} (use --server, --ca)"),
-        }
-    }
-    let client = Client::connect(ClientOptions::new(server).ca_file(&ca).name("lock")).await?;
+    let flags = meshcast_examples::Flags::parse(&[])?;
+    let client = flags.connect("lock").await?;
     let (mut group, state) = client.join_with_state("lock").await?;
     let me = group.view().members[group.view().rank as usize].clone();
     let mut queue: VecDeque<String> = state
@@ -51,15 +38,7 @@ async fn main() -> Result<()> {
         })
         .unwrap_or_default();
     println!("I am {me}; holder: {:?}", holder(&queue));
-    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(64);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            if tx.blocking_send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let mut lines = meshcast_examples::stdin_lines();
     loop {
         let before = holder(&queue).cloned();
         tokio::select! {
