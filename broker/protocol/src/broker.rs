@@ -11,7 +11,7 @@ use crate::config::ProtocolConfig;
 use crate::error::Error;
 use crate::group::GroupState;
 use crate::id::{MemberId, MeshView, MsgId, NodeId, Ordering, Time, TransferId, ViewId};
-use crate::io::{ClientCmd, Delivery, Input, Output};
+use crate::io::{ClientCmd, Delivery, ExpelReason, Input, Output};
 use crate::membership::{Promise, Round};
 use crate::transfer::{Incoming, Outgoing};
 use crate::wire::{DataMsg, Envelope, GroupRequest, Install, OrderMsg, PeerMsg};
@@ -509,6 +509,25 @@ impl Broker {
             }
         }
         Ok(())
+    }
+
+    /// Reports a member of an installed group view as expelled (once) and
+    /// asks for its removal through the next view change.
+    pub(crate) fn expel(&mut self, group: String, member: MemberId, reason: ExpelReason) {
+        let is_member = self
+            .epoch
+            .as_ref()
+            .and_then(|e| e.groups.get(&group))
+            .is_some_and(|g| g.members.contains(&member));
+        if !is_member || !self.muted.insert((group.clone(), member)) {
+            return;
+        }
+        self.out.push_back(Output::Expelled {
+            group: group.clone(),
+            member,
+            reason,
+        });
+        self.push_request(GroupRequest::Expel { group, member });
     }
 
     /// Queues a local membership request for the next view change.

@@ -6,8 +6,8 @@
 
 use crate::broker::Broker;
 use crate::id::Time;
-use crate::io::{ExpelReason, Output};
-use crate::wire::{GroupRequest, Install};
+use crate::io::ExpelReason;
+use crate::wire::Install;
 
 impl Broker {
     /// Expels members whose queue stayed full too long.
@@ -22,20 +22,7 @@ impl Broker {
             .collect();
         for (group, member) in slow {
             self.backlog.remove(&(group.clone(), member));
-            let is_member = self
-                .epoch
-                .as_ref()
-                .and_then(|e| e.groups.get(&group))
-                .is_some_and(|g| g.members.contains(&member));
-            if !is_member || !self.muted.insert((group.clone(), member)) {
-                continue;
-            }
-            self.out.push_back(Output::Expelled {
-                group: group.clone(),
-                member,
-                reason: ExpelReason::Slow,
-            });
-            self.push_request(GroupRequest::Expel { group, member });
+            self.expel(group, member, ExpelReason::Slow);
         }
     }
 

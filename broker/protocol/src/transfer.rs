@@ -285,22 +285,7 @@ impl Broker {
         for (ct, _) in inc.chained {
             self.abort_outgoing(ct);
         }
-        let group = t.group;
-        let member = t.joiner;
-        let is_member = self
-            .epoch
-            .as_ref()
-            .and_then(|e| e.groups.get(&group))
-            .is_some_and(|g| g.members.contains(&member));
-        if !is_member || !self.muted.insert((group.clone(), member)) {
-            return;
-        }
-        self.out.push_back(Output::Expelled {
-            group: group.clone(),
-            member,
-            reason: ExpelReason::TransferFailed,
-        });
-        self.push_request(GroupRequest::Expel { group, member });
+        self.expel(t.group, t.joiner, ExpelReason::TransferFailed);
     }
 
     /// Gives up providing `t`: the joiner's broker asks for another transfer.
