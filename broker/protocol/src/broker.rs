@@ -68,6 +68,9 @@ pub struct Broker {
     pub(crate) round_failures: BTreeMap<NodeId, u32>,
     /// Ballots other members accepted for the current view (heartbeats).
     pub(crate) accept_seen: BTreeMap<NodeId, ViewId>,
+    /// Members whose heartbeats say they are flushing the current view: a
+    /// view change is under way, maybe without this broker.
+    pub(crate) peers_flushing: BTreeSet<NodeId>,
     pub(crate) promise: Option<Promise>,
     pub(crate) accepted: Option<(ViewId, Install)>,
     pub(crate) max_counter: u64,
@@ -82,6 +85,11 @@ pub struct Broker {
     pub(crate) minority: bool,
     pub(crate) next_heartbeat: Time,
     pub(crate) next_join: Time,
+    /// Brokers outside `cfg.seeds` heard from while joining (heartbeats of
+    /// a view): asked for admission at the next join retry.
+    pub(crate) heard_seeds: BTreeSet<NodeId>,
+    /// When progress not yet acknowledged must be (see `stability.rs`).
+    pub(crate) ack_due: Option<Time>,
     // Client side.
     pub(crate) requests: Vec<(u64, GroupRequest)>,
     pub(crate) request_seq: u64,
@@ -122,6 +130,7 @@ impl Broker {
             commits: VecDeque::new(),
             round_failures: BTreeMap::new(),
             accept_seen: BTreeMap::new(),
+            peers_flushing: BTreeSet::new(),
             promise: None,
             accepted: None,
             max_counter: 0,
@@ -134,6 +143,8 @@ impl Broker {
             minority: false,
             next_heartbeat: Time(0),
             next_join: Time(0),
+            heard_seeds: BTreeSet::new(),
+            ack_due: None,
             requests: Vec::new(),
             request_seq: 0,
             outbox: VecDeque::new(),
@@ -222,19 +233,51 @@ impl Broker {
         if let Some(d) = self.transfer_deadline() {
             t = t.min(d);
         }
+        if let Some(d) = self.ack_due {
+            t = t.min(d);
+        }
         Some(t)
     }
 
     /// Feeds one input at time `now`. Invalid peer input returns an error
     /// and leaves the state unchanged.
     pub fn handle(&mut self, now: Time, input: Input) -> Result<(), Error> {
+        self.begin(now);
+        let res = self.dispatch(input);
+        self.finish();
+        res
+    }
+
+    /// Feeds several inputs that arrived together at time `now`, then sends
+    /// and delivers once for all of them: total-order decisions, deliveries
+    /// and acknowledgements are batched across the inputs. Equivalent to
+    /// calling [`Broker::handle`] for each, except for that batching. Returns
+    /// the errors of refused inputs (each left the state unchanged).
+    pub fn handle_batch(
+        &mut self,
+        now: Time,
+        inputs: impl IntoIterator<Item = Input>,
+    ) -> Vec<Error> {
+        self.begin(now);
+        let errors = inputs
+            .into_iter()
+            .filter_map(|i| self.dispatch(i).err())
+            .collect();
+        self.finish();
+        errors
+    }
+
+    fn begin(&mut self, now: Time) {
         if now > self.now {
             self.now = now;
         }
         if !self.started {
             self.start();
         }
-        let res = match input {
+    }
+
+    fn dispatch(&mut self, input: Input) -> Result<(), Error> {
+        match input {
             Input::Peer(env) => self.on_peer(env),
             Input::LinkUp(peer) => {
                 self.on_link_up(peer);
@@ -243,10 +286,13 @@ impl Broker {
             Input::LinkDown(_) => Ok(()),
             Input::Client(cmd) => self.on_client(cmd),
             Input::Timeout => Ok(()),
-        };
+        }
+    }
+
+    fn finish(&mut self) {
         self.on_tick();
         self.pump();
-        res
+        self.schedule_acks();
     }
 
     fn start(&mut self) {
@@ -303,6 +349,7 @@ impl Broker {
     pub(crate) fn active(&self) -> bool {
         self.epoch.is_some()
             && !self.flushing()
+            && self.peers_flushing.is_empty()
             && (!self.minority
                 || self.cfg.defects.deliver_in_minority
                 || self.cfg.defects.ignore_minority)
@@ -329,6 +376,10 @@ impl Broker {
         }
         match env.msg {
             PeerMsg::Heartbeat(hb) => self.on_heartbeat(from, hb),
+            PeerMsg::Ack(a) => {
+                self.on_ack(from, a);
+                Ok(())
+            }
             PeerMsg::JoinRequest => {
                 self.on_join_request(from);
                 Ok(())
@@ -402,7 +453,11 @@ impl Broker {
             return Ok(());
         };
         let me = e.me;
-        e.group_mut(&m.group).insert(me, m);
+        let g = e.group_mut(&m.group);
+        // The sender holds everything it sent up to this message.
+        let (s, seq) = (m.rank as usize, m.seq);
+        g.acks[s][s] = g.acks[s][s].max(seq);
+        g.insert(me, m);
         Ok(())
     }
 

@@ -195,15 +195,26 @@ fn safe_message_waits_for_the_peer_frontier() {
         panic!("{outs:?}")
     };
     b1.handle(T0, Input::Peer(envelope.clone())).unwrap();
+    // b1 has it and knows its sender holds it: with two brokers it is stable.
+    let outs = drain(&mut b1);
     assert!(
-        drain(&mut b1).is_empty(),
-        "b1 has not yet heard that b0 holds it"
+        matches!(&outs[..], [Output::Deliver(d)] if d.safe),
+        "{outs:?}"
+    );
+    // b0 still waits for b1's frontier.
+    b0.handle(T0, Input::Timeout).unwrap();
+    assert!(
+        !drain(&mut b0)
+            .iter()
+            .any(|o| matches!(o, Output::Deliver(_))),
+        "b0 has not heard that b1 holds it"
     );
     let hb = Heartbeat {
         view: Some(vid(2)),
         promised: None,
         accepted: None,
         wants_change: false,
+        flushing: false,
         frontiers: vec![crate::wire::Frontier {
             group: "g".into(),
             received: vec![1, 0],
@@ -411,6 +422,7 @@ fn hb(promised: u64) -> PeerMsg {
         }),
         accepted: None,
         wants_change: false,
+        flushing: false,
         frontiers: vec![],
     })
 }
@@ -645,4 +657,89 @@ fn held_deliveries_are_bounded() {
     for x in &net.nodes {
         assert!(!in_group(x, 2));
     }
+}
+
+/// Publishes `n` reliable messages at b0 and hands them to b1.
+fn publish_to_b1(b0: &mut Broker, b1: &mut Broker, n: usize, at: Time) {
+    for i in 0..n {
+        let cmd = ClientCmd::Publish {
+            session: 1,
+            group: "g".into(),
+            ordering: Ordering::Reliable,
+            safe: false,
+            payload: vec![i as u8],
+        };
+        b0.handle(at, Input::Client(cmd)).unwrap();
+    }
+    for o in drain(b0) {
+        if let Output::Send { envelope, .. } = o {
+            b1.handle(at, Input::Peer(envelope)).unwrap();
+        }
+    }
+}
+
+fn acks(outs: &[Output]) -> Vec<crate::wire::AckMsg> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                envelope:
+                    Envelope {
+                        msg: PeerMsg::Ack(a),
+                        ..
+                    },
+                ..
+            } => Some(a.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn progress_is_acknowledged_after_the_ack_delay_and_frees_the_sender() {
+    let (mut b0, mut b1) = two_brokers();
+    publish_to_b1(&mut b0, &mut b1, 3, T0);
+    let outs = drain(&mut b1);
+    assert!(acks(&outs).is_empty(), "not before the delay: {outs:?}");
+    let due = b1.poll_timeout().unwrap();
+    assert_eq!(due, T0.plus(ProtocolConfig::default().ack_delay));
+    b1.handle(due, Input::Timeout).unwrap();
+    let sent = acks(&drain(&mut b1));
+    assert_eq!(sent.len(), 1, "one acknowledgement to b0");
+    assert_eq!(sent[0].frontiers[0].received, vec![3, 0]);
+    // Nothing moved since: no further acknowledgement is scheduled.
+    assert!(b1.poll_timeout().unwrap() > due.plus(1_000));
+
+    let held = |x: &Broker| {
+        (1..=3)
+            .filter(|s| {
+                x.holds(
+                    "g",
+                    MsgId {
+                        origin: b(0),
+                        seq: *s,
+                    },
+                )
+            })
+            .count()
+    };
+    assert_eq!(held(&b0), 3, "b0 keeps its messages until b1 has them");
+    let ack = env(b(1), b(0), PeerMsg::Ack(sent[0].clone()));
+    b0.handle(due, Input::Peer(ack)).unwrap();
+    assert_eq!(held(&b0), 0, "stable messages are freed");
+}
+
+#[test]
+fn a_burst_is_acknowledged_at_once() {
+    let (mut b0, mut b1) = two_brokers();
+    let every = ProtocolConfig::default().ack_every as usize;
+    publish_to_b1(&mut b0, &mut b1, every, T0);
+    let sent = acks(&drain(&mut b1));
+    assert!(
+        !sent.is_empty(),
+        "no acknowledgement after {every} messages"
+    );
+    assert_eq!(
+        sent.last().unwrap().frontiers[0].received,
+        vec![every as u64, 0]
+    );
 }

@@ -22,6 +22,15 @@ pub struct ProtocolConfig {
     /// Credit window: own messages per group that may be unstable (not yet
     /// received by every broker) before further publishes wait.
     pub max_unstable: usize,
+    /// Acknowledge at once (a [`crate::wire::PeerMsg::Ack`] with the
+    /// receive frontiers) when a group's progress here advanced by this many
+    /// messages or decisions since the last acknowledgement; keep it well
+    /// below `max_unstable` so senders never wait for credit.
+    pub ack_every: u64,
+    /// Otherwise acknowledge progress this long after it happened (instead
+    /// of waiting for the next heartbeat), so `safe` messages and credit
+    /// move without a full heartbeat interval of delay.
+    pub ack_delay: u64,
     /// Publishes that may wait for credit before `Publish` is refused with
     /// [`crate::Error::Backpressure`].
     pub max_outbox: usize,
@@ -53,6 +62,8 @@ impl Default for ProtocolConfig {
             join_retry: 150,
             chunk_size: 16 * 1024,
             max_unstable: 1024,
+            ack_every: 128,
+            ack_delay: 1,
             max_outbox: 16 * 1024,
             member_queue: None,
             slow_timeout: 2_000,

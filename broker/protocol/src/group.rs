@@ -55,6 +55,8 @@ pub(crate) struct GroupState {
     pub sequencer: usize,
     /// `Defects::swap_decisions`: a decision batch held back.
     pub defect_held: Option<(u64, Vec<(u32, u64)>)>,
+    /// [`GroupState::progress`] when this broker last sent its frontier.
+    pub acked: u64,
 }
 
 /// Deterministic sequencer rank for a group in a view of `n` brokers.
@@ -106,7 +108,22 @@ impl GroupState {
             unsent: Vec::new(),
             sequencer,
             defect_held: None,
+            acked: 0,
         }
+    }
+
+    /// How far this broker got in the group, as one growing number: messages
+    /// received from other brokers, decisions known and positions delivered.
+    /// Its growth since the last frontier sent decides when to acknowledge.
+    pub fn progress(&self, me: usize) -> u64 {
+        let received: u64 = self
+            .streams
+            .iter()
+            .enumerate()
+            .filter(|(s, _)| *s != me)
+            .map(|(_, st)| st.recv)
+            .sum();
+        received + self.dec_len() + self.total_delivered
     }
 
     /// Stores a received message; returns true if it was new.

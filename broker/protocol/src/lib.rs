@@ -58,6 +58,7 @@ mod group;
 mod id;
 mod io;
 mod membership;
+mod stability;
 mod transfer;
 mod wire;
 

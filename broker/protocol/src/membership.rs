@@ -45,6 +45,8 @@ pub(crate) struct Round {
 
 /// How many recent commits are kept to catch up lagging brokers.
 const COMMIT_HISTORY: usize = 8;
+/// Most brokers a joiner remembers hearing from (see `heard_seeds`).
+const MAX_HEARD_SEEDS: usize = 64;
 
 impl Broker {
     /// Periodic work: heartbeats, join retries, suspicion, round timeouts,
@@ -59,18 +61,24 @@ impl Broker {
                         self.send(NodeId::new(s, 0), PeerMsg::JoinRequest);
                     }
                 }
+                for s in std::mem::take(&mut self.heard_seeds) {
+                    if !self.cfg.seeds.contains(&s.name) {
+                        self.send(s, PeerMsg::JoinRequest);
+                    }
+                }
             }
             return;
         };
         let members = e.view.members.clone();
         if now >= self.next_heartbeat {
             self.next_heartbeat = now.plus(self.cfg.heartbeat_interval);
+            let hb = self.heartbeat();
             for m in &members {
                 if *m != self.id {
-                    let hb = self.heartbeat();
-                    self.send(*m, PeerMsg::Heartbeat(hb));
+                    self.send(*m, PeerMsg::Heartbeat(hb.clone()));
                 }
             }
+            self.acked_by_heartbeat();
         }
         for m in &members {
             if *m == self.id {
@@ -193,6 +201,7 @@ impl Broker {
                         .promise
                         .as_ref()
                         .is_some_and(|p| self.now.since(p.at) > 2 * self.cfg.flush_timeout)),
+            flushing: self.flushing(),
             frontiers: match &self.epoch {
                 Some(e) => e.groups.values().map(GroupState::frontier).collect(),
                 None => Vec::new(),
@@ -202,6 +211,12 @@ impl Broker {
 
     pub(crate) fn on_heartbeat(&mut self, from: NodeId, hb: Heartbeat) -> Result<(), Error> {
         let Some(e) = &mut self.epoch else {
+            // A joiner hearing from a member of some view may already be in
+            // that view (its commit lost with a crashed coordinator): ask
+            // the sender too, which answers a member with a catch-up.
+            if hb.view.is_some() && self.heard_seeds.len() < MAX_HEARD_SEEDS {
+                self.heard_seeds.insert(from);
+            }
             return Ok(());
         };
         let cur = e.view.id;
@@ -216,11 +231,16 @@ impl Broker {
                     Some(b) => self.accept_seen.insert(from, b),
                     None => self.accept_seen.remove(&from),
                 };
-                let me = e.me;
+                // A member is flushing our view for a view change we may be
+                // left out of (cut off while it started): deliver no more in
+                // this view until we learn how the change ends.
+                if hb.flushing {
+                    self.peers_flushing.insert(from);
+                } else {
+                    self.peers_flushing.remove(&from);
+                }
                 for f in &hb.frontiers {
-                    let g = e.group_mut(&f.group);
-                    g.apply_frontier(rank, f);
-                    let _ = me;
+                    e.group_mut(&f.group).apply_frontier(rank, f);
                 }
                 if hb.wants_change {
                     self.change_wanted = true;
@@ -805,6 +825,7 @@ impl Broker {
             .rank(self.id)
             .expect("member of the installed view");
         self.out.push_back(Output::MeshView(inst.view.clone()));
+        self.peers_flushing.clear();
         let mut groups = BTreeMap::new();
         for gi in &inst.groups {
             let changed = match old_groups.get(&gi.group) {

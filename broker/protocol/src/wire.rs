@@ -24,6 +24,10 @@ pub struct Envelope {
 pub enum PeerMsg {
     /// Liveness plus stability frontiers.
     Heartbeat(Heartbeat),
+    /// Receive frontiers sent as soon as enough progress was made (rather
+    /// than on the next heartbeat), so stability, credit and `safe`
+    /// delivery move at the speed of the traffic.
+    Ack(AckMsg),
     /// A broker outside the mesh asks to be admitted.
     JoinRequest,
     /// Tells a broker it is no longer a member of the primary view `view`.
@@ -82,7 +86,20 @@ pub struct Heartbeat {
     pub accepted: Option<ViewId>,
     /// The sender has local group joins or leaves waiting for a view change.
     pub wants_change: bool,
+    /// The sender is flushing: it answered a view change based on `view`
+    /// that has not installed yet, so it sends and delivers nothing more in
+    /// `view`.
+    pub flushing: bool,
     /// Per-group receive frontiers in `view`.
+    pub frontiers: Vec<Frontier>,
+}
+
+/// Acknowledgement of progress in some groups of `view`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AckMsg {
+    /// View the frontiers belong to.
+    pub view: ViewId,
+    /// Frontiers of the groups that advanced since the last acknowledgement.
     pub frontiers: Vec<Frontier>,
 }
 
@@ -293,6 +310,10 @@ fn ok_install(i: &Install) -> bool {
 
 /// Rejects a message naming any number beyond [`MAX_PEER_NUMBER`] (checked
 /// before the message touches any state).
+fn ok_frontier(f: &Frontier) -> bool {
+    f.received.iter().all(|r| ok_num(*r)) && ok_num(f.decisions) && ok_num(f.delivered_positions)
+}
+
 pub(crate) fn check_numbers(msg: &PeerMsg) -> Result<(), &'static str> {
     let ok = match msg {
         PeerMsg::Heartbeat(h) => {
@@ -301,12 +322,9 @@ pub(crate) fn check_numbers(msg: &PeerMsg) -> Result<(), &'static str> {
                 .chain(&h.promised)
                 .chain(&h.accepted)
                 .all(ok_view)
-                && h.frontiers.iter().all(|f| {
-                    f.received.iter().all(|r| ok_num(*r))
-                        && ok_num(f.decisions)
-                        && ok_num(f.delivered_positions)
-                })
+                && h.frontiers.iter().all(ok_frontier)
         }
+        PeerMsg::Ack(a) => ok_view(&a.view) && a.frontiers.iter().all(ok_frontier),
         PeerMsg::JoinRequest | PeerMsg::JoinForward { .. } => true,
         PeerMsg::Excluded { view } => ok_view(view),
         PeerMsg::Data(m) => ok_data(m),

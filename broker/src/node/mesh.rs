@@ -2,10 +2,12 @@
 //! with real time and real peer links.
 //!
 //! One task owns the core. It feeds it link events and frames from the link
-//! manager, commands from the local side and timeouts, and after every input
-//! drains the core's outputs: messages for peers are encoded once and queued
-//! on their link; everything else (deliveries, views, state-transfer
-//! requests, ...) goes to the local side on one bounded channel.
+//! manager, commands from the local side and timeouts, in batches of
+//! whatever is waiting (so the core sends and delivers once per batch), and
+//! then drains the core's outputs: messages for peers are encoded once into
+//! one buffer per peer and queued on its link; everything else (deliveries,
+//! views, state-transfer requests, ...) goes to the local side on one
+//! bounded channel.
 //!
 //! Links are reliable and ordered while they live. If a link's queue is full
 //! the link is reset, so the core sees it go down and resends what is
@@ -14,6 +16,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use meshcast_protocol::{Broker, ClientCmd, Envelope, Input, NodeId, Output, Time};
 use meshcast_transport::wire;
 use tokio::sync::mpsc;
@@ -53,6 +56,9 @@ pub fn spawn(
     MeshHandle { cmds: tx }
 }
 
+/// Most inputs handed to the core in one batch.
+const MAX_BATCH: usize = 1024;
+
 async fn run(
     mut core: Broker,
     peers: PeerHandle,
@@ -64,74 +70,109 @@ async fn run(
     let now = || Time(epoch.elapsed().as_millis() as u64);
     // Node names (u32) of the brokers we have linked to, to their ids.
     let mut names: HashMap<u32, String> = HashMap::new();
+    // Encoded frames for each peer, sent once per batch.
+    let mut outgoing: HashMap<u32, BytesMut> = HashMap::new();
     loop {
         let deadline = core
             .poll_timeout()
             .map(|t| tokio::time::Instant::from_std(epoch + Duration::from_millis(t.0)));
-        let input = tokio::select! {
+        let mut inputs = Vec::new();
+        tokio::select! {
             ev = peer_events.recv() => match ev {
-                Some(PeerEvent::Up { peer, .. }) => {
-                    let name = meshcast_config::node_name(&peer.broker);
-                    names.insert(name, peer.broker);
-                    Input::LinkUp(NodeId::new(name, peer.incarnation))
-                }
-                Some(PeerEvent::Down { peer, reason }) => {
-                    tracing::debug!(peer = %peer.broker, %reason, "link down");
-                    Input::LinkDown(NodeId::new(meshcast_config::node_name(&peer.broker), peer.incarnation))
-                }
-                Some(PeerEvent::Frame { peer, body }) => {
-                    match wire::decode_body::<Envelope>("peer message", &body) {
-                        // The link is authenticated (mutual TLS, hello): a
-                        // message must come from the broker at its other end.
-                        Ok(env) if env.from.name != meshcast_config::node_name(&peer.broker)
-                            || env.from.incarnation < peer.incarnation =>
-                        {
-                            tracing::warn!(peer = %peer.broker, from = %env.from, "dropping the link of a peer that sent as another broker");
-                            peers.reset(&peer.broker);
-                            continue;
-                        }
-                        Ok(env) => Input::Peer(env),
-                        Err(e) => {
-                            tracing::warn!(peer = %peer.broker, error = %e, "dropping the link of a peer that sent a bad frame");
-                            peers.reset(&peer.broker);
-                            continue;
-                        }
-                    }
-                }
+                Some(ev) => peer_input(ev, &mut names, &peers, &mut inputs),
                 None => return,
             },
             cmd = cmds.recv() => match cmd {
-                Some(cmd) => Input::Client(cmd),
+                Some(cmd) => inputs.push(Input::Client(cmd)),
                 None => return,
             },
-            _ = sleep_until(deadline) => Input::Timeout,
-        };
-        if let Err(e) = core.handle(now(), input) {
+            _ = sleep_until(deadline) => inputs.push(Input::Timeout),
+        }
+        // Whatever else is already waiting joins the batch, so the core
+        // sends decisions, deliveries and acknowledgements once for all.
+        while inputs.len() < MAX_BATCH {
+            match peer_events.try_recv() {
+                Ok(ev) => peer_input(ev, &mut names, &peers, &mut inputs),
+                Err(_) => break,
+            }
+        }
+        while inputs.len() < MAX_BATCH {
+            match cmds.try_recv() {
+                Ok(cmd) => inputs.push(Input::Client(cmd)),
+                Err(_) => break,
+            }
+        }
+        for e in core.handle_batch(now(), inputs) {
             tracing::debug!(error = %e, "protocol input refused");
         }
         while let Some(out) = core.poll_output() {
             match out {
                 Output::Send { to, envelope } => {
-                    let Some(broker) = names.get(&to.name) else {
-                        continue; // no link yet: the core resends after LinkUp
-                    };
-                    let frame = match wire::frame("peer message", &envelope) {
-                        Ok(f) => f,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot encode a peer message");
-                            continue;
-                        }
-                    };
-                    match peers.send(broker, frame) {
-                        Ok(()) | Err(SendError::NoLink(_)) => {}
-                        Err(SendError::Full(_)) => {
-                            tracing::warn!(peer = %broker, "peer link queue full: resetting the link");
-                            peers.reset(broker);
-                        }
+                    let buf = outgoing.entry(to.name).or_default();
+                    if let Err(e) = wire::encode_frame("peer message", &envelope, buf) {
+                        tracing::error!(error = %e, "cannot encode a peer message");
                     }
                 }
                 other => {
                     if local.send(other).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        for (name, buf) in outgoing.iter_mut() {
+            if buf.is_empty() {
+                continue;
+            }
+            let frames = buf.split().freeze();
+            let Some(broker) = names.get(name) else {
+                continue; // no link yet: the core resends after LinkUp
+            };
+            match peers.send(broker, frames) {
+                Ok(()) | Err(SendError::NoLink(_)) => {}
+                Err(SendError::Full(_)) => {
+                    tracing::warn!(peer = %broker, "peer link queue full: resetting the link");
+                    peers.reset(broker);
+                }
+            }
+        }
+    }
+}
+
+/// Turns a link event into core inputs (none for a bad frame: the link of
+/// its sender is reset instead).
+fn peer_input(
+    ev: PeerEvent,
+    names: &mut HashMap<u32, String>,
+    peers: &PeerHandle,
+    inputs: &mut Vec<Input>,
+) {
+    match ev {
+        PeerEvent::Up { peer, .. } => {
+            let name = meshcast_config::node_name(&peer.broker);
+            names.insert(name, peer.broker);
+            inputs.push(Input::LinkUp(NodeId::new(name, peer.incarnation)));
+        }
+        PeerEvent::Down { peer, reason } => {
+            tracing::debug!(peer = %peer.broker, %reason, "link down");
+            let name = meshcast_config::node_name(&peer.broker);
+            inputs.push(Input::LinkDown(NodeId::new(name, peer.incarnation)));
+        }
+        PeerEvent::Frames { peer, bodies } => {
+            let name = meshcast_config::node_name(&peer.broker);
+            for body in bodies {
+                match wire::decode_body::<Envelope>("peer message", &body) {
+                    // The link is authenticated (mutual TLS, hello): a
+                    // message must come from the broker at its other end.
+                    Ok(env) if env.from.name != name || env.from.incarnation < peer.incarnation => {
+                        tracing::warn!(peer = %peer.broker, from = %env.from, "dropping the link of a peer that sent as another broker");
+                        peers.reset(&peer.broker);
+                        return;
+                    }
+                    Ok(env) => inputs.push(Input::Peer(env)),
+                    Err(e) => {
+                        tracing::warn!(peer = %peer.broker, error = %e, "dropping the link of a peer that sent a bad frame");
+                        peers.reset(&peer.broker);
                         return;
                     }
                 }

@@ -329,8 +329,8 @@ fn log_links(mut rx: mpsc::Receiver<PeerEvent>) {
                 PeerEvent::Down { peer, reason } => {
                     tracing::info!(peer = %peer.broker, %reason, "peer link down")
                 }
-                PeerEvent::Frame { peer, .. } => {
-                    tracing::debug!(peer = %peer.broker, "frame ignored: not in mesh mode")
+                PeerEvent::Frames { peer, .. } => {
+                    tracing::debug!(peer = %peer.broker, "frames ignored: not in mesh mode")
                 }
             }
         }

@@ -45,12 +45,13 @@ pub enum PeerEvent {
         /// Its hello.
         hello: PeerHello,
     },
-    /// A frame from `peer`, in the order it was sent.
-    Frame {
+    /// Frames from `peer` that arrived together, in the order they were
+    /// sent (one event per read, not per frame).
+    Frames {
         /// The peer.
         peer: PeerId,
-        /// The frame body (without its length prefix).
-        body: Bytes,
+        /// The frame bodies (without their length prefixes).
+        bodies: Vec<Bytes>,
     },
     /// The link to `peer` is gone; frames in flight may be lost.
     Down {
@@ -450,19 +451,16 @@ async fn read_loop(
     conn: quinn::Connection,
     mut frames: meshcast_transport::FrameReader<quinn::RecvStream>,
 ) {
-    let mut batch = Vec::with_capacity(256);
     let reason = loop {
-        batch.clear();
-        match frames.read_batch(&mut batch).await {
+        let mut bodies = Vec::with_capacity(64);
+        match frames.read_batch(&mut bodies).await {
             Ok(true) => {
-                for body in batch.drain(..) {
-                    let ev = PeerEvent::Frame {
-                        peer: peer.clone(),
-                        body,
-                    };
-                    if handle.inner.events.send(ev).await.is_err() {
-                        return;
-                    }
+                let ev = PeerEvent::Frames {
+                    peer: peer.clone(),
+                    bodies,
+                };
+                if handle.inner.events.send(ev).await.is_err() {
+                    return;
                 }
             }
             Ok(false) => break "peer finished the stream".to_string(),
@@ -514,9 +512,13 @@ mod tests {
                 .unwrap()
                 .unwrap()
             {
-                PeerEvent::Frame { peer, body } => {
+                PeerEvent::Frames { peer, bodies } => {
                     assert_eq!(peer.broker, from);
-                    assert_eq!(wire::decode_body::<String>("test", &body).unwrap(), text);
+                    let texts: Vec<String> = bodies
+                        .iter()
+                        .map(|b| wire::decode_body::<String>("test", b).unwrap())
+                        .collect();
+                    assert_eq!(texts, vec![text.to_string()]);
                     return;
                 }
                 PeerEvent::Up { .. } | PeerEvent::Down { .. } => {}

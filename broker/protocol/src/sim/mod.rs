@@ -52,6 +52,10 @@ pub struct SimOptions {
     /// reach the coordinator only through join forwarding. The chain has no
     /// cycle, so every joiner eventually finds a member.
     pub single_seed: bool,
+    /// Hand a broker all peer messages that arrive at the same instant in
+    /// one [`Broker::handle_batch`] call (as the runtime does) instead of
+    /// one [`Broker::handle`] call each.
+    pub batch_inputs: bool,
 }
 
 impl SimOptions {
@@ -65,6 +69,7 @@ impl SimOptions {
         let slow_len = 500 + r.next_u64() % 3_000;
         let fault_ms = 2_000 + r.next_u64() % 2_000;
         let single_seed = r.next_u64() % 3 == 0;
+        let batch_inputs = r.next_u64() % 2 == 0;
         SimOptions {
             brokers,
             fault_ms,
@@ -86,6 +91,7 @@ impl SimOptions {
                 None
             },
             single_seed,
+            batch_inputs,
         }
     }
 }
@@ -347,6 +353,25 @@ impl Sim {
         self.outputs(name, outs);
     }
 
+    /// Several peer messages for `name` at once (`SimOptions::batch_inputs`).
+    fn inputs(&mut self, name: u32, inputs: Vec<Input>) {
+        let now = Time(self.now);
+        let Some(b) = self.nodes[name as usize].broker.as_mut() else {
+            return;
+        };
+        let errors = b.handle_batch(now, inputs);
+        if self.trace {
+            for e in errors {
+                eprintln!("{:>6} b{name}: error {e}", self.now);
+            }
+        }
+        let mut outs = Vec::new();
+        while let Some(o) = b.poll_output() {
+            outs.push(o);
+        }
+        self.outputs(name, outs);
+    }
+
     fn outputs(&mut self, name: u32, outs: Vec<Output>) {
         self.checker.now = self.now;
         let mut replies = Vec::new();
@@ -555,17 +580,48 @@ impl Sim {
     }
 
     fn deliver_net(&mut self, epoch: u64, env: Envelope) {
-        let k = key(env.from.name, env.to.name);
-        let Some(l) = self.links.get(&k) else { return };
-        if !l.up || l.epoch != epoch || !self.alive(env.to.name) {
+        if !self.net_valid(epoch, &env) {
             return;
         }
         let to = env.to.name;
-        let node = self.nodes[to as usize].id;
-        if let PeerMsg::Data(d) = &env.msg {
-            self.checker.has.insert((node, checker::tag_of(&d.payload)));
+        let mut batch = vec![env];
+        if self.opts.batch_inputs {
+            // Everything else arriving at `to` at this instant, in order.
+            let now = self.now;
+            let keys: Vec<(u64, u64)> = self
+                .queue
+                .range((now, 0)..=(now, u64::MAX))
+                .filter(|(_, ev)| matches!(ev, Event::Net { env, .. } if env.to.name == to))
+                .map(|(k, _)| *k)
+                .collect();
+            for k in keys {
+                if let Some(Event::Net { epoch, env }) = self.queue.remove(&k) {
+                    if self.net_valid(epoch, &env) {
+                        batch.push(env);
+                    }
+                }
+            }
         }
-        self.input(to, Input::Peer(env));
+        let node = self.nodes[to as usize].id;
+        for env in &batch {
+            if let PeerMsg::Data(d) = &env.msg {
+                self.checker.has.insert((node, checker::tag_of(&d.payload)));
+            }
+        }
+        if batch.len() == 1 {
+            let env = batch.pop().expect("one");
+            self.input(to, Input::Peer(env));
+        } else {
+            self.inputs(to, batch.into_iter().map(Input::Peer).collect());
+        }
+    }
+
+    /// Is a message on the simulated network still deliverable?
+    fn net_valid(&self, epoch: u64, env: &Envelope) -> bool {
+        let k = key(env.from.name, env.to.name);
+        self.links
+            .get(&k)
+            .is_some_and(|l| l.up && l.epoch == epoch && self.alive(env.to.name))
     }
 
     fn down_count(&self) -> usize {
