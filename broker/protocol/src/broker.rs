@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
@@ -44,7 +45,7 @@ pub(crate) struct Pending {
     pub group: String,
     pub ordering: Ordering,
     pub safe: bool,
-    pub payload: Vec<u8>,
+    pub payload: Bytes,
 }
 
 /// One broker's protocol core.

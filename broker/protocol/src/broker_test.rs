@@ -131,7 +131,7 @@ fn publish_multicasts_then_delivers_locally() {
         group: "g".into(),
         ordering: Ordering::Fifo,
         safe: false,
-        payload: b"hi".to_vec(),
+        payload: b"hi".to_vec().into(),
     };
     b0.handle(T0, Input::Client(cmd)).unwrap();
     let publisher = MemberId {
@@ -151,7 +151,7 @@ fn publish_multicasts_then_delivers_locally() {
         ordering: Ordering::Fifo,
         safe: false,
         deps: vec![],
-        payload: b"hi".to_vec(),
+        payload: b"hi".to_vec().into(),
     };
     let delivery = Delivery {
         group: "g".into(),
@@ -160,7 +160,7 @@ fn publish_multicasts_then_delivers_locally() {
         publisher,
         ordering: Ordering::Fifo,
         safe: false,
-        payload: b"hi".to_vec(),
+        payload: b"hi".to_vec().into(),
         targets: vec![],
         deferred: false,
     };
@@ -182,7 +182,7 @@ fn safe_message_waits_for_the_peer_frontier() {
         group: "g".into(),
         ordering: Ordering::Reliable,
         safe: true,
-        payload: vec![1],
+        payload: vec![1].into(),
     };
     b0.handle(T0, Input::Client(cmd)).unwrap();
     let outs = drain(&mut b0);
@@ -259,7 +259,7 @@ fn invalid_peer_input_is_refused_without_state_change() {
         ordering: Ordering::Causal,
         safe: false,
         deps: vec![0, 0],
-        payload: vec![],
+        payload: vec![].into(),
     };
     assert!(matches!(
         b0.handle(T0, Input::Peer(env(b(1), b(0), PeerMsg::Data(bad)))),
@@ -281,7 +281,7 @@ fn invalid_peer_input_is_refused_without_state_change() {
         ordering: Ordering::Total,
         safe: false,
         deps: vec![],
-        payload: vec![],
+        payload: vec![].into(),
     };
     assert!(matches!(
         b0.handle(T0, Input::Peer(env(b(1), b(0), PeerMsg::Data(no_deps)))),
@@ -315,7 +315,7 @@ fn publish_queue_is_bounded() {
         group: "g".into(),
         ordering: Ordering::Reliable,
         safe: false,
-        payload: vec![n],
+        payload: vec![n].into(),
     };
     assert_eq!(x.handle(T0, Input::Client(p(1))), Ok(()));
     assert_eq!(
@@ -637,7 +637,7 @@ fn held_deliveries_are_bounded() {
             group: "g".into(),
             ordering: Ordering::Fifo,
             safe: false,
-            payload: vec![n],
+            payload: vec![n].into(),
         };
         net.nodes[0].handle(now, Input::Client(p)).unwrap();
         seen.extend(net.run(50, |_, _| true));
@@ -649,7 +649,7 @@ fn held_deliveries_are_bounded() {
         group: "g".into(),
         ordering: Ordering::Fifo,
         safe: false,
-        payload: vec![9],
+        payload: vec![9].into(),
     };
     net.nodes[0].handle(now, Input::Client(p)).unwrap();
     seen.extend(net.run(1_000, |_, _| true));
@@ -667,7 +667,7 @@ fn publish_to_b1(b0: &mut Broker, b1: &mut Broker, n: usize, at: Time) {
             group: "g".into(),
             ordering: Ordering::Reliable,
             safe: false,
-            payload: vec![i as u8],
+            payload: vec![i as u8].into(),
         };
         b0.handle(at, Input::Client(cmd)).unwrap();
     }

@@ -136,7 +136,7 @@ mod tests {
             ordering,
             safe: false,
             deps,
-            payload: vec![],
+            payload: bytes::Bytes::new(),
         }
     }
 

@@ -349,7 +349,7 @@ mod tests {
             ordering,
             safe: false,
             deps,
-            payload: vec![],
+            payload: bytes::Bytes::new(),
         }
     }
 

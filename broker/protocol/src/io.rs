@@ -1,5 +1,7 @@
 //! What goes into the core ([`Input`]) and what comes out ([`Output`]).
 
+use bytes::Bytes;
+
 use crate::id::{GroupView, MemberId, MeshView, MsgId, NodeId, Ordering, TransferId, ViewId};
 use crate::wire::Envelope;
 
@@ -49,7 +51,7 @@ pub enum ClientCmd {
         /// Deliver only once stable at every broker.
         safe: bool,
         /// Application bytes.
-        payload: Vec<u8>,
+        payload: Bytes,
     },
     /// The runtime handed `count` deliveries of `group` to the session's
     /// client (only meaningful with `ProtocolConfig::member_queue`).
@@ -163,7 +165,7 @@ pub struct Delivery {
     /// Safe flag.
     pub safe: bool,
     /// Application bytes.
-    pub payload: Vec<u8>,
+    pub payload: Bytes,
     /// Local members to hand it to (may be empty: the broker still counts
     /// it as delivered).
     pub targets: Vec<MemberId>,

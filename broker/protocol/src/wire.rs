@@ -1,6 +1,7 @@
 //! Messages exchanged between brokers. The runtime encodes them with serde;
 //! the core only sees decoded values.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::id::{MemberId, MeshView, MsgId, NodeId, Ordering, TransferId, ViewId};
@@ -139,7 +140,7 @@ pub struct DataMsg {
     /// when sending); empty unless causal or total.
     pub deps: Vec<u64>,
     /// Application bytes.
-    pub payload: Vec<u8>,
+    pub payload: Bytes,
 }
 
 /// A batch of total-order decisions: positions `first..first+entries.len()`.

@@ -384,7 +384,7 @@ impl Bridge {
             format!("publish on {:?}", body.topic)
         };
         let payload = match wire::frame("mesh payload", &body) {
-            Ok(f) => f[wire::LEN_PREFIX..].to_vec(),
+            Ok(f) => f.slice(wire::LEN_PREFIX..),
             Err(e) => {
                 tracing::error!(error = %e, "cannot encode a mesh payload");
                 return;

@@ -273,7 +273,7 @@ mod tests {
                     group: "g".into(),
                     ordering: Ordering::Total,
                     safe: false,
-                    payload: format!("n{i}-{round}").into_bytes(),
+                    payload: format!("n{i}-{round}").into_bytes().into(),
                 };
                 n.mesh.command(publish).await.unwrap();
             }
@@ -285,7 +285,7 @@ mod tests {
                 while got.len() < 3 * PER_NODE {
                     match n.out.recv().await {
                         Some(Output::Deliver(d)) if !d.deferred => {
-                            got.push(String::from_utf8(d.payload).unwrap())
+                            got.push(String::from_utf8(d.payload.to_vec()).unwrap())
                         }
                         Some(_) => {}
                         None => panic!("mesh task ended"),

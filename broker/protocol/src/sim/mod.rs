@@ -864,7 +864,7 @@ impl Sim {
                     group,
                     ordering,
                     safe,
-                    payload,
+                    payload: payload.into(),
                 }),
             );
         }
