@@ -38,11 +38,11 @@
 //!     group: "g".into(),
 //!     ordering: Ordering::Total,
 //!     safe: true,
-//!     payload: b"hello".to_vec(),
+//!     payload: b"hello".to_vec().into(),
 //! };
 //! b.handle(now, Input::Client(publish)).unwrap();
 //! let delivered = std::iter::from_fn(|| b.poll_output())
-//!     .any(|o| matches!(o, Output::Deliver(d) if d.payload == b"hello"));
+//!     .any(|o| matches!(o, Output::Deliver(d) if d.payload.as_ref() == b"hello"));
 //! assert!(delivered);
 //! ```
 
