@@ -65,6 +65,8 @@ mod wire;
 #[cfg(test)]
 mod broker_test;
 
+pub mod history;
+
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 
