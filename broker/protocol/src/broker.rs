@@ -109,6 +109,31 @@ pub struct Broker {
     pub(crate) muted: BTreeSet<(String, MemberId)>,
 }
 
+/// Figures of one group at one broker (see [`Broker::group_stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupStats {
+    /// Group name.
+    pub group: String,
+    /// Current group view id.
+    pub view: ViewId,
+    /// Members in the group view (on all brokers).
+    pub members: usize,
+    /// The broker ordering `total` messages of the group.
+    pub sequencer: Option<NodeId>,
+    /// Messages held here: received and not yet freed (delivered and
+    /// known received everywhere), out-of-order arrivals included.
+    pub held: usize,
+    /// This broker's own messages not yet known received everywhere (the
+    /// credit window counts these against `max_unstable`).
+    pub unstable_own: u64,
+    /// Total-order decisions kept until every broker delivered them.
+    pub decisions_held: usize,
+    /// Total-order positions delivered here.
+    pub delivered_positions: u64,
+    /// Publishes waiting for credit in the outbox.
+    pub queued: usize,
+}
+
 /// Deliveries handed to a local member and not yet consumed.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Backlog {
@@ -199,6 +224,37 @@ impl Broker {
         g.streams
             .iter()
             .any(|s| s.msgs.values().any(|m| m.id == id))
+    }
+
+    /// Publishes accepted by [`Broker::handle`] that still wait in the
+    /// outbox for credit or for the view (bounded by `max_outbox`). A
+    /// runtime uses it to push back on its clients before the bound.
+    pub fn queued_publishes(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Figures of every group in the installed view, for status pages.
+    pub fn group_stats(&self) -> Vec<GroupStats> {
+        let Some(e) = &self.epoch else {
+            return Vec::new();
+        };
+        e.groups
+            .values()
+            .map(|g| {
+                let stable = g.acks.iter().map(|a| a[e.me]).min().unwrap_or(0);
+                GroupStats {
+                    group: g.name.clone(),
+                    view: g.view_id,
+                    members: g.members.len(),
+                    sequencer: e.view.members.get(g.sequencer).copied(),
+                    held: g.streams.iter().map(|s| s.msgs.len()).sum(),
+                    unstable_own: g.my_seq.saturating_sub(stable),
+                    decisions_held: g.decisions.len(),
+                    delivered_positions: g.total_delivered,
+                    queued: self.outbox.iter().filter(|p| p.group == g.name).count(),
+                }
+            })
+            .collect()
     }
 
     /// Next output to act on.
@@ -758,6 +814,18 @@ impl Broker {
             targets: Vec::new(),
             deferred: false,
         };
+        if self.muted.is_empty() && self.incoming.is_empty() && self.cfg.member_queue.is_none() {
+            // The common case: nobody muted, no transfer under way.
+            self.out.push_back(Output::Deliver(Delivery {
+                targets: local,
+                ..d
+            }));
+            if !flush && !self.late_requests.is_empty() {
+                let group = m.group;
+                self.release_late_requests(&group);
+            }
+            return;
+        }
         let mut targets = Vec::new();
         let mut overflow = Vec::new();
         for x in local {

@@ -743,3 +743,16 @@ fn a_burst_is_acknowledged_at_once() {
         vec![every as u64, 0]
     );
 }
+
+#[test]
+fn group_stats_show_the_sequencer_and_what_is_held() {
+    let (mut b0, mut b1) = two_brokers();
+    publish_to_b1(&mut b0, &mut b1, 3, T0);
+    let stats = b0.group_stats();
+    let g = stats.iter().find(|s| s.group == "g").expect("group g");
+    assert_eq!(g.unstable_own, 3, "b1 has not acknowledged: {g:?}");
+    assert_eq!(g.held, 3);
+    assert_eq!(g.queued, 0);
+    assert!(g.sequencer == Some(b(0)) || g.sequencer == Some(b(1)));
+    assert_eq!(b0.queued_publishes(), 0);
+}

@@ -70,7 +70,7 @@ pub mod history;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 
-pub use broker::Broker;
+pub use broker::{Broker, GroupStats};
 pub use config::{Defects, ProtocolConfig};
 pub use error::Error;
 pub use id::{GroupView, MemberId, MeshView, MsgId, NodeId, Ordering, Time, TransferId, ViewId};
