@@ -44,15 +44,21 @@ impl MeshHandle {
 /// Starts the task that owns `core`. `peers`/`peer_events` are the link
 /// manager and its events; `local` receives every output that is not a
 /// message for a peer. `queue` bounds the command channel.
+///
+/// Commands are read only while the core's outbox has room for a whole
+/// batch of them (`max_outbox`, see [`meshcast_protocol::ProtocolConfig`]):
+/// a publisher faster than the mesh fills the command channel and is held
+/// back there, never refused by the core.
 pub fn spawn(
     core: Broker,
+    max_outbox: usize,
     peers: PeerHandle,
     peer_events: mpsc::Receiver<PeerEvent>,
     local: mpsc::Sender<Output>,
     queue: usize,
 ) -> MeshHandle {
     let (tx, rx) = mpsc::channel(queue);
-    tokio::spawn(run(core, peers, peer_events, rx, local));
+    tokio::spawn(run(core, max_outbox, peers, peer_events, rx, local));
     MeshHandle { cmds: tx }
 }
 
@@ -61,6 +67,7 @@ const MAX_BATCH: usize = 1024;
 
 async fn run(
     mut core: Broker,
+    max_outbox: usize,
     peers: PeerHandle,
     mut peer_events: mpsc::Receiver<PeerEvent>,
     mut cmds: mpsc::Receiver<ClientCmd>,
@@ -76,13 +83,15 @@ async fn run(
         let deadline = core
             .poll_timeout()
             .map(|t| tokio::time::Instant::from_std(epoch + Duration::from_millis(t.0)));
+        // Room for a whole batch of publishes, so the core never refuses one.
+        let room = core.queued_publishes() + MAX_BATCH <= max_outbox;
         let mut inputs = Vec::new();
         tokio::select! {
             ev = peer_events.recv() => match ev {
                 Some(ev) => peer_input(ev, &mut names, &peers, &mut inputs),
                 None => return,
             },
-            cmd = cmds.recv() => match cmd {
+            cmd = cmds.recv(), if room => match cmd {
                 Some(cmd) => inputs.push(Input::Client(cmd)),
                 None => return,
             },
@@ -96,7 +105,7 @@ async fn run(
                 Err(_) => break,
             }
         }
-        while inputs.len() < MAX_BATCH {
+        while room && inputs.len() < MAX_BATCH {
             match cmds.try_recv() {
                 Ok(cmd) => inputs.push(Input::Client(cmd)),
                 Err(_) => break,
@@ -217,7 +226,7 @@ mod tests {
         let core = Broker::new(NodeId::new(meshcast_config::node_name(name), 1), cfg, 7);
         let (tx, out) = mpsc::channel(4096);
         Node {
-            mesh: spawn(core, peers, events, tx, 1024),
+            mesh: spawn(core, ProtocolConfig::default().max_outbox, peers, events, tx, 1024),
             out,
         }
     }

@@ -154,14 +154,17 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
         None
     } else {
         let me = meshcast_config::node_name(&broker_id);
+        let pcfg = protocol_config(&config);
+        let max_outbox = pcfg.max_outbox;
         let protocol = meshcast_protocol::Broker::new(
             meshcast_protocol::NodeId::new(me, links.incarnation),
-            protocol_config(&config),
+            pcfg,
             links.incarnation,
         );
         let (out_tx, out_rx) = mpsc::channel(config.mesh.link_queue.min(65536));
         let handle = mesh::spawn(
             protocol,
+            max_outbox,
             links.peers.clone(),
             link_events,
             out_tx,
