@@ -2,11 +2,15 @@
 //! mutual TLS under a cluster CA made by `meshcast certs`.
 
 mod common;
+#[path = "common/logs.rs"]
+mod logs;
 
 use std::net::SocketAddr;
 use std::path::Path;
 
 use common::{BrokerProc, GUARD, TempDir, run_cli};
+use logs::{Member, SharedLog, Subscriber};
+use meshcast_protocol::history::Event;
 
 fn free_udp_addr() -> SocketAddr {
     std::net::UdpSocket::bind("127.0.0.1:0")
@@ -182,9 +186,10 @@ fn full_mesh(dir: &Path, prefix: &str, n: usize, extra: &[String]) -> Vec<Broker
         .collect()
 }
 
-/// Publishers on every broker, a subscriber on every broker: all
-/// subscribers see one order, each publisher's messages in its order, and
-/// every broker shows the same mesh view.
+/// Publishers on every broker, a subscriber on every broker: the
+/// subscribers' logs pass the DESIGN §2 checker (all of them get every
+/// message, in one total order, each publisher's in its order, numbered
+/// 1, 2, 3, ...), and every broker shows the same mesh view.
 async fn one_total_order_across(n: usize, prefix: &str) {
     use futures_util::StreamExt;
     use meshcast_client::Ordering;
@@ -193,13 +198,14 @@ async fn one_total_order_across(n: usize, prefix: &str) {
     // One subscriber per broker; subscribe returns once the join is
     // installed mesh-wide.
     let mut subs = Vec::new();
-    for b in &brokers {
+    for (i, b) in brokers.iter().enumerate() {
         let c = b.client("sub").await;
         let s = tokio::time::timeout(GUARD, c.subscribe("orders/**"))
             .await
             .expect("subscribe never completed")
             .unwrap();
-        subs.push((c, s));
+        let name = format!("subscriber on {prefix}{}", i + 1);
+        subs.push((c, Subscriber::start(&name, s, orders)));
     }
     const N: usize = 30;
     let mut pubs = Vec::new();
@@ -210,47 +216,36 @@ async fn one_total_order_across(n: usize, prefix: &str) {
             .unwrap();
         pubs.push((c, p));
     }
+    let mut published = Vec::new();
     for m in 0..N {
         for (i, (_, p)) in pubs.iter().enumerate() {
-            p.publish(format!("{i}:{m}")).await.unwrap();
+            let key = format!("{i}:{m}");
+            p.publish(key.clone()).await.unwrap();
+            let mut record = logs::published("orders", &key, Ordering::Total, false);
+            record.pseq = Some(m as u64 + 1);
+            published.push(record);
         }
     }
     for (c, _) in &pubs {
         c.flush().await.unwrap();
     }
-    let mut orders = Vec::new();
-    for (_, s) in subs.iter_mut() {
-        let mut got = Vec::new();
-        while got.len() < n * N {
-            let m = tokio::time::timeout(GUARD, s.next())
-                .await
-                .unwrap_or_else(|_| panic!("only {} of {} arrived: {got:?}", got.len(), n * N))
-                .unwrap()
-                .unwrap();
-            got.push((
-                m.publisher,
-                m.seq,
-                String::from_utf8(m.payload.to_vec()).unwrap(),
-            ));
-        }
-        orders.push(got);
+    for (_, s) in &subs {
+        s.log.wait_for_count(n * N).await;
     }
-    for (i, o) in orders.iter().enumerate().skip(1) {
-        assert_eq!(
-            &orders[0],
-            o,
-            "brokers 1 and {} disagree on the order",
-            i + 1
-        );
-    }
-    // Each publisher's messages arrive in its order, numbered 1, 2, 3, ...
-    let mut next = std::collections::HashMap::new();
-    for (publisher, seq, _) in &orders[0] {
-        let want = next.entry(*publisher).or_insert(1u64);
-        assert_eq!(seq, want);
-        *want += 1;
-    }
-    assert_eq!(next.len(), n);
+    let logs: Vec<_> = subs
+        .iter()
+        .map(|(_, s)| s.log.snapshot().complete())
+        .collect();
+    let publishers: std::collections::HashSet<u64> = logs[0]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.publisher),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(publishers.len(), n, "one publisher id per publisher");
+    logs::check(logs, published);
     // Every broker's status shows the same n-broker mesh view, and the
     // orders group with the n subscribers as members (publishers are not
     // members).
@@ -291,6 +286,12 @@ async fn one_total_order_across(n: usize, prefix: &str) {
     answering.await.unwrap();
 }
 
+/// Every topic used here belongs to the group `orders`.
+fn orders(topic: &str) -> String {
+    assert!(topic.starts_with("orders/"), "{topic}");
+    "orders".to_string()
+}
+
 #[tokio::test]
 async fn publishers_on_three_brokers_reach_every_subscriber_in_one_total_order() {
     one_total_order_across(3, "t").await;
@@ -303,7 +304,6 @@ async fn publishers_on_five_brokers_reach_every_subscriber_in_one_total_order() 
 
 #[tokio::test]
 async fn survivors_of_a_sigkill_under_load_agree_on_views_and_deliveries() {
-    use futures_util::StreamExt;
     use meshcast_client::Ordering;
     let dir = TempDir::new("mesh-kill");
     certs(dir.path(), &["k1", "k2", "k3"]);
@@ -323,14 +323,27 @@ async fn survivors_of_a_sigkill_under_load_agree_on_views_and_deliveries() {
         &[("k1", a1), ("k2", a2)],
         &fast(false),
     );
+    // Subscribers on the survivors, and a member of the group on every
+    // broker (members see the views too).
     let mut subs = Vec::new();
-    for b in [&k1, &k2] {
+    for (i, b) in [&k1, &k2].into_iter().enumerate() {
         let c = b.client("sub").await;
         let s = tokio::time::timeout(GUARD, c.subscribe("orders/**"))
             .await
             .unwrap()
             .unwrap();
-        subs.push((c, s));
+        let name = format!("subscriber on k{}", i + 1);
+        subs.push((c, Subscriber::start(&name, s, orders)));
+    }
+    let mut members = Vec::new();
+    for (i, b) in [&k1, &k2, &k3].into_iter().enumerate() {
+        let c = b.client("member").await;
+        let g = tokio::time::timeout(GUARD, c.join("orders"))
+            .await
+            .unwrap()
+            .unwrap();
+        let name = format!("member on k{}", i + 1);
+        members.push((c, Member::start(&name, g, None)));
     }
     let mut pubs = Vec::new();
     for (i, b) in [&k1, &k2, &k3].into_iter().enumerate() {
@@ -342,9 +355,14 @@ async fn survivors_of_a_sigkill_under_load_agree_on_views_and_deliveries() {
     }
     const BEFORE: usize = 30;
     const AFTER: usize = 30;
+    let mut published = Vec::new();
     for n in 0..BEFORE {
-        for (_, p) in &pubs {
-            p.publish(format!("{n}")).await.unwrap();
+        for (i, (_, p)) in pubs.iter().enumerate() {
+            let key = format!("p{i}:{n}");
+            p.publish(key.clone()).await.unwrap();
+            let record = logs::published("orders", &key, Ordering::Total, false);
+            // k3's own messages die with it unless they reached the others.
+            published.push(if i == 2 { record.may_be_lost() } else { record });
         }
     }
     // k3 has accepted its publisher's messages (they may still be in flight
@@ -354,8 +372,10 @@ async fn survivors_of_a_sigkill_under_load_agree_on_views_and_deliveries() {
     k3.child.wait().unwrap();
     let killed = std::time::Instant::now();
     for n in BEFORE..BEFORE + AFTER {
-        for (_, p) in &pubs[..2] {
-            p.publish(format!("{n}")).await.unwrap();
+        for (i, (_, p)) in pubs[..2].iter().enumerate() {
+            let key = format!("p{i}:{n}");
+            p.publish(key.clone()).await.unwrap();
+            published.push(logs::published("orders", &key, Ordering::Total, false));
         }
     }
     for (c, _) in &pubs[..2] {
@@ -369,29 +389,29 @@ async fn survivors_of_a_sigkill_under_load_agree_on_views_and_deliveries() {
         .await;
     }
     let failover = killed.elapsed();
-    let mut logs = Vec::new();
-    for (_, s) in subs.iter_mut() {
-        let mut got = Vec::new();
-        let mut from_survivors = 0;
-        while from_survivors < 2 * (BEFORE + AFTER) {
-            let m = tokio::time::timeout(GUARD, s.next())
-                .await
-                .unwrap_or_else(|_| panic!("stalled after {} messages", got.len()))
-                .unwrap()
-                .unwrap();
-            if m.topic != "orders/p2" {
-                from_survivors += 1;
-            }
-            got.push((m.topic.clone(), m.seq));
-        }
-        logs.push(got);
+    // A last message marks the end every surviving log is read to.
+    pubs[0].1.publish("end").await.unwrap();
+    pubs[0].0.flush().await.unwrap();
+    published.push(logs::published("orders", "end", Ordering::Total, false));
+    let survivors = subs.iter().map(|(_, s)| &s.log);
+    let survivors: Vec<&SharedLog> = survivors
+        .chain(members[..2].iter().map(|(_, m)| &m.log))
+        .collect();
+    for log in &survivors {
+        log.wait_for_key("end").await;
     }
-    assert_eq!(
-        logs[0], logs[1],
-        "the survivors delivered different sequences"
-    );
-    let from_k3 = logs[0].iter().filter(|(t, _)| t == "orders/p2").count();
-    assert!(from_k3 <= BEFORE, "{from_k3}");
+    let mut all: Vec<_> = survivors.iter().map(|l| l.snapshot().complete()).collect();
+    // The members' logs hold the view change the checker compares them
+    // across: five members (two subscribers, three members), then four.
+    let sizes = logs::view_sizes(&all[2], "orders");
+    assert!(sizes.windows(2).any(|w| w == [5, 4]), "views {sizes:?}");
+    // The member on k3 saw what it saw before the kill.
+    all.push(members[2].1.log.snapshot());
+    let from_k3 = logs::keys(&all[0])
+        .iter()
+        .filter(|k| k.starts_with("p2:"))
+        .count();
+    logs::check(all, published);
     eprintln!(
         "failover: new view visible {} ms after SIGKILL; {from_k3} of k3's {BEFORE} messages delivered",
         failover.as_millis()
@@ -401,7 +421,6 @@ async fn survivors_of_a_sigkill_under_load_agree_on_views_and_deliveries() {
 #[tokio::test]
 async fn a_partitioned_minority_blocks_and_rejoins_after_the_heal() {
     use common::relay::Relay;
-    use futures_util::StreamExt;
     use meshcast_client::Ordering;
     let dir = TempDir::new("mesh-part");
     certs(dir.path(), &["p1", "p2", "p3"]);
@@ -429,15 +448,27 @@ async fn a_partitioned_minority_blocks_and_rejoins_after_the_heal() {
         brokers.push(broker(dir.path(), names[i], real[i], &peers, &fast(i == 0)));
     }
     let sub_client = brokers[0].client("sub").await;
-    let mut sub = tokio::time::timeout(GUARD, sub_client.subscribe("orders/**"))
+    let sub = tokio::time::timeout(GUARD, sub_client.subscribe("orders/**"))
         .await
         .unwrap()
         .unwrap();
+    let sub = Subscriber::start("subscriber on p1", sub, orders);
     for b in &brokers {
         wait_for(b.admin, "a three-broker view", |s| {
             s["core"]["mesh"]["view"][1].as_array().map(Vec::len) == Some(3)
         })
         .await;
+    }
+    // A member of the group on every broker.
+    let mut members = Vec::new();
+    for (i, b) in brokers.iter().enumerate() {
+        let c = b.client("member").await;
+        let g = tokio::time::timeout(GUARD, c.join("orders"))
+            .await
+            .unwrap()
+            .unwrap();
+        let name = format!("member on p{}", i + 1);
+        members.push((c, Member::start(&name, g, None)));
     }
     // A client of p3 is told when p3 leaves the primary component.
     let p3_client = brokers[2].client("p3-watcher").await;
@@ -464,17 +495,19 @@ async fn a_partitioned_minority_blocks_and_rejoins_after_the_heal() {
         .expect("p3's client was never told it is blocked")
         .unwrap();
     // The majority goes on delivering.
+    let mut published = Vec::new();
     let p = brokers[1].client("pub").await;
     let publisher = p
         .publisher("orders/majority", Ordering::Total, false)
         .unwrap();
     publisher.publish("during the partition").await.unwrap();
-    let m = tokio::time::timeout(GUARD, sub.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(m.payload, "during the partition");
+    published.push(logs::published(
+        "orders",
+        "during the partition",
+        Ordering::Total,
+        false,
+    ));
+    sub.log.wait_for_key("during the partition").await;
     // Heal: p3 comes back into the primary component.
     for row in &relays {
         for r in row.iter().flatten() {
@@ -502,25 +535,43 @@ async fn a_partitioned_minority_blocks_and_rejoins_after_the_heal() {
     let publisher3 = p3
         .publisher("orders/healed", Ordering::Total, false)
         .unwrap();
-    tokio::time::timeout(GUARD, async {
-        loop {
-            publisher3.publish("after the heal").await.unwrap();
-            p3.flush().await.unwrap();
-            let m = tokio::time::timeout(std::time::Duration::from_millis(500), sub.next()).await;
-            if let Ok(Some(Ok(m))) = m {
-                if m.payload == "after the heal" {
-                    return;
-                }
-            }
-        }
-    })
-    .await
-    .expect("the healed broker's publishes never arrived");
+    publisher3.publish("after the heal").await.unwrap();
+    p3.flush().await.unwrap();
+    published.push(logs::published(
+        "orders",
+        "after the heal",
+        Ordering::Total,
+        false,
+    ));
+    sub.log.wait_for_key("after the heal").await;
+    // A last message from the majority marks the end of the logs.
+    publisher.publish("end").await.unwrap();
+    p.flush().await.unwrap();
+    published.push(logs::published("orders", "end", Ordering::Total, false));
+    let mut all = Vec::new();
+    for log in [&sub.log, &members[0].1.log, &members[1].1.log] {
+        log.wait_for_key("end").await;
+        all.push(log.snapshot().complete());
+    }
+    // The majority's members went from four members (the subscriber, a
+    // member on each broker) to three.
+    let sizes = logs::view_sizes(&all[1], "orders");
+    assert!(sizes.windows(2).any(|w| w == [4, 3]), "views {sizes:?}");
+    // p3's member was cut off: what it saw is checked, but it may stop
+    // short.
+    let p3_log = members[2].1.log.snapshot();
+    eprintln!(
+        "member on p3 (stream ended: {:?}): {}",
+        members[2].1.log.ended(),
+        logs::summary(&p3_log)
+    );
+    all.push(p3_log);
+    logs::check(all, published);
 }
 
 #[tokio::test]
 async fn group_members_on_three_brokers_see_the_same_views_and_messages() {
-    use meshcast_client::{GroupEvent, Ordering};
+    use meshcast_client::Ordering;
     let dir = TempDir::new("mesh-group");
     certs(dir.path(), &["g1", "g2", "g3"]);
     let (a1, a2, a3) = (free_udp_addr(), free_udp_addr(), free_udp_addr());
@@ -542,7 +593,7 @@ async fn group_members_on_three_brokers_see_the_same_views_and_messages() {
         ),
     ];
     let mut members = Vec::new();
-    for b in &brokers {
+    for (i, b) in brokers.iter().enumerate() {
         let c = b.client("member").await;
         let g = tokio::time::timeout(GUARD, c.join("room"))
             .await
@@ -555,67 +606,60 @@ async fn group_members_on_three_brokers_see_the_same_views_and_messages() {
             "{:?}",
             g.view()
         );
-        members.push((c, g));
+        let name = format!("member on g{}", i + 1);
+        members.push((c, Member::start(&name, g, None)));
     }
     // Wait until everyone sees the three-member view.
-    for (_, g) in members.iter_mut() {
-        while g.view().members.len() < 3 {
-            match tokio::time::timeout(GUARD, g.next()).await.unwrap() {
-                Some(Ok(_)) => {}
-                other => panic!("{other:?}"),
-            }
-        }
+    for (_, m) in &members {
+        m.log.wait_for_view_size("room", 3).await;
     }
-    let ids: Vec<String> = members.iter().map(|(_, g)| g.view().id.clone()).collect();
-    assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
-    let ranks: Vec<u32> = members.iter().map(|(_, g)| g.view().rank).collect();
-    let mut sorted = ranks.clone();
-    sorted.sort();
-    assert_eq!(sorted, [0, 1, 2], "each member has its own rank");
+    let last: Vec<_> = members
+        .iter()
+        .map(|(_, m)| logs::last_view(&m.log.snapshot(), "room").unwrap().clone())
+        .collect();
+    let mut ranks: Vec<usize> = last
+        .iter()
+        .map(|v| v.members.iter().position(|x| *x == v.me).unwrap())
+        .collect();
+    ranks.sort();
+    assert_eq!(ranks, [0, 1, 2], "each member has its own rank");
     const N: usize = 10;
+    let mut published = Vec::new();
     for n in 0..N {
-        for (i, (_, g)) in members.iter().enumerate() {
-            g.multicast(format!("{i}:{n}"), Ordering::Total, false)
-                .await
-                .unwrap();
+        for (i, (_, m)) in members.iter().enumerate() {
+            let key = format!("{i}:{n}");
+            m.multicast(&key, Ordering::Total, false).await.unwrap();
+            published.push(logs::published("room", &key, Ordering::Total, false));
         }
     }
-    let mut logs = Vec::new();
-    for (_, g) in members.iter_mut() {
-        let mut got = Vec::new();
-        while got.len() < 3 * N {
-            match tokio::time::timeout(GUARD, g.next()).await.unwrap() {
-                Some(Ok(GroupEvent::Message(m))) => {
-                    got.push(String::from_utf8(m.payload.to_vec()).unwrap())
-                }
-                Some(Ok(GroupEvent::View(v))) => panic!("unexpected view {v:?}"),
-                other => panic!("{other:?}"),
-            }
-        }
-        logs.push(got);
+    for (_, m) in &members {
+        m.log.wait_for_count(3 * N).await;
     }
-    assert_eq!(logs[0], logs[1]);
-    assert_eq!(logs[0], logs[2]);
-    // One member leaves: the others see a two-member view.
-    let (_, leaving) = members.pop().unwrap();
-    tokio::time::timeout(GUARD, leaving.leave())
+    // One member leaves: the others see a two-member view, then a last
+    // message.
+    let (_c3, leaving) = members.pop().unwrap();
+    leaving.leave().await;
+    for (_, m) in &members {
+        m.log.wait_for_view_size("room", 2).await;
+    }
+    members[0]
+        .1
+        .multicast("end", Ordering::Total, false)
         .await
-        .expect("leave never completed")
         .unwrap();
-    for (_, g) in members.iter_mut() {
-        loop {
-            match tokio::time::timeout(GUARD, g.next()).await.unwrap() {
-                Some(Ok(GroupEvent::View(v))) if v.members.len() == 2 => break,
-                Some(Ok(_)) => {}
-                other => panic!("{other:?}"),
-            }
-        }
+    published.push(logs::published("room", "end", Ordering::Total, false));
+    let mut all = Vec::new();
+    for (_, m) in &members {
+        m.log.wait_for_key("end").await;
+        all.push(m.log.snapshot().complete());
     }
+    all.push(leaving.log.snapshot());
+    logs::check(all, published);
 }
 
 #[tokio::test]
 async fn a_member_joining_with_state_under_load_reaches_the_same_state() {
-    use meshcast_client::{Group, GroupEvent, Ordering};
+    use meshcast_client::Ordering;
     let dir = TempDir::new("mesh-state");
     certs(dir.path(), &["r1", "r2", "r3"]);
     let (a1, a2, a3) = (free_udp_addr(), free_udp_addr(), free_udp_addr());
@@ -636,92 +680,75 @@ async fn a_member_joining_with_state_under_load_reaches_the_same_state() {
             &fast(false),
         ),
     ];
-    // The state of this replicated "ledger" is the list of entries applied.
-    async fn apply_until(g: &mut Group, state: &mut Vec<String>, n: usize) {
-        while state.len() < n {
-            match tokio::time::timeout(GUARD, g.next()).await.unwrap() {
-                Some(Ok(GroupEvent::Message(m))) => {
-                    state.push(String::from_utf8(m.payload.to_vec()).unwrap())
-                }
-                Some(Ok(GroupEvent::StateRequest(r))) => r.reply(state.join("\n")),
-                Some(Ok(_)) => {}
-                other => panic!("{other:?}"),
-            }
-        }
-    }
+    // The state of this replicated "ledger" is the list of entries applied;
+    // each member's recorder answers state requests with it, in stream
+    // order.
     let c1 = brokers[0].client("first").await;
-    let (mut first, initial) = tokio::time::timeout(GUARD, c1.join_with_state("ledger"))
+    let (g, initial) = tokio::time::timeout(GUARD, c1.join_with_state("ledger"))
         .await
         .unwrap()
         .unwrap();
     assert_eq!(initial, None, "the first member gets no checkpoint");
-    let mut first_state: Vec<String> = Vec::new();
+    let first = Member::start("first member, on r1", g, Some(initial));
     // A writer on r3 keeps adding entries while the second member joins.
     let c3 = brokers[2].client("writer").await;
-    let writer = tokio::time::timeout(GUARD, c3.join("ledger"))
+    let g = tokio::time::timeout(GUARD, c3.join("ledger"))
         .await
         .unwrap()
         .unwrap();
+    let writer = std::sync::Arc::new(Member::start("writer, on r3", g, None));
     const TOTAL: usize = 120;
+    let w = writer.clone();
     let writing = tokio::spawn(async move {
         for n in 0..TOTAL {
-            writer
-                .multicast(format!("entry {n}"), Ordering::Total, false)
+            w.multicast(&format!("entry {n}"), Ordering::Total, false)
                 .await
                 .unwrap();
             if n % 10 == 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         }
-        writer
     });
-    apply_until(&mut first, &mut first_state, 20).await;
-    // The first member keeps applying, and answering state requests in
-    // stream order, until every entry is in and the second member has
-    // joined.
-    let (joined_tx, mut joined_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(async move {
-        let mut joined = false;
-        while !(joined && first_state.len() >= TOTAL) {
-            tokio::select! {
-                _ = &mut joined_rx, if !joined => joined = true,
-                ev = first.next() => match ev {
-                    Some(Ok(GroupEvent::Message(m))) => {
-                        first_state.push(String::from_utf8(m.payload.to_vec()).unwrap())
-                    }
-                    Some(Ok(GroupEvent::StateRequest(r))) => r.reply(first_state.join("\n")),
-                    Some(Ok(_)) => {}
-                    other => panic!("{other:?}"),
-                },
-            }
-        }
-        (first, first_state)
-    });
+    first.log.wait_for_count(20).await;
     let c2 = brokers[1].client("second").await;
-    let (mut second, checkpoint) = tokio::time::timeout(GUARD, c2.join_with_state("ledger"))
+    let (g, checkpoint) = tokio::time::timeout(GUARD, c2.join_with_state("ledger"))
         .await
         .expect("join with state never completed")
         .unwrap();
-    let _ = joined_tx.send(());
-    let (_first, first_state) = tokio::time::timeout(GUARD, serving).await.unwrap().unwrap();
-    let _writer = writing.await.unwrap();
+    let second = Member::start(
+        "second member, on r2 (joined with state)",
+        g,
+        Some(checkpoint.clone()),
+    );
+    writing.await.unwrap();
+    let published: Vec<_> = (0..TOTAL)
+        .map(|n| logs::published("ledger", &format!("entry {n}"), Ordering::Total, false))
+        .collect();
+    let mut all = Vec::new();
+    for m in [&first, &writer, &second] {
+        m.log
+            .wait_for(&format!("all {TOTAL} entries"), |l| {
+                logs::state(l).len() >= TOTAL
+            })
+            .await;
+        all.push(m.log.snapshot().complete());
+    }
     let checkpoint = checkpoint.expect("an existing member provided a checkpoint");
-    let text = String::from_utf8(checkpoint.to_vec()).unwrap();
-    let mut second_state: Vec<String> = if text.is_empty() {
-        Vec::new()
-    } else {
-        text.split('\n').map(String::from).collect()
-    };
     // Where the join point falls in the writes depends on timing; what must
     // hold is that checkpoint plus later messages equal the first's state.
-    assert!(
-        second_state.len() <= TOTAL,
-        "checkpoint of {}",
-        second_state.len()
+    let text = String::from_utf8(checkpoint.to_vec()).unwrap();
+    let held = if text.is_empty() {
+        0
+    } else {
+        text.split('\n').count()
+    };
+    eprintln!("checkpoint held {held} of {TOTAL} entries");
+    assert_eq!(
+        logs::state(&all[2]),
+        logs::state(&all[0]),
+        "the joiner's state differs"
     );
-    eprintln!("checkpoint held {} of {TOTAL} entries", second_state.len());
-    apply_until(&mut second, &mut second_state, TOTAL).await;
-    assert_eq!(second_state, first_state, "the joiner's state differs");
+    logs::check(all, published);
 }
 
 #[tokio::test]

@@ -470,6 +470,7 @@ impl<I: Ids> History<I> {
     }
 
     /// Panics with a readable report if any guarantee is broken.
+    #[track_caller]
     pub fn assert_ok(&self) {
         let v = self.check();
         if !v.is_empty() {
@@ -690,6 +691,7 @@ impl<I: Ids> History<I> {
             .unwrap_or_default();
         let mut seen: HashSet<&I::Key> = HashSet::new();
         let mut fifo: HashMap<&I::Publisher, (u64, &I::Key)> = HashMap::new();
+        let mut late: HashMap<&I::Publisher, (String, usize)> = HashMap::new();
         for d in &s.msgs {
             let k = &d.m.key;
             if !seen.insert(k) {
@@ -724,18 +726,31 @@ impl<I: Ids> History<I> {
             if d.m.ordering >= Ordering::Fifo {
                 let p = &d.m.publisher;
                 match fifo.get(p) {
-                    Some((last, lk)) if d.m.pseq < *last => out.fail(
-                        Clause::Fifo,
-                        format!(
-                            "{name} delivered {k:?} (publisher {p:?} #{}) after {lk:?} (#{last})",
-                            d.m.pseq
-                        ),
-                    ),
+                    Some((last, lk)) if d.m.pseq < *last => {
+                        let e = late.entry(p).or_insert((
+                            format!(
+                                "{name} delivered {k:?} (publisher {p:?} #{}) after {lk:?} (#{last})",
+                                d.m.pseq
+                            ),
+                            0,
+                        ));
+                        e.1 += 1;
+                    }
                     _ => {
                         fifo.insert(p, (d.m.pseq, k));
                     }
                 }
             }
+        }
+        // One report per publisher: after one early message every later
+        // one looks late.
+        for (_, (detail, n)) in late {
+            let more = if n > 1 {
+                format!(" ({} more of its messages came late)", n - 1)
+            } else {
+                String::new()
+            };
+            out.fail(Clause::Fifo, format!("{detail}{more}"));
         }
     }
 

@@ -1,0 +1,403 @@
+//! Delivery logs of real clients, for the shared DESIGN §2 checker
+//! (`meshcast_protocol::history`, the one the simulator runs on its
+//! members).
+//!
+//! A [`Member`] owns a joined [`Group`] and a [`Subscriber`] owns a
+//! [`Subscription`]; each reads its stream in a task and appends every view,
+//! message and checkpoint to its log, the application state of a member
+//! being the keys (payloads) of its checkpoint and messages in order, which
+//! it also hands to joiners that ask. A test waits on the logs' contents
+//! (never on time), then builds a [`History`] from them and what it
+//! published and calls `assert_ok`.
+//!
+//! Payloads are the message keys: tests publish unique UTF-8 payloads
+//! without newlines (a checkpoint is the keys joined by `\n`).
+//!
+//! Include it with `#[path = "common/logs.rs"] mod logs;` next to `mod
+//! common;`.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use meshcast_client::{ClientError, Group, GroupEvent, Subscription};
+use meshcast_protocol::history::{self, Event, History, Log, Published, Text};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::common::GUARD;
+
+/// The checker's ordering for a client's.
+pub fn ordering(o: meshcast_client::Ordering) -> meshcast_protocol::Ordering {
+    use meshcast_client::Ordering as C;
+    use meshcast_protocol::Ordering as P;
+    match o {
+        C::Reliable => P::Reliable,
+        C::Fifo => P::Fifo,
+        C::Causal => P::Causal,
+        C::Total => P::Total,
+    }
+}
+
+/// A message to record as published to `group`.
+pub fn published(
+    group: &str,
+    key: &str,
+    o: meshcast_client::Ordering,
+    safe: bool,
+) -> Published<Text> {
+    Published::new(group, key, ordering(o)).safe(safe)
+}
+
+/// A log shared between its recording task and the test.
+#[derive(Clone)]
+pub struct SharedLog {
+    log: Arc<Mutex<Log<Text>>>,
+    ended: Arc<Mutex<Option<String>>>,
+}
+
+impl SharedLog {
+    fn new(name: &str) -> SharedLog {
+        SharedLog {
+            log: Arc::new(Mutex::new(Log::new(name))),
+            ended: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn push(&self, e: Event<Text>) {
+        self.log.lock().unwrap().push(e);
+    }
+
+    fn end(&self, why: String) {
+        *self.ended.lock().unwrap() = Some(why);
+    }
+
+    /// A copy of the log so far.
+    pub fn snapshot(&self) -> Log<Text> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Why the stream ended, if it did.
+    pub fn ended(&self) -> Option<String> {
+        self.ended.lock().unwrap().clone()
+    }
+
+    /// Waits (under [`GUARD`]) until `ok` holds for the log; panics with
+    /// the log's summary otherwise.
+    pub async fn wait_for(&self, what: &str, ok: impl Fn(&Log<Text>) -> bool) {
+        let done = tokio::time::timeout(GUARD, async {
+            loop {
+                if ok(&self.log.lock().unwrap()) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        if done.is_err() {
+            let log = self.snapshot();
+            panic!(
+                "`{}` never saw {what} (stream ended: {:?}); its log: {}",
+                log.name,
+                self.ended(),
+                summary(&log)
+            );
+        }
+    }
+
+    /// Waits until the log holds message `key`.
+    pub async fn wait_for_key(&self, key: &str) {
+        self.wait_for(&format!("message {key:?}"), |l| has(l, key))
+            .await;
+    }
+
+    /// Waits until the log holds `n` messages.
+    pub async fn wait_for_count(&self, n: usize) {
+        self.wait_for(&format!("{n} messages"), |l| keys(l).len() >= n)
+            .await;
+    }
+
+    /// Waits until the last view of `group` has `n` members.
+    pub async fn wait_for_view_size(&self, group: &str, n: usize) {
+        self.wait_for(&format!("a view of {group} with {n} members"), |l| {
+            last_view(l, group).is_some_and(|v| v.members.len() == n)
+        })
+        .await;
+    }
+}
+
+/// The message keys of a log, in delivery order.
+pub fn keys(log: &Log<Text>) -> Vec<String> {
+    log.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(m) => Some(m.key.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether the log delivered `key`.
+pub fn has(log: &Log<Text>, key: &str) -> bool {
+    log.events
+        .iter()
+        .any(|e| matches!(e, Event::Message(m) if m.key == key))
+}
+
+/// The last view of `group` in the log.
+pub fn last_view<'a>(log: &'a Log<Text>, group: &str) -> Option<&'a history::View<Text>> {
+    log.events.iter().rev().find_map(|e| match e {
+        Event::View(v) if v.group == group => Some(v),
+        _ => None,
+    })
+}
+
+/// The number of members of each view of `group` in the log, in order.
+pub fn view_sizes(log: &Log<Text>, group: &str) -> Vec<usize> {
+    log.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::View(v) if v.group == group => Some(v.members.len()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The events of a log, one view per line.
+pub fn summary(log: &Log<Text>) -> String {
+    let mut s = String::new();
+    for e in &log.events {
+        match e {
+            Event::View(v) => s.push_str(&format!("\n  view {} {} {:?}", v.group, v.id, v.members)),
+            Event::Message(m) => s.push_str(&format!(" {:?}", m.key)),
+            Event::State { keys, .. } => s.push_str(&format!("\n  checkpoint {keys:?}\n ")),
+            Event::Join { group, with_state } => {
+                s.push_str(&format!("\n  join {group} (state: {with_state})"))
+            }
+        }
+    }
+    s
+}
+
+/// The application state a log stands for: its last checkpoint's keys,
+/// then the keys delivered after it.
+pub fn state(log: &Log<Text>) -> Vec<String> {
+    let mut s = Vec::new();
+    for e in &log.events {
+        match e {
+            Event::State { keys, .. } => s = keys.clone().unwrap_or_default(),
+            Event::Message(m) => s.push(m.key.clone()),
+            _ => {}
+        }
+    }
+    s
+}
+
+fn decode_checkpoint(data: &Option<Bytes>) -> Vec<String> {
+    match data {
+        Some(b) if !b.is_empty() => String::from_utf8(b.to_vec())
+            .expect("checkpoint is UTF-8")
+            .split('\n')
+            .map(String::from)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn view_event(v: &meshcast_client::View) -> Event<Text> {
+    Event::View(history::View {
+        group: v.group.clone(),
+        id: v.id.clone(),
+        members: v.members.clone(),
+        me: v.members[v.rank as usize].clone(),
+    })
+}
+
+fn key_of(payload: &Bytes) -> String {
+    String::from_utf8(payload.to_vec()).expect("payloads are UTF-8 keys")
+}
+
+enum Cmd {
+    Multicast {
+        key: String,
+        ordering: meshcast_client::Ordering,
+        safe: bool,
+        done: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Leave(oneshot::Sender<Result<(), ClientError>>),
+}
+
+/// A group member whose stream is recorded; it answers state requests with
+/// its log's state.
+pub struct Member {
+    /// Its log.
+    pub log: SharedLog,
+    /// The group.
+    pub group: String,
+    cmds: mpsc::UnboundedSender<Cmd>,
+}
+
+impl Member {
+    /// Starts recording `g`, whose first view is the join view. `checkpoint`
+    /// is what `join_with_state` returned with it (`None` for a plain
+    /// join).
+    pub fn start(name: &str, mut g: Group, checkpoint: Option<Option<Bytes>>) -> Member {
+        let log = SharedLog::new(name);
+        let group = g.name().to_string();
+        log.push(Event::Join {
+            group: group.clone(),
+            with_state: checkpoint.is_some(),
+        });
+        log.push(view_event(g.view()));
+        if let Some(data) = &checkpoint {
+            log.push(Event::State {
+                group: group.clone(),
+                keys: Some(decode_checkpoint(data)),
+                at: None,
+            });
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let rec = log.clone();
+        let gname = group.clone();
+        tokio::spawn(async move {
+            let leave = loop {
+                tokio::select! {
+                    cmd = rx.recv() => match cmd {
+                        Some(Cmd::Multicast { key, ordering, safe, done }) => {
+                            let _ = done.send(g.multicast(key, ordering, safe).await);
+                        }
+                        Some(Cmd::Leave(done)) => break Some(done),
+                        None => break None,
+                    },
+                    ev = g.next() => match ev {
+                        Some(Ok(GroupEvent::View(v))) => rec.push(view_event(&v)),
+                        Some(Ok(GroupEvent::Message(m))) => {
+                            rec.push(Event::Message(history::Message {
+                                group: gname.clone(),
+                                key: key_of(&m.payload),
+                                publisher: m.publisher,
+                                pseq: m.seq,
+                                ordering: ordering(m.ordering),
+                                safe: m.safe,
+                                view: None,
+                            }))
+                        }
+                        Some(Ok(GroupEvent::State(data))) => rec.push(Event::State {
+                            group: gname.clone(),
+                            keys: Some(decode_checkpoint(&data)),
+                            at: None,
+                        }),
+                        Some(Ok(GroupEvent::StateRequest(r))) => {
+                            let s = state(&rec.log.lock().unwrap()).join("\n");
+                            r.reply(s);
+                        }
+                        Some(Err(e)) => {
+                            rec.end(e.to_string());
+                            break None;
+                        }
+                        None => {
+                            rec.end("stream ended".into());
+                            break None;
+                        }
+                    },
+                }
+            };
+            if let Some(done) = leave {
+                let _ = done.send(g.leave().await);
+                rec.end("left".into());
+            }
+        });
+        Member {
+            log,
+            group,
+            cmds: tx,
+        }
+    }
+
+    /// Multicasts `key` as payload.
+    pub async fn multicast(
+        &self,
+        key: &str,
+        ordering: meshcast_client::Ordering,
+        safe: bool,
+    ) -> Result<(), ClientError> {
+        let (done, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::Multicast {
+                key: key.to_string(),
+                ordering,
+                safe,
+                done,
+            })
+            .expect("member task ended");
+        rx.await.expect("member task ended")
+    }
+
+    /// Leaves the group and waits until the broker removed the member.
+    pub async fn leave(&self) {
+        let (done, rx) = oneshot::channel();
+        self.cmds.send(Cmd::Leave(done)).expect("member task ended");
+        tokio::time::timeout(GUARD, rx)
+            .await
+            .expect("leave never completed")
+            .expect("member task ended")
+            .expect("leave");
+    }
+}
+
+/// A subscription whose messages are recorded; `group_of` names the group
+/// of a topic.
+pub struct Subscriber {
+    /// Its log.
+    pub log: SharedLog,
+}
+
+impl Subscriber {
+    /// Starts recording `sub`.
+    pub fn start(
+        name: &str,
+        mut sub: Subscription,
+        group_of: impl Fn(&str) -> String + Send + 'static,
+    ) -> Subscriber {
+        let log = SharedLog::new(name);
+        let rec = log.clone();
+        tokio::spawn(async move {
+            loop {
+                match sub.next().await {
+                    Some(Ok(m)) => rec.push(Event::Message(history::Message {
+                        group: group_of(&m.topic),
+                        key: key_of(&m.payload),
+                        publisher: m.publisher,
+                        pseq: m.seq,
+                        ordering: ordering(m.ordering),
+                        safe: m.safe,
+                        view: None,
+                    })),
+                    Some(Err(e)) => {
+                        rec.end(e.to_string());
+                        return;
+                    }
+                    None => {
+                        rec.end("stream ended".into());
+                        return;
+                    }
+                }
+            }
+        });
+        Subscriber { log }
+    }
+}
+
+/// Checks `logs` (each marked complete or not) against what was published.
+#[track_caller]
+pub fn check(logs: Vec<Log<Text>>, published: Vec<Published<Text>>) {
+    let mut h: History<Text> = History::new();
+    for l in logs {
+        h.add(l);
+    }
+    for p in published {
+        h.publish(p);
+    }
+    h.assert_ok();
+}
