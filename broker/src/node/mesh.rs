@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use meshcast_protocol::{Broker, ClientCmd, Envelope, Input, NodeId, Output, Time};
 use meshcast_transport::wire;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::peers::{PeerEvent, PeerHandle, SendError};
@@ -64,6 +65,25 @@ pub fn spawn(
 
 /// Most inputs handed to the core in one batch.
 const MAX_BATCH: usize = 1024;
+
+/// Most addresses taken from one gossip message.
+const MAX_GOSSIP: usize = 256;
+
+/// What travels on a peer link: protocol messages, and the addresses of the
+/// brokers the sender has linked to (sent whenever a link comes up), so a
+/// broker configured with a single peer still links to every other one.
+#[derive(Serialize)]
+enum LinkMsgRef<'a> {
+    Protocol(&'a Envelope),
+    Peers(&'a [(String, String)]),
+}
+
+/// Decoding side of [`LinkMsgRef`] (same encoding).
+#[derive(Deserialize)]
+enum LinkMsg {
+    Protocol(Envelope),
+    Peers(Vec<(String, String)>),
+}
 
 async fn run(
     mut core: Broker,
@@ -118,7 +138,8 @@ async fn run(
             match out {
                 Output::Send { to, envelope } => {
                     let buf = outgoing.entry(to.name).or_default();
-                    if let Err(e) = wire::encode_frame("peer message", &envelope, buf) {
+                    let msg = LinkMsgRef::Protocol(&envelope);
+                    if let Err(e) = wire::encode_frame("peer message", &msg, buf) {
                         tracing::error!(error = %e, "cannot encode a peer message");
                     }
                 }
@@ -161,6 +182,7 @@ fn peer_input(
             let name = meshcast_config::node_name(&peer.broker);
             names.insert(name, peer.broker);
             inputs.push(Input::LinkUp(NodeId::new(name, peer.incarnation)));
+            gossip(peers);
         }
         PeerEvent::Down { peer, reason } => {
             tracing::debug!(peer = %peer.broker, %reason, "link down");
@@ -170,15 +192,24 @@ fn peer_input(
         PeerEvent::Frames { peer, bodies } => {
             let name = meshcast_config::node_name(&peer.broker);
             for body in bodies {
-                match wire::decode_body::<Envelope>("peer message", &body) {
+                match wire::decode_body::<LinkMsg>("peer message", &body) {
+                    Ok(LinkMsg::Peers(list)) => {
+                        for (broker, addr) in list.into_iter().take(MAX_GOSSIP) {
+                            if let Ok(addr) = addr.parse() {
+                                peers.connect(addr, &broker);
+                            }
+                        }
+                    }
                     // The link is authenticated (mutual TLS, hello): a
                     // message must come from the broker at its other end.
-                    Ok(env) if env.from.name != name || env.from.incarnation < peer.incarnation => {
+                    Ok(LinkMsg::Protocol(env))
+                        if env.from.name != name || env.from.incarnation < peer.incarnation =>
+                    {
                         tracing::warn!(peer = %peer.broker, from = %env.from, "dropping the link of a peer that sent as another broker");
                         peers.reset(&peer.broker);
                         return;
                     }
-                    Ok(env) => inputs.push(Input::Peer(env)),
+                    Ok(LinkMsg::Protocol(env)) => inputs.push(Input::Peer(env)),
                     Err(e) => {
                         tracing::warn!(peer = %peer.broker, error = %e, "dropping the link of a peer that sent a bad frame");
                         peers.reset(&peer.broker);
@@ -187,6 +218,29 @@ fn peer_input(
                 }
             }
         }
+    }
+}
+
+/// Tells every linked broker the addresses of all brokers known here.
+fn gossip(peers: &PeerHandle) {
+    let list: Vec<(String, String)> = peers
+        .known_peers()
+        .into_iter()
+        .map(|(b, a)| (b, a.to_string()))
+        .collect();
+    if list.is_empty() {
+        return;
+    }
+    let frame = match wire::frame("peer addresses", &LinkMsgRef::Peers(&list)) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode peer addresses");
+            return;
+        }
+    };
+    for p in peers.connected() {
+        // A full queue drops this one; the next link event gossips again.
+        let _ = peers.send(&p.broker, frame.clone());
     }
 }
 
@@ -226,7 +280,14 @@ mod tests {
         let core = Broker::new(NodeId::new(meshcast_config::node_name(name), 1), cfg, 7);
         let (tx, out) = mpsc::channel(4096);
         Node {
-            mesh: spawn(core, ProtocolConfig::default().max_outbox, peers, events, tx, 1024),
+            mesh: spawn(
+                core,
+                ProtocolConfig::default().max_outbox,
+                peers,
+                events,
+                tx,
+                1024,
+            ),
             out,
         }
     }
@@ -256,14 +317,33 @@ mod tests {
     async fn three_cores_over_quic_agree_on_one_total_order() {
         let dir = tempdir("mesh-core");
         let (a0, a1, a2) = (free_addr(), free_addr(), free_addr());
-        // Every broker lists every other (links need full connectivity;
-        // address gossip is not there yet); n0 bootstraps, the others join.
+        // Every broker lists every other; n0 bootstraps, the others join.
         let mut nodes = [
             node(&dir, "n0", a0, vec![(a1, "n1"), (a2, "n2")], None),
             node(&dir, "n1", a1, vec![(a0, "n0"), (a2, "n2")], Some("n0")),
             node(&dir, "n2", a2, vec![(a0, "n0"), (a1, "n1")], Some("n0")),
         ];
-        for n in &nodes {
+        agree_on_total_order(&mut nodes).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn brokers_that_know_only_one_peer_link_through_gossip() {
+        let dir = tempdir("mesh-star");
+        let (a0, a1, a2) = (free_addr(), free_addr(), free_addr());
+        // n1 and n2 know only n0: they learn each other's address from it.
+        let mut nodes = [
+            node(&dir, "n0", a0, vec![], None),
+            node(&dir, "n1", a1, vec![(a0, "n0")], Some("n0")),
+            node(&dir, "n2", a2, vec![(a0, "n0")], Some("n0")),
+        ];
+        agree_on_total_order(&mut nodes).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Every node joins group `g`, publishes, and all deliver one order.
+    async fn agree_on_total_order(nodes: &mut [Node; 3]) {
+        for n in nodes.iter() {
             let join = ClientCmd::Join {
                 session: 1,
                 group: "g".into(),
@@ -318,6 +398,5 @@ mod tests {
             let want: Vec<String> = (0..PER_NODE).map(|r| format!("n{i}-{r}")).collect();
             assert_eq!(mine, want.iter().collect::<Vec<_>>());
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

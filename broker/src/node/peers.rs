@@ -26,6 +26,11 @@ use tokio::sync::mpsc;
 /// Code used to close the losing connection of a duplicate pair.
 const DUPLICATE: u32 = 10;
 
+/// Most peer addresses remembered (configured, learned from hellos or from
+/// other brokers' gossip); beyond it new addresses are ignored. Gossip only
+/// comes from brokers holding a certificate of the cluster CA.
+pub const MAX_KNOWN_ADDRS: usize = 1024;
+
 /// Identity of one incarnation of a peer broker.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PeerId {
@@ -166,6 +171,9 @@ impl PeerHandle {
             return;
         }
         let mut t = self.table();
+        if t.known_addrs.len() >= MAX_KNOWN_ADDRS && !t.known_addrs.contains_key(&addr) {
+            return;
+        }
         t.known_addrs.insert(addr, server_name(name));
         if t.dialing.insert(addr) {
             tokio::spawn(dial_task(self.clone(), addr));
@@ -197,6 +205,13 @@ impl PeerHandle {
     pub fn errors(&self) -> Vec<(SocketAddr, String)> {
         let t = self.table();
         t.errors.iter().map(|(a, e)| (*a, e.clone())).collect()
+    }
+
+    /// Every broker address confirmed by a handshake (the broker that
+    /// answered there, or announced it as its own), for gossip.
+    pub fn known_peers(&self) -> Vec<(String, SocketAddr)> {
+        let t = self.table();
+        t.owners.iter().map(|(a, b)| (b.clone(), *a)).collect()
     }
 
     /// Peers with a live link now.
