@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use futures_util::StreamExt;
 use meshcast_broker::{bench, node};
-use meshcast_client::{Client, ClientOptions, Ordering};
+use meshcast_client::{Client, ClientOptions, Ordering, SubscriptionEvent};
 use meshcast_config::Config;
 
 #[derive(Parser)]
@@ -158,6 +158,11 @@ struct SubArgs {
     /// Exit after this many messages.
     #[arg(long, short = 'n')]
     count: Option<u64>,
+    /// Mesh mode: also print the views of the groups the pattern reaches,
+    /// in their place among the messages, as
+    /// `* view <group> <view id> <member>,<member>,...`.
+    #[arg(long)]
+    views: bool,
     /// Glob pattern, e.g. `orders/*/created` or `orders/**`.
     pattern: String,
 }
@@ -304,13 +309,24 @@ async fn run_sub(args: SubArgs) -> Result<()> {
     let client = Client::connect(args.connect.options("meshcast-sub")).await?;
     let mut sub = client.subscribe(&args.pattern).await?;
     eprintln!("subscribed to {}", args.pattern);
+    let print_view = |v: &meshcast_client::View| {
+        println!("* view {} {} {}", v.group, v.id, v.members.join(","));
+    };
+    if args.views {
+        sub.views().iter().for_each(print_view);
+    }
     let mut seen = 0;
     while args.count.is_none_or(|n| seen < n) {
         tokio::select! {
-            msg = sub.next() => match msg {
-                Some(Ok(m)) => {
+            event = sub.next_event() => match event {
+                Some(Ok(SubscriptionEvent::Message(m))) => {
                     println!("{} {}", m.topic, String::from_utf8_lossy(&m.payload));
                     seen += 1;
+                }
+                Some(Ok(SubscriptionEvent::View(v))) => {
+                    if args.views {
+                        print_view(&v);
+                    }
                 }
                 Some(Err(e)) => bail!("{e}"),
                 None => break,

@@ -114,7 +114,10 @@ impl Router {
         match msg {
             ClientMsg::Subscribe { id, pattern } => {
                 let answer = match self.subscribe(session, id, pattern) {
-                    Ok(_) => ServerMsg::Subscribed { id },
+                    Ok(_) => ServerMsg::Subscribed {
+                        id,
+                        views: Vec::new(),
+                    },
                     Err(rejected) => rejected,
                 };
                 out.push(reply(session, &answer));
@@ -136,16 +139,17 @@ impl Router {
                 ),
             )),
             ClientMsg::StateReply { .. } => {}
-            ClientMsg::Multicast { group, .. } => out.push(reply(
+            ClientMsg::Multicast { group, confirm, .. } => out.push(reply(
                 session,
                 &reject(
-                    None,
+                    confirm,
                     RejectCode::Unsupported,
                     format!("multicast to group {group:?} needs mesh mode: configure [mesh] peers"),
                 ),
             )),
             ClientMsg::Publish(p) => match self.accept_publish(session, &p) {
                 Ok((topic, seq)) => {
+                    let (confirm, safe) = (p.confirm, p.safe);
                     let delivery = Delivery {
                         topic: p.topic,
                         publisher: session,
@@ -156,6 +160,12 @@ impl Router {
                         reply_to: p.reply_to,
                     };
                     out.extend(self.fanout(&topic, delivery, |_| true));
+                    // One broker: delivered here means accepted, and a safe
+                    // message is stable (no other broker has to hold it).
+                    if let Some(id) = confirm {
+                        let stable = safe;
+                        out.push(reply(session, &ServerMsg::Confirmed { id, seq, stable }));
+                    }
                 }
                 Err(rejected) => out.push(reply(session, &rejected)),
             },
@@ -237,7 +247,8 @@ impl Router {
     }
 
     /// Validates a publish and numbers it: returns the topic and the
-    /// publisher's sequence number, or the rejection to send back.
+    /// publisher's sequence number, or the rejection to send back (carrying
+    /// the publish's `confirm` id, if it asked for a confirmation).
     pub fn accept_publish(
         &mut self,
         session: SessionId,
@@ -250,17 +261,26 @@ impl Router {
                 p.topic,
                 self.limits.max_payload_bytes
             );
-            return Err(reject(None, RejectCode::PayloadTooLarge, reason));
+            return Err(reject(p.confirm, RejectCode::PayloadTooLarge, reason));
         }
         let topic = Topic::new(p.topic.as_str())
-            .map_err(|e| reject(None, RejectCode::InvalidTopic, e.to_string()))?;
+            .map_err(|e| reject(p.confirm, RejectCode::InvalidTopic, e.to_string()))?;
         if let Some(r) = &p.reply_to {
-            Topic::new(r.as_str())
-                .map_err(|e| reject(None, RejectCode::InvalidTopic, format!("reply_to: {e}")))?;
+            Topic::new(r.as_str()).map_err(|e| {
+                reject(
+                    p.confirm,
+                    RejectCode::InvalidTopic,
+                    format!("reply_to: {e}"),
+                )
+            })?;
         }
-        let seq = self
-            .next_seq(session)
-            .ok_or_else(|| reject(None, RejectCode::InvalidTopic, "no such session".into()))?;
+        let seq = self.next_seq(session).ok_or_else(|| {
+            reject(
+                p.confirm,
+                RejectCode::InvalidTopic,
+                "no such session".into(),
+            )
+        })?;
         Ok((topic, seq))
     }
 
@@ -338,6 +358,7 @@ mod tests {
             safe: false,
             payload: Bytes::from_static(payload),
             reply_to: None,
+            confirm: None,
         })
     }
 

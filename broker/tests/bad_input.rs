@@ -90,6 +90,7 @@ async fn invalid_topic_is_refused_by_client_and_by_broker() {
             safe: false,
             payload: "x".into(),
             reply_to: None,
+            confirm: None,
         }),
     )
     .await;
@@ -212,6 +213,7 @@ async fn oversize_frame_closes_that_connection_naming_the_limit() {
             safe: false,
             payload: vec![0u8; 2000].into(),
             reply_to: None,
+            confirm: None,
         }),
     )
     .await;
@@ -295,12 +297,19 @@ async fn a_client_that_finishes_its_stream_still_gets_its_answers() {
             safe: false,
             payload: "last words".into(),
             reply_to: None,
+            confirm: None,
         }),
     )
     .await;
     send_msg(&mut raw, &ClientMsg::Ping { id: 2 }).await;
     raw.send.finish().unwrap();
-    assert_eq!(read_msg(&mut frames).await, ServerMsg::Subscribed { id: 1 });
+    assert_eq!(
+        read_msg(&mut frames).await,
+        ServerMsg::Subscribed {
+            id: 1,
+            views: Vec::new()
+        }
+    );
     match read_msg(&mut frames).await {
         ServerMsg::Deliver(d) => assert_eq!(d.payload, "last words"),
         other => panic!("{other:?}"),

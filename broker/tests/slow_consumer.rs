@@ -39,7 +39,13 @@ async fn a_session_that_stops_reading_is_disconnected_with_the_reason() {
     let mut frames = FrameReader::new(recv, 1 << 20);
     client_proto::decode_welcome(&frames.read_one().await.unwrap().unwrap()).unwrap();
     let ack = client_proto::decode_server(&frames.read_one().await.unwrap().unwrap()).unwrap();
-    assert_eq!(ack, ServerMsg::Subscribed { id: 1 });
+    assert_eq!(
+        ack,
+        ServerMsg::Subscribed {
+            id: 1,
+            views: Vec::new()
+        }
+    );
 
     let fast = broker.client("fast").await;
     let mut fast_sub = fast.subscribe("flood").await.unwrap();

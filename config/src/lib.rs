@@ -331,7 +331,15 @@ pub struct LimitsConfig {
     /// Time allowed for a connection's handshake, in milliseconds; default 5000.
     pub handshake_timeout_ms: u64,
     /// A connection silent for this long is closed, in milliseconds; default 30000.
+    /// Client sessions use `session_timeout_ms` instead.
     pub idle_timeout_ms: u64,
+    /// A client session not heard from for this long (its keep-alives
+    /// included) is closed and its members leave their groups through a
+    /// view change, in milliseconds; default 30000.
+    pub session_timeout_ms: u64,
+    /// Most `safe` publishes of one session awaiting their stability
+    /// confirmation; default 10000.
+    pub max_pending_confirms: usize,
     /// Entries of the topic → matching-subscriptions cache; default 4096.
     pub match_cache_entries: usize,
     /// Publish batches queued from client sessions to the broker core; default 1024.
@@ -349,6 +357,8 @@ impl Default for LimitsConfig {
             max_subscriptions_per_session: 10_000,
             handshake_timeout_ms: 5_000,
             idle_timeout_ms: 30_000,
+            session_timeout_ms: 30_000,
+            max_pending_confirms: 10_000,
             match_cache_entries: 4096,
             publish_queue: 1024,
         }
@@ -364,6 +374,11 @@ impl LimitsConfig {
     /// `idle_timeout_ms` as a [`Duration`].
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    /// `session_timeout_ms` as a [`Duration`].
+    pub fn session_timeout(&self) -> Duration {
+        Duration::from_millis(self.session_timeout_ms)
     }
 }
 

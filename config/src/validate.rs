@@ -86,6 +86,8 @@ impl Config {
         )?;
         at_least_one("limits.handshake_timeout_ms", l.handshake_timeout_ms)?;
         at_least_one("limits.idle_timeout_ms", l.idle_timeout_ms)?;
+        at_least_one("limits.session_timeout_ms", l.session_timeout_ms)?;
+        at_least_one("limits.max_pending_confirms", l.max_pending_confirms as u64)?;
         at_least_one("limits.match_cache_entries", l.match_cache_entries as u64)?;
         at_least_one("limits.publish_queue", l.publish_queue as u64)?;
         if l.max_frame_bytes > MAX_FRAME_BYTES_LIMIT {
@@ -119,6 +121,7 @@ impl Config {
         for (key, ms) in [
             ("limits.handshake_timeout_ms", l.handshake_timeout_ms),
             ("limits.idle_timeout_ms", l.idle_timeout_ms),
+            ("limits.session_timeout_ms", l.session_timeout_ms),
         ] {
             if ms > MAX_TIMEOUT_MS {
                 return Err(ConfigError::invalid(

@@ -115,6 +115,12 @@ fn no_file_gives_working_defaults() {
     );
     assert_eq!(c.limits.idle_timeout_ms, 30_000);
     assert_eq!(c.limits.idle_timeout(), std::time::Duration::from_secs(30));
+    assert_eq!(c.limits.session_timeout_ms, 30_000);
+    assert_eq!(
+        c.limits.session_timeout(),
+        std::time::Duration::from_secs(30)
+    );
+    assert_eq!(c.limits.max_pending_confirms, 10_000);
     assert_eq!(c.limits.match_cache_entries, 4096);
     assert_eq!(c.limits.publish_queue, 1024);
     assert!(c.tls.uses_dev_ca());
@@ -622,6 +628,8 @@ fn every_limit_must_be_nonzero() {
         "max_subscriptions_per_session",
         "handshake_timeout_ms",
         "idle_timeout_ms",
+        "session_timeout_ms",
+        "max_pending_confirms",
         "match_cache_entries",
         "publish_queue",
     ] {

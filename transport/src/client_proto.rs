@@ -94,6 +94,10 @@ pub struct Publish {
     pub payload: Bytes,
     /// Where a subscriber should send its answer (a request), if anywhere.
     pub reply_to: Option<String>,
+    /// Ask for a [`ServerMsg::Confirmed`] carrying this client-chosen id:
+    /// at once when the broker accepted the message, or, for a `safe` one,
+    /// once it is stable. A refusal is then `Rejected { id: Some(confirm) }`.
+    pub confirm: Option<u64>,
 }
 
 /// Client to broker, after the handshake.
@@ -154,6 +158,8 @@ pub enum ClientMsg {
         safe: bool,
         /// Opaque application bytes.
         payload: Bytes,
+        /// Ask for a [`ServerMsg::Confirmed`], as [`Publish::confirm`].
+        confirm: Option<u64>,
     },
 }
 
@@ -162,7 +168,8 @@ pub enum ClientMsg {
 pub struct GroupViewInfo {
     /// The group.
     pub group: String,
-    /// The view's id (views of a group are totally ordered).
+    /// The view's id, `v<counter>@<coordinator>` (views of a group are
+    /// totally ordered; every member sees the same ids).
     pub view: String,
     /// Members, oldest first, as `b<node name>#<incarnation>/s<session>`.
     pub members: Vec<String>,
@@ -229,6 +236,10 @@ pub enum RejectCode {
     Unsupported,
     /// The group name is not valid.
     InvalidGroup,
+    /// A confirmation cannot be given: the broker was cut off from the
+    /// primary component before the message was stable, so it may or may
+    /// not be delivered.
+    OutcomeUnknown,
 }
 
 /// Broker to client, after the handshake.
@@ -239,6 +250,10 @@ pub enum ServerMsg {
     Subscribed {
         /// The subscription's id.
         id: u64,
+        /// Mesh mode: the installed view of each group the pattern reaches
+        /// (the session is a member of each); later views of those groups
+        /// come as [`ServerMsg::GroupView`]. Empty on a single broker.
+        views: Vec<GroupViewInfo>,
     },
     /// The subscription is removed.
     Unsubscribed {
@@ -252,7 +267,8 @@ pub enum ServerMsg {
     },
     /// A request was refused; the session stays open.
     Rejected {
-        /// The subscription id the refusal is about, if any.
+        /// The id of the refused request (a subscription, join, leave, or a
+        /// publish's `confirm` id), if it had one.
         id: Option<u64>,
         /// Machine-readable reason.
         code: RejectCode,
@@ -273,7 +289,8 @@ pub enum ServerMsg {
         /// The request id.
         id: u64,
     },
-    /// A new view of a group the session is a member of.
+    /// A new view of a group the session is a member of (joined, or
+    /// reached by one of its subscriptions), in order with the messages.
     GroupView(GroupViewInfo),
     /// A message multicast to a group the session is a member of.
     GroupMessage(GroupDelivery),
@@ -300,12 +317,25 @@ pub enum ServerMsg {
         reason: String,
     },
     /// The checkpoint for a member that joined with `state` (`None` when it
-    /// is the group's first member), before any later message.
+    /// is the group's first member), before any later message. Sent again
+    /// after the member's broker rejoined the primary component following a
+    /// partition: the member then replaces its state with this one.
     State {
         /// The group.
         group: String,
         /// The checkpoint.
         data: Option<Bytes>,
+    },
+    /// Answer to a publish or multicast that asked for a confirmation.
+    Confirmed {
+        /// The `confirm` id of the request.
+        id: u64,
+        /// The publisher's sequence number given to the message.
+        seq: u64,
+        /// `true`: the message was `safe` and is stable (every broker
+        /// hosting members holds it, so every member that survives into
+        /// the next view delivers it). `false`: the broker accepted it.
+        stable: bool,
     },
 }
 
@@ -460,6 +490,7 @@ mod tests {
                 safe: true,
                 payload: Bytes::from_static(b"xyz"),
                 reply_to: Some("_inbox/1/2".into()),
+                confirm: Some(3),
             }),
             ClientMsg::Ping { id: 9 },
         ];
@@ -480,6 +511,27 @@ mod tests {
         });
         let f = encode_server(&d).unwrap();
         assert_eq!(decode_server(&f[4..]).unwrap(), d);
+        let view = GroupViewInfo {
+            group: "g".into(),
+            view: "v3@b1#7".into(),
+            members: vec!["b1#7/s2".into()],
+            rank: 0,
+        };
+        for m in [
+            ServerMsg::Subscribed {
+                id: 1,
+                views: vec![view.clone()],
+            },
+            ServerMsg::GroupView(view),
+            ServerMsg::Confirmed {
+                id: 4,
+                seq: 9,
+                stable: true,
+            },
+        ] {
+            let f = encode_server(&m).unwrap();
+            assert_eq!(decode_server(&f[4..]).unwrap(), m);
+        }
     }
 
     #[test]

@@ -7,11 +7,26 @@
 //! declared ordering. A delivery from the core goes, encoded once, to the
 //! local sessions that are members of the group and have a matching
 //! subscription.
+//!
+//! Every member session, whether it joined explicitly or through a
+//! subscription, is sent each new view of its groups in the core's output
+//! order, so views keep their place among the messages at every member.
+//!
+//! When this broker is cut off from the primary component, the core
+//! re-joins its members under a new incarnation with state transfer
+//! ([`Output::Rejoining`], then `Expelled { reason: Partitioned }` for each
+//! member). The bridge keeps those memberships: the client is told
+//! `MeshState { blocked }`, its streams pause, and after the heal they go on
+//! with the new view (and, for a member that joined with state, a new
+//! checkpoint before any later message).
 
 use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
-use meshcast_protocol::{ClientCmd, ExpelReason, GroupView, MemberId, Output, TransferId};
+use meshcast_protocol::{
+    ClientCmd, Delivery as CoreDelivery, ExpelReason, GroupView, MemberId, MeshView, Output,
+    TransferId,
+};
 use meshcast_topics::{GroupMap, Reach, Topic};
 use meshcast_transport::client_proto::{
     self, ClientMsg, Delivery, GroupDelivery, GroupViewInfo, Ordering, Publish, RejectCode,
@@ -39,6 +54,17 @@ struct PendingSub {
     waiting: HashSet<String>,
 }
 
+/// A membership asked for with `ClientMsg::Join`.
+#[derive(Debug, Clone, Copy)]
+struct Explicit {
+    /// The request id, answered by `Joined`.
+    id: u64,
+    /// Whether the session is in an installed view yet (`Joined` was sent).
+    installed: bool,
+    /// Whether it joined with state (it gets checkpoints).
+    state: bool,
+}
+
 /// The session side of mesh mode, owned by the core task.
 pub(crate) struct Bridge {
     mesh: mpsc::Sender<ClientCmd>,
@@ -51,14 +77,20 @@ pub(crate) struct Bridge {
     sub_groups: HashMap<(SessionId, u64), Vec<String>>,
     pending: Vec<PendingSub>,
     status: MeshStatus,
-    /// Explicit joins (`ClientMsg::Join`): request id and whether the
-    /// session is in an installed view yet.
-    explicit: HashMap<(SessionId, String), (u64, bool)>,
+    /// Explicit joins (`ClientMsg::Join`).
+    explicit: HashMap<(SessionId, String), Explicit>,
     /// The last installed view of each group.
     views: HashMap<String, GroupView>,
+    /// The installed mesh view.
+    mesh_view: Option<MeshView>,
     /// State requests handed to local members, by (session, token).
     transfers: HashMap<(SessionId, u64), TransferId>,
     next_token: u64,
+    /// `safe` publishes awaiting their stability confirmation: per session,
+    /// the publisher's sequence number to the client's confirm id.
+    confirms: HashMap<SessionId, HashMap<u64, u64>>,
+    /// Bound of each session's `confirms` (`limits.max_pending_confirms`).
+    max_confirms: usize,
 }
 
 /// Longest group name accepted from a client.
@@ -67,13 +99,50 @@ const MAX_GROUP_NAME: usize = 128;
 /// What the protocol core last reported, for `GET /status`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MeshStatus {
-    /// The installed mesh view: its id and members (`name:incarnation`).
+    /// This broker in the protocol, `b<node name>#<incarnation>`; the
+    /// incarnation grows when it rejoins after being cut off.
+    pub node: Option<String>,
+    /// The installed mesh view: its id and members (`b<name>#<incarnation>`).
     pub view: Option<(String, Vec<String>)>,
     /// Each group's installed view: group, view id and members
-    /// (`name:incarnation/session`, oldest first).
+    /// (`b<name>#<incarnation>/s<session>`, oldest first). The same as
+    /// `group_status`, in a compact form.
     pub groups: Vec<(String, String, Vec<String>)>,
+    /// Each group in detail: view, members, sequencer and local buffers.
+    pub group_status: Vec<GroupStatus>,
     /// Whether this broker is outside the primary component.
     pub blocked: bool,
+}
+
+/// One group as `GET /status` shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GroupStatus {
+    /// The group.
+    pub group: String,
+    /// Its installed view's id.
+    pub view: String,
+    /// Members, oldest first.
+    pub members: Vec<String>,
+    /// The broker that orders the group's `total` messages in the current
+    /// mesh view.
+    pub sequencer: Option<String>,
+    /// This broker's member sessions and what is buffered for them.
+    pub local: Vec<LocalMember>,
+}
+
+/// A member session hosted here, with its buffers.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LocalMember {
+    /// The session id.
+    pub session: u64,
+    /// `join`, `join+state` or `subscription`.
+    pub by: &'static str,
+    /// Frames queued for the session and not yet written to it.
+    pub queued_frames: usize,
+    /// Bytes of those frames.
+    pub queued_bytes: usize,
+    /// The session's `safe` publishes awaiting their stability confirmation.
+    pub pending_confirms: usize,
 }
 
 fn to_protocol(o: Ordering) -> meshcast_protocol::Ordering {
@@ -99,8 +168,28 @@ pub(crate) fn publisher_id(broker: u32, session: u64) -> u64 {
     (u64::from(broker) << 32) | (session & 0xFFFF_FFFF)
 }
 
+/// The broker ordering `group`'s `total` messages in `view`.
+///
+/// Mirrors the protocol core's private choice (`group::sequencer_rank`:
+/// FNV-1a of the name modulo the view's size, as a rank in the mesh view)
+/// until the core reports it; keep the two in step.
+fn sequencer_of(group: &str, view: &MeshView) -> Option<String> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in group.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let n = view.members.len().max(1) as u64;
+    view.members.get((h % n) as usize).map(|m| m.to_string())
+}
+
 impl Bridge {
-    pub(crate) fn new(mesh: mpsc::Sender<ClientCmd>, me: u32, groups: GroupMap) -> Bridge {
+    pub(crate) fn new(
+        mesh: mpsc::Sender<ClientCmd>,
+        me: u32,
+        groups: GroupMap,
+        max_confirms: usize,
+    ) -> Bridge {
         Bridge {
             mesh,
             me,
@@ -112,14 +201,62 @@ impl Bridge {
             status: MeshStatus::default(),
             explicit: HashMap::new(),
             views: HashMap::new(),
+            mesh_view: None,
             transfers: HashMap::new(),
             next_token: 0,
+            confirms: HashMap::new(),
+            max_confirms,
         }
     }
 
-    /// What the protocol core last reported.
-    pub(crate) fn status(&self) -> MeshStatus {
-        self.status.clone()
+    /// Whether this broker is outside the primary component.
+    pub(crate) fn blocked(&self) -> bool {
+        self.status.blocked
+    }
+
+    /// What the protocol core last reported, with each local member's
+    /// queue as `queue(session)` gives it (frames, bytes).
+    pub(crate) fn status(&self, queue: impl Fn(SessionId) -> (usize, usize)) -> MeshStatus {
+        let mut status = self.status.clone();
+        status.groups.clear();
+        let mut names: Vec<&String> = self.views.keys().collect();
+        names.sort();
+        for name in names {
+            let view = &self.views[name];
+            let local = view
+                .members
+                .iter()
+                .filter(|m| m.broker.name == self.me)
+                .map(|m| {
+                    let key = (m.session, name.clone());
+                    let by = match self.explicit.get(&key) {
+                        Some(e) if e.state => "join+state",
+                        Some(_) => "join",
+                        None => "subscription",
+                    };
+                    let (queued_frames, queued_bytes) = queue(m.session);
+                    LocalMember {
+                        session: m.session,
+                        by,
+                        queued_frames,
+                        queued_bytes,
+                        pending_confirms: self.confirms.get(&m.session).map_or(0, HashMap::len),
+                    }
+                })
+                .collect();
+            let members: Vec<String> = view.members.iter().map(|m| m.to_string()).collect();
+            status
+                .groups
+                .push((name.clone(), view.id.to_string(), members.clone()));
+            status.group_status.push(GroupStatus {
+                group: name.clone(),
+                view: view.id.to_string(),
+                members,
+                sequencer: self.mesh_view.as_ref().and_then(|v| sequencer_of(name, v)),
+                local,
+            });
+        }
+        status
     }
 
     /// Hands a command to the core; `false` if its queue is full.
@@ -144,6 +281,7 @@ impl Bridge {
                     for g in self.sub_groups.remove(&(session, id)).unwrap_or_default() {
                         self.release(session, g);
                     }
+                    self.pending.retain(|p| (p.session, p.id) != (session, id));
                     out.push(reply(session, &ServerMsg::Unsubscribed { id }));
                 }
                 Err(rejected) => out.push(reply(session, &rejected)),
@@ -182,16 +320,20 @@ impl Bridge {
                 ordering,
                 safe,
                 payload,
+                confirm,
             } => {
                 if let Err(reason) = check_group(&group) {
                     return out.push(reply(
                         session,
                         &ServerMsg::Rejected {
-                            id: None,
+                            id: confirm,
                             code: RejectCode::InvalidGroup,
                             reason,
                         },
                     ));
+                }
+                if let Err(refused) = self.confirm_room(session, confirm, safe) {
+                    return out.push(reply(session, &refused));
                 }
                 let Some(seq) = router.next_seq(session) else {
                     return;
@@ -203,7 +345,9 @@ impl Bridge {
                     payload,
                     reply_to: None,
                 };
-                self.send(session, group, body, ordering, safe, out);
+                if self.send(session, group, body, ordering, safe, confirm, out) {
+                    self.sent(session, confirm, seq, safe, out);
+                }
             }
         }
     }
@@ -259,7 +403,7 @@ impl Bridge {
         }
         self.sub_groups.insert((session, id), groups);
         if waiting.is_empty() {
-            out.push(reply(session, &ServerMsg::Subscribed { id }));
+            out.push(self.subscribed(session, id));
         } else {
             self.pending.push(PendingSub {
                 session,
@@ -267,6 +411,20 @@ impl Bridge {
                 waiting,
             });
         }
+    }
+
+    /// The answer to an installed subscription: the current view of each
+    /// group it reaches.
+    fn subscribed(&self, session: SessionId, id: u64) -> Effect {
+        let views = self
+            .sub_groups
+            .get(&(session, id))
+            .into_iter()
+            .flatten()
+            .filter_map(|g| self.views.get(g))
+            .filter_map(|v| self.view_info(v, session))
+            .collect();
+        reply(session, &ServerMsg::Subscribed { id, views })
     }
 
     fn join(
@@ -291,7 +449,14 @@ impl Bridge {
             return out.push(reply(session, &refuse(reason)));
         }
         let installed = self.joined.contains(&key);
-        self.explicit.insert(key.clone(), (id, installed));
+        self.explicit.insert(
+            key.clone(),
+            Explicit {
+                id,
+                installed,
+                state,
+            },
+        );
         let n = self.refs.entry(key).or_default();
         *n += 1;
         if *n == 1 {
@@ -323,7 +488,7 @@ impl Bridge {
             .position(|m| m.broker.name == self.me && m.session == session)?;
         Some(GroupViewInfo {
             group: view.group.clone(),
-            view: format!("{:?}", view.id),
+            view: view.id.to_string(),
             members: view.members.iter().map(|m| m.to_string()).collect(),
             rank: rank as u32,
         })
@@ -346,6 +511,51 @@ impl Bridge {
         }
     }
 
+    /// Refuses a `safe` publish that asks for a confirmation when the
+    /// session already awaits `max_confirms` of them.
+    fn confirm_room(
+        &self,
+        session: SessionId,
+        confirm: Option<u64>,
+        safe: bool,
+    ) -> Result<(), ServerMsg> {
+        let waiting = self.confirms.get(&session).map_or(0, HashMap::len);
+        if confirm.is_none() || !safe || waiting < self.max_confirms {
+            return Ok(());
+        }
+        Err(ServerMsg::Rejected {
+            id: confirm,
+            code: RejectCode::LimitReached,
+            reason: format!(
+                "the session already awaits {waiting} stability confirmations \
+                 (limits.max_pending_confirms)"
+            ),
+        })
+    }
+
+    /// A message was handed to the core: confirm its acceptance now, or
+    /// remember a `safe` one until it is stable.
+    fn sent(
+        &mut self,
+        session: SessionId,
+        confirm: Option<u64>,
+        seq: u64,
+        safe: bool,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(id) = confirm else { return };
+        if safe {
+            self.confirms.entry(session).or_default().insert(seq, id);
+        } else {
+            let msg = ServerMsg::Confirmed {
+                id,
+                seq,
+                stable: false,
+            };
+            out.push(reply(session, &msg));
+        }
+    }
+
     fn publish(
         &mut self,
         router: &mut Router,
@@ -353,22 +563,30 @@ impl Bridge {
         p: Publish,
         out: &mut Vec<Effect>,
     ) {
+        // Checked before numbering, so a refusal leaves no gap in `seq`.
+        if let Err(refused) = self.confirm_room(session, p.confirm, p.safe) {
+            return out.push(reply(session, &refused));
+        }
         let (topic, seq) = match router.accept_publish(session, &p) {
             Ok(t) => t,
             Err(rejected) => return out.push(reply(session, &rejected)),
         };
         let group = self.groups.group_of(&topic).to_string();
+        let (confirm, safe) = (p.confirm, p.safe);
         let body = MeshPayload {
             topic: p.topic,
             seq,
             payload: p.payload,
             reply_to: p.reply_to,
         };
-        self.send(session, group, body, p.ordering, p.safe, out);
+        if self.send(session, group, body, p.ordering, safe, confirm, out) {
+            self.sent(session, confirm, seq, safe, out);
+        }
     }
 
     /// Hands one message for `group` to the core, or refuses it if the
-    /// core's queue is full.
+    /// core's queue is full; returns whether it was handed over.
+    #[allow(clippy::too_many_arguments)]
     fn send(
         &mut self,
         session: SessionId,
@@ -376,8 +594,9 @@ impl Bridge {
         body: MeshPayload,
         ordering: Ordering,
         safe: bool,
+        confirm: Option<u64>,
         out: &mut Vec<Effect>,
-    ) {
+    ) -> bool {
         let what = if body.topic.is_empty() {
             format!("multicast to group {group:?}")
         } else {
@@ -387,7 +606,7 @@ impl Bridge {
             Ok(f) => f.slice(wire::LEN_PREFIX..),
             Err(e) => {
                 tracing::error!(error = %e, "cannot encode a mesh payload");
-                return;
+                return false;
             }
         };
         let cmd = ClientCmd::Publish {
@@ -397,18 +616,19 @@ impl Bridge {
             safe,
             payload,
         };
-        if !self.command(cmd) {
-            let reason =
-                format!("{what} refused: the broker's queue to the mesh is full, retry later");
-            out.push(reply(
-                session,
-                &ServerMsg::Rejected {
-                    id: None,
-                    code: RejectCode::LimitReached,
-                    reason,
-                },
-            ));
+        if self.command(cmd) {
+            return true;
         }
+        let reason = format!("{what} refused: the broker's queue to the mesh is full, retry later");
+        out.push(reply(
+            session,
+            &ServerMsg::Rejected {
+                id: confirm,
+                code: RejectCode::LimitReached,
+                reason,
+            },
+        ));
+        false
     }
 
     /// The session ended: leave every group it was in.
@@ -428,148 +648,14 @@ impl Bridge {
         self.pending.retain(|p| p.session != session);
         self.explicit.retain(|(s, _), _| *s != session);
         self.transfers.retain(|(s, _), _| *s != session);
+        self.confirms.remove(&session);
     }
 
     /// Applies one output of the protocol core.
     pub(crate) fn output(&mut self, router: &mut Router, output: Output, out: &mut Vec<Effect>) {
         match output {
-            Output::Deliver(d) => {
-                let sessions: HashSet<SessionId> = d
-                    .targets
-                    .iter()
-                    .filter(|m| m.broker.name == self.me)
-                    .map(|m| m.session)
-                    .collect();
-                if sessions.is_empty() {
-                    return;
-                }
-                let body: MeshPayload = match wire::decode_body("mesh payload", &d.payload) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::warn!(error = %e, group = %d.group, "undecodable mesh payload");
-                        return;
-                    }
-                };
-                let publisher = publisher_id(d.publisher.broker.name, d.publisher.session);
-                let ordering = from_protocol(d.ordering);
-                // Members that joined the group explicitly get every message.
-                let mut members: Vec<(SessionId, u64)> = sessions
-                    .iter()
-                    .filter(|s| {
-                        self.explicit
-                            .get(&(**s, d.group.clone()))
-                            .is_some_and(|e| e.1)
-                    })
-                    .map(|s| (*s, 0))
-                    .collect();
-                if !members.is_empty() {
-                    members.sort_unstable();
-                    let msg = ServerMsg::GroupMessage(GroupDelivery {
-                        group: d.group.clone(),
-                        publisher,
-                        seq: body.seq,
-                        ordering,
-                        safe: d.safe,
-                        payload: body.payload.clone(),
-                    });
-                    match client_proto::encode_server(&msg) {
-                        Ok(frame) => out.push(Effect::Fanout {
-                            frame,
-                            targets: members.into(),
-                        }),
-                        Err(e) => tracing::error!(error = %e, "cannot encode a group message"),
-                    }
-                }
-                // Subscriptions get published messages whose topic they match.
-                let Ok(topic) = Topic::new(body.topic.as_str()) else {
-                    return;
-                };
-                let delivery = Delivery {
-                    topic: body.topic,
-                    publisher,
-                    seq: body.seq,
-                    ordering,
-                    safe: d.safe,
-                    payload: body.payload,
-                    reply_to: body.reply_to,
-                };
-                out.extend(router.fanout(&topic, delivery, |s| sessions.contains(&s)));
-            }
-            Output::GroupView(gv) => {
-                let group = gv.view.group.clone();
-                let members = gv
-                    .view
-                    .members
-                    .iter()
-                    .map(|m| format!("{}/{}", m.broker, m.session))
-                    .collect();
-                let entry = (group.clone(), format!("{:?}", gv.view.id), members);
-                match self.status.groups.iter_mut().find(|g| g.0 == group) {
-                    Some(g) => *g = entry,
-                    None => self.status.groups.push(entry),
-                }
-                let members: HashSet<MemberId> = gv.view.members.iter().copied().collect();
-                for m in gv.view.members.iter().filter(|m| m.broker.name == self.me) {
-                    if self.refs.contains_key(&(m.session, group.clone())) {
-                        self.joined.insert((m.session, group.clone()));
-                    }
-                }
-                self.joined.retain(|(s, g)| {
-                    *g != group
-                        || members
-                            .iter()
-                            .any(|m| m.broker.name == self.me && m.session == *s)
-                });
-                let joined = &self.joined;
-                let mut done = Vec::new();
-                self.pending.retain_mut(|p| {
-                    p.waiting
-                        .retain(|g| !joined.contains(&(p.session, g.clone())));
-                    if p.waiting.is_empty() {
-                        done.push((p.session, p.id));
-                        false
-                    } else {
-                        true
-                    }
-                });
-                for (session, id) in done {
-                    out.push(reply(session, &ServerMsg::Subscribed { id }));
-                }
-                let mut notices = Vec::new();
-                for ((session, g), (id, installed)) in self.explicit.iter_mut() {
-                    if *g != group {
-                        continue;
-                    }
-                    let Some(rank) = gv
-                        .view
-                        .members
-                        .iter()
-                        .position(|m| m.broker.name == self.me && m.session == *session)
-                    else {
-                        continue;
-                    };
-                    let info = GroupViewInfo {
-                        group: group.clone(),
-                        view: format!("{:?}", gv.view.id),
-                        members: gv.view.members.iter().map(|m| m.to_string()).collect(),
-                        rank: rank as u32,
-                    };
-                    let msg = if *installed {
-                        ServerMsg::GroupView(info)
-                    } else {
-                        *installed = true;
-                        ServerMsg::Joined {
-                            id: *id,
-                            view: info,
-                        }
-                    };
-                    notices.push((*session, msg));
-                }
-                for (session, msg) in notices {
-                    out.push(reply(session, &msg));
-                }
-                self.views.insert(group, gv.view);
-            }
+            Output::Deliver(d) => self.deliver(router, d, out),
+            Output::GroupView(gv) => self.group_view(gv.view, out),
             Output::StateRequest { transfer, provider } => {
                 let member = (provider.session, transfer.group.clone());
                 if provider.broker.name == self.me && self.explicit.contains_key(&member) {
@@ -591,7 +677,11 @@ impl Bridge {
                 }
             }
             Output::StateDelivered { transfer, data } => {
-                if transfer.joiner.broker.name == self.me {
+                let key = (transfer.joiner.session, transfer.group.clone());
+                // Only a member that joined with state wants checkpoints (the
+                // core re-joins every member with state after a partition).
+                let wants = self.explicit.get(&key).is_some_and(|e| e.state);
+                if transfer.joiner.broker.name == self.me && wants {
                     let msg = ServerMsg::State {
                         group: transfer.group,
                         data: data.map(Bytes::from),
@@ -600,9 +690,13 @@ impl Bridge {
                 }
             }
             Output::MeshView(v) => {
-                tracing::info!(view = ?v.id, members = v.members.len(), "mesh view installed");
+                tracing::info!(view = %v.id, members = v.members.len(), "mesh view installed");
                 let members = v.members.iter().map(|m| m.to_string()).collect();
-                self.status.view = Some((format!("{:?}", v.id), members));
+                self.status.view = Some((v.id.to_string(), members));
+                if let Some(me) = v.members.iter().find(|m| m.name == self.me) {
+                    self.status.node = Some(me.to_string());
+                }
+                self.mesh_view = Some(v);
             }
             Output::Blocked => {
                 tracing::warn!("this broker lost the primary component: blocked");
@@ -620,35 +714,221 @@ impl Bridge {
                     &ServerMsg::MeshState { blocked: false },
                 ));
             }
+            Output::Rejoining { old, new } => self.rejoining(old, new, out),
             Output::Expelled {
                 group,
                 member,
                 reason,
-            } => {
-                tracing::warn!(%group, session = member.session, ?reason, "member expelled");
-                if member.broker.name == self.me {
-                    let key = (member.session, group.clone());
-                    self.joined.remove(&key);
-                    if self.explicit.remove(&key).is_some() {
-                        self.refs.remove(&key);
-                        let reason = match reason {
-                            ExpelReason::Slow => "slow: its delivery queue stayed full",
-                            ExpelReason::TransferFailed => {
-                                "transfer failed: no checkpoint arrived in time"
-                            }
-                            ExpelReason::Partitioned => "partitioned from the primary component",
-                        };
-                        out.push(reply(
-                            member.session,
-                            &ServerMsg::Expelled {
-                                group,
-                                reason: reason.to_string(),
-                            },
-                        ));
+            } => self.expelled(group, member, reason, out),
+            other => tracing::debug!(?other, "protocol output not used yet"),
+        }
+    }
+
+    /// A delivery: to explicit members as a group message, to subscriptions
+    /// whose pattern matches its topic, and to its publisher as the
+    /// stability confirmation it may await.
+    fn deliver(&mut self, router: &mut Router, d: CoreDelivery, out: &mut Vec<Effect>) {
+        let sessions: HashSet<SessionId> = d
+            .targets
+            .iter()
+            .filter(|m| m.broker.name == self.me)
+            .map(|m| m.session)
+            .collect();
+        // A `safe` message of a local publisher that awaits its confirmation
+        // (deferred copies were reported before).
+        let awaiting = (d.publisher.broker.name == self.me && !d.deferred)
+            .then_some(d.publisher.session)
+            .filter(|s| self.confirms.get(s).is_some_and(|c| !c.is_empty()));
+        if sessions.is_empty() && awaiting.is_none() {
+            return;
+        }
+        let body: MeshPayload = match wire::decode_body("mesh payload", &d.payload) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, group = %d.group, "undecodable mesh payload");
+                return;
+            }
+        };
+        let confirmed = awaiting.and_then(|s| {
+            let pending = self.confirms.get_mut(&s)?;
+            let id = pending.remove(&body.seq)?;
+            if pending.is_empty() {
+                self.confirms.remove(&s);
+            }
+            Some((s, id, body.seq))
+        });
+        let publisher = publisher_id(d.publisher.broker.name, d.publisher.session);
+        let ordering = from_protocol(d.ordering);
+        // Members that joined the group explicitly get every message.
+        let mut members: Vec<(SessionId, u64)> = sessions
+            .iter()
+            .filter(|s| {
+                self.explicit
+                    .get(&(**s, d.group.clone()))
+                    .is_some_and(|e| e.installed)
+            })
+            .map(|s| (*s, 0))
+            .collect();
+        if !members.is_empty() {
+            members.sort_unstable();
+            let msg = ServerMsg::GroupMessage(GroupDelivery {
+                group: d.group.clone(),
+                publisher,
+                seq: body.seq,
+                ordering,
+                safe: d.safe,
+                payload: body.payload.clone(),
+            });
+            match client_proto::encode_server(&msg) {
+                Ok(frame) => out.push(Effect::Fanout {
+                    frame,
+                    targets: members.into(),
+                }),
+                Err(e) => tracing::error!(error = %e, "cannot encode a group message"),
+            }
+        }
+        // Subscriptions get published messages whose topic they match.
+        if let Ok(topic) = Topic::new(body.topic.as_str()) {
+            let delivery = Delivery {
+                topic: body.topic,
+                publisher,
+                seq: body.seq,
+                ordering,
+                safe: d.safe,
+                payload: body.payload,
+                reply_to: body.reply_to,
+            };
+            out.extend(router.fanout(&topic, delivery, |s| sessions.contains(&s)));
+        }
+        // After the message itself, so a publisher that also receives it
+        // sees it before the confirmation.
+        if let Some((session, id, seq)) = confirmed {
+            let msg = ServerMsg::Confirmed {
+                id,
+                seq,
+                stable: true,
+            };
+            out.push(reply(session, &msg));
+        }
+    }
+
+    /// A new view of a group: every local member session is told, in the
+    /// core's output order (a pending explicit join gets `Joined`, others
+    /// `GroupView`), then subscriptions waiting for it are answered.
+    fn group_view(&mut self, view: GroupView, out: &mut Vec<Effect>) {
+        let group = view.group.clone();
+        let local: Vec<SessionId> = view
+            .members
+            .iter()
+            .filter(|m| m.broker.name == self.me)
+            .map(|m| m.session)
+            .collect();
+        self.joined
+            .retain(|(s, g)| *g != group || local.contains(s));
+        for session in &local {
+            let key = (*session, group.clone());
+            // A session that left meanwhile is not told.
+            if !self.refs.contains_key(&key) {
+                continue;
+            }
+            self.joined.insert(key.clone());
+            let Some(info) = self.view_info(&view, *session) else {
+                continue;
+            };
+            let msg = match self.explicit.get_mut(&key) {
+                Some(e) if !e.installed => {
+                    e.installed = true;
+                    ServerMsg::Joined {
+                        id: e.id,
+                        view: info,
                     }
                 }
+                _ => ServerMsg::GroupView(info),
+            };
+            out.push(reply(*session, &msg));
+        }
+        self.views.insert(group, view);
+        let joined = &self.joined;
+        let mut done = Vec::new();
+        self.pending.retain_mut(|p| {
+            p.waiting
+                .retain(|g| !joined.contains(&(p.session, g.clone())));
+            if p.waiting.is_empty() {
+                done.push((p.session, p.id));
+                false
+            } else {
+                true
             }
-            other => tracing::debug!(?other, "protocol output not used yet"),
+        });
+        for (session, id) in done {
+            out.push(self.subscribed(session, id));
+        }
+    }
+
+    /// This broker was cut off from the primary component and rejoins as a
+    /// new incarnation; the core re-joins its members itself.
+    fn rejoining(
+        &mut self,
+        old: meshcast_protocol::NodeId,
+        new: meshcast_protocol::NodeId,
+        out: &mut Vec<Effect>,
+    ) {
+        tracing::warn!(%old, %new, "cut off from the primary component: rejoining the mesh, members rejoin with state transfer");
+        self.status.node = Some(new.to_string());
+        // No membership of the old incarnation is installed any more.
+        self.joined.clear();
+        // Whether a `safe` message not yet stable here reaches the others
+        // is decided by the primary component, out of sight: say so rather
+        // than leave the publisher waiting.
+        let reason = "its broker was cut off from the primary component before the message \
+                      was stable: it may or may not be delivered";
+        let mut confirms: Vec<(SessionId, u64)> = self
+            .confirms
+            .drain()
+            .flat_map(|(s, c)| c.into_values().map(move |id| (s, id)))
+            .collect();
+        confirms.sort_unstable();
+        for (session, id) in confirms {
+            let msg = ServerMsg::Rejected {
+                id: Some(id),
+                code: RejectCode::OutcomeUnknown,
+                reason: reason.to_string(),
+            };
+            out.push(reply(session, &msg));
+        }
+    }
+
+    fn expelled(
+        &mut self,
+        group: String,
+        member: MemberId,
+        reason: ExpelReason,
+        out: &mut Vec<Effect>,
+    ) {
+        tracing::warn!(%group, session = member.session, ?reason, "member expelled");
+        if member.broker.name != self.me {
+            return;
+        }
+        let key = (member.session, group.clone());
+        self.joined.remove(&key);
+        let reason = match reason {
+            // The core re-joins the member under the broker's new
+            // incarnation: the membership goes on after the heal.
+            ExpelReason::Partitioned => return,
+            ExpelReason::Slow => "slow: its delivery queue stayed full",
+            ExpelReason::TransferFailed => "transfer failed: no checkpoint arrived in time",
+        };
+        self.explicit.remove(&key);
+        if self.refs.remove(&key).is_some() {
+            // The client ends the membership and every subscription that
+            // reaches the group, with this reason.
+            out.push(reply(
+                member.session,
+                &ServerMsg::Expelled {
+                    group,
+                    reason: reason.to_string(),
+                },
+            ));
         }
     }
 }

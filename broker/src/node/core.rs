@@ -139,7 +139,7 @@ pub(crate) async fn run(
                 CoreMsg::Open { session, out } => {
                     st.router.open(session);
                     st.sessions.insert(session, out);
-                    if mesh.as_ref().is_some_and(|m| m.bridge.status().blocked) {
+                    if mesh.as_ref().is_some_and(|m| m.bridge.blocked()) {
                         let msg = ServerMsg::MeshState { blocked: true };
                         effects.push(crate::router::reply(session, &msg));
                         st.collect(&mut effects);
@@ -175,7 +175,7 @@ pub(crate) async fn run(
                         subscriptions: st.router.subscription_count(),
                         delivered: st.router.delivered(),
                         slow_consumers: st.slow_consumers,
-                        mesh: mesh.as_ref().map(|m| m.bridge.status()),
+                        mesh: mesh.as_ref().map(|m| m.bridge.status(|s| st.queued(s))),
                     });
                 }
             }
@@ -185,6 +185,20 @@ pub(crate) async fn run(
 }
 
 impl State {
+    /// Frames and bytes queued for `session` and not yet written.
+    fn queued(&self, session: SessionId) -> (usize, usize) {
+        let pending = self
+            .pending
+            .get(&session)
+            .map_or((0, 0), |p| (p.frames.len(), p.bytes));
+        self.sessions.get(&session).map_or(pending, |out| {
+            (
+                out.queued.frames.load(Ordering::Acquire) + pending.0,
+                out.queued.bytes.load(Ordering::Acquire) + pending.1,
+            )
+        })
+    }
+
     /// Moves effects into per-session frame lists, keeping each session's
     /// order, and marks sessions that would exceed their queue bounds.
     fn collect(&mut self, effects: &mut Vec<Effect>) {

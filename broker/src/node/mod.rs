@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::router::{Router, RouterLimits};
 
-pub use self::bridge::MeshStatus;
+pub use self::bridge::{GroupStatus, LocalMember, MeshStatus};
 pub use self::core::CoreStats;
 use self::peers::{PeerEvent, PeerHandle, PeerSettings};
 
@@ -129,7 +129,9 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
         return Err(StartError::MeshNeedsCa);
     }
     let limits = &config.limits;
-    let server = quic::server_config(&identity, &[ALPN_CLIENT], false, limits.idle_timeout())?;
+    // A client session not heard from (keep-alives included) for
+    // `session_timeout_ms` ends; its members then leave their groups.
+    let server = quic::server_config(&identity, &[ALPN_CLIENT], false, limits.session_timeout())?;
     let endpoint = quic::bind_server(config.broker.client_listen, server)?;
     let client_addr = endpoint.local_addr().unwrap_or(config.broker.client_listen);
     let broker_id = if config.broker.id.is_empty() {
@@ -171,7 +173,12 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
             limits.publish_queue,
         );
         Some(core::MeshSide {
-            bridge: bridge::Bridge::new(handle.sender(), me, groups.clone()),
+            bridge: bridge::Bridge::new(
+                handle.sender(),
+                me,
+                groups.clone(),
+                limits.max_pending_confirms,
+            ),
             outputs: out_rx,
         })
     };

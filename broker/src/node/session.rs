@@ -184,8 +184,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         ReadEnd::Finished => {
             // The client finished its stream: the core answers what it sent
             // before, the writer drains that and finishes, then we close.
-            let idle = limits.idle_timeout();
-            let _ = tokio::time::timeout(idle, writer).await;
+            let _ = tokio::time::timeout(limits.session_timeout(), writer).await;
             close(&conn, CloseCode::Normal, "session finished");
             "client finished its stream".to_string()
         }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use meshcast_transport::client_proto::{ClientMsg, GroupDelivery, GroupViewInfo};
 use tokio::sync::mpsc;
 
-use crate::{ClientError, Handle, Ordering, Pending, Shared};
+use crate::{ClientError, Confirmation, Handle, Ordering, Pending, Shared};
 
 /// One installed view of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,10 @@ pub enum GroupEvent {
     View(View),
     /// A message was delivered in the current view.
     Message(GroupMessage),
-    /// The checkpoint a member that joined with state receives first.
+    /// The checkpoint a member that joined with state receives first
+    /// (`None` when it is the group's first member). It comes again, after
+    /// a new view, when the member's broker was cut off from the primary
+    /// component and rejoined it: replace the local state with it.
     State(Option<Bytes>),
     /// A new member asks for this member's state at exactly this point of
     /// the stream: answer with [`StateRequest::reply`].
@@ -132,6 +135,15 @@ impl Drop for StateRequest {
 }
 
 /// Membership of one group. Dropping it leaves the group.
+///
+/// While the broker is cut off from the mesh's primary component
+/// ([`crate::Client::mesh_state`]) the membership pauses: no views, no
+/// messages. Once the partition heals the broker rejoins the group for it:
+/// the member sees a new view (its id in `members` has a new incarnation),
+/// then, if it joined with state, a [`GroupEvent::State`] with a fresh
+/// checkpoint before any later message. The primary component treated it as
+/// crashed meanwhile: what was delivered there is not replayed, the
+/// checkpoint carries it.
 pub struct Group {
     pub(crate) name: String,
     pub(crate) view: View,
@@ -226,8 +238,30 @@ impl Group {
                 ordering,
                 safe,
                 payload: payload.into(),
+                confirm: None,
             })
             .await
+    }
+
+    /// Sends a message to every member and waits for the broker's
+    /// confirmation, as [`crate::Publisher::publish_confirmed`]: with
+    /// `safe`, until it is stable (every surviving member will deliver it),
+    /// otherwise until the broker accepted it.
+    pub async fn multicast_confirmed(
+        &self,
+        payload: impl Into<Bytes>,
+        ordering: Ordering,
+        safe: bool,
+    ) -> Result<Confirmation, ClientError> {
+        let payload = payload.into();
+        crate::confirmed(&self.shared, |confirm| ClientMsg::Multicast {
+            group: self.name.clone(),
+            ordering,
+            safe,
+            payload,
+            confirm: Some(confirm),
+        })
+        .await
     }
 
     /// Leaves the group and waits until the broker has removed the member.

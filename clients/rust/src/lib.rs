@@ -51,7 +51,7 @@ pub use error::ClientError;
 pub use group::{Group, GroupEvent, GroupMessage, StateRequest, View};
 pub use inbox::Gather;
 pub use meshcast_transport::client_proto::{Ordering, RejectCode};
-pub use subscription::{Message, Subscription};
+pub use subscription::{Message, Subscription, SubscriptionEvent};
 
 use outbox::Outbox;
 
@@ -109,9 +109,9 @@ impl ClientOptions {
 pub(crate) enum Pending {
     Subscribe {
         pattern: Pattern,
-        tx: mpsc::Sender<Message>,
+        tx: mpsc::Sender<SubscriptionEvent>,
         failed: Arc<OnceLock<ClientError>>,
-        reply: oneshot::Sender<Result<(), ClientError>>,
+        reply: oneshot::Sender<Result<Vec<View>, ClientError>>,
     },
     Unsubscribe,
     Join {
@@ -126,6 +126,22 @@ pub(crate) enum Pending {
     Ping {
         reply: oneshot::Sender<()>,
     },
+    Confirm {
+        reply: oneshot::Sender<Result<Confirmation, ClientError>>,
+    },
+}
+
+/// What the broker confirmed about a publish (see
+/// [`Publisher::publish_confirmed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirmation {
+    /// The publisher's sequence number given to the message (the `seq` its
+    /// receivers see).
+    pub seq: u64,
+    /// `true`: the message was `safe` and is stable — every broker hosting
+    /// members of its group holds it, so every member that survives into
+    /// the next view delivers it. `false`: the broker accepted it.
+    pub stable: bool,
 }
 
 pub(crate) struct Shared {
@@ -370,7 +386,9 @@ impl Client {
 
     /// Subscribes to a glob pattern. Returns once the broker has installed
     /// the subscription: every matching message published after that point
-    /// is delivered to the returned stream.
+    /// is delivered to the returned stream. In mesh mode the session is
+    /// then a member of every group the pattern reaches, in the views that
+    /// [`Subscription::views`] returns.
     pub async fn subscribe(&self, pattern: &str) -> Result<Subscription, ClientError> {
         subscribe_with(&self.shared, pattern, Some(self.handle.clone())).await
     }
@@ -536,13 +554,7 @@ impl Client {
         payload: Bytes,
         reply_to: Option<String>,
     ) -> Result<(), ClientError> {
-        let max = self.shared.welcome.max_payload as usize;
-        if payload.len() > max {
-            return Err(ClientError::PayloadTooLarge {
-                size: payload.len(),
-                max,
-            });
-        }
+        self.check_payload(&payload)?;
         self.shared
             .send(&ClientMsg::Publish(Publish {
                 topic: topic.as_str().to_string(),
@@ -550,8 +562,20 @@ impl Client {
                 safe,
                 payload,
                 reply_to,
+                confirm: None,
             }))
             .await
+    }
+
+    fn check_payload(&self, payload: &Bytes) -> Result<(), ClientError> {
+        let max = self.shared.welcome.max_payload as usize;
+        if payload.len() > max {
+            return Err(ClientError::PayloadTooLarge {
+                size: payload.len(),
+                max,
+            });
+        }
+        Ok(())
     }
 
     /// Waits until the broker has processed everything this client sent
@@ -620,6 +644,58 @@ impl Publisher {
             .publish_raw(&self.topic, self.ordering, self.safe, payload.into(), None)
             .await
     }
+
+    /// Publishes one message and waits for the broker's confirmation:
+    /// for a `safe` publisher, until the message is stable (every broker
+    /// hosting members of its group holds it, so every member that survives
+    /// into the next view delivers it, even if this broker then fails);
+    /// otherwise until the broker accepted it. A refusal is an `Err`; so is
+    /// [`RejectCode::OutcomeUnknown`] when the broker was cut off from the
+    /// primary component before the message was stable. Cancelling the
+    /// wait does not take the message back. On a single broker a safe
+    /// message is stable once accepted.
+    pub async fn publish_confirmed(
+        &self,
+        payload: impl Into<Bytes>,
+    ) -> Result<Confirmation, ClientError> {
+        let payload = payload.into();
+        self.client.check_payload(&payload)?;
+        let shared = &self.client.shared;
+        confirmed(shared, |confirm| {
+            ClientMsg::Publish(Publish {
+                topic: self.topic.as_str().to_string(),
+                ordering: self.ordering,
+                safe: self.safe,
+                payload,
+                reply_to: None,
+                confirm: Some(confirm),
+            })
+        })
+        .await
+    }
+}
+
+/// Sends the message `make(id)` and waits for its confirmation `id`.
+pub(crate) async fn confirmed(
+    shared: &Shared,
+    make: impl FnOnce(u64) -> ClientMsg,
+) -> Result<Confirmation, ClientError> {
+    let id = shared.next_id();
+    let (reply, answer) = oneshot::channel();
+    shared.pending().insert(id, Pending::Confirm { reply });
+    let mut guard = CancelGuard {
+        shared,
+        id,
+        sent: false,
+    };
+    shared.send(&make(id)).await?;
+    guard.sent = true;
+    let result = answer.await;
+    guard.disarm();
+    match result {
+        Ok(r) => r,
+        Err(_) => Err(shared.closed_error()),
+    }
 }
 
 /// Subscribes `pattern`; see [`Client::subscribe`]. `handle` keeps the
@@ -658,9 +734,10 @@ pub(crate) async fn subscribe_with(
     let result = answer.await;
     guard.disarm();
     match result {
-        Ok(Ok(())) => Ok(Subscription::new(
+        Ok(Ok(views)) => Ok(Subscription::new(
             id,
             pattern,
+            views,
             rx,
             failed,
             shared.clone(),

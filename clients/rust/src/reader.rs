@@ -11,13 +11,24 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::error::from_connection_error;
-use crate::{ClientError, GroupEvent, Message, Pending, Shared};
+use crate::{
+    ClientError, Confirmation, GroupEvent, Message, Pending, Shared, SubscriptionEvent, View,
+};
 
-/// Where one subscription's messages go.
+/// Where one subscription's events go.
 struct Route {
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<SubscriptionEvent>,
     failed: Arc<OnceLock<ClientError>>,
     pattern: String,
+    /// The groups its pattern reaches (mesh mode), whose views it receives.
+    groups: Vec<String>,
+}
+
+/// The reader's routing state.
+#[derive(Default)]
+struct Routes {
+    subs: HashMap<u64, Route>,
+    groups: HashMap<String, GroupRoute>,
 }
 
 /// Where one group membership's events go.
@@ -28,8 +39,7 @@ struct GroupRoute {
 
 /// Reads until the session ends, then records why.
 pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::RecvStream>) {
-    let mut routes: HashMap<u64, Route> = HashMap::new();
-    let mut groups: HashMap<String, GroupRoute> = HashMap::new();
+    let mut routes = Routes::default();
     let mut index: SubscriptionIndex<u64> = SubscriptionIndex::new(1024);
     let mut batch: Vec<Bytes> = Vec::with_capacity(256);
     let reason = loop {
@@ -41,8 +51,12 @@ pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::Recv
         }
         for body in batch.drain(..) {
             match client_proto::decode_server(&body) {
-                Ok(ServerMsg::Deliver(d)) => deliver(&shared, &mut routes, &mut index, d),
+                Ok(ServerMsg::Deliver(d)) => deliver(&shared, &mut routes.subs, &mut index, d),
                 Ok(ServerMsg::Joined { id, view }) => {
+                    let view: View = view.into();
+                    // The session's subscriptions reaching the group see the
+                    // view too (one message serves both).
+                    sub_view(&shared, &mut routes.subs, &mut index, &view);
                     if let Some(Pending::Join {
                         group,
                         tx,
@@ -50,8 +64,8 @@ pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::Recv
                         reply,
                     }) = shared.pending().remove(&id)
                     {
-                        if reply.send(Ok(view.into())).is_ok() {
-                            groups.insert(group, GroupRoute { tx, failed });
+                        if reply.send(Ok(view)).is_ok() {
+                            routes.groups.insert(group, GroupRoute { tx, failed });
                         } else {
                             let id = shared.next_id();
                             shared.pending().insert(
@@ -67,12 +81,14 @@ pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::Recv
                 Ok(ServerMsg::Left { id }) => {
                     // Dropping the route ends the member's event stream.
                     if let Some(Pending::Leave { group }) = shared.pending().remove(&id) {
-                        groups.remove(&group);
+                        routes.groups.remove(&group);
                     }
                 }
                 Ok(ServerMsg::GroupView(v)) => {
-                    let group = v.group.clone();
-                    group_event(&shared, &mut groups, &group, GroupEvent::View(v.into()));
+                    let view: View = v.into();
+                    sub_view(&shared, &mut routes.subs, &mut index, &view);
+                    let group = view.group.clone();
+                    group_event(&shared, &mut routes.groups, &group, GroupEvent::View(view));
                 }
                 Ok(ServerMsg::StateRequest { group, token }) => {
                     let request = crate::StateRequest {
@@ -82,7 +98,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::Recv
                     };
                     group_event(
                         &shared,
-                        &mut groups,
+                        &mut routes.groups,
                         &group,
                         GroupEvent::StateRequest(request),
                     );
@@ -91,19 +107,18 @@ pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::Recv
                     shared.blocked.send_replace(blocked);
                 }
                 Ok(ServerMsg::Expelled { group, reason }) => {
-                    // Ending the route ends the member's stream with the reason.
-                    if let Some(route) = groups.remove(&group) {
-                        let _ = route.failed.set(ClientError::Expelled { group, reason });
-                    }
+                    let err = ClientError::Expelled { group, reason };
+                    expelled(&shared, &mut routes, &mut index, err);
                 }
                 Ok(ServerMsg::State { group, data }) => {
-                    group_event(&shared, &mut groups, &group, GroupEvent::State(data));
+                    group_event(&shared, &mut routes.groups, &group, GroupEvent::State(data));
                 }
                 Ok(ServerMsg::GroupMessage(m)) => {
                     let group = m.group.clone();
-                    group_event(&shared, &mut groups, &group, GroupEvent::Message(m.into()));
+                    let event = GroupEvent::Message(m.into());
+                    group_event(&shared, &mut routes.groups, &group, event);
                 }
-                Ok(msg) => answer(&shared, &mut routes, &mut index, msg),
+                Ok(msg) => answer(&shared, &mut routes.subs, &mut index, msg),
                 Err(e) => {
                     tracing::warn!(error = %e, "undecodable frame from broker");
                 }
@@ -139,9 +154,9 @@ fn deliver(
         reply_to: d.reply_to,
     });
     for (i, id) in ids.iter().enumerate() {
-        let Some(route) = routes.get(id) else {
+        if !routes.contains_key(id) {
             continue;
-        };
+        }
         // Clone for all but the last target; the last one takes the message.
         let m = if i + 1 == ids.len() {
             msg.take()
@@ -149,26 +164,102 @@ fn deliver(
             msg.clone()
         };
         let Some(m) = m else { break };
-        match route.tx.try_send(m) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                // Never block the reader (control replies queue behind it):
-                // end this subscription, with its reason, instead.
-                let _ = route.failed.set(ClientError::SlowSubscription {
-                    pattern: route.pattern.clone(),
-                    buffer: shared.subscription_buffer,
-                });
-                routes.remove(id);
-                index.remove(id);
-                shared.pending().insert(*id, crate::Pending::Unsubscribe);
-                shared.send_now(&ClientMsg::Unsubscribe { id: *id });
-            }
-            Err(TrySendError::Closed(_)) => {
-                // The Subscription was dropped; its Drop sent the Unsubscribe.
-                routes.remove(id);
-                index.remove(id);
-            }
+        push(shared, routes, index, *id, SubscriptionEvent::Message(m));
+    }
+}
+
+/// Hands an event to subscription `id` without ever blocking the reader.
+fn push(
+    shared: &Shared,
+    routes: &mut HashMap<u64, Route>,
+    index: &mut SubscriptionIndex<u64>,
+    id: u64,
+    event: SubscriptionEvent,
+) {
+    let Some(route) = routes.get(&id) else {
+        return;
+    };
+    match route.tx.try_send(event) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            // Never block the reader (control replies queue behind it):
+            // end this subscription, with its reason, instead.
+            let err = ClientError::SlowSubscription {
+                pattern: route.pattern.clone(),
+                buffer: shared.subscription_buffer,
+            };
+            end_subscription(shared, routes, index, id, err);
         }
+        Err(TrySendError::Closed(_)) => {
+            // The Subscription was dropped; its Drop sent the Unsubscribe.
+            routes.remove(&id);
+            index.remove(&id);
+        }
+    }
+}
+
+/// Ends subscription `id` with `err` and takes it back at the broker.
+fn end_subscription(
+    shared: &Shared,
+    routes: &mut HashMap<u64, Route>,
+    index: &mut SubscriptionIndex<u64>,
+    id: u64,
+    err: ClientError,
+) {
+    if let Some(route) = routes.remove(&id) {
+        let _ = route.failed.set(err);
+    }
+    index.remove(&id);
+    shared.pending().insert(id, crate::Pending::Unsubscribe);
+    shared.send_now(&ClientMsg::Unsubscribe { id });
+}
+
+/// A new view of a group: to every subscription that reaches it.
+fn sub_view(
+    shared: &Shared,
+    routes: &mut HashMap<u64, Route>,
+    index: &mut SubscriptionIndex<u64>,
+    view: &View,
+) {
+    let mut ids: Vec<u64> = routes
+        .iter()
+        .filter(|(_, r)| r.groups.contains(&view.group))
+        .map(|(id, _)| *id)
+        .collect();
+    ids.sort_unstable();
+    for id in ids {
+        push(
+            shared,
+            routes,
+            index,
+            id,
+            SubscriptionEvent::View(view.clone()),
+        );
+    }
+}
+
+/// The mesh removed the session from a group: the membership and every
+/// subscription reaching the group end with `err`.
+fn expelled(
+    shared: &Shared,
+    routes: &mut Routes,
+    index: &mut SubscriptionIndex<u64>,
+    err: ClientError,
+) {
+    let ClientError::Expelled { group, .. } = &err else {
+        return;
+    };
+    if let Some(route) = routes.groups.remove(group) {
+        let _ = route.failed.set(err.clone());
+    }
+    let ids: Vec<u64> = routes
+        .subs
+        .iter()
+        .filter(|(_, r)| r.groups.contains(group))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in ids {
+        end_subscription(shared, &mut routes.subs, index, id, err.clone());
     }
 }
 
@@ -215,7 +306,7 @@ fn answer(
     msg: ServerMsg,
 ) {
     match msg {
-        ServerMsg::Subscribed { id } => {
+        ServerMsg::Subscribed { id, views } => {
             let pending = shared.pending().remove(&id);
             match pending {
                 Some(Pending::Subscribe {
@@ -224,7 +315,9 @@ fn answer(
                     failed,
                     reply,
                 }) => {
-                    if reply.send(Ok(())).is_ok() {
+                    let groups = views.iter().map(|v| v.group.clone()).collect();
+                    let views = views.into_iter().map(View::from).collect();
+                    if reply.send(Ok(views)).is_ok() {
                         let text = pattern.as_str().to_string();
                         index.insert(id, pattern);
                         routes.insert(
@@ -233,6 +326,7 @@ fn answer(
                                 tx,
                                 failed,
                                 pattern: text,
+                                groups,
                             },
                         );
                     } else {
@@ -258,10 +352,18 @@ fn answer(
                 let _ = reply.send(());
             }
         }
+        ServerMsg::Confirmed { id, seq, stable } => {
+            if let Some(Pending::Confirm { reply }) = shared.pending().remove(&id) {
+                let _ = reply.send(Ok(Confirmation { seq, stable }));
+            }
+        }
         ServerMsg::Rejected { id, code, reason } => {
             let err = ClientError::Rejected { code, reason };
             match id.and_then(|id| shared.pending().remove(&id)) {
                 Some(Pending::Subscribe { reply, .. }) => {
+                    let _ = reply.send(Err(err));
+                }
+                Some(Pending::Confirm { reply }) => {
                     let _ = reply.send(Err(err));
                 }
                 Some(Pending::Unsubscribe) | Some(Pending::Leave { .. }) => {

@@ -10,7 +10,7 @@ use meshcast_topics::Pattern;
 use meshcast_transport::client_proto::{ClientMsg, CloseCode};
 use tokio::sync::mpsc;
 
-use crate::{ClientError, Handle, Ordering, Pending, Shared};
+use crate::{ClientError, Handle, Ordering, Pending, Shared, View};
 
 /// A message delivered to a subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,17 +31,43 @@ pub struct Message {
     pub reply_to: Option<String>,
 }
 
+/// What a subscription delivers, in order: messages, and (mesh mode) the
+/// new views of the groups its pattern reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionEvent {
+    /// A message matching the pattern.
+    Message(Message),
+    /// A new view of a group the pattern reaches. Every member of the group
+    /// sees the same views, each at the same place among the messages of
+    /// that group: two subscribers that both pass from one view to the next
+    /// delivered the same messages of the group in between.
+    View(View),
+}
+
 /// A stream of the messages matching one pattern.
 ///
-/// Yields `Ok(message)` in delivery order. If the subscription or the
-/// session ends abnormally the stream yields one `Err` saying why (for
-/// example [`ClientError::SlowSubscription`] when the application fell more
-/// than `ClientOptions::subscription_buffer` messages behind), then ends.
-/// Dropping it unsubscribes.
+/// As a [`Stream`] it yields `Ok(message)` in delivery order. In mesh mode
+/// the subscription is a member of every group its pattern reaches; read
+/// with [`Subscription::next_event`] to also see those groups' new views in
+/// their place among the messages ([`Subscription::views`] holds the latest
+/// ones either way). If the subscription or the session ends abnormally the
+/// stream yields one `Err` saying why (for example
+/// [`ClientError::SlowSubscription`] when the application fell more than
+/// `ClientOptions::subscription_buffer` events behind, or
+/// [`ClientError::Expelled`] when the mesh removed it from a group), then
+/// ends. Dropping it unsubscribes.
+///
+/// When the broker is cut off from the mesh's primary component
+/// ([`crate::Client::mesh_state`]) nothing arrives; once the partition
+/// heals the subscription goes on with a new view of each group (the
+/// session rejoined them); messages the primary component delivered
+/// meanwhile are not replayed.
 pub struct Subscription {
     id: u64,
     pattern: Pattern,
-    rx: mpsc::Receiver<Message>,
+    /// The latest view of each group the pattern reaches (mesh mode).
+    views: Vec<View>,
+    rx: mpsc::Receiver<SubscriptionEvent>,
     failed: Arc<OnceLock<ClientError>>,
     shared: Arc<Shared>,
     /// Keeps the session open while the subscription lives (`None` for the
@@ -64,7 +90,8 @@ impl Subscription {
     pub(crate) fn new(
         id: u64,
         pattern: Pattern,
-        rx: mpsc::Receiver<Message>,
+        views: Vec<View>,
+        rx: mpsc::Receiver<SubscriptionEvent>,
         failed: Arc<OnceLock<ClientError>>,
         shared: Arc<Shared>,
         handle: Option<Arc<Handle>>,
@@ -72,6 +99,7 @@ impl Subscription {
         Subscription {
             id,
             pattern,
+            views,
             rx,
             failed,
             shared,
@@ -89,6 +117,61 @@ impl Subscription {
     /// The pattern it matches.
     pub fn pattern(&self) -> &Pattern {
         &self.pattern
+    }
+
+    /// Mesh mode: the latest view of each group the pattern reaches, as of
+    /// the last event read. Right after [`crate::Client::subscribe`] these
+    /// are the views the subscription was installed in (the join barrier:
+    /// every message ordered after them is delivered to it). Empty on a
+    /// single broker, which has no groups.
+    pub fn views(&self) -> &[View] {
+        &self.views
+    }
+
+    /// The latest view of `group`, if the pattern reaches it.
+    pub fn view(&self, group: &str) -> Option<&View> {
+        self.views.iter().find(|v| v.group == group)
+    }
+
+    /// The next message or view, in order; `None` once the subscription
+    /// ended, after an `Err` saying why if it ended abnormally.
+    pub async fn next_event(&mut self) -> Option<Result<SubscriptionEvent, ClientError>> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<SubscriptionEvent, ClientError>>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(e)) => {
+                if let SubscriptionEvent::View(v) = &e {
+                    match self.views.iter_mut().find(|x| x.group == v.group) {
+                        Some(x) => *x = v.clone(),
+                        None => self.views.push(v.clone()),
+                    }
+                }
+                Poll::Ready(Some(Ok(e)))
+            }
+            Poll::Ready(None) => {
+                self.finished = true;
+                if let Some(e) = self.failed.get() {
+                    return Poll::Ready(Some(Err(e.clone())));
+                }
+                match self.shared.closed.get() {
+                    Some(ClientError::Closed {
+                        code: Some(CloseCode::Normal),
+                        ..
+                    })
+                    | None => Poll::Ready(None),
+                    Some(e) => Poll::Ready(Some(Err(e.clone()))),
+                }
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// Ends the subscription and waits until the broker has removed it.
@@ -110,30 +193,19 @@ impl Subscription {
     }
 }
 
+/// Yields the messages only; views still update [`Subscription::views`].
 impl Stream for Subscription {
     type Item = Result<Message, ClientError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.finished {
-            return Poll::Ready(None);
-        }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(m)) => Poll::Ready(Some(Ok(m))),
-            Poll::Ready(None) => {
-                self.finished = true;
-                if let Some(e) = self.failed.get() {
-                    return Poll::Ready(Some(Err(e.clone())));
-                }
-                match self.shared.closed.get() {
-                    Some(ClientError::Closed {
-                        code: Some(CloseCode::Normal),
-                        ..
-                    })
-                    | None => Poll::Ready(None),
-                    Some(e) => Poll::Ready(Some(Err(e.clone()))),
-                }
-            }
-            Poll::Pending => Poll::Pending,
+        loop {
+            return match self.poll_event(cx) {
+                Poll::Ready(Some(Ok(SubscriptionEvent::View(_)))) => continue,
+                Poll::Ready(Some(Ok(SubscriptionEvent::Message(m)))) => Poll::Ready(Some(Ok(m))),
+                Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
         }
     }
 }
