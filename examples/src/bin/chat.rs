@@ -1,7 +1,8 @@
 //! A chat room over a meshcast mesh: lines typed on stdin are published to
-//! `chat/<room>/<name>`, a glob subscription `chat/<room>/*` prints everyone's
-//! lines in one total order, and membership of the `chat` group announces who
-//! comes and goes.
+//! `chat/<room>/<name>`, and a glob subscription `chat/<room>/*` prints
+//! everyone's lines in one total order. The subscription is a member of the
+//! `chat` group (topics `chat/...` belong to it), and that group's views,
+//! which it delivers among the lines, announce who comes and goes.
 //!
 //! ```sh
 //! cargo run -p meshcast-examples --bin chat -- --server 127.0.0.1:4810 \
@@ -11,8 +12,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Result, bail};
-use futures_util::StreamExt;
-use meshcast_client::{GroupEvent, Ordering};
+use meshcast_client::{Ordering, SubscriptionEvent};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -20,14 +20,16 @@ async fn main() -> Result<()> {
     let (name, room_name) = (flags.get("name", "anonymous"), flags.get("room", "lobby"));
     let client = flags.connect(&name).await?;
     // Topics chat/... belong to the group "chat"; its views say who is here.
-    let mut members = client.join("chat").await?;
     let mut room = client.subscribe(&format!("chat/{}/*", room_name)).await?;
     let me = client.publisher(
         &format!("chat/{}/{}", room_name, name),
         Ordering::Total,
         false,
     )?;
-    let mut seen: BTreeSet<String> = members.view().members.iter().cloned().collect();
+    let mut seen: BTreeSet<String> = room
+        .view("chat")
+        .map(|v| v.members.iter().cloned().collect())
+        .unwrap_or_default();
     println!(
         "* you are in room {} with {} member(s)",
         room_name,
@@ -40,16 +42,12 @@ async fn main() -> Result<()> {
                 Some(line) => me.publish(line).await?,
                 None => break,
             },
-            msg = room.next() => match msg {
-                Some(Ok(m)) => {
+            event = room.next_event() => match event {
+                Some(Ok(SubscriptionEvent::Message(m))) => {
                     let who = m.topic.rsplit('/').next().unwrap_or("?");
                     println!("{who}: {}", String::from_utf8_lossy(&m.payload));
                 }
-                Some(Err(e)) => bail!("{e}"),
-                None => break,
-            },
-            event = members.next() => match event {
-                Some(Ok(GroupEvent::View(v))) => {
+                Some(Ok(SubscriptionEvent::View(v))) => {
                     let now: BTreeSet<String> = v.members.iter().cloned().collect();
                     for m in now.difference(&seen) {
                         println!("* {m} joined");
@@ -59,8 +57,6 @@ async fn main() -> Result<()> {
                     }
                     seen = now;
                 }
-                Some(Ok(GroupEvent::Message(_) | GroupEvent::State(_))) => {}
-                Some(Ok(GroupEvent::StateRequest(r))) => r.reply(Vec::new()),
                 Some(Err(e)) => bail!("{e}"),
                 None => break,
             },
