@@ -496,6 +496,62 @@ mod tests {
     }
 
     #[test]
+    fn a_confirmed_publish_is_answered_after_its_delivery() {
+        let mut r = router();
+        let mut out = Vec::new();
+        r.open(1);
+        r.handle(
+            1,
+            ClientMsg::Subscribe {
+                id: 1,
+                pattern: "a".into(),
+            },
+            &mut out,
+        );
+        out.clear();
+        let confirmed = |topic: &str, safe, confirm| {
+            ClientMsg::Publish(Publish {
+                topic: topic.into(),
+                ordering: Ordering::Total,
+                safe,
+                payload: Bytes::from_static(b"x"),
+                reply_to: None,
+                confirm: Some(confirm),
+            })
+        };
+        r.handle(1, confirmed("a", true, 8), &mut out);
+        r.handle(1, confirmed("a/*", false, 9), &mut out);
+        let msgs: Vec<ServerMsg> = out
+            .iter()
+            .map(|e| match e {
+                Effect::Reply { frame, .. } | Effect::Fanout { frame, .. } => decode(frame),
+            })
+            .collect();
+        assert!(matches!(&msgs[0], ServerMsg::Deliver(d) if d.seq == 1));
+        assert_eq!(
+            msgs[1],
+            ServerMsg::Confirmed {
+                id: 8,
+                seq: 1,
+                stable: true
+            }
+        );
+        // A refusal names the confirmation it answers.
+        assert!(
+            matches!(
+                &msgs[2],
+                ServerMsg::Rejected {
+                    id: Some(9),
+                    code: RejectCode::InvalidTopic,
+                    ..
+                }
+            ),
+            "{msgs:?}"
+        );
+        assert_eq!(msgs.len(), 3);
+    }
+
+    #[test]
     fn closing_a_session_removes_its_subscriptions() {
         let mut r = router();
         let mut out = Vec::new();

@@ -960,3 +960,322 @@ fn tell_everyone(router: &Router, msg: &ServerMsg) -> Option<Effect> {
         targets: targets.into(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::router::RouterLimits;
+    use meshcast_protocol::{GroupViewChange, MsgId, NodeId, ViewId};
+
+    const ME: u32 = 7;
+
+    struct T {
+        bridge: Bridge,
+        router: Router,
+        cmds: mpsc::Receiver<ClientCmd>,
+    }
+
+    fn setup(max_confirms: usize) -> T {
+        let (tx, cmds) = mpsc::channel(64);
+        let groups = GroupMap::new(Vec::new()).unwrap();
+        let mut router = Router::new(RouterLimits {
+            max_payload_bytes: 1024,
+            max_subscriptions_per_session: 8,
+            match_cache_entries: 16,
+        });
+        for s in [1, 2] {
+            router.open(s);
+        }
+        T {
+            bridge: Bridge::new(tx, ME, groups, max_confirms),
+            router,
+            cmds,
+        }
+    }
+
+    fn node(incarnation: u64) -> NodeId {
+        NodeId::new(ME, incarnation)
+    }
+
+    fn member(incarnation: u64, session: u64) -> MemberId {
+        MemberId {
+            broker: node(incarnation),
+            session,
+        }
+    }
+
+    fn view(counter: u64, group: &str, members: Vec<MemberId>) -> Output {
+        Output::GroupView(GroupViewChange {
+            view: GroupView {
+                group: group.into(),
+                id: ViewId {
+                    counter,
+                    coordinator: node(1),
+                },
+                members,
+            },
+            joined: Vec::new(),
+            with_state: Vec::new(),
+        })
+    }
+
+    /// The messages each effect sends, with their sessions.
+    fn sent(out: &mut Vec<Effect>) -> Vec<(SessionId, ServerMsg)> {
+        out.drain(..)
+            .flat_map(|e| match e {
+                Effect::Reply { session, frame } => {
+                    vec![(session, client_proto::decode_server(&frame[4..]).unwrap())]
+                }
+                Effect::Fanout { frame, targets } => {
+                    let msg = client_proto::decode_server(&frame[4..]).unwrap();
+                    targets.iter().map(|(s, _)| (*s, msg.clone())).collect()
+                }
+            })
+            .collect()
+    }
+
+    impl T {
+        fn client(&mut self, session: SessionId, msg: ClientMsg) -> Vec<(SessionId, ServerMsg)> {
+            let mut out = Vec::new();
+            self.bridge.client(&mut self.router, session, msg, &mut out);
+            sent(&mut out)
+        }
+
+        fn output(&mut self, o: Output) -> Vec<(SessionId, ServerMsg)> {
+            let mut out = Vec::new();
+            self.bridge.output(&mut self.router, o, &mut out);
+            sent(&mut out)
+        }
+
+        /// The payload the last `ClientCmd::Publish` carried.
+        fn published(&mut self) -> Bytes {
+            let mut last = None;
+            while let Ok(cmd) = self.cmds.try_recv() {
+                if let ClientCmd::Publish { payload, .. } = cmd {
+                    last = Some(payload);
+                }
+            }
+            last.expect("nothing was published")
+        }
+    }
+
+    fn publish(topic: &str, safe: bool, confirm: Option<u64>) -> ClientMsg {
+        ClientMsg::Publish(Publish {
+            topic: topic.into(),
+            ordering: Ordering::Total,
+            safe,
+            payload: Bytes::from_static(b"x"),
+            reply_to: None,
+            confirm,
+        })
+    }
+
+    fn delivered(payload: Bytes, publisher: MemberId, targets: Vec<MemberId>) -> Output {
+        Output::Deliver(CoreDelivery {
+            group: "a".into(),
+            view: ViewId {
+                counter: 2,
+                coordinator: node(1),
+            },
+            id: MsgId {
+                origin: node(1),
+                seq: 1,
+            },
+            publisher,
+            ordering: meshcast_protocol::Ordering::Total,
+            safe: true,
+            payload,
+            targets,
+            deferred: false,
+        })
+    }
+
+    #[test]
+    fn a_subscription_gets_its_installed_views_then_later_ones_in_place() {
+        let mut t = setup(8);
+        let sub = ClientMsg::Subscribe {
+            id: 5,
+            pattern: "a/**".into(),
+        };
+        assert!(t.client(2, sub).is_empty(), "answered before installed");
+        let got = t.output(view(2, "a", vec![member(1, 2)]));
+        let [
+            (2, ServerMsg::GroupView(_)),
+            (2, ServerMsg::Subscribed { id: 5, views }),
+        ] = &got[..]
+        else {
+            panic!("{got:?}")
+        };
+        assert_eq!(views.len(), 1);
+        assert_eq!(views[0].view, "v2@b7#1");
+        assert_eq!(views[0].members, ["b7#1/s2"]);
+        // A delivery, then a new view: in that order.
+        t.client(1, publish("a/b", false, None));
+        let payload = t.published();
+        let mut got = t.output(delivered(payload, member(1, 1), vec![member(1, 2)]));
+        got.extend(t.output(view(3, "a", vec![member(1, 2), member(1, 1)])));
+        assert!(
+            matches!(
+                &got[..],
+                [(2, ServerMsg::Deliver(_)), (2, ServerMsg::GroupView(v))] if v.view == "v3@b7#1"
+            ),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_safe_publish_is_confirmed_once_delivered_and_the_table_is_bounded() {
+        let mut t = setup(1);
+        // Not safe: confirmed as accepted at once.
+        let got = t.client(1, publish("a/b", false, Some(10)));
+        assert_eq!(
+            got,
+            [(
+                1,
+                ServerMsg::Confirmed {
+                    id: 10,
+                    seq: 1,
+                    stable: false
+                }
+            )]
+        );
+        // Safe: only once delivered at this broker.
+        assert!(t.client(1, publish("a/b", true, Some(11))).is_empty());
+        let payload = t.published();
+        // The bound: one awaited per session here.
+        let got = t.client(1, publish("a/b", true, Some(12)));
+        assert!(
+            matches!(
+                &got[..],
+                [(
+                    1,
+                    ServerMsg::Rejected {
+                        id: Some(12),
+                        code: RejectCode::LimitReached,
+                        ..
+                    }
+                )]
+            ),
+            "{got:?}"
+        );
+        let got = t.output(delivered(payload, member(1, 1), Vec::new()));
+        assert_eq!(
+            got,
+            [(
+                1,
+                ServerMsg::Confirmed {
+                    id: 11,
+                    seq: 2,
+                    stable: true
+                }
+            )]
+        );
+        // Awaited when the broker is cut off: the outcome is unknown.
+        assert!(t.client(1, publish("a/b", true, Some(13))).is_empty());
+        let got = t.output(Output::Rejoining {
+            old: node(1),
+            new: node(2),
+        });
+        assert!(
+            matches!(
+                &got[..],
+                [(
+                    1,
+                    ServerMsg::Rejected {
+                        id: Some(13),
+                        code: RejectCode::OutcomeUnknown,
+                        ..
+                    }
+                )]
+            ),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn a_member_of_a_cut_off_broker_keeps_its_membership_and_gets_fresh_state() {
+        let mut t = setup(8);
+        let join = ClientMsg::Join {
+            id: 3,
+            group: "g".into(),
+            state: true,
+        };
+        assert!(t.client(1, join).is_empty());
+        let sub = ClientMsg::Subscribe {
+            id: 4,
+            pattern: "g/**".into(),
+        };
+        assert!(t.client(2, sub).is_empty());
+        let got = t.output(view(2, "g", vec![member(1, 1), member(1, 2)]));
+        assert!(
+            matches!(
+                &got[..],
+                [
+                    (1, ServerMsg::Joined { id: 3, .. }),
+                    (2, ServerMsg::GroupView(_)),
+                    (2, ServerMsg::Subscribed { id: 4, .. })
+                ]
+            ),
+            "{got:?}"
+        );
+        // Cut off: the core rejoins as a new incarnation and re-joins both.
+        let mut got = t.output(Output::Rejoining {
+            old: node(1),
+            new: node(2),
+        });
+        for s in [1, 2] {
+            got.extend(t.output(Output::Expelled {
+                group: "g".into(),
+                member: member(1, s),
+                reason: ExpelReason::Partitioned,
+            }));
+        }
+        assert!(got.is_empty(), "nothing ends: {got:?}");
+        // After the heal: a new view for both, a checkpoint only for the
+        // member that joined with state.
+        let got = t.output(view(5, "g", vec![member(2, 1), member(2, 2)]));
+        assert!(
+            matches!(
+                &got[..],
+                [(1, ServerMsg::GroupView(a)), (2, ServerMsg::GroupView(b))]
+                    if a.members == ["b7#2/s1", "b7#2/s2"] && a.rank == 0 && b.rank == 1
+            ),
+            "{got:?}"
+        );
+        let mut got = Vec::new();
+        for s in [1, 2] {
+            let transfer = TransferId {
+                group: "g".into(),
+                joiner: member(2, s),
+                view: ViewId {
+                    counter: 5,
+                    coordinator: node(1),
+                },
+            };
+            got.extend(t.output(Output::StateDelivered {
+                transfer,
+                data: Some(b"state".to_vec()),
+            }));
+        }
+        assert_eq!(
+            got,
+            [(
+                1,
+                ServerMsg::State {
+                    group: "g".into(),
+                    data: Some(Bytes::from_static(b"state"))
+                }
+            )]
+        );
+        // Any other expulsion ends the membership and the subscription.
+        let got = t.output(Output::Expelled {
+            group: "g".into(),
+            member: member(2, 2),
+            reason: ExpelReason::TransferFailed,
+        });
+        assert!(
+            matches!(&got[..], [(2, ServerMsg::Expelled { group, .. })] if group == "g"),
+            "{got:?}"
+        );
+    }
+}
