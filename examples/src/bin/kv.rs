@@ -69,7 +69,12 @@ async fn main() -> Result<()> {
                 // A new replica gets the map exactly as of this point of the order.
                 Some(Ok(GroupEvent::StateRequest(r))) => r.reply(encode(&map)),
                 Some(Ok(GroupEvent::View(v))) => println!("* {} replica(s)", v.members.len()),
-                Some(Ok(GroupEvent::State(_))) => {}
+                // After this broker was cut off from the primary component
+                // and came back: the replica starts again from a checkpoint.
+                Some(Ok(GroupEvent::State(s))) => {
+                    map = s.map(|s| decode(&String::from_utf8_lossy(&s))).unwrap_or_default();
+                    println!("* state re-synchronised: {} key(s)", map.len());
+                }
                 Some(Err(e)) => bail!("{e}"),
                 None => break,
             },

@@ -28,7 +28,7 @@ async fn main() -> Result<()> {
     let flags = meshcast_examples::Flags::parse(&[])?;
     let client = flags.connect("lock").await?;
     let (mut group, state) = client.join_with_state("lock").await?;
-    let me = group.view().members[group.view().rank as usize].clone();
+    let mut me = group.view().members[group.view().rank as usize].clone();
     let mut queue: VecDeque<String> = state
         .map(|s| {
             String::from_utf8_lossy(&s)
@@ -61,11 +61,20 @@ async fn main() -> Result<()> {
                     }
                 }
                 // Everyone drops departed members' requests at the same point.
-                Some(Ok(GroupEvent::View(v))) => queue.retain(|q| v.members.contains(q)),
+                Some(Ok(GroupEvent::View(v))) => {
+                    queue.retain(|q| v.members.contains(q));
+                    // After a partition this member rejoins under a new id.
+                    me = v.members[v.rank as usize].clone();
+                }
                 Some(Ok(GroupEvent::StateRequest(r))) => {
                     r.reply(queue.iter().map(|q| format!("{q}\n")).collect::<String>())
                 }
-                Some(Ok(GroupEvent::State(_))) => {}
+                // Back from a partition: the primary component's queue.
+                Some(Ok(GroupEvent::State(s))) => {
+                    queue = s
+                        .map(|s| String::from_utf8_lossy(&s).lines().map(String::from).collect())
+                        .unwrap_or_default();
+                }
                 Some(Err(e)) => bail!("{e}"),
                 None => break,
             },
