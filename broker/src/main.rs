@@ -60,6 +60,10 @@ struct StatusArgs {
     /// The broker's admin address (broker.admin_listen).
     #[arg(long, env = "MESHCAST_ADMIN", default_value = "127.0.0.1:4702")]
     admin: SocketAddr,
+    /// Print each group (view, members, sequencer, what is queued for each
+    /// local member) as text instead of the whole JSON document.
+    #[arg(long)]
+    groups: bool,
 }
 
 #[derive(Args)]
@@ -428,8 +432,51 @@ async fn run_status(args: StatusArgs) -> Result<()> {
             head.lines().next().unwrap_or("")
         );
     }
-    print!("{body}");
+    if args.groups {
+        let status: serde_json::Value =
+            serde_json::from_str(body).context("the admin endpoint's status is not JSON")?;
+        print!("{}", group_summary(&status));
+    } else {
+        print!("{body}");
+    }
     Ok(())
+}
+
+/// The groups of a `/status` document as text, one block per group.
+fn group_summary(status: &serde_json::Value) -> String {
+    let mesh = &status["core"]["mesh"];
+    let Some(groups) = mesh["group_status"].as_array() else {
+        return "not in mesh mode: no groups\n".to_string();
+    };
+    let mut out = String::new();
+    if let Some(node) = mesh["node"].as_str() {
+        let blocked = if mesh["blocked"] == true {
+            " (blocked: outside the primary component)"
+        } else {
+            ""
+        };
+        out += &format!("broker {node}{blocked}\n");
+    }
+    for g in groups {
+        let members = g["members"].as_array().map_or(0, Vec::len);
+        out += &format!(
+            "group {} view {}: {members} member(s), sequencer {}\n",
+            g["group"].as_str().unwrap_or("?"),
+            g["view"].as_str().unwrap_or("?"),
+            g["sequencer"].as_str().unwrap_or("none"),
+        );
+        for m in g["local"].as_array().into_iter().flatten() {
+            out += &format!(
+                "  session {} ({}): {} frame(s), {} byte(s) queued, {} awaiting confirmation\n",
+                m["session"],
+                m["by"].as_str().unwrap_or("?"),
+                m["queued_frames"],
+                m["queued_bytes"],
+                m["pending_confirms"],
+            );
+        }
+    }
+    out
 }
 
 async fn run_bench(args: BenchArgs) -> Result<()> {

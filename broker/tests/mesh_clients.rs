@@ -108,6 +108,20 @@ async fn subscribers_on_the_survivors_of_a_sigkill_see_the_same_views_among_the_
         sequencers.windows(2).all(|w| w[0] == w[1]),
         "{sequencers:?}"
     );
+    // `meshcast status --groups` says the same as text.
+    let admin = brokers[0].admin.to_string();
+    let (ok, text, err) = tokio::task::spawn_blocking(move || {
+        common::run_cli(&["status", "--admin", &admin, "--groups"], None)
+    })
+    .await
+    .unwrap();
+    assert!(ok.success(), "{err}");
+    let line = format!(
+        "group orders view {}: 3 member(s), sequencer {}",
+        installed[2].id, sequencers[0]
+    );
+    assert!(text.contains(&line), "{line:?} not in {text}");
+    assert!(text.contains("(subscription): 0 frame(s)"), "{text}");
 
     let mut pubs = Vec::new();
     for (i, b) in brokers.iter().enumerate() {
