@@ -847,7 +847,12 @@ impl Bridge {
             };
             out.push(reply(*session, &msg));
         }
-        self.views.insert(group, view);
+        // A group with no members left is forgotten (groups come and go).
+        if view.members.is_empty() {
+            self.views.remove(&group);
+        } else {
+            self.views.insert(group, view);
+        }
         let joined = &self.joined;
         let mut done = Vec::new();
         self.pending.retain_mut(|p| {
