@@ -17,10 +17,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use meshcast_protocol::{Broker, ClientCmd, Envelope, Input, NodeId, Output, Time};
+use meshcast_protocol::{Broker, ClientCmd, Envelope, GroupStats, Input, NodeId, Output, Time};
 use meshcast_transport::wire;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::peers::{PeerEvent, PeerHandle, SendError};
 
@@ -28,6 +28,7 @@ use super::peers::{PeerEvent, PeerHandle, SendError};
 #[derive(Clone)]
 pub struct MeshHandle {
     cmds: mpsc::Sender<ClientCmd>,
+    stats: mpsc::Sender<oneshot::Sender<Vec<GroupStats>>>,
 }
 
 impl MeshHandle {
@@ -39,6 +40,16 @@ impl MeshHandle {
     /// Hands a command from a local session to the core.
     pub async fn command(&self, cmd: ClientCmd) -> Result<(), ClientCmd> {
         self.cmds.send(cmd).await.map_err(|e| e.0)
+    }
+
+    /// The core's figures for every group (sequencer, held and unstable
+    /// messages, queued publishes); empty if the mesh task is gone.
+    pub async fn group_stats(&self) -> Vec<GroupStats> {
+        let (tx, rx) = oneshot::channel();
+        if self.stats.send(tx).await.is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
     }
 }
 
@@ -59,8 +70,26 @@ pub fn spawn(
     queue: usize,
 ) -> MeshHandle {
     let (tx, rx) = mpsc::channel(queue);
-    tokio::spawn(run(core, max_outbox, peers, peer_events, rx, local));
-    MeshHandle { cmds: tx }
+    let (stats_tx, stats_rx) = mpsc::channel(8);
+    let chans = Channels {
+        peer_events,
+        cmds: rx,
+        stats: stats_rx,
+        local,
+    };
+    tokio::spawn(run(core, max_outbox, peers, chans));
+    MeshHandle {
+        cmds: tx,
+        stats: stats_tx,
+    }
+}
+
+/// What the mesh task listens to and talks to.
+struct Channels {
+    peer_events: mpsc::Receiver<PeerEvent>,
+    cmds: mpsc::Receiver<ClientCmd>,
+    stats: mpsc::Receiver<oneshot::Sender<Vec<GroupStats>>>,
+    local: mpsc::Sender<Output>,
 }
 
 /// Most inputs handed to the core in one batch.
@@ -85,14 +114,13 @@ enum LinkMsg {
     Peers(Vec<(String, String)>),
 }
 
-async fn run(
-    mut core: Broker,
-    max_outbox: usize,
-    peers: PeerHandle,
-    mut peer_events: mpsc::Receiver<PeerEvent>,
-    mut cmds: mpsc::Receiver<ClientCmd>,
-    local: mpsc::Sender<Output>,
-) {
+async fn run(mut core: Broker, max_outbox: usize, peers: PeerHandle, chans: Channels) {
+    let Channels {
+        mut peer_events,
+        mut cmds,
+        mut stats,
+        local,
+    } = chans;
     let epoch = Instant::now();
     let now = || Time(epoch.elapsed().as_millis() as u64);
     // Node names (u32) of the brokers we have linked to, to their ids.
@@ -116,6 +144,10 @@ async fn run(
                 None => return,
             },
             _ = sleep_until(deadline) => inputs.push(Input::Timeout),
+            Some(reply) = stats.recv() => {
+                let _ = reply.send(core.group_stats());
+                continue;
+            }
         }
         // Whatever else is already waiting joins the batch, so the core
         // sends decisions, deliveries and acknowledgements once for all.
@@ -324,6 +356,18 @@ mod tests {
             node(&dir, "n2", a2, vec![(a0, "n0"), (a1, "n1")], Some("n0")),
         ];
         agree_on_total_order(&mut nodes).await;
+        // Every core names the same sequencer for the group.
+        let mut sequencers = Vec::new();
+        for n in &nodes {
+            let stats = n.mesh.group_stats().await;
+            let g = stats.iter().find(|s| s.group == "g").expect("group g");
+            assert_eq!(g.members, 3, "{g:?}");
+            sequencers.push(g.sequencer.expect("a sequencer"));
+        }
+        assert!(
+            sequencers.windows(2).all(|w| w[0] == w[1]),
+            "{sequencers:?}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
