@@ -465,6 +465,12 @@ fn group_summary(status: &serde_json::Value) -> String {
             g["view"].as_str().unwrap_or("?"),
             g["sequencer"].as_str().unwrap_or("none"),
         );
+        if !g["held"].is_null() {
+            out += &format!(
+                "  held {}, own unstable {}, decisions held {}, publishes queued {}\n",
+                g["held"], g["unstable_own"], g["decisions_held"], g["queued_publishes"],
+            );
+        }
         for m in g["local"].as_array().into_iter().flatten() {
             out += &format!(
                 "  session {} ({}): {} frame(s), {} byte(s) queued, {} awaiting confirmation\n",

@@ -92,6 +92,9 @@ async fn subscribers_on_the_survivors_of_a_sigkill_see_the_same_views_among_the_
             .collect();
         assert!(view.contains(&sequencer), "{sequencer} not in {view:?}");
         sequencers.push(sequencer.to_string());
+        for field in ["held", "unstable_own", "decisions_held", "queued_publishes"] {
+            assert!(g[field].is_u64(), "{field} missing in {g}");
+        }
         let local = g["local"].as_array().unwrap();
         assert_eq!(local.len(), 1, "{g}");
         assert_eq!(local[0]["by"], "subscription", "{g}");
@@ -122,6 +125,7 @@ async fn subscribers_on_the_survivors_of_a_sigkill_see_the_same_views_among_the_
     );
     assert!(text.contains(&line), "{line:?} not in {text}");
     assert!(text.contains("(subscription): 0 frame(s)"), "{text}");
+    assert!(text.contains("  held "), "{text}");
 
     let mut pubs = Vec::new();
     for (i, b) in brokers.iter().enumerate() {

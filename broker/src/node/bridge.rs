@@ -24,8 +24,7 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use meshcast_protocol::{
-    ClientCmd, Delivery as CoreDelivery, ExpelReason, GroupView, MemberId, MeshView, Output,
-    TransferId,
+    ClientCmd, Delivery as CoreDelivery, ExpelReason, GroupView, MemberId, Output, TransferId,
 };
 use meshcast_topics::{GroupMap, Reach, Topic};
 use meshcast_transport::client_proto::{
@@ -81,8 +80,6 @@ pub(crate) struct Bridge {
     explicit: HashMap<(SessionId, String), Explicit>,
     /// The last installed view of each group.
     views: HashMap<String, GroupView>,
-    /// The installed mesh view.
-    mesh_view: Option<MeshView>,
     /// State requests handed to local members, by (session, token).
     transfers: HashMap<(SessionId, u64), TransferId>,
     next_token: u64,
@@ -126,8 +123,34 @@ pub struct GroupStatus {
     /// The broker that orders the group's `total` messages in the current
     /// mesh view.
     pub sequencer: Option<String>,
+    /// Messages of the group held here: received and not yet freed
+    /// (delivered and known received everywhere).
+    pub held: Option<usize>,
+    /// This broker's own messages of the group not yet known received by
+    /// every broker (counted against the credit window).
+    pub unstable_own: Option<u64>,
+    /// Total-order decisions kept until every broker delivered them.
+    pub decisions_held: Option<usize>,
+    /// Publishes to the group waiting here for credit or for a view.
+    pub queued_publishes: Option<usize>,
     /// This broker's member sessions and what is buffered for them.
     pub local: Vec<LocalMember>,
+}
+
+impl MeshStatus {
+    /// Adds the protocol core's figures ([`meshcast_protocol::Broker::group_stats`]).
+    pub(crate) fn add_core_figures(&mut self, figures: &[meshcast_protocol::GroupStats]) {
+        for g in &mut self.group_status {
+            let Some(f) = figures.iter().find(|f| f.group == g.group) else {
+                continue;
+            };
+            g.sequencer = f.sequencer.map(|n| n.to_string());
+            g.held = Some(f.held);
+            g.unstable_own = Some(f.unstable_own);
+            g.decisions_held = Some(f.decisions_held);
+            g.queued_publishes = Some(f.queued);
+        }
+    }
 }
 
 /// A member session hosted here, with its buffers.
@@ -168,21 +191,6 @@ pub(crate) fn publisher_id(broker: u32, session: u64) -> u64 {
     (u64::from(broker) << 32) | (session & 0xFFFF_FFFF)
 }
 
-/// The broker ordering `group`'s `total` messages in `view`.
-///
-/// Mirrors the protocol core's private choice (`group::sequencer_rank`:
-/// FNV-1a of the name modulo the view's size, as a rank in the mesh view)
-/// until the core reports it; keep the two in step.
-fn sequencer_of(group: &str, view: &MeshView) -> Option<String> {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in group.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    let n = view.members.len().max(1) as u64;
-    view.members.get((h % n) as usize).map(|m| m.to_string())
-}
-
 impl Bridge {
     pub(crate) fn new(
         mesh: mpsc::Sender<ClientCmd>,
@@ -201,7 +209,6 @@ impl Bridge {
             status: MeshStatus::default(),
             explicit: HashMap::new(),
             views: HashMap::new(),
-            mesh_view: None,
             transfers: HashMap::new(),
             next_token: 0,
             confirms: HashMap::new(),
@@ -252,8 +259,8 @@ impl Bridge {
                 group: name.clone(),
                 view: view.id.to_string(),
                 members,
-                sequencer: self.mesh_view.as_ref().and_then(|v| sequencer_of(name, v)),
                 local,
+                ..GroupStatus::default()
             });
         }
         status
@@ -696,7 +703,6 @@ impl Bridge {
                 if let Some(me) = v.members.iter().find(|m| m.name == self.me) {
                     self.status.node = Some(me.to_string());
                 }
-                self.mesh_view = Some(v);
             }
             Output::Blocked => {
                 tracing::warn!("this broker lost the primary component: blocked");

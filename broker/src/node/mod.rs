@@ -63,6 +63,8 @@ pub enum StartError {
 pub(crate) struct Shared {
     config: Config,
     links: Links,
+    /// Mesh mode: the task that owns the protocol core.
+    mesh: Option<mesh::MeshHandle>,
     broker_id: String,
     core: mpsc::Sender<core::CoreMsg>,
     sessions: AtomicUsize,
@@ -151,6 +153,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
     };
     let (links, link_events) = start_links(&config, &identity, &broker_id, groups.digest())?;
     // Mesh mode (peers configured): the protocol core orders everything.
+    let mut mesh_handle = None;
     let mesh = if config.mesh.peers.is_empty() {
         log_links(link_events);
         None
@@ -172,6 +175,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
             out_tx,
             limits.publish_queue,
         );
+        mesh_handle = Some(handle.clone());
         Some(core::MeshSide {
             bridge: bridge::Bridge::new(
                 handle.sender(),
@@ -193,6 +197,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
     );
     let shared = Arc::new(Shared {
         links,
+        mesh: mesh_handle,
         config,
         broker_id: broker_id.clone(),
         core: core_tx.clone(),
@@ -377,10 +382,16 @@ fn status_fn(shared: &Arc<Shared>, groups: &GroupMap, client_addr: SocketAddr) -
         let rules = rules.clone();
         Box::pin(async move {
             let (tx, rx) = oneshot::channel();
-            let core = match shared.core.send(core::CoreMsg::Stats(tx)).await {
+            let mut core = match shared.core.send(core::CoreMsg::Stats(tx)).await {
                 Ok(()) => rx.await.ok(),
                 Err(_) => None,
             };
+            // The protocol core's own figures per group (sequencer, held
+            // and unstable messages), from the task that owns it.
+            let status = core.as_mut().and_then(|c| c.mesh.as_mut());
+            if let (Some(mesh), Some(status)) = (&shared.mesh, status) {
+                status.add_core_figures(&mesh.group_stats().await);
+            }
             let status = Status {
                 broker: shared.broker_id.clone(),
                 site: shared.config.broker.site.clone(),

@@ -72,6 +72,10 @@ pub struct ClientOptions {
     /// Bytes of unsent frames buffered before publishers wait.
     pub outbox_bytes: usize,
     /// Close the connection after this long without hearing from the broker.
+    /// The broker applies its own `limits.session_timeout_ms` the same way
+    /// (the smaller of the two is used); keep-alives every third of it keep
+    /// a live session open. A session that times out leaves its groups
+    /// through a view change the other members see.
     pub idle_timeout: Duration,
     /// Protocol version announced in the handshake (only tests change it).
     pub protocol_version: u16,
