@@ -645,3 +645,35 @@ async fn on_a_single_broker_a_confirmed_publish_is_accepted_and_a_safe_one_stabl
         assert_eq!(m.payload, want);
     }
 }
+
+#[tokio::test]
+async fn a_publisher_faster_than_the_mesh_is_held_back_not_refused() {
+    let dir = TempDir::new("mc-flood");
+    // A tiny command channel, so the broker must hold the publisher back.
+    let mut extra = fast();
+    extra.push("limits.publish_queue=4".to_string());
+    let brokers = full_mesh(dir.path(), "f", 3, &extra);
+    for b in &brokers {
+        wait_mesh(b, 3).await;
+    }
+    let sc = brokers[1].client("sub").await;
+    let mut s = subscribe(&sc, "flood/**").await;
+    let pc = brokers[0].client("pub").await;
+    let p = pc.publisher("flood/x", Ordering::Fifo, false).unwrap();
+    const N: usize = 5_000;
+    for n in 0..N {
+        tokio::time::timeout(GUARD, p.publish(n.to_string()))
+            .await
+            .expect("publish never returned")
+            .unwrap();
+    }
+    pc.flush().await.expect("no publish may be refused");
+    for n in 0..N {
+        let m = tokio::time::timeout(GUARD, s.next())
+            .await
+            .unwrap_or_else(|_| panic!("message {n} of {N} never arrived"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.payload, n.to_string(), "in publish order");
+    }
+}

@@ -20,7 +20,7 @@
 //! with the new view (and, for a member that joined with state, a new
 //! checkpoint before any later message).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 use meshcast_protocol::{
@@ -88,6 +88,12 @@ pub(crate) struct Bridge {
     confirms: HashMap<SessionId, HashMap<u64, u64>>,
     /// Bound of each session's `confirms` (`limits.max_pending_confirms`).
     max_confirms: usize,
+    /// Commands waiting for room in the core's command channel, in order.
+    /// While any wait, the core task reads no more client messages (so this
+    /// holds at most the few session batches read before it filled), and
+    /// it drains them as the channel frees up: nothing is dropped or
+    /// refused because the mesh is busy; publishers wait instead.
+    parked: VecDeque<ClientCmd>,
 }
 
 /// Longest group name accepted from a client.
@@ -213,6 +219,39 @@ impl Bridge {
             next_token: 0,
             confirms: HashMap::new(),
             max_confirms,
+            parked: VecDeque::new(),
+        }
+    }
+
+    /// Whether commands wait for room in the core's channel.
+    pub(crate) fn parked(&self) -> bool {
+        !self.parked.is_empty()
+    }
+
+    /// The core's command channel (to wait for room in it).
+    pub(crate) fn sender(&self) -> mpsc::Sender<ClientCmd> {
+        self.mesh.clone()
+    }
+
+    /// Hands the oldest waiting command over with `permit`, then as many
+    /// more as fit.
+    pub(crate) fn unpark(&mut self, permit: mpsc::OwnedPermit<ClientCmd>) {
+        let Some(first) = self.parked.pop_front() else {
+            return;
+        };
+        permit.send(first);
+        while let Some(cmd) = self.parked.pop_front() {
+            match self.mesh.try_send(cmd) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(cmd)) => {
+                    self.parked.push_front(cmd);
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.parked.clear();
+                    return;
+                }
+            }
         }
     }
 
@@ -266,9 +305,16 @@ impl Bridge {
         status
     }
 
-    /// Hands a command to the core; `false` if its queue is full.
-    fn command(&self, cmd: ClientCmd) -> bool {
-        self.mesh.try_send(cmd).is_ok()
+    /// Hands a command to the core, or queues it behind others waiting for
+    /// room (see `parked`); commands reach the core in call order.
+    fn command(&mut self, cmd: ClientCmd) {
+        if !self.parked.is_empty() {
+            self.parked.push_back(cmd);
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(cmd)) = self.mesh.try_send(cmd) {
+            self.parked.push_back(cmd);
+        }
     }
 
     /// Applies one client request in mesh mode.
@@ -302,9 +348,7 @@ impl Bridge {
                         transfer,
                         data: data.to_vec(),
                     };
-                    if !self.command(reply) {
-                        tracing::warn!(session, "mesh command queue full: state reply dropped");
-                    }
+                    self.command(reply);
                 }
             }
             ClientMsg::Leave { id, group } => {
@@ -352,7 +396,7 @@ impl Bridge {
                     payload,
                     reply_to: None,
                 };
-                if self.send(session, group, body, ordering, safe, confirm, out) {
+                if self.send(session, group, body, ordering, safe) {
                     self.sent(session, confirm, seq, safe, out);
                 }
             }
@@ -400,9 +444,7 @@ impl Bridge {
                     group: g.clone(),
                     state: false,
                 };
-                if !self.command(join) {
-                    tracing::warn!(session, group = %g, "mesh command queue full: join dropped");
-                }
+                self.command(join);
             }
             if !self.joined.contains(&(session, g.clone())) {
                 waiting.insert(g.clone());
@@ -472,9 +514,7 @@ impl Bridge {
                 group: group.clone(),
                 state,
             };
-            if !self.command(join) {
-                tracing::warn!(session, %group, "mesh command queue full: join dropped");
-            }
+            self.command(join);
         }
         if installed {
             if let Some(view) = self
@@ -512,9 +552,7 @@ impl Bridge {
             self.refs.remove(&key);
             self.joined.remove(&key);
             let (session, group) = key;
-            if !self.command(ClientCmd::Leave { session, group }) {
-                tracing::warn!(session, "mesh command queue full: leave dropped");
-            }
+            self.command(ClientCmd::Leave { session, group });
         }
     }
 
@@ -586,14 +624,13 @@ impl Bridge {
             payload: p.payload,
             reply_to: p.reply_to,
         };
-        if self.send(session, group, body, p.ordering, safe, confirm, out) {
+        if self.send(session, group, body, p.ordering, safe) {
             self.sent(session, confirm, seq, safe, out);
         }
     }
 
-    /// Hands one message for `group` to the core, or refuses it if the
-    /// core's queue is full; returns whether it was handed over.
-    #[allow(clippy::too_many_arguments)]
+    /// Hands one message for `group` to the core (behind any commands that
+    /// wait for room); false only if it cannot be encoded.
     fn send(
         &mut self,
         session: SessionId,
@@ -601,14 +638,7 @@ impl Bridge {
         body: MeshPayload,
         ordering: Ordering,
         safe: bool,
-        confirm: Option<u64>,
-        out: &mut Vec<Effect>,
     ) -> bool {
-        let what = if body.topic.is_empty() {
-            format!("multicast to group {group:?}")
-        } else {
-            format!("publish on {:?}", body.topic)
-        };
         let payload = match wire::frame("mesh payload", &body) {
             Ok(f) => f.slice(wire::LEN_PREFIX..),
             Err(e) => {
@@ -623,19 +653,8 @@ impl Bridge {
             safe,
             payload,
         };
-        if self.command(cmd) {
-            return true;
-        }
-        let reason = format!("{what} refused: the broker's queue to the mesh is full, retry later");
-        out.push(reply(
-            session,
-            &ServerMsg::Rejected {
-                id: confirm,
-                code: RejectCode::LimitReached,
-                reason,
-            },
-        ));
-        false
+        self.command(cmd);
+        true
     }
 
     /// The session ended: leave every group it was in.
@@ -649,7 +668,7 @@ impl Bridge {
         for (s, group) in keys {
             self.refs.remove(&(s, group.clone()));
             self.joined.remove(&(s, group.clone()));
-            let _ = self.command(ClientCmd::Leave { session, group });
+            self.command(ClientCmd::Leave { session, group });
         }
         self.sub_groups.retain(|(s, _), _| *s != session);
         self.pending.retain(|p| p.session != session);
@@ -677,7 +696,7 @@ impl Bridge {
                     ));
                 } else {
                     // A member only through subscriptions keeps no state.
-                    let _ = self.command(ClientCmd::StateReply {
+                    self.command(ClientCmd::StateReply {
                         transfer,
                         data: Vec::new(),
                     });

@@ -119,6 +119,22 @@ pub(crate) async fn run(
     let mut outputs = Vec::with_capacity(256);
     loop {
         let got = match mesh.as_mut() {
+            // Commands wait for room in the mesh's channel: read no client
+            // messages (their sessions, and behind them QUIC flow control,
+            // hold the publishers back) but keep delivering.
+            Some(m) if m.bridge.parked() => {
+                let room = m.bridge.sender().reserve_owned();
+                tokio::select! {
+                    permit = room => match permit {
+                        Ok(p) => {
+                            m.bridge.unpark(p);
+                            continue;
+                        }
+                        Err(_) => break,
+                    },
+                    n = m.outputs.recv_many(&mut outputs, 256) => n,
+                }
+            }
             Some(m) => tokio::select! {
                 n = rx.recv_many(&mut inbox, 64) => n,
                 n = m.outputs.recv_many(&mut outputs, 256) => n.max(usize::from(!outputs.is_empty())),
