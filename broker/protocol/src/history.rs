@@ -1272,7 +1272,11 @@ impl<I: Ids> History<I> {
                 }
                 tried.push((ci, state));
             }
-            if let Some((ci, state)) = tried.first() {
+            // Compare with the closest one (most likely the provider).
+            let closest = tried
+                .iter()
+                .min_by_key(|(_, state)| got.symmetric_difference(state).count());
+            if let Some((ci, state)) = closest {
                 let mut extra: Vec<_> = got.difference(state).collect();
                 let mut lacking: Vec<_> = state.difference(&got).collect();
                 let (ne, nl) = (extra.len(), lacking.len());
@@ -1281,9 +1285,11 @@ impl<I: Ids> History<I> {
                 out.fail(
                     Clause::StateTransfer,
                     format!(
-                        "{} got a checkpoint of {} at view {a} that matches no existing member's state there; against {}: {ne} extra {extra:?}, {nl} missing {lacking:?}",
+                        "{} got a checkpoint of {} at view {a} ({} keys) that matches the state there of none of the {} existing members; against the closest, {}: {ne} extra {extra:?}, {nl} missing {lacking:?}",
                         self.name(j),
                         j.group,
+                        got.len(),
+                        tried.len(),
                         self.name(segs[*ci])
                     ),
                 );
