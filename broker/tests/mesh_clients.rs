@@ -677,3 +677,76 @@ async fn a_publisher_faster_than_the_mesh_is_held_back_not_refused() {
         assert_eq!(m.payload, n.to_string(), "in publish order");
     }
 }
+
+/// The next message of a subscription, skipping views.
+async fn next_message(s: &mut Subscription) -> meshcast_client::Message {
+    loop {
+        match tokio::time::timeout(GUARD, s.next_event())
+            .await
+            .expect("no message")
+        {
+            Some(Ok(SubscriptionEvent::Message(m))) => return m,
+            Some(Ok(SubscriptionEvent::View(_))) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_pattern_starting_with_a_wildcard_reaches_every_group_even_later_ones() {
+    let dir = TempDir::new("mc-all");
+    let brokers = full_mesh(dir.path(), "w", 3, &fast());
+    for b in &brokers {
+        wait_mesh(b, 3).await;
+    }
+    // A group with members before the wildcard subscription exists.
+    let mc = brokers[0].client("member").await;
+    let _early = mc.join("early").await.unwrap();
+    let sc = brokers[1].client("sub").await;
+    let mut every = subscribe(&sc, "**").await;
+    assert!(
+        every.view("early").is_some(),
+        "installed in the existing group: {:?}",
+        every.views()
+    );
+    // A group that gets its first member afterwards is joined too: its
+    // view reaches the subscription.
+    let mut later = mc.join("later").await.unwrap();
+    loop {
+        let v = next_view(&mut every).await;
+        if v.group == "later" {
+            assert!(
+                v.members
+                    .iter()
+                    .any(|m| m.ends_with(&format!("/s{}", sc.session_id())))
+            );
+            break;
+        }
+    }
+    // Messages of every group arrive, including groups nobody joined.
+    let pc = brokers[2].client("pub").await;
+    for topic in ["early/a", "later/b", "fresh/c", "x/y/z"] {
+        let p = pc.publisher(topic, Ordering::Fifo, false).unwrap();
+        p.publish(topic.to_string()).await.unwrap();
+    }
+    pc.flush().await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let m = next_message(&mut every).await;
+        assert_eq!(m.payload, m.topic.as_str());
+        got.push(m.topic.to_string());
+    }
+    got.sort();
+    assert_eq!(got, ["early/a", "fresh/c", "later/b", "x/y/z"]);
+    // The explicit member of `later` sees the subscription join its view.
+    loop {
+        match tokio::time::timeout(GUARD, later.next())
+            .await
+            .expect("no view")
+        {
+            Some(Ok(GroupEvent::View(v))) if v.members.len() == 2 => break,
+            Some(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}

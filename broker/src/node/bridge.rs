@@ -8,6 +8,14 @@
 //! local sessions that are members of the group and have a matching
 //! subscription.
 //!
+//! A pattern that starts with a wildcard reaches every group, including
+//! groups created later: its session joins every group that has a view
+//! here, and each group that gets its first view afterwards, and it is
+//! given every matching message this broker delivers even before its join
+//! in that group is installed (every broker delivers every group's
+//! messages in that group's order, so such a subscription sees each group's
+//! order; its views arrive once its joins are installed).
+//!
 //! Every member session, whether it joined explicitly or through a
 //! subscription, is sent each new view of its groups in the core's output
 //! order, so views keep their place among the messages at every member.
@@ -94,6 +102,12 @@ pub(crate) struct Bridge {
     /// it drains them as the channel frees up: nothing is dropped or
     /// refused because the mesh is busy; publishers wait instead.
     parked: VecDeque<ClientCmd>,
+    /// Subscriptions whose pattern starts with a wildcard and so reaches
+    /// every group, including groups created later: they join every group
+    /// that has a view (now and as new ones appear) and get every matching
+    /// message this broker delivers, member of its group yet or not (every
+    /// broker delivers every group's messages, in the group's order).
+    every_group: HashSet<(SessionId, u64)>,
 }
 
 /// Longest group name accepted from a client.
@@ -220,6 +234,7 @@ impl Bridge {
             confirms: HashMap::new(),
             max_confirms,
             parked: VecDeque::new(),
+            every_group: HashSet::new(),
         }
     }
 
@@ -331,6 +346,7 @@ impl Bridge {
             }
             ClientMsg::Unsubscribe { id } => match router.unsubscribe(session, id) {
                 Ok(_) => {
+                    self.every_group.remove(&(session, id));
                     for g in self.sub_groups.remove(&(session, id)).unwrap_or_default() {
                         self.release(session, g);
                     }
@@ -418,20 +434,11 @@ impl Bridge {
         let groups = match self.groups.reach(&pattern) {
             Reach::Groups(g) => g,
             Reach::All => {
-                let _ = router.unsubscribe(session, id);
-                let reason = format!(
-                    "pattern {:?} starts with a wildcard and so reaches every group; \
-                     a mesh does not support that yet: start it with a literal segment",
-                    pattern.as_str()
-                );
-                return out.push(reply(
-                    session,
-                    &ServerMsg::Rejected {
-                        id: Some(id),
-                        code: RejectCode::InvalidPattern,
-                        reason,
-                    },
-                ));
+                // Every group that exists now; later ones in `group_view`.
+                self.every_group.insert((session, id));
+                let mut all: Vec<String> = self.views.keys().cloned().collect();
+                all.sort();
+                all
             }
         };
         let mut waiting = HashSet::new();
@@ -671,6 +678,7 @@ impl Bridge {
             self.command(ClientCmd::Leave { session, group });
         }
         self.sub_groups.retain(|(s, _), _| *s != session);
+        self.every_group.retain(|(s, _)| *s != session);
         self.pending.retain(|p| p.session != session);
         self.explicit.retain(|(s, _), _| *s != session);
         self.transfers.retain(|(s, _), _| *s != session);
@@ -764,7 +772,8 @@ impl Bridge {
         let awaiting = (d.publisher.broker.name == self.me && !d.deferred)
             .then_some(d.publisher.session)
             .filter(|s| self.confirms.get(s).is_some_and(|c| !c.is_empty()));
-        if sessions.is_empty() && awaiting.is_none() {
+        let everything: HashSet<SessionId> = self.every_group.iter().map(|(s, _)| *s).collect();
+        if sessions.is_empty() && everything.is_empty() && awaiting.is_none() {
             return;
         }
         let body: MeshPayload = match wire::decode_body("mesh payload", &d.payload) {
@@ -823,7 +832,9 @@ impl Bridge {
                 payload: body.payload,
                 reply_to: body.reply_to,
             };
-            out.extend(router.fanout(&topic, delivery, |s| sessions.contains(&s)));
+            out.extend(router.fanout(&topic, delivery, |s| {
+                sessions.contains(&s) || everything.contains(&s)
+            }));
         }
         // After the message itself, so a publisher that also receives it
         // sees it before the confirmation.
@@ -876,7 +887,10 @@ impl Bridge {
         if view.members.is_empty() {
             self.views.remove(&group);
         } else {
-            self.views.insert(group, view);
+            let new = self.views.insert(group.clone(), view).is_none();
+            if new {
+                self.join_every_group_subs(&group);
+            }
         }
         let joined = &self.joined;
         let mut done = Vec::new();
@@ -892,6 +906,30 @@ impl Bridge {
         });
         for (session, id) in done {
             out.push(self.subscribed(session, id));
+        }
+    }
+
+    /// A group got its first view here: subscriptions reaching every group
+    /// join it too.
+    fn join_every_group_subs(&mut self, group: &str) {
+        let subs: Vec<(SessionId, u64)> = self.every_group.iter().copied().collect();
+        for (session, id) in subs {
+            let Some(groups) = self.sub_groups.get_mut(&(session, id)) else {
+                continue;
+            };
+            if groups.iter().any(|g| g == group) {
+                continue;
+            }
+            groups.push(group.to_string());
+            let n = self.refs.entry((session, group.to_string())).or_default();
+            *n += 1;
+            if *n == 1 {
+                self.command(ClientCmd::Join {
+                    session,
+                    group: group.to_string(),
+                    state: false,
+                });
+            }
         }
     }
 

@@ -22,6 +22,9 @@ struct Route {
     pattern: String,
     /// The groups its pattern reaches (mesh mode), whose views it receives.
     groups: Vec<String>,
+    /// The pattern starts with a wildcard: it reaches every group, also
+    /// groups whose first view comes after the subscription.
+    every_group: bool,
 }
 
 /// The reader's routing state.
@@ -223,7 +226,7 @@ fn sub_view(
 ) {
     let mut ids: Vec<u64> = routes
         .iter()
-        .filter(|(_, r)| r.groups.contains(&view.group))
+        .filter(|(_, r)| r.every_group || r.groups.contains(&view.group))
         .map(|(id, _)| *id)
         .collect();
     ids.sort_unstable();
@@ -255,7 +258,7 @@ fn expelled(
     let ids: Vec<u64> = routes
         .subs
         .iter()
-        .filter(|(_, r)| r.groups.contains(group))
+        .filter(|(_, r)| r.every_group || r.groups.contains(group))
         .map(|(id, _)| *id)
         .collect();
     for id in ids {
@@ -319,6 +322,7 @@ fn answer(
                     let views = views.into_iter().map(View::from).collect();
                     if reply.send(Ok(views)).is_ok() {
                         let text = pattern.as_str().to_string();
+                        let every_group = pattern.starts_with_wildcard();
                         index.insert(id, pattern);
                         routes.insert(
                             id,
@@ -327,6 +331,7 @@ fn answer(
                                 failed,
                                 pattern: text,
                                 groups,
+                                every_group,
                             },
                         );
                     } else {
