@@ -628,12 +628,23 @@ async fn group_members_on_three_brokers_see_the_same_views_and_messages() {
     for n in 0..N {
         for (i, (_, m)) in members.iter().enumerate() {
             let key = format!("{i}:{n}");
-            m.multicast(&key, Ordering::Total, false).await.unwrap();
-            published.push(logs::published("room", &key, Ordering::Total, false));
+            published.push(m.multicast(&key, Ordering::Total, false).await.unwrap());
         }
     }
     for (_, m) in &members {
         m.log.wait_for_count(3 * N).await;
+    }
+    // Causal rounds: each member sends once it delivered the previous
+    // round from everyone (its record lists what it had delivered).
+    const ROUNDS: usize = 3;
+    for r in 0..ROUNDS {
+        for (i, (_, m)) in members.iter().enumerate() {
+            let key = format!("causal {i}:{r}");
+            published.push(m.multicast(&key, Ordering::Causal, false).await.unwrap());
+        }
+        for (_, m) in &members {
+            m.log.wait_for_count(3 * (N + r + 1)).await;
+        }
     }
     // One member leaves: the others see a two-member view, then a last
     // message.
@@ -642,12 +653,13 @@ async fn group_members_on_three_brokers_see_the_same_views_and_messages() {
     for (_, m) in &members {
         m.log.wait_for_view_size("room", 2).await;
     }
-    members[0]
-        .1
-        .multicast("end", Ordering::Total, false)
-        .await
-        .unwrap();
-    published.push(logs::published("room", "end", Ordering::Total, false));
+    published.push(
+        members[0]
+            .1
+            .multicast("end", Ordering::Total, false)
+            .await
+            .unwrap(),
+    );
     let mut all = Vec::new();
     for (_, m) in &members {
         m.log.wait_for_key("end").await;
@@ -700,14 +712,15 @@ async fn a_member_joining_with_state_under_load_reaches_the_same_state() {
     const TOTAL: usize = 120;
     let w = writer.clone();
     let writing = tokio::spawn(async move {
+        let mut published = Vec::new();
         for n in 0..TOTAL {
-            w.multicast(&format!("entry {n}"), Ordering::Total, false)
-                .await
-                .unwrap();
+            let key = format!("entry {n}");
+            published.push(w.multicast(&key, Ordering::Total, false).await.unwrap());
             if n % 10 == 0 {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         }
+        published
     });
     first.log.wait_for_count(20).await;
     let c2 = brokers[1].client("second").await;
@@ -720,10 +733,7 @@ async fn a_member_joining_with_state_under_load_reaches_the_same_state() {
         g,
         Some(checkpoint.clone()),
     );
-    writing.await.unwrap();
-    let published: Vec<_> = (0..TOTAL)
-        .map(|n| logs::published("ledger", &format!("entry {n}"), Ordering::Total, false))
-        .collect();
+    let published = writing.await.unwrap();
     let mut all = Vec::new();
     for m in [&first, &writer, &second] {
         m.log

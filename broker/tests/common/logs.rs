@@ -223,7 +223,7 @@ enum Cmd {
         key: String,
         ordering: meshcast_client::Ordering,
         safe: bool,
-        done: oneshot::Sender<Result<(), ClientError>>,
+        done: oneshot::Sender<Result<Published<Text>, ClientError>>,
     },
     Leave(oneshot::Sender<Result<(), ClientError>>),
 }
@@ -261,11 +261,19 @@ impl Member {
         let rec = log.clone();
         let gname = group.clone();
         tokio::spawn(async move {
+            // What this member sent so far: with what it delivered, the
+            // causal predecessors of its next message.
+            let mut sent: Vec<String> = Vec::new();
             let leave = loop {
                 tokio::select! {
                     cmd = rx.recv() => match cmd {
-                        Some(Cmd::Multicast { key, ordering, safe, done }) => {
-                            let _ = done.send(g.multicast(key, ordering, safe).await);
+                        Some(Cmd::Multicast { key, ordering: o, safe, done }) => {
+                            let mut deps = keys(&rec.log.lock().unwrap());
+                            deps.extend(sent.iter().cloned());
+                            let record = published(&gname, &key, o, safe).after(deps);
+                            sent.push(key.clone());
+                            let r = g.multicast(key, o, safe).await.map(|()| record);
+                            let _ = done.send(r);
                         }
                         Some(Cmd::Leave(done)) => break Some(done),
                         None => break None,
@@ -315,13 +323,15 @@ impl Member {
         }
     }
 
-    /// Multicasts `key` as payload.
+    /// Multicasts `key` as payload; returns its record for the checker,
+    /// whose causal predecessors are what this member had delivered and
+    /// sent before it.
     pub async fn multicast(
         &self,
         key: &str,
         ordering: meshcast_client::Ordering,
         safe: bool,
-    ) -> Result<(), ClientError> {
+    ) -> Result<Published<Text>, ClientError> {
         let (done, rx) = oneshot::channel();
         self.cmds
             .send(Cmd::Multicast {

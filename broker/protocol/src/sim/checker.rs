@@ -703,7 +703,7 @@ impl Checker {
         // Known gap, off unless asked for: a joiner's held-back deliveries
         // are handed over after group views installed while it waited for
         // its checkpoint, so its client sees them after a view they were
-        // not delivered in (seeds 84, 198, 1433). The deliveries are still
+        // not delivered in (seeds 42, 230, 487). The deliveries are still
         // checked against the view they were delivered in.
         h.check_positions = std::env::var_os("MESHCAST_STRICT_POSITIONS").is_some();
         let mut logs = std::mem::take(&mut self.member_logs);
