@@ -21,8 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
-use meshcast_client::{ClientError, Group, GroupEvent, Subscription};
+use meshcast_client::{ClientError, Group, GroupEvent, Subscription, SubscriptionEvent};
 use meshcast_protocol::history::{self, Event, History, Log, Published, Text};
 use tokio::sync::{mpsc, oneshot};
 
@@ -151,6 +150,20 @@ pub fn last_view<'a>(log: &'a Log<Text>, group: &str) -> Option<&'a history::Vie
         Event::View(v) if v.group == group => Some(v),
         _ => None,
     })
+}
+
+/// The member ids a log had in `group`, in order (a member whose broker
+/// was cut off from the primary component comes back with a new one).
+pub fn my_ids(log: &Log<Text>, group: &str) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for e in &log.events {
+        if let Event::View(v) = e {
+            if v.group == group && ids.last() != Some(&v.me) {
+                ids.push(v.me.clone());
+            }
+        }
+    }
+    ids
 }
 
 /// The number of members of each view of `group` in the log, in order.
@@ -356,34 +369,41 @@ impl Member {
     }
 }
 
-/// A subscription whose messages are recorded; `group_of` names the group
-/// of a topic.
+/// A subscription whose views and messages are recorded; `group_of` names
+/// the group of a topic.
 pub struct Subscriber {
     /// Its log.
     pub log: SharedLog,
 }
 
 impl Subscriber {
-    /// Starts recording `sub`.
+    /// Starts recording `sub`, beginning with the views it was installed
+    /// in.
     pub fn start(
         name: &str,
         mut sub: Subscription,
         group_of: impl Fn(&str) -> String + Send + 'static,
     ) -> Subscriber {
         let log = SharedLog::new(name);
+        for v in sub.views() {
+            log.push(view_event(v));
+        }
         let rec = log.clone();
         tokio::spawn(async move {
             loop {
-                match sub.next().await {
-                    Some(Ok(m)) => rec.push(Event::Message(history::Message {
-                        group: group_of(&m.topic),
-                        key: key_of(&m.payload),
-                        publisher: m.publisher,
-                        pseq: m.seq,
-                        ordering: ordering(m.ordering),
-                        safe: m.safe,
-                        view: None,
-                    })),
+                match sub.next_event().await {
+                    Some(Ok(SubscriptionEvent::View(v))) => rec.push(view_event(&v)),
+                    Some(Ok(SubscriptionEvent::Message(m))) => {
+                        rec.push(Event::Message(history::Message {
+                            group: group_of(&m.topic),
+                            key: key_of(&m.payload),
+                            publisher: m.publisher,
+                            pseq: m.seq,
+                            ordering: ordering(m.ordering),
+                            safe: m.safe,
+                            view: None,
+                        }))
+                    }
                     Some(Err(e)) => {
                         rec.end(e.to_string());
                         return;
