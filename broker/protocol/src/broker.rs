@@ -94,7 +94,10 @@ pub struct Broker {
     // Client side.
     pub(crate) requests: Vec<(u64, GroupRequest)>,
     pub(crate) request_seq: u64,
-    pub(crate) outbox: VecDeque<Pending>,
+    /// Publishes waiting for credit, per group in publish order.
+    pub(crate) outbox: BTreeMap<String, VecDeque<Pending>>,
+    /// Publishes in `outbox`, all groups together.
+    pub(crate) outbox_len: usize,
     pub(crate) msg_counter: u64,
     pub(crate) future: Vec<Envelope>,
     // State transfer.
@@ -173,7 +176,8 @@ impl Broker {
             ack_due: None,
             requests: Vec::new(),
             request_seq: 0,
-            outbox: VecDeque::new(),
+            outbox: BTreeMap::new(),
+            outbox_len: 0,
             msg_counter: 0,
             future: Vec::new(),
             incoming: BTreeMap::new(),
@@ -230,7 +234,7 @@ impl Broker {
     /// outbox for credit or for the view (bounded by `max_outbox`). A
     /// runtime uses it to push back on its clients before the bound.
     pub fn queued_publishes(&self) -> usize {
-        self.outbox.len()
+        self.outbox_len
     }
 
     /// Figures of every group in the installed view, for status pages.
@@ -251,7 +255,7 @@ impl Broker {
                     unstable_own: g.my_seq.saturating_sub(stable),
                     decisions_held: g.decisions.len(),
                     delivered_positions: g.total_delivered,
-                    queued: self.outbox.iter().filter(|p| p.group == g.name).count(),
+                    queued: self.outbox.get(&g.name).map_or(0, VecDeque::len),
                 }
             })
             .collect()
@@ -568,16 +572,20 @@ impl Broker {
                 safe,
                 payload,
             } => {
-                if self.outbox.len() >= self.cfg.max_outbox {
+                if self.outbox_len >= self.cfg.max_outbox {
                     return Err(Error::Backpressure { group });
                 }
-                self.outbox.push_back(Pending {
-                    session,
-                    group,
-                    ordering,
-                    safe,
-                    payload,
-                });
+                self.outbox_len += 1;
+                self.outbox
+                    .entry(group.clone())
+                    .or_default()
+                    .push_back(Pending {
+                        session,
+                        group,
+                        ordering,
+                        safe,
+                        payload,
+                    });
             }
             ClientCmd::Join {
                 session,
@@ -655,18 +663,22 @@ impl Broker {
             return;
         }
         // Credit window: at most `max_unstable` own messages per group not
-        // yet received everywhere; the rest wait here, in order per group.
-        let mut blocked: BTreeSet<String> = BTreeSet::new();
-        let mut keep = VecDeque::new();
-        while let Some(p) = self.outbox.pop_front() {
-            if blocked.contains(&p.group) || !self.has_credit(&p.group) {
-                blocked.insert(p.group.clone());
-                keep.push_back(p);
-            } else {
-                self.multicast(p);
+        // yet received everywhere; the rest wait in their group's queue.
+        if self.outbox_len > 0 {
+            let waiting: Vec<String> = self.outbox.keys().cloned().collect();
+            for group in waiting {
+                while self.has_credit(&group) {
+                    let Some(p) = self.outbox.get_mut(&group).and_then(VecDeque::pop_front) else {
+                        break;
+                    };
+                    self.outbox_len -= 1;
+                    self.multicast(p);
+                }
+                if self.outbox.get(&group).is_some_and(VecDeque::is_empty) {
+                    self.outbox.remove(&group);
+                }
             }
         }
-        self.outbox = keep;
         let names: Vec<String> = match &self.epoch {
             Some(e) => e.groups.keys().cloned().collect(),
             None => return,

@@ -931,7 +931,7 @@ mod tests {
             unsafe_safe: true,
             ..Defects::default()
         };
-        member_logs_catch(d, Clause::Safe, 20);
+        member_logs_catch(d, Clause::Safe, 100);
     }
 
     #[test]
