@@ -208,7 +208,12 @@ struct BenchArgs {
     /// Use a running broker instead of starting one in-process.
     #[arg(long)]
     server: Option<SocketAddr>,
-    /// CA of that broker.
+    /// Mesh scenario against running brokers (one subscriber on each, the
+    /// publisher on the first), comma-separated client addresses, instead
+    /// of three brokers in this process.
+    #[arg(long, value_delimiter = ',')]
+    servers: Vec<SocketAddr>,
+    /// CA of that broker (or of those brokers).
     #[arg(long)]
     ca: Option<PathBuf>,
 }
@@ -553,6 +558,28 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
 /// over loopback QUIC with a fresh cluster CA.
 async fn run_mesh_bench(args: &BenchArgs) -> Result<()> {
     use meshcast_transport::pki;
+    let params = bench::MeshParams {
+        messages: args.messages,
+        size: args.sizes.first().copied().unwrap_or(128),
+        window: args.window,
+    };
+    if !args.servers.is_empty() {
+        let opts: Vec<ClientOptions> = args
+            .servers
+            .iter()
+            .map(|a| {
+                let o = ClientOptions::new(*a);
+                match &args.ca {
+                    Some(ca) => o.ca_file(ca),
+                    None => o,
+                }
+            })
+            .collect();
+        for r in bench::mesh(&opts, &params).await? {
+            println!("{}", serde_json::to_string(&r)?);
+        }
+        return Ok(());
+    }
     let dir =
         TempDir(std::env::temp_dir().join(format!("meshcast-bench-mesh-{}", std::process::id())));
     let (ca_key, _) = pki::ensure_ca(&dir.0)?;
@@ -598,11 +625,6 @@ async fn run_mesh_bench(args: &BenchArgs) -> Result<()> {
         .iter()
         .map(|b| ClientOptions::new(b.client_addr).ca_file(&b.ca_cert))
         .collect();
-    let params = bench::MeshParams {
-        messages: args.messages,
-        size: args.sizes.first().copied().unwrap_or(128),
-        window: args.window,
-    };
     for r in bench::mesh(&opts, &params).await? {
         println!("{}", serde_json::to_string(&r)?);
     }
