@@ -150,6 +150,7 @@ async fn subscribers_on_the_survivors_of_a_sigkill_see_the_same_views_among_the_
             let mut from_survivors = 0;
             // A view after the one of all three subscribers, without v3's.
             let (mut all_in, mut shrunk) = (v.id == full.id, false);
+            let mut shrunk_at = None;
             while !(shrunk && from_survivors == 2 * (BEFORE + AFTER)) {
                 let next = tokio::time::timeout(GUARD, s.next_event()).await;
                 let Ok(next) = next else {
@@ -164,6 +165,9 @@ async fn subscribers_on_the_survivors_of_a_sigkill_see_the_same_views_among_the_
                 };
                 match next {
                     Some(Ok(SubscriptionEvent::View(v))) => {
+                        if all_in && v.members.len() == 2 && !shrunk {
+                            shrunk_at = Some(std::time::Instant::now());
+                        }
                         shrunk |= all_in && v.members.len() == 2;
                         all_in |= v.id == full.id;
                         log.push(seen_view(&v));
@@ -175,7 +179,7 @@ async fn subscribers_on_the_survivors_of_a_sigkill_see_the_same_views_among_the_
                     other => panic!("{other:?} after {log:?}"),
                 }
             }
-            (log, c, s)
+            (log, c, s, shrunk_at)
         }));
     }
     for n in 0..BEFORE {
@@ -184,6 +188,7 @@ async fn subscribers_on_the_survivors_of_a_sigkill_see_the_same_views_among_the_
         }
     }
     pubs[2].0.flush().await.unwrap();
+    let killed = std::time::Instant::now();
     brokers[2].child.kill().unwrap();
     brokers[2].child.wait().unwrap();
     // Published while the survivors change their view.
@@ -199,7 +204,15 @@ async fn subscribers_on_the_survivors_of_a_sigkill_see_the_same_views_among_the_
     let mut keep = Vec::new();
     for r in readers {
         // Each reader has its own guard, and reports what it saw.
-        let (log, c, s) = r.await.unwrap();
+        let (log, c, s, shrunk_at) = r.await.unwrap();
+        // A figure for the notes, never asserted (timing varies).
+        if let Some(t) = shrunk_at {
+            eprintln!(
+                "failover: SIGKILL to the new view at a subscriber: {} ms \
+                 (mesh.suspect_timeout_ms=500, heartbeat_ms=50)",
+                t.duration_since(killed).as_millis()
+            );
+        }
         logs.push(log);
         keep.push((c, s));
     }
@@ -420,6 +433,7 @@ async fn a_minority_member_that_joined_with_state_is_resynchronised_after_the_he
     .await;
 
     // Cut q3 off: it blocks, the majority goes on.
+    let cut = std::time::Instant::now();
     mesh.isolate(2, true);
     wait_for(b[2].admin, "q3 to block", |s| {
         s["core"]["mesh"]["blocked"] == true
@@ -433,6 +447,11 @@ async fn a_minority_member_that_joined_with_state_is_resynchronised_after_the_he
         .await
         .expect("C's client was never told")
         .unwrap();
+    // Figures for the notes, never asserted (timing varies).
+    eprintln!(
+        "partition: cut to the minority's client told it is blocked: {} ms",
+        cut.elapsed().as_millis()
+    );
     // A safe publish on the cut-off broker cannot be confirmed while it is
     // cut off; the table of awaited confirmations is bounded (here at 1).
     let p3 = cc.publisher("minority/x", Ordering::Total, true).unwrap();
@@ -458,10 +477,15 @@ async fn a_minority_member_that_joined_with_state_is_resynchronised_after_the_he
     .await;
 
     // Heal: q3 rejoins the primary component as a new incarnation.
+    let healed = std::time::Instant::now();
     mesh.isolate(2, false);
     for x in b {
         wait_mesh(x, 3).await;
     }
+    eprintln!(
+        "heal: to the three-broker view in every status: {} ms",
+        healed.elapsed().as_millis()
+    );
     // The awaited publish of the cut-off broker ends: its outcome is not
     // known there.
     match tokio::time::timeout(GUARD, &mut first).await {
@@ -484,6 +508,10 @@ async fn a_minority_member_that_joined_with_state_is_resynchronised_after_the_he
         Note::Applied(n) => panic!("C applied entry {n} before its checkpoint"),
     })
     .await;
+    eprintln!(
+        "heal: to the fresh checkpoint at the minority's member: {} ms",
+        healed.elapsed().as_millis()
+    );
     let first_40: Vec<String> = (0..40).map(entry).collect();
     assert_eq!(
         fresh, first_40,
