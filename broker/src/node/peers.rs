@@ -167,7 +167,9 @@ impl PeerHandle {
             .peer_addr
             .parse::<SocketAddr>()
             .ok();
-        if Some(addr) == local {
+        // Gossip names this broker too, possibly at an address that only
+        // leads here through a relay or a NAT.
+        if Some(addr) == local || name == self.inner.settings.local.broker {
             return;
         }
         let mut t = self.table();
