@@ -761,18 +761,21 @@ impl Bridge {
     /// whose pattern matches its topic, and to its publisher as the
     /// stability confirmation it may await.
     fn deliver(&mut self, router: &mut Router, d: CoreDelivery, out: &mut Vec<Effect>) {
-        let sessions: HashSet<SessionId> = d
+        // Few per message: a sorted vector beats hashing.
+        let mut sessions: Vec<SessionId> = d
             .targets
             .iter()
             .filter(|m| m.broker.name == self.me)
             .map(|m| m.session)
             .collect();
+        sessions.sort_unstable();
+        sessions.dedup();
         // A `safe` message of a local publisher that awaits its confirmation
         // (deferred copies were reported before).
         let awaiting = (d.publisher.broker.name == self.me && !d.deferred)
             .then_some(d.publisher.session)
             .filter(|s| self.confirms.get(s).is_some_and(|c| !c.is_empty()));
-        let everything: HashSet<SessionId> = self.every_group.iter().map(|(s, _)| *s).collect();
+        let everything: Vec<SessionId> = self.every_group.iter().map(|(s, _)| *s).collect();
         if sessions.is_empty() && everything.is_empty() && awaiting.is_none() {
             return;
         }
