@@ -33,6 +33,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use bytes::Bytes;
 use meshcast_protocol::{
     ClientCmd, Delivery as CoreDelivery, ExpelReason, GroupView, MemberId, Output, TransferId,
+    ViewId,
 };
 use meshcast_topics::{GroupMap, Reach, Topic};
 use meshcast_transport::client_proto::{
@@ -108,6 +109,15 @@ pub(crate) struct Bridge {
     /// message this broker delivers, member of its group yet or not (every
     /// broker delivers every group's messages, in the group's order).
     every_group: HashSet<(SessionId, u64)>,
+    /// Members that joined with state and await their checkpoint: views
+    /// installed meanwhile are held back here, because the deliveries the
+    /// core holds back for the joiner (ordered in earlier views) come only
+    /// with the checkpoint and must reach the client before those views.
+    awaiting_state: HashMap<(SessionId, String), Vec<(ViewId, Effect)>>,
+    /// Checkpoints handed over in the current batch of core outputs: held
+    /// views go out as the held-back deliveries pass their view, the rest
+    /// at the end of the batch (`end_of_batch`).
+    releasing: HashMap<(SessionId, String), Vec<(ViewId, Effect)>>,
 }
 
 /// Longest group name accepted from a client.
@@ -235,6 +245,8 @@ impl Bridge {
             max_confirms,
             parked: VecDeque::new(),
             every_group: HashSet::new(),
+            awaiting_state: HashMap::new(),
+            releasing: HashMap::new(),
         }
     }
 
@@ -679,6 +691,8 @@ impl Bridge {
         }
         self.sub_groups.retain(|(s, _), _| *s != session);
         self.every_group.retain(|(s, _)| *s != session);
+        self.awaiting_state.retain(|(s, _), _| *s != session);
+        self.releasing.retain(|(s, _), _| *s != session);
         self.pending.retain(|p| p.session != session);
         self.explicit.retain(|(s, _), _| *s != session);
         self.transfers.retain(|(s, _), _| *s != session);
@@ -689,7 +703,21 @@ impl Bridge {
     pub(crate) fn output(&mut self, router: &mut Router, output: Output, out: &mut Vec<Effect>) {
         match output {
             Output::Deliver(d) => self.deliver(router, d, out),
-            Output::GroupView(gv) => self.group_view(gv.view, out),
+            Output::GroupView(gv) => {
+                let with_state: Vec<SessionId> = gv
+                    .with_state
+                    .iter()
+                    .filter(|m| m.broker.name == self.me)
+                    .map(|m| m.session)
+                    .collect();
+                let group = gv.view.group.clone();
+                self.group_view(gv.view, out);
+                for session in with_state {
+                    self.awaiting_state
+                        .entry((session, group.clone()))
+                        .or_default();
+                }
+            }
             Output::StateRequest { transfer, provider } => {
                 let member = (provider.session, transfer.group.clone());
                 if provider.broker.name == self.me && self.explicit.contains_key(&member) {
@@ -712,6 +740,11 @@ impl Bridge {
             }
             Output::StateDelivered { transfer, data } => {
                 let key = (transfer.joiner.session, transfer.group.clone());
+                if transfer.joiner.broker.name == self.me {
+                    if let Some(held) = self.awaiting_state.remove(&key) {
+                        self.releasing.insert(key.clone(), held);
+                    }
+                }
                 // Only a member that joined with state wants checkpoints (the
                 // core re-joins every member with state after a partition).
                 let wants = self.explicit.get(&key).is_some_and(|e| e.state);
@@ -778,6 +811,9 @@ impl Bridge {
         let everything: Vec<SessionId> = self.every_group.iter().map(|(s, _)| *s).collect();
         if sessions.is_empty() && everything.is_empty() && awaiting.is_none() {
             return;
+        }
+        if d.deferred {
+            self.release_views(&sessions, &d.group, d.view, out);
         }
         let body: MeshPayload = match wire::decode_body("mesh payload", &d.payload) {
             Ok(b) => b,
@@ -854,6 +890,34 @@ impl Bridge {
     /// A new view of a group: every local member session is told, in the
     /// core's output order (a pending explicit join gets `Joined`, others
     /// `GroupView`), then subscriptions waiting for it are answered.
+    /// The core's batch of outputs is over: views held for members whose
+    /// checkpoint came in it go out now (after every held-back delivery).
+    pub(crate) fn end_of_batch(&mut self, out: &mut Vec<Effect>) {
+        for (_, held) in self.releasing.drain() {
+            out.extend(held.into_iter().map(|(_, e)| e));
+        }
+    }
+
+    /// Before a held-back delivery ordered in `view` reaches `sessions`,
+    /// the views they were held at up to `view`.
+    fn release_views(
+        &mut self,
+        sessions: &[SessionId],
+        group: &str,
+        view: ViewId,
+        out: &mut Vec<Effect>,
+    ) {
+        if self.releasing.is_empty() {
+            return;
+        }
+        for s in sessions {
+            if let Some(held) = self.releasing.get_mut(&(*s, group.to_string())) {
+                let n = held.iter().take_while(|(v, _)| *v <= view).count();
+                out.extend(held.drain(..n).map(|(_, e)| e));
+            }
+        }
+    }
+
     fn group_view(&mut self, view: GroupView, out: &mut Vec<Effect>) {
         let group = view.group.clone();
         let local: Vec<SessionId> = view
@@ -884,7 +948,12 @@ impl Bridge {
                 }
                 _ => ServerMsg::GroupView(info),
             };
-            out.push(reply(*session, &msg));
+            match self.awaiting_state.get_mut(&key) {
+                // Waiting for its checkpoint: this view comes after the
+                // deliveries held back with it.
+                Some(held) => held.push((view.id, reply(*session, &msg))),
+                None => out.push(reply(*session, &msg)),
+            }
         }
         // A group with no members left is forgotten (groups come and go).
         if view.members.is_empty() {
@@ -989,6 +1058,8 @@ impl Bridge {
             ExpelReason::Slow => "slow: its delivery queue stayed full",
             ExpelReason::TransferFailed => "transfer failed: no checkpoint arrived in time",
         };
+        self.awaiting_state.remove(&key);
+        self.releasing.remove(&key);
         self.explicit.remove(&key);
         if self.refs.remove(&key).is_some() {
             // The client ends the membership and every subscription that
@@ -1348,5 +1419,93 @@ mod tests {
             matches!(&got[..], [(2, ServerMsg::Expelled { group, .. })] if group == "g"),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn views_installed_while_a_joiner_awaits_its_checkpoint_follow_the_held_back_messages() {
+        let mut t = setup(8);
+        // Session 2 publishes on `a/x`, to get a real mesh payload.
+        assert!(t.client(2, publish("a/x", false, None)).is_empty());
+        let payload = t.published();
+        let join = ClientMsg::Join {
+            id: 3,
+            group: "a".into(),
+            state: true,
+        };
+        assert!(t.client(1, join).is_empty());
+        let other = MemberId {
+            broker: NodeId::new(ME + 1, 1),
+            session: 9,
+        };
+        let joined_view = |counter, members: Vec<MemberId>, with_state: Vec<MemberId>| {
+            Output::GroupView(GroupViewChange {
+                view: GroupView {
+                    group: "a".into(),
+                    id: ViewId {
+                        counter,
+                        coordinator: node(1),
+                    },
+                    members,
+                },
+                joined: with_state.clone(),
+                with_state,
+            })
+        };
+        // The join view goes out at once: `join` returns with it.
+        let got = t.output(joined_view(
+            2,
+            vec![other, member(1, 1)],
+            vec![member(1, 1)],
+        ));
+        assert!(
+            matches!(&got[..], [(1, ServerMsg::Joined { id: 3, .. })]),
+            "{got:?}"
+        );
+        // A later view while the checkpoint is awaited is held back.
+        let third = MemberId {
+            broker: NodeId::new(ME + 2, 1),
+            session: 4,
+        };
+        let got = t.output(joined_view(3, vec![other, member(1, 1), third], Vec::new()));
+        assert!(got.is_empty(), "{got:?}");
+        // One batch: the checkpoint, then a message held back for the
+        // joiner (ordered in view 2), then the batch ends.
+        let transfer = TransferId {
+            group: "a".into(),
+            joiner: member(1, 1),
+            view: ViewId {
+                counter: 2,
+                coordinator: node(1),
+            },
+        };
+        let mut out = Vec::new();
+        let outputs = [
+            Output::StateDelivered {
+                transfer,
+                data: Some(b"state".to_vec()),
+            },
+            Output::Deliver(CoreDelivery {
+                deferred: true,
+                ..match delivered(payload, other, vec![member(1, 1)]) {
+                    Output::Deliver(d) => d,
+                    _ => unreachable!(),
+                }
+            }),
+        ];
+        for o in outputs {
+            t.bridge.output(&mut t.router, o, &mut out);
+        }
+        t.bridge.end_of_batch(&mut out);
+        let got = sent(&mut out);
+        let kinds: Vec<&str> = got
+            .iter()
+            .map(|(_, m)| match m {
+                ServerMsg::State { .. } => "state",
+                ServerMsg::GroupMessage(_) => "message",
+                ServerMsg::GroupView(v) if v.members.len() == 3 => "view 3",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["state", "message", "view 3"], "{got:?}");
     }
 }

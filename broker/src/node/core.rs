@@ -96,7 +96,7 @@ struct State {
 /// core's outputs.
 pub(crate) struct MeshSide {
     pub bridge: Bridge,
-    pub outputs: mpsc::Receiver<meshcast_protocol::Output>,
+    pub outputs: mpsc::Receiver<Vec<meshcast_protocol::Output>>,
 }
 
 pub(crate) async fn run(
@@ -116,7 +116,7 @@ pub(crate) async fn run(
     };
     let mut inbox = Vec::with_capacity(64);
     let mut effects = Vec::with_capacity(256);
-    let mut outputs = Vec::with_capacity(256);
+    let mut outputs = Vec::with_capacity(16);
     loop {
         let got = match mesh.as_mut() {
             // Commands wait for room in the mesh's channel: read no client
@@ -132,12 +132,12 @@ pub(crate) async fn run(
                         }
                         Err(_) => break,
                     },
-                    n = m.outputs.recv_many(&mut outputs, 256) => n,
+                    n = m.outputs.recv_many(&mut outputs, 16) => n,
                 }
             }
             Some(m) => tokio::select! {
                 n = rx.recv_many(&mut inbox, 64) => n,
-                n = m.outputs.recv_many(&mut outputs, 256) => n.max(usize::from(!outputs.is_empty())),
+                n = m.outputs.recv_many(&mut outputs, 16) => n.max(usize::from(!outputs.is_empty())),
             },
             None => rx.recv_many(&mut inbox, 64).await,
         };
@@ -145,8 +145,11 @@ pub(crate) async fn run(
             break;
         }
         if let Some(m) = mesh.as_mut() {
-            for o in outputs.drain(..) {
-                m.bridge.output(&mut st.router, o, &mut effects);
+            for batch in outputs.drain(..) {
+                for o in batch {
+                    m.bridge.output(&mut st.router, o, &mut effects);
+                }
+                m.bridge.end_of_batch(&mut effects);
             }
             st.collect(&mut effects);
         }

@@ -7,7 +7,7 @@
 //! then drains the core's outputs: messages for peers are encoded once into
 //! one buffer per peer and queued on its link; everything else (deliveries,
 //! views, state-transfer requests, ...) goes to the local side on one
-//! bounded channel.
+//! bounded channel, one batch at a time.
 //!
 //! Links are reliable and ordered while they live. If a link's queue is full
 //! the link is reset, so the core sees it go down and resends what is
@@ -66,7 +66,7 @@ pub fn spawn(
     max_outbox: usize,
     peers: PeerHandle,
     peer_events: mpsc::Receiver<PeerEvent>,
-    local: mpsc::Sender<Output>,
+    local: mpsc::Sender<Vec<Output>>,
     queue: usize,
 ) -> MeshHandle {
     let (tx, rx) = mpsc::channel(queue);
@@ -89,7 +89,7 @@ struct Channels {
     peer_events: mpsc::Receiver<PeerEvent>,
     cmds: mpsc::Receiver<ClientCmd>,
     stats: mpsc::Receiver<oneshot::Sender<Vec<GroupStats>>>,
-    local: mpsc::Sender<Output>,
+    local: mpsc::Sender<Vec<Output>>,
 }
 
 /// Most inputs handed to the core in one batch.
@@ -166,6 +166,7 @@ async fn run(mut core: Broker, max_outbox: usize, peers: PeerHandle, chans: Chan
         for e in core.handle_batch(now(), inputs) {
             tracing::debug!(error = %e, "protocol input refused");
         }
+        let mut batch = Vec::new();
         while let Some(out) = core.poll_output() {
             match out {
                 Output::Send { to, envelope } => {
@@ -175,12 +176,13 @@ async fn run(mut core: Broker, max_outbox: usize, peers: PeerHandle, chans: Chan
                         tracing::error!(error = %e, "cannot encode a peer message");
                     }
                 }
-                other => {
-                    if local.send(other).await.is_err() {
-                        return;
-                    }
-                }
+                other => batch.push(other),
             }
+        }
+        // One send per batch: the local side sees each batch whole (a
+        // checkpoint and the deliveries held back for it arrive together).
+        if !batch.is_empty() && local.send(batch).await.is_err() {
+            return;
         }
         for (name, buf) in outgoing.iter_mut() {
             if buf.is_empty() {
@@ -291,7 +293,18 @@ mod tests {
 
     struct Node {
         mesh: MeshHandle,
-        out: mpsc::Receiver<Output>,
+        out: mpsc::Receiver<Vec<Output>>,
+        pending: std::collections::VecDeque<Output>,
+    }
+
+    impl Node {
+        /// The next output for the local side.
+        async fn next(&mut self) -> Option<Output> {
+            while self.pending.is_empty() {
+                self.pending.extend(self.out.recv().await?);
+            }
+            self.pending.pop_front()
+        }
     }
 
     /// A node linked to every address in `links` that joins the mesh
@@ -321,6 +334,7 @@ mod tests {
                 1024,
             ),
             out,
+            pending: Default::default(),
         }
     }
 
@@ -330,7 +344,7 @@ mod tests {
     async fn wait_members(node: &mut Node, n: usize) {
         tokio::time::timeout(GUARD, async {
             loop {
-                match node.out.recv().await {
+                match node.next().await {
                     Some(Output::GroupView(gv))
                         if gv.view.group == "g" && gv.view.members.len() == n =>
                     {
@@ -416,7 +430,7 @@ mod tests {
             let mut got = Vec::new();
             tokio::time::timeout(GUARD, async {
                 while got.len() < 3 * PER_NODE {
-                    match n.out.recv().await {
+                    match n.next().await {
                         Some(Output::Deliver(d)) if !d.deferred => {
                             got.push(String::from_utf8(d.payload.to_vec()).unwrap())
                         }

@@ -166,7 +166,8 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
             pcfg,
             links.incarnation,
         );
-        let (out_tx, out_rx) = mpsc::channel(config.mesh.link_queue.min(65536));
+        // Batches of core outputs (each bounded by one batch of inputs).
+        let (out_tx, out_rx) = mpsc::channel(64);
         let handle = mesh::spawn(
             protocol,
             max_outbox,
