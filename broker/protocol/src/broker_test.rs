@@ -756,3 +756,112 @@ fn group_stats_show_the_sequencer_and_what_is_held() {
     assert!(g.sequencer == Some(b(0)) || g.sequencer == Some(b(1)));
     assert_eq!(b0.queued_publishes(), 0);
 }
+
+fn join_g(session: u64, state: bool) -> Input {
+    Input::Client(ClientCmd::Join {
+        session,
+        group: "g".into(),
+        state,
+    })
+}
+
+fn stateful(x: &Broker) -> Vec<u64> {
+    x.epoch
+        .as_ref()
+        .and_then(|e| e.groups.get("g"))
+        .map(|g| g.stateful.iter().map(|m| m.session).collect())
+        .unwrap_or_default()
+}
+
+/// Every state request of `seen` as (broker, joiner session, provider
+/// session).
+fn requests(seen: &[(usize, Output)]) -> Vec<(usize, u64, u64)> {
+    seen.iter()
+        .filter_map(|(i, o)| match o {
+            Output::StateRequest { transfer, provider } => {
+                Some((*i, transfer.joiner.session, provider.session))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_provider_is_the_oldest_member_that_joined_with_state() {
+    let mut net = Net::new(vec![
+        ProtocolConfig {
+            bootstrap: true,
+            ..ProtocolConfig::default()
+        },
+        ProtocolConfig {
+            seeds: vec![0],
+            ..ProtocolConfig::default()
+        },
+    ]);
+    // Session 1 (oldest) keeps no state; session 2 joins with state while
+    // nobody keeps state, so it asks session 1 (an empty checkpoint is the
+    // group's state then).
+    let now = net.now;
+    net.nodes[0].handle(now, join_g(1, false)).unwrap();
+    net.run(1_000, |_, _| true);
+    let now = net.now;
+    net.nodes[0].handle(now, join_g(2, true)).unwrap();
+    let answer = |i: usize, o: &Output, replies: &mut Vec<(usize, ClientCmd)>| {
+        if let Output::StateRequest { transfer, .. } = o {
+            replies.push((
+                i,
+                ClientCmd::StateReply {
+                    transfer: transfer.clone(),
+                    data: Vec::new(),
+                },
+            ));
+        }
+    };
+    let mut replies = Vec::new();
+    let seen = net.run(500, |i, o| {
+        answer(i, o, &mut replies);
+        true
+    });
+    assert_eq!(requests(&seen), vec![(0, 2, 1)]);
+    for (i, r) in replies.drain(..) {
+        let now = net.now;
+        net.nodes[i].handle(now, Input::Client(r)).unwrap();
+    }
+    net.run(200, |_, _| true);
+    // Session 3 joins with state: session 2 keeps the group's state.
+    let now = net.now;
+    net.nodes[1].handle(now, join_g(3, true)).unwrap();
+    let seen = net.run(500, |_, _| true);
+    assert_eq!(requests(&seen), vec![(0, 3, 2)]);
+    for x in &net.nodes {
+        assert_eq!(stateful(x), vec![2, 3], "{}", x.id());
+    }
+}
+
+#[test]
+fn a_rejoin_keeps_each_members_state_flag() {
+    let mut net = Net::new(vec![ProtocolConfig {
+        bootstrap: true,
+        ..ProtocolConfig::default()
+    }]);
+    let now = net.now;
+    net.nodes[0].handle(now, join_g(1, false)).unwrap();
+    net.nodes[0].handle(now, join_g(2, true)).unwrap();
+    net.run(500, |_, _| true);
+    assert_eq!(stateful(&net.nodes[0]), vec![2]);
+    // A join still waiting for its view change keeps its flag too.
+    let now = net.now;
+    net.nodes[0].handle(now, join_g(3, false)).unwrap();
+    let x = &mut net.nodes[0];
+    x.rejoin();
+    let mut joins: Vec<(u64, bool)> = x
+        .requests
+        .iter()
+        .filter_map(|(_, r)| match r {
+            crate::wire::GroupRequest::Join { member, state, .. } => Some((member.session, *state)),
+            _ => None,
+        })
+        .collect();
+    joins.sort_unstable();
+    assert_eq!(joins, vec![(1, false), (2, true), (3, false)]);
+}

@@ -93,6 +93,13 @@ pub struct Defects {
     pub ignore_causal: bool,
     /// Keep delivering after losing the primary component.
     pub deliver_in_minority: bool,
+    /// Choose the oldest member as state provider whether or not it joined
+    /// with state (so a member that keeps no state answers a joiner with an
+    /// empty checkpoint while members that keep state exist).
+    pub any_provider: bool,
+    /// After an exclusion, re-join every local member with state transfer,
+    /// also those that joined without state.
+    pub rejoin_with_state: bool,
     /// Keep delivering after losing the primary component and never say so
     /// (no `Blocked` / `Unblocked` events): the checker must notice from
     /// the views alone.

@@ -28,6 +28,8 @@ pub(crate) struct GroupState {
     pub view_id: ViewId,
     /// Members oldest first.
     pub members: Vec<MemberId>,
+    /// Members that joined with state (`GroupInstall::stateful`).
+    pub stateful: Vec<MemberId>,
     /// Streams by sender rank.
     pub streams: Vec<Stream>,
     /// `acks[r][s]`: contiguous messages of sender `s` known received by rank `r`.
@@ -95,6 +97,7 @@ impl GroupState {
             name,
             view_id,
             members,
+            stateful: Vec::new(),
             streams: vec![Stream::default(); n],
             acks: vec![vec![0; n]; n],
             dec_acks: vec![0; n],

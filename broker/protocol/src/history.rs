@@ -51,7 +51,10 @@
 //! - **State transfer** (§2.6): at most one checkpoint per membership, before
 //!   any message; exactly one for a complete membership that asked for it;
 //!   when its keys are known, it equals the state (checkpoint plus
-//!   deliveries) of some existing member at the join point.
+//!   deliveries) at the join point of some existing member that keeps
+//!   state (joined with state), or, if there is none, of some existing
+//!   member or is empty (a member without state, such as a subscription,
+//!   answers with an empty checkpoint).
 //!
 //! What a client log cannot show is left to the simulator's own checker:
 //! what brokers hold (the first half of safe delivery), delivery outside
@@ -1228,8 +1231,12 @@ impl<I: Ids> History<I> {
         }
     }
 
-    /// A known checkpoint equals an existing member's state at the join
-    /// point.
+    /// A known checkpoint equals the state at the join point of an
+    /// existing member that keeps state (one that joined with state). Only
+    /// if no such member is there may it come from one that does not: then
+    /// it equals that member's state (what it delivered, for an
+    /// application that answers with it) or is empty (what the broker
+    /// answers for a subscription, which keeps no state).
     fn state(&self, segs: &[&Seg<I>], prev: &HashMap<&I::View, &I::View>, out: &mut Out) {
         for (ji, j) in segs.iter().enumerate() {
             let Some(st) = j.states.first() else { continue };
@@ -1239,6 +1246,7 @@ impl<I: Ids> History<I> {
             let a = &j.views[at].id;
             let Some(p) = prev.get(a) else { continue };
             let got: HashSet<&I::Key> = keys.iter().collect();
+            // (member, its state at the join point, keeps state)
             let mut tried = Vec::new();
             for (ci, c) in segs.iter().enumerate() {
                 if ci == ji {
@@ -1266,30 +1274,45 @@ impl<I: Ids> History<I> {
                         .filter(|d| d.view.is_some_and(|v| v < x))
                         .map(|d| &d.m.key),
                 );
-                if state == got {
-                    tried.clear();
-                    break;
-                }
-                tried.push((ci, state));
+                tried.push((ci, state, c.joined == Some(true)));
+            }
+            let stateful = tried.iter().any(|t| t.2);
+            let ok = if stateful {
+                tried
+                    .iter()
+                    .any(|(_, state, keeps)| *keeps && *state == got)
+            } else {
+                tried.is_empty()
+                    || got.is_empty()
+                    || tried.iter().any(|(_, state, _)| *state == got)
+            };
+            if ok {
+                continue;
             }
             // Compare with the closest one (most likely the provider).
             let closest = tried
                 .iter()
-                .min_by_key(|(_, state)| got.symmetric_difference(state).count());
-            if let Some((ci, state)) = closest {
+                .filter(|t| t.2 || !stateful)
+                .min_by_key(|(_, state, _)| got.symmetric_difference(state).count());
+            if let Some((ci, state, _)) = closest {
                 let mut extra: Vec<_> = got.difference(state).collect();
                 let mut lacking: Vec<_> = state.difference(&got).collect();
                 let (ne, nl) = (extra.len(), lacking.len());
                 extra.truncate(5);
                 lacking.truncate(5);
+                let n = tried.iter().filter(|t| t.2 || !stateful).count();
+                let which = if stateful {
+                    "existing members that keep state (joined with state)"
+                } else {
+                    "existing members"
+                };
                 out.fail(
                     Clause::StateTransfer,
                     format!(
-                        "{} got a checkpoint of {} at view {a} ({} keys) that matches the state there of none of the {} existing members; against the closest, {}: {ne} extra {extra:?}, {nl} missing {lacking:?}",
+                        "{} got a checkpoint of {} at view {a} ({} keys) that matches the state there of none of the {n} {which}; against the closest, {}: {ne} extra {extra:?}, {nl} missing {lacking:?}",
                         self.name(j),
                         j.group,
                         got.len(),
-                        tried.len(),
                         self.name(segs[*ci])
                     ),
                 );
@@ -1580,6 +1603,56 @@ mod tests {
             Clause::Integrity,
             &["`d`", "\"m4\"", "checkpoint"],
         );
+    }
+
+    /// a joined with state (its checkpoint holds m0), b without; d joins
+    /// with state at v3 and gets `checkpoint`.
+    fn joiner_with_a_stateful_member(checkpoint: &[&str]) -> History<Text> {
+        let mut h = History::new();
+        let script = ["v1", "m1", "m2", "v2", "m3", "v3", "m4", "v4", "m5"];
+        let mut a = Log::new("a");
+        a.join("g", true);
+        let mut rest = log("a", &script);
+        rest.events.insert(
+            1,
+            Event::State {
+                group: "g".into(),
+                keys: Some(vec!["m0".into()]),
+                at: None,
+            },
+        );
+        a.events.extend(rest.events);
+        h.add(a.complete());
+        let mut b = Log::new("b");
+        b.join("g", false);
+        b.events.extend(log("b", &script).events);
+        h.add(b.complete());
+        let mut d = Log::new("d");
+        d.join("g", true);
+        d.view("g", "v3", &["a", "b", "d"], "d");
+        d.state("g", checkpoint);
+        d.message("g", "m4", 4, 1, Ordering::Total, false);
+        d.view("g", "v4", &["a", "b", "d"], "d");
+        d.message("g", "m5", 5, 1, Ordering::Total, false);
+        h.add(d.complete());
+        published(&mut h, &["m0", "m1", "m2", "m3", "m4", "m5"]);
+        h
+    }
+
+    #[test]
+    fn a_checkpoint_comes_from_a_member_that_keeps_state_if_there_is_one() {
+        joiner_with_a_stateful_member(&["m0", "m1", "m2", "m3"]).assert_ok();
+        // b's state, or the empty checkpoint a subscription answers with,
+        // while a keeps the group's state.
+        for wrong in [&["m1", "m2", "m3"][..], &[]] {
+            caught(
+                &joiner_with_a_stateful_member(wrong),
+                Clause::StateTransfer,
+                &["`d`", "v3", "keep state", "`a`", "\"m0\""],
+            );
+        }
+        // With no member that keeps state, an empty checkpoint is right.
+        joiner(&[]).assert_ok();
     }
 
     #[test]

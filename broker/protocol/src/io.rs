@@ -100,6 +100,9 @@ pub enum Output {
     /// Deliver a message to local members.
     Deliver(Delivery),
     /// Ask a local member for a checkpoint of its state at the join point.
+    /// The provider is a member that joined with state unless the group
+    /// has none (then a member without state, such as a subscription,
+    /// answers with an empty checkpoint).
     StateRequest {
         /// Transfer id (echo it in [`ClientCmd::StateReply`]).
         transfer: TransferId,
@@ -118,8 +121,9 @@ pub enum Output {
     /// This broker is in the primary component again.
     Unblocked,
     /// This broker was excluded and rejoins as a new incarnation; its
-    /// sessions' member ids change and their groups are rejoined with
-    /// state transfer.
+    /// sessions' member ids change and their groups are rejoined as they
+    /// were joined: with state transfer for members that joined with
+    /// state, without for the others.
     Rejoining {
         /// Old incarnation.
         old: NodeId,

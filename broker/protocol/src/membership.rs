@@ -596,6 +596,11 @@ impl Broker {
         for name in names {
             let old = e.groups.get(&name).map(|g| (g.members.clone(), g.view_id));
             let old_members = old.as_ref().map(|o| o.0.clone()).unwrap_or_default();
+            let old_stateful = e
+                .groups
+                .get(&name)
+                .map(|g| g.stateful.clone())
+                .unwrap_or_default();
             let mut members: Vec<MemberId> = old_members
                 .iter()
                 .copied()
@@ -643,31 +648,46 @@ impl Broker {
             // an expulsion.
             expelled.retain(|m| !members.contains(m));
             restating.retain(|m| members.contains(m) && !joined.contains(m));
+            // A member keeps the group's state if it joined with state (this
+            // view's join decides for a member that re-joins in it).
+            let any_provider = self.cfg.defects.any_provider;
+            let keeps_state = |m: &MemberId| {
+                if joined.contains(m) {
+                    joined_with_state.contains(m)
+                } else {
+                    old_stateful.contains(m)
+                }
+            };
             // Providers: old members, preferring ones that have their state.
             let candidates: Vec<MemberId> = old_members
                 .iter()
                 .copied()
                 .filter(|m| members.contains(m) && !joined.contains(m))
                 .collect();
-            // A member whose own checkpoint is being re-based cannot serve
-            // (its state is incomplete); if only such members are left, the
-            // group's state is gone with its last holder.
-            let pick = |not: &MemberId| {
+            // The members holding the group's state: old members that keep
+            // state, except those whose own checkpoint is being re-based
+            // (their state is incomplete).
+            let holders: Vec<MemberId> = candidates
+                .iter()
+                .copied()
+                .filter(|m| (any_provider || keeps_state(m)) && !restating.contains(m))
+                .collect();
+            // The oldest holder (older than `j` if `older`).
+            let oldest_holder = |j: &MemberId, older: bool| {
                 candidates
                     .iter()
                     .copied()
-                    .find(|m| m != not && !restating.contains(m))
+                    .take_while(|c| !older || c != j)
+                    .find(|c| holders.contains(c))
             };
             let mut transfers: Vec<(MemberId, Option<MemberId>)> = Vec::new();
             for m in &restating {
                 // A re-based checkpoint must cover everything since the
-                // restater joined, so only an older member can provide it.
-                let older = candidates
-                    .iter()
-                    .copied()
-                    .take_while(|c| c != m)
-                    .find(|c| !restating.contains(c));
-                match older {
+                // restater joined, so only an older holder can provide it.
+                // If none is left, the state is gone with its last holder
+                // (a member without state could only answer with an empty
+                // checkpoint, losing what the restater has been held back).
+                match oldest_holder(m, true) {
                     Some(p) => transfers.push((*m, Some(p))),
                     None => {
                         members.retain(|x| x != m);
@@ -675,6 +695,7 @@ impl Broker {
                     }
                 }
             }
+            let stateful: Vec<MemberId> = members.iter().copied().filter(keeps_state).collect();
             let greports: Vec<Option<&crate::wire::GroupReport>> = old_reports
                 .iter()
                 .map(|r| r.groups.iter().find(|g| g.group == name))
@@ -694,9 +715,14 @@ impl Broker {
                 }
                 _ => round.ballot,
             };
-            for j in joined_with_state {
-                let provider = pick(&j);
-                transfers.push((j, provider));
+            for j in &joined_with_state {
+                // The oldest holder; only if no holder is left at all, the
+                // oldest member that is not re-based (one without state
+                // answers with an empty checkpoint, which is then the
+                // group's state), or none (the joiner starts from nothing).
+                let p = oldest_holder(j, false)
+                    .or_else(|| candidates.iter().copied().find(|c| !restating.contains(c)));
+                transfers.push((*j, p));
             }
             groups.push(GroupInstall {
                 group: name,
@@ -706,6 +732,7 @@ impl Broker {
                 joined,
                 flush,
                 transfers,
+                stateful,
             });
         }
         Install {
@@ -844,10 +871,9 @@ impl Broker {
                 }));
             }
             if !gi.members.is_empty() {
-                groups.insert(
-                    gi.group.clone(),
-                    GroupState::new(gi.group.clone(), gi.view_id, gi.members.clone(), n),
-                );
+                let mut g = GroupState::new(gi.group.clone(), gi.view_id, gi.members.clone(), n);
+                g.stateful = gi.stateful.clone();
+                groups.insert(gi.group.clone(), g);
             }
         }
         for (name, (before, _)) in &old_groups {
@@ -973,7 +999,8 @@ impl Broker {
 
     /// This broker was excluded from the primary component: become a new
     /// incarnation and ask to be admitted again, re-joining local members
-    /// with state transfer.
+    /// as they joined (with state transfer for those that joined with
+    /// state, so their state is brought up to date).
     pub(crate) fn rejoin(&mut self) {
         let old = self.id;
         let new = NodeId::new(old.name, old.incarnation + 1);
@@ -982,31 +1009,37 @@ impl Broker {
             self.minority = true;
             self.out.push_back(Output::Blocked);
         }
+        let all_state = self.cfg.defects.rejoin_with_state;
         let mut rejoins = Vec::new();
         if let Some(e) = &self.epoch {
             for g in e.groups.values() {
                 for m in g.members.iter().filter(|m| m.broker == old) {
-                    rejoins.push((g.name.clone(), *m));
+                    let state = all_state || g.stateful.contains(m);
+                    rejoins.push((g.name.clone(), *m, state));
                 }
             }
         }
-        for (group, m) in &rejoins {
+        for (group, m, _) in &rejoins {
             self.out.push_back(Output::Expelled {
                 group: group.clone(),
                 member: *m,
                 reason: ExpelReason::Partitioned,
             });
         }
-        let mut requests = Vec::new();
+        let mut requests: Vec<(String, MemberId, bool)> = Vec::new();
         for (_, r) in std::mem::take(&mut self.requests) {
             match r {
-                GroupRequest::Join { group, member, .. } => {
+                GroupRequest::Join {
+                    group,
+                    member,
+                    state,
+                } => {
                     let member = MemberId {
                         broker: new,
                         session: member.session,
                     };
-                    requests.retain(|(g, m)| !(*g == group && *m == member));
-                    requests.push((group, member));
+                    requests.retain(|(g, m, _)| !(*g == group && *m == member));
+                    requests.push((group, member, state || all_state));
                 }
                 GroupRequest::Leave { group, member } => {
                     // The old membership is gone with the old incarnation.
@@ -1014,26 +1047,26 @@ impl Broker {
                         broker: new,
                         session: member.session,
                     };
-                    requests.retain(|(g, m)| !(*g == group && *m == member));
-                    rejoins.retain(|(g, m)| !(*g == group && m.session == member.session));
+                    requests.retain(|(g, m, _)| !(*g == group && *m == member));
+                    rejoins.retain(|(g, m, _)| !(*g == group && m.session == member.session));
                 }
                 GroupRequest::Expel { .. } | GroupRequest::Restate { .. } => {}
             }
         }
-        for (group, m) in rejoins {
+        for (group, m, state) in rejoins {
             let member = MemberId {
                 broker: new,
                 session: m.session,
             };
-            if !requests.iter().any(|(g, x)| *g == group && *x == member) {
-                requests.push((group, member));
+            if !requests.iter().any(|(g, x, _)| *g == group && *x == member) {
+                requests.push((group, member, state));
             }
         }
-        for (group, member) in requests {
+        for (group, member, state) in requests {
             self.push_request(GroupRequest::Join {
                 group,
                 member,
-                state: true,
+                state,
             });
         }
         self.id = new;

@@ -1,4 +1,5 @@
-//! State transfer: at a member's join point the oldest surviving member is
+//! State transfer: at a member's join point the oldest surviving member
+//! that keeps state (joined with state; any member only if none does) is
 //! asked for a checkpoint; the provider's broker sends it in bounded chunks
 //! to the joiner's broker, which holds back the joiner's deliveries until
 //! the whole checkpoint has been handed over.
@@ -10,8 +11,10 @@
 //! The new provider is asked at that view's installation, so its checkpoint
 //! already covers everything delivered since the original join point: the
 //! joiner's held-back deliveries of earlier views are dropped, the later ones
-//! replayed. Only if no other member is left is the joiner expelled
-//! (`ExpelReason::TransferFailed`).
+//! replayed. Only if no older member that keeps state is left is the
+//! joiner expelled (`ExpelReason::TransferFailed`). A provider that was
+//! expelled and awaits its removal (it is handed nothing any more) gives up
+//! like one that left.
 
 use crate::broker::Broker;
 use crate::error::Error;
@@ -174,10 +177,7 @@ impl Broker {
                         } else if self.cfg.defects.late_checkpoint {
                             self.late_requests.push((tid, *p));
                         } else {
-                            self.out.push_back(Output::StateRequest {
-                                transfer: tid,
-                                provider: *p,
-                            });
+                            self.ask_provider(tid, *p);
                         }
                     }
                 }
@@ -456,12 +456,23 @@ impl Broker {
                 chained.into_iter().partition(|(t, _)| t.view <= d.view);
             chained = later;
             for (transfer, provider) in now {
-                self.out
-                    .push_back(Output::StateRequest { transfer, provider });
+                self.ask_provider(transfer, provider);
             }
             self.out.push_back(Output::Deliver(d));
         }
         for (transfer, provider) in chained {
+            self.ask_provider(transfer, provider);
+        }
+    }
+
+    /// Asks the local member `provider` for its checkpoint, unless it was
+    /// expelled (slow, or its own transfer failed) and awaits its removal:
+    /// it is handed nothing any more, so its state is stale, and the
+    /// joiner's broker must ask for another provider.
+    fn ask_provider(&mut self, transfer: TransferId, provider: MemberId) {
+        if self.muted.contains(&(transfer.group.clone(), provider)) {
+            self.abort_outgoing(transfer);
+        } else {
             self.out
                 .push_back(Output::StateRequest { transfer, provider });
         }

@@ -268,6 +268,12 @@ pub struct GroupInstall {
     pub flush: Vec<DataMsg>,
     /// State transfers starting at this join point: `(joiner, provider)`.
     pub transfers: Vec<(MemberId, Option<MemberId>)>,
+    /// The members (of `members`, oldest first) that joined with state:
+    /// they keep the group's application state, so state providers are
+    /// chosen among them. A member that joined without state (a
+    /// subscription, say) answers a state request with an empty checkpoint,
+    /// and re-joins without state after a partition.
+    pub stateful: Vec<MemberId>,
 }
 
 /// A chunk of a checkpoint sent by the provider's broker to the joiner's.

@@ -113,6 +113,11 @@ pub struct Checker {
     member_logs: Vec<Log<SimIds>>,
     /// The log of each current membership.
     open_logs: HashMap<(String, MemberId), usize>,
+    /// Whether a client's membership keeps application state, by
+    /// `(broker name, session, group)`: it joins with state and answers
+    /// state requests with its state; otherwise it joins without and, like
+    /// a subscription, answers with an empty checkpoint.
+    keeps_state: HashMap<(u32, u64, String), bool>,
 }
 
 /// How long after a view's successor that excludes a broker was installed
@@ -138,6 +143,20 @@ impl Checker {
         }
         self.has.insert((p.origin, tag));
         self.published.insert(tag, p);
+    }
+
+    /// The client of `(name, session)` joins `group` with `state` (the same
+    /// flag on every join of it).
+    pub fn on_keeps_state(&mut self, name: u32, session: u64, group: &str, state: bool) {
+        self.keeps_state
+            .insert((name, session, group.to_string()), state);
+    }
+
+    fn keeps_state(&self, group: &str, m: MemberId) -> bool {
+        self.keeps_state
+            .get(&(m.broker.name, m.session, group.to_string()))
+            .copied()
+            .unwrap_or(true)
     }
 
     /// `node` reported that it left (or rejoined) the primary component.
@@ -242,7 +261,20 @@ impl Checker {
             }
         }
         let mut fails = Vec::new();
+        let mut wrong_state = Vec::new();
         for m in gv.members.iter().filter(|m| m.broker == node) {
+            // Every join of a membership, the core's re-joins after a
+            // partition included, asks for state as its client did.
+            let with_state = ev.with_state.contains(m);
+            if ev.joined.contains(m) && with_state != self.keeps_state(&gv.group, *m) {
+                wrong_state.push(format!(
+                    "{m} joined {} in {} {} state, but its client joins {}",
+                    gv.group,
+                    gv.id,
+                    if with_state { "with" } else { "without" },
+                    if with_state { "without" } else { "with" },
+                ));
+            }
             let ml = self.members.entry((gv.group.clone(), *m)).or_default();
             if ev.joined.contains(m) {
                 *ml = MemberLog {
@@ -267,6 +299,9 @@ impl Checker {
         }
         for d in fails {
             self.fail(Clause::ViewAgreement, d);
+        }
+        for d in wrong_state {
+            self.fail(Clause::StateTransfer, d);
         }
         self.log_group_view(node, ev);
     }
@@ -549,8 +584,13 @@ impl Checker {
     }
 
     /// The application state a provider answers with: checkpoint plus
-    /// everything delivered to it in this membership.
+    /// everything delivered to it in this membership; nothing for a member
+    /// that keeps no state (the runtime answers for a subscription with an
+    /// empty checkpoint).
     pub fn app_state(&self, group: &str, m: MemberId) -> BTreeSet<u64> {
+        if !self.keeps_state(group, m) {
+            return BTreeSet::new();
+        }
         match self.members.get(&(group.to_string(), m)) {
             Some(ml) => {
                 let mut s = ml.initial.clone();
@@ -574,6 +614,11 @@ impl Checker {
             if ml.awaiting.is_some() {
                 fails.push(format!(
                     "{provider} asked for a checkpoint before having its own"
+                ));
+            }
+            if ml.failed {
+                fails.push(format!(
+                    "{provider} asked for a checkpoint after it was expelled (it is handed nothing more: its state is stale)"
                 ));
             }
         }
@@ -861,23 +906,7 @@ pub fn decode_state(b: &[u8]) -> BTreeSet<u64> {
 mod tests {
     use super::Clause;
     use crate::config::Defects;
-    use crate::sim::{SimOptions, run_seed, run_with};
-
-    /// Found by the member-level check (outside the default sweep): a
-    /// member expelled as slow is still listed in the view, is chosen as
-    /// the state provider of the next joiner and answers with its stale
-    /// state, so the joiner never gets the messages the provider was no
-    /// longer handed (§2.6). Once fixed, move the seeds to the regression
-    /// list (`sim/tests.rs`).
-    #[test]
-    #[ignore = "known protocol bug: a member expelled as slow provides a stale checkpoint"]
-    fn known_bug_a_member_expelled_as_slow_provides_a_stale_checkpoint() {
-        for seed in [615, 2780] {
-            let r = run_seed(seed);
-            let v: Vec<String> = r.violations.iter().map(|v| v.detail.clone()).collect();
-            assert!(v.is_empty(), "seed {seed}: {v:#?}");
-        }
-    }
+    use crate::sim::{SimOptions, run_with};
 
     /// Runs seeds with `defects` until the member-level check alone (the
     /// shared [`crate::history`] checker on the members' logs) reports
@@ -920,6 +949,15 @@ mod tests {
     fn member_logs_catch_a_checkpoint_at_the_wrong_point() {
         let d = Defects {
             late_checkpoint: true,
+            ..Defects::default()
+        };
+        member_logs_catch(d, Clause::StateTransfer, 20);
+    }
+
+    #[test]
+    fn member_logs_catch_a_checkpoint_from_a_member_without_state() {
+        let d = Defects {
+            any_provider: true,
             ..Defects::default()
         };
         member_logs_catch(d, Clause::StateTransfer, 20);

@@ -185,6 +185,12 @@ struct Sim {
     tag: u64,
     /// Client-wanted memberships: (name, session) -> groups.
     wanted: BTreeMap<(u32, u64), BTreeSet<String>>,
+    /// Whether a client's membership of a group keeps application state
+    /// (joins with state) or not (a subscription-like member that answers
+    /// state requests with an empty checkpoint): fixed per (name, session,
+    /// group) for the whole run, so every join of it, the core's re-joins
+    /// after a partition included, must carry the same flag.
+    keeps_state: BTreeMap<(u32, u64, String), bool>,
     /// Per (name, session, group): tags delivered to that session, in order.
     logs: BTreeMap<(u32, u64, String), Vec<u64>>,
     propose_start: BTreeMap<crate::id::ViewId, u64>,
@@ -280,6 +286,7 @@ impl Sim {
             pseq: BTreeMap::new(),
             tag: 0,
             wanted: BTreeMap::new(),
+            keeps_state: BTreeMap::new(),
             logs: BTreeMap::new(),
             propose_start: BTreeMap::new(),
             install_times: BTreeMap::new(),
@@ -287,6 +294,15 @@ impl Sim {
             trace: std::env::var("MESHCAST_TRACE").is_ok(),
             unconsumed: BTreeMap::new(),
         }
+    }
+
+    /// Whether the client's membership of `group` keeps state (see
+    /// `Sim::keeps_state`).
+    fn keeps_state(&self, name: u32, session: u64, group: &str) -> bool {
+        self.keeps_state
+            .get(&(name, session, group.to_string()))
+            .copied()
+            .unwrap_or(true)
     }
 
     fn is_slow(&self, name: u32, session: u64) -> bool {
@@ -466,6 +482,7 @@ impl Sim {
                     if matches!(reason, ExpelReason::TransferFailed | ExpelReason::Slow) {
                         // The client re-joins once it is out of the view.
                         let at = self.now + 50;
+                        let state = self.keeps_state(name, member.session, &group);
                         self.push(
                             at,
                             Event::Client {
@@ -473,7 +490,7 @@ impl Sim {
                                 cmd: ClientCmd::Join {
                                     session: member.session,
                                     group,
-                                    state: true,
+                                    state,
                                 },
                             },
                         );
@@ -752,12 +769,13 @@ impl Sim {
         for s in 1..=SESSIONS {
             let groups = self.wanted.get(&(name, s)).cloned().unwrap_or_default();
             for g in groups {
+                let state = self.keeps_state(name, s, &g);
                 self.input(
                     name,
                     Input::Client(ClientCmd::Join {
                         session: s,
                         group: g,
-                        state: true,
+                        state,
                     }),
                 );
             }
@@ -799,10 +817,24 @@ impl Sim {
         let group = format!("g{}", self.rand(self.opts.groups as u64));
         let id = self.nodes[name as usize].id;
         let r = self.rand(100);
-        let wanted = self.wanted.entry((name, session)).or_default();
-        if r < 12 && !wanted.contains(&group) {
-            wanted.insert(group.clone());
-            let state = self.rand(4) != 0;
+        let member = self
+            .wanted
+            .entry((name, session))
+            .or_default()
+            .contains(&group);
+        if r < 12 && !member {
+            self.wanted
+                .entry((name, session))
+                .or_default()
+                .insert(group.clone());
+            // Mostly stateful members, some that keep no state (like
+            // subscriptions); the choice sticks to this session and group.
+            let draw = self.rand(4) != 0;
+            let state = *self
+                .keeps_state
+                .entry((name, session, group.clone()))
+                .or_insert(draw);
+            self.checker.on_keeps_state(name, session, &group, state);
             self.input(
                 name,
                 Input::Client(ClientCmd::Join {
@@ -811,8 +843,10 @@ impl Sim {
                     state,
                 }),
             );
-        } else if r < 16 && wanted.contains(&group) {
-            wanted.remove(&group);
+        } else if r < 16 && member {
+            if let Some(w) = self.wanted.get_mut(&(name, session)) {
+                w.remove(&group);
+            }
             self.input(name, Input::Client(ClientCmd::Leave { session, group }));
         } else {
             let ordering = match self.rand(4) {

@@ -138,6 +138,20 @@ fn regression_seeds() {
         // A view chosen by a re-proposing ballot (ballot v19 for view v18):
         // a check of "promised beyond the view" stalled every broker.
         3059,
+        // After an exclusion, members that joined without state re-joined
+        // with state (4, 10, 11, 253); a member without state was chosen as
+        // provider while members that keep state existed, so the joiner got
+        // its empty checkpoint (7, 12, 255).
+        4, 7, 10, 11, 12, 253, 255,
+        // A re-based transfer whose only older members keep no state took
+        // their empty checkpoint and lost the deliveries held for it (107,
+        // 271, 336): it is expelled instead (the state is gone).
+        107, 271, 336,
+        // A member expelled (slow, or its own transfer failed) and still
+        // listed was asked for a checkpoint: its state is stale (615, 2780
+        // found by the member logs; 618, 1162, 1356, 1444, 1663, 1802, 1851,
+        // 1928, 1974 by the provider check).
+        615, 618, 1162, 1356, 1444, 1663, 1802, 1851, 1928, 1974, 2780,
     ] {
         let r = run_seed(seed);
         assert!(r.violations.is_empty(), "{}", report(&r));
@@ -242,6 +256,39 @@ fn checker_catches_minority_delivery_without_blocked_event() {
     assert!(
         seed.is_some(),
         "minority deliveries without a Blocked event went unnoticed"
+    );
+}
+
+/// The provider is the oldest member whatever state it keeps: a joiner
+/// gets the empty checkpoint of a member that joined without state although
+/// members that keep state exist.
+#[test]
+fn checker_catches_a_provider_that_keeps_no_state() {
+    let d = Defects {
+        any_provider: true,
+        ..Defects::default()
+    };
+    let seed = caught(d, Clause::StateTransfer, 20);
+    eprintln!("caught at seed {seed:?}");
+    assert!(
+        seed.is_some(),
+        "checkpoints from members without state went unnoticed"
+    );
+}
+
+/// After an exclusion every member re-joins with state, also those whose
+/// client joined without.
+#[test]
+fn checker_catches_a_rejoin_that_forgets_the_state_flag() {
+    let d = Defects {
+        rejoin_with_state: true,
+        ..Defects::default()
+    };
+    let seed = caught(d, Clause::StateTransfer, 40);
+    eprintln!("caught at seed {seed:?}");
+    assert!(
+        seed.is_some(),
+        "re-joins that ask for state the client did not want went unnoticed"
     );
 }
 
