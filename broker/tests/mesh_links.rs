@@ -4,85 +4,21 @@
 mod common;
 #[path = "common/logs.rs"]
 mod logs;
+#[path = "common/mesh.rs"]
+mod mesh;
 
 use std::net::SocketAddr;
-use std::path::Path;
 
 use common::{BrokerProc, GUARD, TempDir, run_cli};
 use logs::{Member, SharedLog, Subscriber};
+use mesh::{broker, certs, free_udp_addr, full_mesh, wait_for};
 use meshcast_protocol::history::Event;
 
-fn free_udp_addr() -> SocketAddr {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn certs(dir: &Path, names: &[&str]) {
-    let mut args = vec!["certs", "--out", dir.to_str().unwrap()];
-    args.extend_from_slice(names);
-    let (status, _, err) = run_cli(&args, None);
-    assert!(status.success(), "{err}");
-}
-
-/// Starts broker `id` listening for peers on `addr`, linked to `peers`.
-fn broker(
-    certs: &Path,
-    id: &str,
-    addr: SocketAddr,
-    peers: &[(&str, SocketAddr)],
-    extra: &[String],
-) -> BrokerProc {
-    let p = |f: String| certs.join(f).to_str().unwrap().to_string();
-    let peer_list: Vec<String> = peers
-        .iter()
-        .map(|(pid, a)| format!("{{id=\"{pid}\",addr=\"{a}\"}}"))
-        .collect();
-    let mut sets = vec![
-        format!("broker.id={id}"),
-        format!("broker.peer_listen={addr}"),
-        format!("tls.ca_cert={}", p("ca.pem".into())),
-        format!("tls.cert={}", p(format!("{id}.pem"))),
-        format!("tls.key={}", p(format!("{id}-key.pem"))),
-        format!("mesh.peers=[{}]", peer_list.join(",")),
-    ];
-    sets.extend_from_slice(extra);
-    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
-    let mut b = BrokerProc::start(&sets);
-    b.ca = certs.join("ca.pem");
-    b
-}
-
-/// Overrides for quick failure detection (no test relies on the timing;
-/// it only shortens the waits).
+/// [`mesh::fast`] plus whether this broker starts the mesh.
 fn fast(bootstrap: bool) -> Vec<String> {
-    vec![
-        format!("mesh.bootstrap={bootstrap}"),
-        "mesh.heartbeat_ms=50".to_string(),
-        "mesh.suspect_timeout_ms=500".to_string(),
-        "mesh.flush_timeout_ms=800".to_string(),
-        "mesh.reconnect_max_ms=200".to_string(),
-        "limits.idle_timeout_ms=1000".to_string(),
-    ]
-}
-
-async fn wait_for(
-    admin: SocketAddr,
-    what: &str,
-    ok: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    tokio::time::timeout(GUARD, async {
-        loop {
-            let s = common::status(admin).await;
-            if ok(&s) {
-                return s;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    let mut sets = mesh::fast();
+    sets.push(format!("mesh.bootstrap={bootstrap}"));
+    sets
 }
 
 #[tokio::test]
@@ -164,26 +100,6 @@ async fn a_group_map_mismatch_is_refused_naming_both_digests() {
         );
         assert_eq!(s["links"].as_array().unwrap().len(), 0);
     }
-}
-
-/// Starts `n` brokers named `{prefix}1..{prefix}n`, each listing all the
-/// others; the first one starts the mesh.
-fn full_mesh(dir: &Path, prefix: &str, n: usize, extra: &[String]) -> Vec<BrokerProc> {
-    let names: Vec<String> = (1..=n).map(|i| format!("{prefix}{i}")).collect();
-    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    certs(dir, &name_refs);
-    let addrs: Vec<SocketAddr> = names.iter().map(|_| free_udp_addr()).collect();
-    (0..n)
-        .map(|i| {
-            let peers: Vec<(&str, SocketAddr)> = (0..n)
-                .filter(|j| *j != i)
-                .map(|j| (name_refs[j], addrs[j]))
-                .collect();
-            let mut sets = extra.to_vec();
-            sets.push(format!("mesh.bootstrap={}", i == 0));
-            broker(dir, name_refs[i], addrs[i], &peers, &sets)
-        })
-        .collect()
 }
 
 /// Publishers on every broker, a subscriber on every broker: the
