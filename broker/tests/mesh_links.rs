@@ -7,8 +7,6 @@ mod logs;
 #[path = "common/mesh.rs"]
 mod mesh;
 
-use std::net::SocketAddr;
-
 use common::{BrokerProc, GUARD, TempDir, run_cli};
 use logs::{Member, SharedLog, Subscriber};
 use mesh::{broker, certs, free_udp_addr, full_mesh, wait_for};
@@ -338,33 +336,10 @@ async fn survivors_of_a_sigkill_under_load_agree_on_views_and_deliveries() {
 
 #[tokio::test]
 async fn a_partitioned_minority_blocks_and_rejoins_after_the_heal() {
-    use common::relay::Relay;
     use meshcast_client::Ordering;
     let dir = TempDir::new("mesh-part");
-    certs(dir.path(), &["p1", "p2", "p3"]);
-    let names = ["p1", "p2", "p3"];
-    let real: Vec<SocketAddr> = names.iter().map(|_| free_udp_addr()).collect();
-    // relay[i][j] carries broker i's dials to broker j.
-    let mut relays: Vec<Vec<Option<Relay>>> = Vec::new();
-    for i in 0..3 {
-        let mut row = Vec::new();
-        for (j, addr) in real.iter().enumerate() {
-            row.push(if i == j {
-                None
-            } else {
-                Some(Relay::start(*addr).await)
-            });
-        }
-        relays.push(row);
-    }
-    let mut brokers = Vec::new();
-    for i in 0..3 {
-        let peers: Vec<(&str, SocketAddr)> = (0..3)
-            .filter(|j| *j != i)
-            .map(|j| (names[j], relays[i][j].as_ref().unwrap().addr))
-            .collect();
-        brokers.push(broker(dir.path(), names[i], real[i], &peers, &fast(i == 0)));
-    }
+    let mesh = mesh::RelayedMesh::start(dir.path(), "p", 3, &mesh::fast()).await;
+    let brokers = mesh.brokers.as_slice();
     // A subscriber on p1 (majority) and one on p3 (to be cut off).
     let mut subs = Vec::new();
     for i in [0, 2] {
@@ -377,7 +352,7 @@ async fn a_partitioned_minority_blocks_and_rejoins_after_the_heal() {
         subs.push((c, Subscriber::start(&name, s, orders)));
     }
     let sub = &subs[0].1;
-    for b in &brokers {
+    for b in brokers {
         wait_for(b.admin, "a three-broker view", |s| {
             s["core"]["mesh"]["view"][1].as_array().map(Vec::len) == Some(3)
         })
@@ -399,9 +374,7 @@ async fn a_partitioned_minority_blocks_and_rejoins_after_the_heal() {
     let mut p3_state = p3_client.mesh_state();
     assert!(!p3_client.is_blocked());
     // Cut p3 off from both others, in both directions.
-    for (i, j) in [(0, 2), (2, 0), (1, 2), (2, 1)] {
-        relays[i][j].as_ref().unwrap().cut(true);
-    }
+    mesh.isolate(2, true);
     let cut = std::time::Instant::now();
     wait_for(brokers[2].admin, "p3 to block", |s| {
         s["core"]["mesh"]["blocked"] == true
@@ -433,13 +406,9 @@ async fn a_partitioned_minority_blocks_and_rejoins_after_the_heal() {
     ));
     sub.log.wait_for_key("during the partition").await;
     // Heal: p3 comes back into the primary component.
-    for row in &relays {
-        for r in row.iter().flatten() {
-            r.cut(false);
-        }
-    }
+    mesh.isolate(2, false);
     let healed = std::time::Instant::now();
-    for b in &brokers {
+    for b in brokers {
         wait_for(b.admin, "a three-broker view after the heal", |s| {
             s["core"]["mesh"]["view"][1].as_array().map(Vec::len) == Some(3)
                 && s["core"]["mesh"]["blocked"] == false
