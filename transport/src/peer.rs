@@ -18,7 +18,7 @@ use crate::handshake::{self, HandshakeError};
 pub const ALPN_PEER: &[u8] = b"meshcast-peer";
 
 /// Version of the peer protocol spoken by this build.
-pub const PEER_PROTOCOL_VERSION: u16 = 1;
+pub const PEER_PROTOCOL_VERSION: u16 = 2;
 
 /// Who a broker says it is when it links to another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

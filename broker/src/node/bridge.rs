@@ -745,8 +745,9 @@ impl Bridge {
                         self.releasing.insert(key.clone(), held);
                     }
                 }
-                // Only a member that joined with state wants checkpoints (the
-                // core re-joins every member with state after a partition).
+                // Only a member that joined with state wants checkpoints (a
+                // member only through subscriptions may still be asked when a
+                // group has no member with state).
                 let wants = self.explicit.get(&key).is_some_and(|e| e.state);
                 if transfer.joiner.broker.name == self.me && wants {
                     let msg = ServerMsg::State {
