@@ -232,6 +232,21 @@ pub struct MeshConfig {
     /// Longest wait between dial attempts (the backoff doubles from
     /// `reconnect_min_ms` up to this), in milliseconds; default 2000.
     pub reconnect_max_ms: u64,
+    /// Credit window: this broker's messages per group that may be in
+    /// flight (not yet known received by every broker) before its further
+    /// publishes wait; default 1024.
+    pub credit_window: usize,
+    /// Publishes that may wait for credit, all groups together; the broker
+    /// stops reading from its clients before this fills; default 16384.
+    /// Must be at least 2048.
+    pub publish_backlog: usize,
+    /// Acknowledge receipt to the other brokers at once after this many
+    /// messages or decisions; default 128. Must be at most
+    /// `credit_window`.
+    pub ack_every: u64,
+    /// Otherwise acknowledge this long after the first unacknowledged
+    /// message, in milliseconds; default 1. `safe` messages wait for these.
+    pub ack_delay_ms: u64,
 }
 
 impl Default for MeshConfig {
@@ -247,6 +262,10 @@ impl Default for MeshConfig {
             link_queue: 65_536,
             reconnect_min_ms: 50,
             reconnect_max_ms: 2_000,
+            credit_window: 1_024,
+            publish_backlog: 16_384,
+            ack_every: 128,
+            ack_delay_ms: 1,
         }
     }
 }

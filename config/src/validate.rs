@@ -17,6 +17,10 @@ pub const FRAME_HEADROOM: u64 = 1024;
 /// Largest accepted timeout in `[limits]` and `[mesh]`, in milliseconds (one day).
 pub const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 
+/// Smallest `mesh.publish_backlog`: the runtime reads client commands in
+/// batches of up to 1024 and needs room for one whole batch.
+pub const MIN_PUBLISH_BACKLOG: usize = 2048;
+
 impl Config {
     /// Checks the values against each other and against their bounds.
     ///
@@ -203,6 +207,7 @@ impl Config {
             ("mesh.join_retry_ms", m.join_retry_ms),
             ("mesh.reconnect_min_ms", m.reconnect_min_ms),
             ("mesh.reconnect_max_ms", m.reconnect_max_ms),
+            ("mesh.ack_delay_ms", m.ack_delay_ms),
         ];
         for (key, ms) in timeouts {
             at_least_one(key, ms)?;
@@ -216,6 +221,26 @@ impl Config {
         }
         at_least_one("mesh.state_chunk_bytes", m.state_chunk_bytes as u64)?;
         at_least_one("mesh.link_queue", m.link_queue as u64)?;
+        at_least_one("mesh.credit_window", m.credit_window as u64)?;
+        at_least_one("mesh.ack_every", m.ack_every)?;
+        if m.ack_every > m.credit_window as u64 {
+            return Err(ConfigError::invalid(
+                "mesh.ack_every",
+                m.ack_every,
+                format!(
+                    "must be at most mesh.credit_window ({}), or senders wait for \
+                     acknowledgements that come only with heartbeats",
+                    m.credit_window
+                ),
+            ));
+        }
+        if m.publish_backlog < MIN_PUBLISH_BACKLOG {
+            return Err(ConfigError::invalid(
+                "mesh.publish_backlog",
+                m.publish_backlog,
+                format!("must be at least {MIN_PUBLISH_BACKLOG} (two batches of client commands)"),
+            ));
+        }
         if m.suspect_timeout_ms <= m.heartbeat_ms {
             return Err(ConfigError::invalid(
                 "mesh.suspect_timeout_ms",

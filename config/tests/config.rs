@@ -1285,3 +1285,31 @@ fn the_three_broker_mesh_example_files_load() {
         assert!(!c.tls.uses_dev_ca());
     }
 }
+
+#[test]
+fn mesh_flow_control_keys_are_checked() {
+    let c = load_sets(&[]).unwrap();
+    assert_eq!(
+        (
+            c.mesh.credit_window,
+            c.mesh.publish_backlog,
+            c.mesh.ack_every,
+            c.mesh.ack_delay_ms
+        ),
+        (1024, 16384, 128, 1)
+    );
+    let (value, msg) = expect_invalid(
+        load_sets(&["mesh.credit_window=64", "mesh.ack_every=65"]),
+        "mesh.ack_every",
+    );
+    assert_eq!(value, "65");
+    assert!(msg.contains("at most mesh.credit_window (64)"), "{msg}");
+    load_sets(&["mesh.credit_window=64", "mesh.ack_every=64"]).unwrap();
+    let (_, msg) = expect_invalid(
+        load_sets(&["mesh.publish_backlog=100"]),
+        "mesh.publish_backlog",
+    );
+    assert!(msg.contains("at least 2048"), "{msg}");
+    expect_invalid(load_sets(&["mesh.ack_delay_ms=0"]), "mesh.ack_delay_ms");
+    expect_invalid(load_sets(&["mesh.credit_window=0"]), "mesh.credit_window");
+}

@@ -364,6 +364,10 @@ fn protocol_config(config: &Config) -> meshcast_protocol::ProtocolConfig {
         flush_timeout: m.flush_timeout_ms,
         join_retry: m.join_retry_ms,
         chunk_size: m.state_chunk_bytes,
+        max_unstable: m.credit_window,
+        max_outbox: m.publish_backlog,
+        ack_every: m.ack_every,
+        ack_delay: m.ack_delay_ms,
         ..meshcast_protocol::ProtocolConfig::default()
     }
 }
