@@ -444,20 +444,26 @@ fn server_name(id: &str) -> String {
     }
 }
 
+/// Writes queued buffers as they are (quinn takes `Bytes` without copying),
+/// up to 256 buffers or 1 MiB per write.
 async fn write_loop(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Bytes>) {
-    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut chunks: Vec<Bytes> = Vec::with_capacity(256);
     while let Some(first) = rx.recv().await {
-        buf.extend_from_slice(&first);
-        while buf.len() < 1 << 20 {
+        let mut len = first.len();
+        chunks.push(first);
+        while len < 1 << 20 && chunks.len() < 256 {
             match rx.try_recv() {
-                Ok(more) => buf.extend_from_slice(&more),
+                Ok(more) => {
+                    len += more.len();
+                    chunks.push(more);
+                }
                 Err(_) => break,
             }
         }
-        if send.write_all(&buf).await.is_err() {
+        if send.write_all_chunks(&mut chunks).await.is_err() {
             return;
         }
-        buf.clear();
+        chunks.clear();
     }
 }
 
