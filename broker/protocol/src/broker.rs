@@ -505,6 +505,12 @@ impl Broker {
         let n = e.view.members.len();
         crate::group::validate(n, &m)
             .map_err(|reason| Error::InvalidPeerMessage { from, reason })?;
+        if e.view.rank(from) != Some(m.rank as usize) {
+            return Err(Error::InvalidPeerMessage {
+                from,
+                reason: "data message for another sender's stream",
+            });
+        }
         if self.flushing() {
             // Reported already: receiving more now would let the sender
             // count it stable and free it although no report holds it.

@@ -85,8 +85,11 @@ impl Broker {
         let Some(rank) = e.view.rank(from) else {
             return;
         };
+        // Only groups that exist here: a peer's names create no state.
         for f in &a.frontiers {
-            e.group_mut(&f.group).apply_frontier(rank, f);
+            if let Some(g) = e.groups.get_mut(&f.group) {
+                g.apply_frontier(rank, f);
+            }
         }
     }
 }

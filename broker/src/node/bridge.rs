@@ -381,6 +381,8 @@ impl Bridge {
             }
             ClientMsg::Leave { id, group } => {
                 if self.explicit.remove(&(session, group.clone())).is_some() {
+                    self.awaiting_state.remove(&(session, group.clone()));
+                    self.releasing.remove(&(session, group.clone()));
                     self.release(session, group);
                     out.push(reply(session, &ServerMsg::Left { id }));
                 } else {
@@ -514,6 +516,15 @@ impl Bridge {
         let key = (session, group.clone());
         if self.explicit.contains_key(&key) {
             let reason = format!("already a member of group {group:?}");
+            return out.push(reply(session, &refuse(reason)));
+        }
+        if state && self.refs.contains_key(&key) {
+            // The session's membership (through a subscription) keeps no
+            // state and would never get a checkpoint.
+            let reason = format!(
+                "this session is already a member of group {group:?} through a subscription, \
+                 without state: join with state from another session, or before subscribing"
+            );
             return out.push(reply(session, &refuse(reason)));
         }
         let installed = self.joined.contains(&key);
@@ -813,9 +824,7 @@ impl Bridge {
         if sessions.is_empty() && everything.is_empty() && awaiting.is_none() {
             return;
         }
-        if d.deferred {
-            self.release_views(&sessions, &d.group, d.view, out);
-        }
+        self.release_views(&sessions, &d.group, d.view, out);
         let body: MeshPayload = match wire::decode_body("mesh payload", &d.payload) {
             Ok(b) => b,
             Err(e) => {
@@ -873,7 +882,7 @@ impl Bridge {
                 reply_to: body.reply_to,
             };
             out.extend(router.fanout(&topic, delivery, |s| {
-                sessions.contains(&s) || everything.contains(&s)
+                sessions.contains(&s) || (!d.deferred && everything.contains(&s))
             }));
         }
         // After the message itself, so a publisher that also receives it
@@ -1508,5 +1517,66 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["state", "message", "view 3"], "{got:?}");
+    }
+
+    #[test]
+    fn a_wildcard_subscriber_gets_no_second_copy_of_a_joiner_s_held_back_message() {
+        let mut t = setup(8);
+        assert!(t.client(2, publish("a/x", false, None)).is_empty());
+        let payload = t.published();
+        let sub = ClientMsg::Subscribe {
+            id: 5,
+            pattern: "**".into(),
+        };
+        let got = t.client(2, sub);
+        assert!(
+            matches!(&got[..], [(2, ServerMsg::Subscribed { id: 5, .. })]),
+            "{got:?}"
+        );
+        let d = match delivered(payload, member(1, 1), Vec::new()) {
+            Output::Deliver(d) => d,
+            _ => unreachable!(),
+        };
+        // The original delivery reaches the wildcard subscription.
+        let got = t.output(Output::Deliver(d.clone()));
+        assert!(matches!(&got[..], [(2, ServerMsg::Deliver(_))]), "{got:?}");
+        // The copy held back for a joiner on session 1 goes to it only.
+        let held = CoreDelivery {
+            deferred: true,
+            targets: vec![member(1, 1)],
+            ..d
+        };
+        let got = t.output(Output::Deliver(held));
+        assert!(got.iter().all(|(s, _)| *s == 1), "{got:?}");
+    }
+
+    #[test]
+    fn joining_with_state_a_group_the_session_reaches_by_subscription_is_refused() {
+        let mut t = setup(8);
+        let sub = ClientMsg::Subscribe {
+            id: 5,
+            pattern: "a/**".into(),
+        };
+        t.client(1, sub);
+        let join = ClientMsg::Join {
+            id: 6,
+            group: "a".into(),
+            state: true,
+        };
+        let got = t.client(1, join);
+        assert!(
+            matches!(
+                &got[..],
+                [(
+                    1,
+                    ServerMsg::Rejected {
+                        id: Some(6),
+                        code: RejectCode::InvalidGroup,
+                        ..
+                    }
+                )]
+            ),
+            "{got:?}"
+        );
     }
 }
