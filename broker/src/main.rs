@@ -106,6 +106,12 @@ impl ConfigArgs {
 struct BrokerArgs {
     #[command(flatten)]
     config: ConfigArgs,
+    /// Start a new mesh even though this broker's last mesh view (kept in
+    /// its data directory) held other brokers: only for when a majority of
+    /// that view is gone for good. Refused if any of them answers on its
+    /// peer link within a few seconds.
+    #[arg(long)]
+    force_new_mesh: bool,
 }
 
 #[derive(Args)]
@@ -276,7 +282,12 @@ fn print_banner(broker: &node::BrokerHandle) {
 async fn run_broker(args: BrokerArgs) -> Result<()> {
     let config = args.config.load()?;
     init_logs(&config.log.level);
-    let broker = node::start(config).await.context("starting the broker")?;
+    let opts = node::StartOptions {
+        force_new_mesh: args.force_new_mesh,
+    };
+    let broker = node::start_with(config, opts)
+        .await
+        .context("starting the broker")?;
     print_banner(&broker);
     if let Some(admin) = broker.admin_addr {
         println!("admin endpoint on {admin} (GET /status, GET /metrics)");

@@ -28,7 +28,7 @@ async fn three_brokers_link_every_pair_and_relink_a_restarted_one() {
     // A short idle timeout lets the links notice a killed peer quickly.
     let fast = ["limits.idle_timeout_ms=1500".to_string()];
     let b1 = broker(dir.path(), "b1", a1, &[("b2", a2)], &fast);
-    let mut b2 = broker(dir.path(), "b2", a2, &[("b3", a3)], &fast);
+    let b2 = broker(dir.path(), "b2", a2, &[("b3", a3)], &fast);
     let b3 = broker(dir.path(), "b3", a3, &[("b1", a1)], &fast);
     for b in [&b1, &b2, &b3] {
         let s = wait_for(b.admin, "two links", |s| {
@@ -46,18 +46,18 @@ async fn three_brokers_link_every_pair_and_relink_a_restarted_one() {
     let old = common::status(b2.admin).await["incarnation"]
         .as_u64()
         .unwrap();
-    // SIGKILL b2: the others drop it; a restarted b2 is linked again as a new incarnation.
-    b2.child.kill().unwrap();
-    b2.child.wait().unwrap();
+    // SIGKILL b2: the others drop it; b2 restarted with its data directory
+    // is linked again as a new incarnation (the next one it persisted).
+    let data = mesh::kill_keep_dir(b2);
     wait_for(b1.admin, "b2 gone", |s| {
         s["links"].as_array().map(Vec::len) == Some(1)
     })
     .await;
-    let b2 = broker(dir.path(), "b2", a2, &[("b3", a3)], &fast);
+    let b2 = mesh::broker_in(data, dir.path(), "b2", a2, &[("b3", a3)], &fast);
     let new = common::status(b2.admin).await["incarnation"]
         .as_u64()
         .unwrap();
-    assert_ne!(old, new);
+    assert_eq!(new, old + 1);
     wait_for(b1.admin, "b2's new incarnation", |s| {
         s["links"]
             .as_array()

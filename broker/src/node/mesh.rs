@@ -22,6 +22,7 @@ use meshcast_transport::wire;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use super::membership_store::{MembershipStore, StoredView};
 use super::peers::{PeerEvent, PeerHandle, SendError};
 
 /// Handle to a running mesh task.
@@ -61,6 +62,13 @@ impl MeshHandle {
 /// batch of them (`max_outbox`, see [`meshcast_protocol::ProtocolConfig`]):
 /// a publisher faster than the mesh fills the command channel and is held
 /// back there, never refused by the core.
+///
+/// `store` is this broker's membership file: a view the core installs
+/// ([`Output::MeshView`]) and a new incarnation it takes
+/// ([`Output::Rejoining`]) are written to it before anything else of that
+/// batch of outputs is sent to peers or handed to the local side. If it
+/// cannot be written, the task stops (the broker leaves the mesh) rather
+/// than act on a view it could forget.
 pub fn spawn(
     core: Broker,
     max_outbox: usize,
@@ -68,6 +76,7 @@ pub fn spawn(
     peer_events: mpsc::Receiver<PeerEvent>,
     local: mpsc::Sender<Vec<Output>>,
     queue: usize,
+    store: MembershipStore,
 ) -> MeshHandle {
     let (tx, rx) = mpsc::channel(queue);
     let (stats_tx, stats_rx) = mpsc::channel(8);
@@ -77,7 +86,7 @@ pub fn spawn(
         stats: stats_rx,
         local,
     };
-    tokio::spawn(run(core, max_outbox, peers, chans));
+    tokio::spawn(run(core, max_outbox, peers, chans, store));
     MeshHandle {
         cmds: tx,
         stats: stats_tx,
@@ -114,7 +123,17 @@ enum LinkMsg {
     Peers(Vec<(String, String)>),
 }
 
-async fn run(mut core: Broker, max_outbox: usize, peers: PeerHandle, chans: Channels) {
+/// What is known of the brokers linked to: node name to (broker id, the
+/// peer address it announced).
+type Known = HashMap<u32, (String, String)>;
+
+async fn run(
+    mut core: Broker,
+    max_outbox: usize,
+    peers: PeerHandle,
+    chans: Channels,
+    mut store: MembershipStore,
+) {
     let Channels {
         mut peer_events,
         mut cmds,
@@ -123,8 +142,9 @@ async fn run(mut core: Broker, max_outbox: usize, peers: PeerHandle, chans: Chan
     } = chans;
     let epoch = Instant::now();
     let now = || Time(epoch.elapsed().as_millis() as u64);
-    // Node names (u32) of the brokers we have linked to, to their ids.
-    let mut names: HashMap<u32, String> = HashMap::new();
+    // Node names (u32) of the brokers we have linked to, to their ids and
+    // peer addresses (for the membership file).
+    let mut names: Known = HashMap::new();
     // Encoded frames for each peer, sent once per batch.
     let mut outgoing: HashMap<u32, BytesMut> = HashMap::new();
     loop {
@@ -167,7 +187,13 @@ async fn run(mut core: Broker, max_outbox: usize, peers: PeerHandle, chans: Chan
             tracing::debug!(error = %e, "protocol input refused");
         }
         let mut batch = Vec::new();
+        let (mut view, mut incarnation) = (None, None);
         while let Some(out) = core.poll_output() {
+            match &out {
+                Output::MeshView(v) => view = Some(v.clone()),
+                Output::Rejoining { new, .. } => incarnation = Some(new.incarnation),
+                _ => {}
+            }
             match out {
                 Output::Send { to, envelope } => {
                     let buf = outgoing.entry(to.name).or_default();
@@ -179,6 +205,12 @@ async fn run(mut core: Broker, max_outbox: usize, peers: PeerHandle, chans: Chan
                 other => batch.push(other),
             }
         }
+        // The membership file first: nothing of this batch leaves the task
+        // before the view and incarnation it acts under are durable.
+        if let Err(e) = persist(&mut store, &names, &peers, view, incarnation) {
+            tracing::error!(error = %e, "cannot persist the mesh membership: this broker stops taking part in the mesh");
+            return;
+        }
         // One send per batch: the local side sees each batch whole (a
         // checkpoint and the deliveries held back for it arrive together).
         if !batch.is_empty() && local.send(batch).await.is_err() {
@@ -189,7 +221,7 @@ async fn run(mut core: Broker, max_outbox: usize, peers: PeerHandle, chans: Chan
                 continue;
             }
             let frames = buf.split().freeze();
-            let Some(broker) = names.get(name) else {
+            let Some((broker, _)) = names.get(name) else {
                 continue; // no link yet: the core resends after LinkUp
             };
             match peers.send(broker, frames) {
@@ -205,16 +237,11 @@ async fn run(mut core: Broker, max_outbox: usize, peers: PeerHandle, chans: Chan
 
 /// Turns a link event into core inputs (none for a bad frame: the link of
 /// its sender is reset instead).
-fn peer_input(
-    ev: PeerEvent,
-    names: &mut HashMap<u32, String>,
-    peers: &PeerHandle,
-    inputs: &mut Vec<Input>,
-) {
+fn peer_input(ev: PeerEvent, names: &mut Known, peers: &PeerHandle, inputs: &mut Vec<Input>) {
     match ev {
-        PeerEvent::Up { peer, .. } => {
+        PeerEvent::Up { peer, hello } => {
             let name = meshcast_config::node_name(&peer.broker);
-            names.insert(name, peer.broker);
+            names.insert(name, (peer.broker, hello.peer_addr));
             inputs.push(Input::LinkUp(NodeId::new(name, peer.incarnation)));
             gossip(peers);
         }
@@ -236,6 +263,15 @@ fn peer_input(
                     }
                     // The link is authenticated (mutual TLS, hello): a
                     // message must come from the broker at its other end.
+                    // That process's core starts at the incarnation of its
+                    // hello and only goes up (by 1 on each rejoin), so a
+                    // smaller one is not it. Incarnations are persisted
+                    // counters, not clocks: a broker whose data directory was
+                    // lost starts at 1 again, lower than the mesh's record
+                    // of it; that is fine here (each link is checked against
+                    // its own hello) and in the link manager (another
+                    // process of a broker replaces a silent link whatever
+                    // its incarnation).
                     Ok(LinkMsg::Protocol(env))
                         if env.from.name != name || env.from.incarnation < peer.incarnation =>
                     {
@@ -253,6 +289,36 @@ fn peer_input(
             }
         }
     }
+}
+
+/// Writes a new view and incarnation (whichever the batch had) to the
+/// membership file, naming the members by broker id where known.
+fn persist(
+    store: &mut MembershipStore,
+    names: &Known,
+    peers: &PeerHandle,
+    view: Option<meshcast_protocol::MeshView>,
+    incarnation: Option<u64>,
+) -> Result<(), super::membership_store::MembershipError> {
+    if let Some(inc) = incarnation {
+        store.set_incarnation(inc)?;
+    }
+    if let Some(v) = view {
+        let (me_id, me_addr) = peers.local();
+        let me = meshcast_config::node_name(&me_id);
+        let stored = StoredView::of(&v, |name| {
+            if name == me {
+                return (Some(me_id.clone()), Some(me_addr.clone()));
+            }
+            match names.get(&name) {
+                Some((b, a)) => (Some(b.clone()), Some(a.clone())),
+                None => (None, None),
+            }
+        });
+        tracing::info!(view = %stored.describe(), path = %store.path().display(), "mesh view persisted");
+        store.set_view(stored)?;
+    }
+    Ok(())
 }
 
 /// Tells every linked broker the addresses of all brokers known here.
@@ -324,6 +390,7 @@ mod tests {
         };
         let core = Broker::new(NodeId::new(meshcast_config::node_name(name), 1), cfg, 7);
         let (tx, out) = mpsc::channel(4096);
+        let store = MembershipStore::open(&dir.join(format!("{name}-data")), name).unwrap();
         Node {
             mesh: spawn(
                 core,
@@ -332,6 +399,7 @@ mod tests {
                 events,
                 tx,
                 1024,
+                store,
             ),
             out,
             pending: Default::default(),

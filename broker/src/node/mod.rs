@@ -6,6 +6,7 @@
 mod admin;
 mod bridge;
 mod core;
+pub mod membership_store;
 pub mod mesh;
 pub mod peers;
 mod session;
@@ -29,7 +30,12 @@ use crate::router::{Router, RouterLimits};
 
 pub use self::bridge::{GroupStatus, LocalMember, MeshStatus};
 pub use self::core::CoreStats;
+use self::membership_store::{Bootstrap, MembershipStore, StoredMember};
 use self::peers::{PeerEvent, PeerHandle, PeerSettings};
+
+/// How long `--force-new-mesh` waits for the brokers of the stored last
+/// view to answer before it starts a new mesh.
+pub const FORCE_PROBE: Duration = Duration::from_secs(3);
 
 /// Errors that stop a broker from starting.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +56,21 @@ pub enum StartError {
          from one cluster CA (create them with `meshcast certs`)"
     )]
     MeshNeedsCa,
+    /// The membership file (incarnation, last mesh view) is unusable.
+    #[error(transparent)]
+    Membership(#[from] membership_store::MembershipError),
+    /// `--force-new-mesh` was refused: brokers of the last view answered.
+    #[error(
+        "--force-new-mesh refused: {} of this broker's last mesh view {view} answered on \
+         their peer links, so its mesh is not gone; start without --force-new-mesh to rejoin it",
+        answered.join(", ")
+    )]
+    ForceNewMeshRefused {
+        /// The stored view.
+        view: String,
+        /// The brokers that answered, with their addresses.
+        answered: Vec<String>,
+    },
     /// The admin HTTP endpoint could not be bound.
     #[error("binding the admin endpoint broker.admin_listen = {addr}: {source}")]
     Admin {
@@ -109,8 +130,22 @@ impl BrokerHandle {
     }
 }
 
+/// Options of one start that are not configuration (command-line only).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// Start a new mesh even though the stored last view holds other
+    /// brokers (a majority lost for good); refused if any of them answers
+    /// on its peer link within [`FORCE_PROBE`].
+    pub force_new_mesh: bool,
+}
+
 /// Starts a broker with `config`. Must be called inside a tokio runtime.
 pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
+    start_with(config, StartOptions::default()).await
+}
+
+/// [`start`] with command-line options.
+pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHandle, StartError> {
     let group_rules = config
         .groups
         .iter()
@@ -151,20 +186,83 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
         frames: limits.subscriber_queue,
         bytes: limits.subscriber_queue_bytes,
     };
-    let (links, link_events) = start_links(&config, &identity, &broker_id, groups.digest())?;
+    // The next incarnation is persisted before anything uses it.
+    let store = MembershipStore::open(&config.broker.data_dir, &broker_id)?;
+    let me = meshcast_config::node_name(&broker_id);
+    let mesh_mode = !config.mesh.peers.is_empty();
+    let decision = membership_store::decide_bootstrap(
+        config.mesh.bootstraps(),
+        opts.force_new_mesh,
+        store.previous_view(),
+        me,
+    );
+    let previous = store.previous_view().cloned();
+    let remembered: Vec<StoredMember> = previous
+        .as_ref()
+        .map(|v| v.others(me).cloned().collect())
+        .unwrap_or_default();
+    let probe = match &decision {
+        Bootstrap::ForceNew { others } if mesh_mode => others.clone(),
+        _ => Vec::new(),
+    };
+    let view_text = previous.as_ref().map(|v| v.describe()).unwrap_or_default();
+    let (links, link_events) = start_links(
+        &config,
+        &identity,
+        &broker_id,
+        groups.digest(),
+        store.incarnation(),
+        &remembered,
+        (&probe, &view_text),
+    )
+    .await?;
+    let bootstrap = match decision {
+        Bootstrap::New => true,
+        Bootstrap::Join { overridden } => {
+            if let Some(warning) = overridden {
+                tracing::warn!(broker = %broker_id, last_view = %view_text, "{warning}");
+            }
+            false
+        }
+        Bootstrap::ForceNew { others } => {
+            let names: Vec<String> = others.iter().map(StoredMember::label).collect();
+            tracing::error!(
+                broker = %broker_id,
+                last_view = %view_text,
+                lost = %names.join(", "),
+                "--force-new-mesh: none of the other brokers of the last mesh view answered \
+                 within {} s; STARTING A NEW MESH without them (they must not come back with \
+                 their old data directories expecting the old mesh)",
+                FORCE_PROBE.as_secs()
+            );
+            true
+        }
+    };
+    if !mesh_mode && !remembered.is_empty() {
+        tracing::warn!(
+            last_view = %view_text,
+            "mesh.peers is empty: running as a single broker although the last mesh view held \
+             other brokers"
+        );
+    }
     // Mesh mode (peers configured): the protocol core orders everything.
     let mut mesh_handle = None;
-    let mesh = if config.mesh.peers.is_empty() {
+    let mesh = if !mesh_mode {
         log_links(link_events);
         None
     } else {
-        let me = meshcast_config::node_name(&broker_id);
-        let pcfg = protocol_config(&config);
+        let mut pcfg = protocol_config(&config);
+        pcfg.bootstrap = bootstrap;
+        for m in &remembered {
+            if !pcfg.seeds.contains(&m.name) {
+                pcfg.seeds.push(m.name);
+            }
+        }
         let max_outbox = pcfg.max_outbox;
         let protocol = meshcast_protocol::Broker::new(
             meshcast_protocol::NodeId::new(me, links.incarnation),
             pcfg,
-            links.incarnation,
+            random_seed(),
         );
         // Batches of core outputs (each bounded by one batch of inputs).
         let (out_tx, out_rx) = mpsc::channel(64);
@@ -175,6 +273,7 @@ pub async fn start(config: Config) -> Result<BrokerHandle, StartError> {
             link_events,
             out_tx,
             limits.publish_queue,
+            store,
         );
         mesh_handle = Some(handle.clone());
         Some(core::MeshSide {
@@ -277,16 +376,35 @@ pub(crate) struct Links {
     incarnation: u64,
 }
 
+/// A seed for the protocol core's randomness, different on every start.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(d.as_nanos());
+    }
+    h.finish()
+}
+
 /// Binds the peer endpoint (mutual TLS under the cluster CA) and starts the
-/// link manager towards the configured peers.
+/// link manager towards the configured peers and the brokers of the stored
+/// last view (`remembered`).
+///
+/// `probe` (for `--force-new-mesh`) are brokers that must not answer on
+/// their peer links within [`FORCE_PROBE`]; if any does, the start is
+/// refused with [`StartError::ForceNewMeshRefused`].
 ///
 /// In mesh mode the protocol core runs over these links; otherwise link
 /// events are only logged and shown in the status.
-fn start_links(
+async fn start_links(
     config: &Config,
     identity: &pki::TlsIdentity,
     broker_id: &str,
     digest: u64,
+    incarnation: u64,
+    remembered: &[StoredMember],
+    (probe, view_text): (&[StoredMember], &str),
 ) -> Result<(Links, mpsc::Receiver<PeerEvent>), StartError> {
     let idle = config.limits.idle_timeout();
     let server = quic::server_config(identity, &[ALPN_PEER], true, idle)?;
@@ -298,24 +416,59 @@ fn start_links(
         idle,
     )?);
     let addr = endpoint.local_addr().unwrap_or(config.broker.peer_listen);
-    // A new, larger incarnation on every start (the wall clock in
-    // nanoseconds), so a restarted broker is a new member. The protocol core
-    // adds 1 when it rejoins after a partition; restarts are far more than
-    // that apart.
-    let incarnation = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
+    // The incarnation comes from the membership file: one more than the
+    // last one used (the core adds 1 itself when it rejoins after being cut
+    // off, and that is persisted too), so a restarted broker is a new member.
     let mesh = &config.mesh;
+    // Where the brokers of the last view are: the address each announced,
+    // else the configured one.
+    let configured = |id: &str| mesh.peers.iter().find(|p| p.id == id).map(|p| p.addr);
+    let addr_of = |m: &StoredMember| -> Option<(SocketAddr, String)> {
+        let id = m.broker.clone()?;
+        let addr = m
+            .peer_addr
+            .as_deref()
+            .and_then(|a| a.parse().ok())
+            .or_else(|| configured(&id))?;
+        Some((addr, id))
+    };
+    let mut seeds: Vec<(SocketAddr, String)> =
+        mesh.peers.iter().map(|p| (p.addr, p.id.clone())).collect();
+    for m in remembered {
+        if let Some((addr, id)) = addr_of(m) {
+            if !seeds.iter().any(|(a, _)| *a == addr) {
+                seeds.push((addr, id));
+            }
+        }
+    }
+    let local = PeerHello {
+        broker: broker_id.to_string(),
+        incarnation,
+        site: config.broker.site.clone(),
+        group_map_digest: digest,
+        peer_addr: addr.to_string(),
+    };
+    if !probe.is_empty() {
+        let targets: Vec<(SocketAddr, String)> = probe.iter().filter_map(addr_of).collect();
+        let answered = peers::probe(
+            &endpoint,
+            &local,
+            &targets,
+            config.limits.max_frame_bytes as usize,
+            FORCE_PROBE,
+        )
+        .await;
+        if !answered.is_empty() {
+            endpoint.close(0u32.into(), b"not starting");
+            return Err(StartError::ForceNewMeshRefused {
+                view: view_text.to_string(),
+                answered,
+            });
+        }
+    }
     let settings = PeerSettings {
-        local: PeerHello {
-            broker: broker_id.to_string(),
-            incarnation,
-            site: config.broker.site.clone(),
-            group_map_digest: digest,
-            peer_addr: addr.to_string(),
-        },
-        seeds: mesh.peers.iter().map(|p| (p.addr, p.id.clone())).collect(),
+        local,
+        seeds,
         max_frame: config.limits.max_frame_bytes as usize,
         link_queue: mesh.link_queue,
         backoff: (mesh.reconnect_min(), mesh.reconnect_max()),

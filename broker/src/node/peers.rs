@@ -182,6 +182,12 @@ impl PeerHandle {
         }
     }
 
+    /// This broker's id and the peer address it announces.
+    pub fn local(&self) -> (String, String) {
+        let l = &self.inner.settings.local;
+        (l.broker.clone(), l.peer_addr.clone())
+    }
+
     /// Queues one encoded frame (length prefix included) for `broker`.
     pub fn send(&self, broker: &str, frame: Bytes) -> Result<(), SendError> {
         let t = self.table();
@@ -300,10 +306,13 @@ impl PeerHandle {
         if let Some(old) = replaced {
             // Frames sent on the replaced connection may be lost: report it
             // down so the protocol resends what is unacknowledged.
+            // Another incarnation replaces the old link whether its number
+            // is larger or not (a broker whose data directory was lost
+            // starts again at 1).
             let reason = if old == peer {
                 "duplicate link replaced"
             } else {
-                "replaced by a new incarnation"
+                "replaced by another incarnation"
             };
             let _ = events
                 .send(PeerEvent::Down {
@@ -352,6 +361,37 @@ impl PeerHandle {
                 .any(|l| l.conn.remote_address() == addr && live(l)),
         }
     }
+}
+
+/// Dials each of `targets` (address, broker id) once with `local`'s hello
+/// and returns those that answered within `limit`, as `id at addr`: a
+/// completed handshake or a refusal both count (a broker is running there);
+/// only silence does not. Links that come up are closed at once.
+pub async fn probe(
+    endpoint: &quinn::Endpoint,
+    local: &PeerHello,
+    targets: &[(SocketAddr, String)],
+    max_frame: usize,
+    limit: Duration,
+) -> Vec<String> {
+    let dials = targets.iter().map(|(addr, id)| async move {
+        let name = server_name(id);
+        let dial = peer::dial(endpoint, *addr, &name, local, max_frame);
+        let answered = match tokio::time::timeout(limit, dial).await {
+            Ok(Ok(link)) => {
+                link.conn.close(0u32.into(), b"probe only");
+                true
+            }
+            Ok(Err(peer::PeerError::Connect { .. })) | Err(_) => false,
+            Ok(Err(_)) => true,
+        };
+        answered.then(|| format!("{id} at {addr}"))
+    });
+    futures_util::future::join_all(dials)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 async fn accept_loop(handle: PeerHandle) {

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::common::relay::Relay;
-use crate::common::{BrokerProc, GUARD, run_cli, status};
+use crate::common::{BrokerProc, GUARD, TempDir, run_cli, status};
 
 /// A loopback UDP address that was free a moment ago.
 pub fn free_udp_addr() -> SocketAddr {
@@ -38,6 +38,17 @@ pub fn broker(
     peers: &[(&str, SocketAddr)],
     extra: &[String],
 ) -> BrokerProc {
+    broker_in(TempDir::new("broker"), certs, id, addr, peers, extra)
+}
+
+/// The `--set` overrides [`broker`] gives broker `id`.
+pub fn broker_sets(
+    certs: &Path,
+    id: &str,
+    addr: SocketAddr,
+    peers: &[(&str, SocketAddr)],
+    extra: &[String],
+) -> Vec<String> {
     let p = |f: String| certs.join(f).to_str().unwrap().to_string();
     let peer_list: Vec<String> = peers
         .iter()
@@ -52,10 +63,31 @@ pub fn broker(
         format!("mesh.peers=[{}]", peer_list.join(",")),
     ];
     sets.extend_from_slice(extra);
+    sets
+}
+
+/// [`broker`] with a given data directory (e.g. a killed broker's, to
+/// restart it with its history).
+pub fn broker_in(
+    dir: TempDir,
+    certs: &Path,
+    id: &str,
+    addr: SocketAddr,
+    peers: &[(&str, SocketAddr)],
+    extra: &[String],
+) -> BrokerProc {
+    let sets = broker_sets(certs, id, addr, peers, extra);
     let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
-    let mut b = BrokerProc::start(&sets);
+    let mut b = BrokerProc::start_in(dir, &sets);
     b.ca = certs.join("ca.pem");
     b
+}
+
+/// Kills broker `b` (SIGKILL) and hands back its data directory.
+pub fn kill_keep_dir(mut b: BrokerProc) -> TempDir {
+    let _ = b.child.kill();
+    let _ = b.child.wait();
+    std::mem::replace(&mut b.dir, TempDir(std::path::PathBuf::new()))
 }
 
 /// Overrides for quick failure detection. No test relies on the timing;

@@ -63,6 +63,11 @@ impl BrokerProc {
 
     /// Like [`BrokerProc::start`] but with a given data directory.
     pub fn start_in(dir: TempDir, sets: &[&str]) -> BrokerProc {
+        Self::start_with_args(dir, sets, &[])
+    }
+
+    /// Like [`BrokerProc::start_in`] with extra `meshcast broker` arguments.
+    pub fn start_with_args(dir: TempDir, sets: &[&str], args: &[&str]) -> BrokerProc {
         let mut cmd = Command::new(meshcast_bin());
         cmd.arg("broker")
             .arg("--data-dir")
@@ -74,6 +79,7 @@ impl BrokerProc {
         for s in sets {
             cmd.args(["--set", s]);
         }
+        cmd.args(args);
         cmd.env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

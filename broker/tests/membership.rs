@@ -1,0 +1,215 @@
+//! Persisted membership (DESIGN §2.7, issue 8): a broker keeps its
+//! incarnation counter and last mesh view in its data directory, so an
+//! ordinary restart rejoins the mesh instead of starting a second one, and
+//! only an operator's `--force-new-mesh` (refused while the others answer)
+//! starts a new mesh from a broker with history.
+
+mod common;
+#[path = "common/mesh.rs"]
+mod mesh;
+
+use std::net::SocketAddr;
+
+use common::{BrokerProc, GUARD, TempDir, run_cli};
+use futures_util::StreamExt;
+use mesh::{broker_sets, certs, free_udp_addr, wait_for, wait_mesh};
+use meshcast_client::Ordering;
+
+/// Three brokers configured like `examples/mesh/b*.toml`: each lists the
+/// other two, b1 has `bootstrap = true`, b2 and b3 leave it unset ("auto").
+struct Mesh {
+    dir: TempDir,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Mesh {
+    fn new(tag: &str) -> Mesh {
+        let dir = TempDir::new(tag);
+        certs(dir.path(), &["b1", "b2", "b3"]);
+        Mesh {
+            dir,
+            addrs: (0..3).map(|_| free_udp_addr()).collect(),
+        }
+    }
+
+    fn sets(&self, i: usize) -> Vec<String> {
+        let names = ["b1", "b2", "b3"];
+        let peers: Vec<(&str, SocketAddr)> = (0..3)
+            .filter(|j| *j != i)
+            .map(|j| (names[j], self.addrs[j]))
+            .collect();
+        let mut extra = mesh::fast();
+        if i == 0 {
+            extra.push("mesh.bootstrap=true".into());
+        }
+        broker_sets(self.dir.path(), names[i], self.addrs[i], &peers, &extra)
+    }
+
+    /// Starts broker `i` (0-based) with the data directory `data`.
+    fn start(&self, i: usize, data: TempDir) -> BrokerProc {
+        let sets = self.sets(i);
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let mut b = BrokerProc::start_in(data, &sets);
+        b.ca = self.dir.path().join("ca.pem");
+        b
+    }
+
+    /// Broker `i` started with `--force-new-mesh`.
+    fn start_forced(&self, i: usize, data: TempDir) -> BrokerProc {
+        let sets = self.sets(i);
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let mut b = BrokerProc::start_with_args(data, &sets, &["--force-new-mesh"]);
+        b.ca = self.dir.path().join("ca.pem");
+        b
+    }
+
+    /// `meshcast broker` arguments for broker `i` with data directory `data`
+    /// (for runs that are expected to exit).
+    fn cli_args(&self, i: usize, data: &TempDir, more: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            "broker".to_string(),
+            "--data-dir".into(),
+            data.path().display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        for s in self.sets(i) {
+            args.push("--set".into());
+            args.push(s);
+        }
+        args.extend(more.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// All three, b1 first; returns once every one is in a 3-broker view.
+    async fn start_all(&self) -> Vec<BrokerProc> {
+        let mut brokers = Vec::new();
+        for i in 0..3 {
+            brokers.push(self.start(i, TempDir::new(&format!("data-b{}", i + 1))));
+        }
+        for b in &brokers {
+            wait_mesh(b, 3).await;
+        }
+        brokers
+    }
+}
+
+fn view_members(s: &serde_json::Value) -> Vec<String> {
+    s["core"]["mesh"]["view"][1]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|x| x.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_restarted_bootstrap_broker_rejoins_its_mesh_instead_of_starting_its_own() {
+    let mesh = Mesh::new("mem-restart");
+    let mut brokers = mesh.start_all().await;
+    let first = common::status(brokers[0].admin).await;
+    let old_inc = first["incarnation"].as_u64().unwrap();
+    // The view of three is on disk before it is used.
+    let file = std::fs::read_to_string(brokers[0].dir.path().join("membership.json")).unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&file).unwrap();
+    assert_eq!(stored["broker"], "b1", "{file}");
+    assert_eq!(
+        stored["view"]["members"].as_array().unwrap().len(),
+        3,
+        "{file}"
+    );
+
+    // SIGKILL b1; b2 and b3 go on as the primary component.
+    let b1 = brokers.remove(0);
+    let data = mesh::kill_keep_dir(b1);
+    for b in &brokers {
+        wait_mesh(b, 2).await;
+    }
+    // Start it again with the same configuration (bootstrap = true) and data.
+    let b1 = mesh.start(0, data);
+    let s = wait_mesh(&b1, 3).await;
+    assert!(
+        s["incarnation"].as_u64().unwrap() > old_inc,
+        "a restart is a new, larger incarnation: {s}"
+    );
+    // Everyone agrees on one view of three that holds the new b1.
+    let members = view_members(&s);
+    for b in &brokers {
+        let other = wait_mesh(b, 3).await;
+        assert_eq!(view_members(&other), members, "{other}");
+    }
+    // A message published on b1 reaches a subscriber on b3.
+    let sub_client = brokers[1].client("sub-b3").await;
+    let mut sub = sub_client.subscribe("orders/**").await.unwrap();
+    let pub_client = b1.client("pub-b1").await;
+    let publisher = pub_client
+        .publisher("orders/eu/created", Ordering::Total, false)
+        .unwrap();
+    publisher.publish("after the restart").await.unwrap();
+    let msg = tokio::time::timeout(GUARD, sub.next())
+        .await
+        .expect("the message published on the restarted b1 never reached b3")
+        .expect("subscription ended")
+        .unwrap();
+    assert_eq!(&msg.payload[..], b"after the restart");
+    assert_eq!(msg.topic, "orders/eu/created");
+}
+
+#[tokio::test]
+async fn force_new_mesh_is_refused_while_the_last_view_answers_and_works_once_it_is_gone() {
+    let mesh = Mesh::new("mem-force");
+    let mut brokers = mesh.start_all().await;
+    let b1 = brokers.remove(0);
+    let data = mesh::kill_keep_dir(b1);
+    for b in &brokers {
+        wait_mesh(b, 2).await;
+    }
+    // b2 and b3 answer: refused, naming them, and nothing started.
+    let args = mesh.cli_args(0, &data, &["--force-new-mesh"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, _, err) = run_cli(&args, None);
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("--force-new-mesh refused"), "{err}");
+    assert!(err.contains("b2 at") && err.contains("b3 at"), "{err}");
+
+    // The majority is gone for good: without the override b1 stays out
+    // of any mesh (it waits for its peers), with it b1 starts a new mesh.
+    for b in brokers.drain(..) {
+        drop(mesh::kill_keep_dir(b));
+    }
+    let waiting = mesh.start(0, data);
+    // Once it has tried both peers (and failed), it still has no view.
+    let s = wait_for(waiting.admin, "failed dials to b2 and b3", |s| {
+        s["link_errors"].as_array().map(Vec::len) == Some(2)
+    })
+    .await;
+    assert!(
+        view_members(&s).is_empty(),
+        "a broker with history must not start a mesh alone: {s}"
+    );
+    let data = mesh::kill_keep_dir(waiting);
+    let forced = mesh.start_forced(0, data);
+    let s = wait_mesh(&forced, 1).await;
+    assert!(view_members(&s)[0].starts_with('b'), "{s}");
+}
+
+#[tokio::test]
+async fn a_corrupt_membership_file_stops_the_broker_naming_it() {
+    let mesh = Mesh::new("mem-corrupt");
+    let data = TempDir::new("data-corrupt");
+    let path = data.path().join("membership.json");
+    std::fs::write(&path, b"{\"format\":1,\"broker\":\"b1\",\"incarn").unwrap();
+    let args = mesh.cli_args(0, &data, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, _, err) = run_cli(&args, None);
+    assert!(!status.success(), "{err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(err.contains("corrupt"), "{err}");
+    // Left as it was for the operator.
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        b"{\"format\":1,\"broker\":\"b1\",\"incarn"
+    );
+}
