@@ -213,3 +213,87 @@ async fn a_corrupt_membership_file_stops_the_broker_naming_it() {
         b"{\"format\":1,\"broker\":\"b1\",\"incarn"
     );
 }
+
+/// The broker ids of a status document's view, by matching each member's
+/// node name against `ids`.
+fn member_of(members: &[String], id: &str) -> Option<String> {
+    let name = meshcast_config::node_name(id);
+    members
+        .iter()
+        .find(|m| m.starts_with(&format!("b{name}#")))
+        .cloned()
+}
+
+#[tokio::test]
+async fn a_second_live_broker_with_the_same_id_is_refused_and_displaces_nobody() {
+    let mesh = Mesh::new("mem-impostor");
+    let brokers = mesh.start_all().await;
+    let before = view_members(&common::status(brokers[0].admin).await);
+    let real_b2 = member_of(&before, "b2").expect("b2 in the view");
+    // Another process presenting id b2 (b2's certificate, other ports),
+    // pointed at b1.
+    let impostor_addr = free_udp_addr();
+    let mut extra = mesh::fast();
+    extra.push("mesh.bootstrap=false".into());
+    let impostor = mesh::broker(
+        mesh.dir.path(),
+        "b2",
+        impostor_addr,
+        &[("b1", mesh.addrs[0])],
+        &extra,
+    );
+    // The impostor records the refusal it received, naming the id and both
+    // peer addresses.
+    let s = wait_for(impostor.admin, "the impostor's refusal", |s| {
+        s["link_errors"].as_array().is_some_and(|errs| {
+            errs.iter()
+                .any(|e| e[1].as_str().is_some_and(|t| t.contains("already live")))
+        })
+    })
+    .await;
+    let refusal = s["link_errors"][0][1].as_str().unwrap().to_string();
+    assert!(refusal.contains("broker id \"b2\""), "{refusal}");
+    assert!(
+        refusal.contains(&mesh.addrs[1].to_string())
+            && refusal.contains(&impostor_addr.to_string()),
+        "the refusal names both addresses: {refusal}"
+    );
+    assert!(view_members(&s).is_empty(), "{s}");
+    // The real b2 stays linked and in the view, and keeps delivering: a
+    // message published on b2 reaches a subscriber on b1 and vice versa.
+    let sub_b1 = brokers[0].client("sub-b1").await;
+    let mut from_b2 = sub_b1.subscribe("orders/b2").await.unwrap();
+    let sub_b2 = brokers[1].client("sub-b2").await;
+    let mut from_b1 = sub_b2.subscribe("orders/b1").await.unwrap();
+    let c2 = brokers[1].client("pub-b2").await;
+    let p2 = c2.publisher("orders/b2", Ordering::Total, true).unwrap();
+    let c1 = brokers[0].client("pub-b1").await;
+    let p1 = c1.publisher("orders/b1", Ordering::Total, true).unwrap();
+    for i in 0..20 {
+        p2.publish(format!("m{i}")).await.unwrap();
+        p1.publish(format!("m{i}")).await.unwrap();
+    }
+    for sub in [&mut from_b2, &mut from_b1] {
+        for i in 0..20 {
+            let m = tokio::time::timeout(GUARD, sub.next())
+                .await
+                .expect("delivery")
+                .expect("subscription ended")
+                .unwrap();
+            assert_eq!(m.payload, format!("m{i}").into_bytes());
+        }
+    }
+    for b in &brokers {
+        let s = common::status(b.admin).await;
+        assert_eq!(
+            member_of(&view_members(&s), "b2"),
+            Some(real_b2.clone()),
+            "{s}"
+        );
+        assert_eq!(s["core"]["mesh"]["blocked"], false, "{s}");
+    }
+    // Still refused (never let in) at the end.
+    let s = common::status(impostor.admin).await;
+    assert!(view_members(&s).is_empty(), "{s}");
+    assert!(s["links"].as_array().is_some_and(Vec::is_empty), "{s}");
+}

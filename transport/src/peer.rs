@@ -194,6 +194,19 @@ pub async fn accept(
     local: &PeerHello,
     max_frame: usize,
 ) -> Result<PeerLink, PeerError> {
+    accept_checked(conn, local, max_frame, |_, _| Ok(())).await
+}
+
+/// [`accept`] with one more check of the remote's hello (and its address)
+/// by the caller, e.g. that no other live broker holds that id: an `Err`
+/// is sent to the dialer as the refusal's reason (it gets
+/// [`PeerError::Incompatible`] with it) and returned here the same way.
+pub async fn accept_checked(
+    conn: quinn::Connection,
+    local: &PeerHello,
+    max_frame: usize,
+    check: impl FnOnce(&PeerHello, SocketAddr) -> Result<(), String>,
+) -> Result<PeerLink, PeerError> {
     let addr = conn.remote_address();
     let connect = |e: &dyn std::fmt::Display| PeerError::Connect {
         addr,
@@ -225,7 +238,7 @@ pub async fn accept(
                 return Err(PeerError::Handshake { addr, source });
             }
         };
-    if let Err(reason) = compatibility(local, &remote) {
+    if let Err(reason) = compatibility(local, &remote).and_then(|()| check(&remote, addr)) {
         refuse(&mut send, &reason).await;
         return Err(PeerError::Incompatible { addr, reason });
     }

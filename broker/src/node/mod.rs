@@ -473,6 +473,7 @@ async fn start_links(
         link_queue: mesh.link_queue,
         backoff: (mesh.reconnect_min(), mesh.reconnect_max()),
         handshake_timeout: config.limits.handshake_timeout(),
+        live_within: Duration::from_millis(mesh.suspect_timeout_ms),
     };
     let (tx, rx) = mpsc::channel(mesh.link_queue.min(65536));
     let peers = PeerHandle::start(endpoint, settings, tx);

@@ -16,8 +16,9 @@ use std::collections::{HashMap, HashSet};
 
 use rustls_pki_types::ServerName;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use meshcast_transport::peer::{self, PeerHello, PeerLink};
@@ -84,6 +85,10 @@ pub struct PeerSettings {
     pub backoff: (Duration, Duration),
     /// Time allowed for a link's connection and handshake.
     pub handshake_timeout: Duration,
+    /// A link heard from within this time (`mesh.suspect_timeout_ms`) is
+    /// live: another process presenting the same broker id is refused
+    /// (DESIGN §2.11) rather than allowed to replace it.
+    pub live_within: Duration,
 }
 
 /// Why a frame could not be queued.
@@ -100,9 +105,13 @@ pub enum SendError {
 struct LiveLink {
     id: u64,
     peer: PeerId,
+    /// The hello of the process at the other end.
+    hello: PeerHello,
     dialer: String,
     conn: quinn::Connection,
     out: mpsc::Sender<Bytes>,
+    /// When frames last arrived, in ms since [`Inner::epoch`].
+    heard: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -125,6 +134,8 @@ pub struct PeerHandle {
 
 struct Inner {
     settings: PeerSettings,
+    /// Origin of the links' `heard` times.
+    epoch: Instant,
     endpoint: quinn::Endpoint,
     table: Mutex<Table>,
     events: mpsc::Sender<PeerEvent>,
@@ -141,6 +152,7 @@ impl PeerHandle {
         let seeds = settings.seeds.clone();
         let inner = Arc::new(Inner {
             settings,
+            epoch: Instant::now(),
             endpoint,
             table: Mutex::new(Table::default()),
             events,
@@ -244,6 +256,50 @@ impl PeerHandle {
             .close(0u32.into(), b"broker shutting down");
     }
 
+    /// Milliseconds since this manager started.
+    fn now_ms(&self) -> u64 {
+        self.inner.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Why a link with `remote` (at `addr`) must be refused: another
+    /// process holds its broker id on a live link (open and heard from
+    /// within [`PeerSettings::live_within`]). The reason names the id and
+    /// both processes' addresses. `None` for the same process (a second
+    /// connection, or a reconnect) or when the existing link is silent (a
+    /// restarted broker whose old process died gets in).
+    fn identity_conflict(&self, remote: &PeerHello, addr: SocketAddr) -> Option<String> {
+        let t = self.table();
+        let l = t.links.get(&remote.broker)?;
+        if l.conn.close_reason().is_some() {
+            return None;
+        }
+        if l.hello.incarnation == remote.incarnation && l.hello.peer_addr == remote.peer_addr {
+            return None;
+        }
+        let silent = self
+            .now_ms()
+            .saturating_sub(l.heard.load(Ordering::Relaxed));
+        if silent > self.inner.settings.live_within.as_millis() as u64 {
+            return None;
+        }
+        Some(format!(
+            "broker id {:?} is already live in this mesh (incarnation {} at {}, announced peer \
+             address {}, heard {} ms ago): refusing a second broker with that id \
+             (incarnation {} at {}, announced peer address {}). Two brokers must not share an \
+             id; if {:?} was just restarted, it gets in once its old link has been silent for \
+             mesh.suspect_timeout_ms",
+            remote.broker,
+            l.hello.incarnation,
+            l.conn.remote_address(),
+            l.hello.peer_addr,
+            silent,
+            remote.incarnation,
+            addr,
+            remote.peer_addr,
+            remote.broker,
+        ))
+    }
+
     /// Registers an established link, resolving duplicates. Returns false if
     /// this connection lost against an existing one and was closed.
     async fn install(&self, link: PeerLink, dialer: String) -> bool {
@@ -258,6 +314,7 @@ impl PeerHandle {
             incarnation: remote.incarnation,
         };
         let (out_tx, out_rx) = mpsc::channel(self.inner.settings.link_queue);
+        let heard = Arc::new(AtomicU64::new(self.now_ms()));
         let (id, replaced) = {
             let mut t = self.table();
             if let Some(existing) = t.links.get(&peer.broker) {
@@ -280,9 +337,11 @@ impl PeerHandle {
                 LiveLink {
                     id,
                     peer: peer.clone(),
+                    hello: remote.clone(),
                     dialer,
                     conn: conn.clone(),
                     out: out_tx,
+                    heard: heard.clone(),
                 },
             );
             (id, replaced.map(|old| old.peer))
@@ -328,7 +387,7 @@ impl PeerHandle {
             })
             .await;
         tokio::spawn(write_loop(send, out_rx));
-        tokio::spawn(read_loop(self.clone(), id, peer, conn, frames));
+        tokio::spawn(read_loop(self.clone(), id, peer, conn, frames, heard));
         true
     }
 
@@ -400,11 +459,20 @@ async fn accept_loop(handle: PeerHandle) {
         let handle = handle.clone();
         let (local, max, limit) = (s.local.clone(), s.max_frame, s.handshake_timeout);
         tokio::spawn(async move {
+            let checker = handle.clone();
             let accepted = tokio::time::timeout(limit, async {
                 let conn = incoming.await.map_err(|e| e.to_string())?;
-                peer::accept(conn, &local, max)
-                    .await
-                    .map_err(|e| e.to_string())
+                peer::accept_checked(conn, &local, max, |remote, addr| {
+                    match checker.identity_conflict(remote, addr) {
+                        Some(reason) => {
+                            tracing::error!(peer = %remote.broker, %addr, %reason, "refused a peer link: duplicate broker id");
+                            Err(reason)
+                        }
+                        None => Ok(()),
+                    }
+                })
+                .await
+                .map_err(|e| e.to_string())
             })
             .await;
             match accepted {
@@ -447,6 +515,14 @@ async fn dial_loop(handle: PeerHandle, addr: SocketAddr) {
             };
             match dialed {
                 Ok(link) => {
+                    if let Some(reason) = handle.identity_conflict(&link.remote, addr) {
+                        tracing::error!(%addr, peer = %link.remote.broker, %reason, "refused a peer link: duplicate broker id");
+                        link.conn.close(1u32.into(), reason.as_bytes());
+                        handle.table().errors.insert(addr, reason);
+                        tokio::time::sleep(wait).await;
+                        wait = (wait * 2).min(s.backoff.1);
+                        continue;
+                    }
                     let conn = link.conn.clone();
                     {
                         let mut t = handle.table();
@@ -513,11 +589,13 @@ async fn read_loop(
     peer: PeerId,
     conn: quinn::Connection,
     mut frames: meshcast_transport::FrameReader<quinn::RecvStream>,
+    heard: Arc<AtomicU64>,
 ) {
     let reason = loop {
         let mut bodies = Vec::with_capacity(64);
         match frames.read_batch(&mut bodies).await {
             Ok(true) => {
+                heard.store(handle.now_ms(), Ordering::Relaxed);
                 let ev = PeerEvent::Frames {
                     peer: peer.clone(),
                     bodies,

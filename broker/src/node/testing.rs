@@ -57,6 +57,7 @@ pub fn link_node(
         link_queue: 4096,
         backoff: (Duration::from_millis(10), Duration::from_millis(200)),
         handshake_timeout: Duration::from_secs(5),
+        live_within: Duration::from_secs(1),
     };
     (PeerHandle::start(ep, settings, tx), events)
 }
