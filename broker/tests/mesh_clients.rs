@@ -137,7 +137,10 @@ async fn subscribers_on_the_survivors_of_a_sigkill_see_the_same_views_among_the_
     }
     const BEFORE: usize = 30;
     const AFTER: usize = 30;
-    let survivors: Vec<u64> = pubs[..2].iter().map(|(c, _)| publisher_id(c)).collect();
+    let mut survivors: Vec<u64> = Vec::new();
+    for (i, (c, _)) in pubs[..2].iter().enumerate() {
+        survivors.push(publisher_id(c, &brokers[i]).await);
+    }
     // The survivors' subscribers record everything until they have every
     // message of the surviving publishers and a view without v3.
     let mut readers = Vec::new();
@@ -243,10 +246,18 @@ async fn subscribers_on_the_survivors_of_a_sigkill_see_the_same_views_among_the_
     assert!(logs[0].contains(&seen_view(&installed[1])), "{:?}", logs[0]);
 }
 
-/// The publisher id that receivers in a mesh see for client `c`.
-fn publisher_id(c: &Client) -> u64 {
+/// The publisher id that receivers in a mesh see for client `c` of broker
+/// `b` (in its current incarnation, from its status).
+async fn publisher_id(c: &Client, b: &BrokerProc) -> u64 {
     let name = meshcast_config::node_name(c.broker_id());
-    (u64::from(name) << 32) | (c.session_id() & 0xFFFF_FFFF)
+    let s = common::status(b.admin).await;
+    let node = s["core"]["mesh"]["node"].as_str().unwrap_or_default();
+    let incarnation: u64 = node
+        .rsplit('#')
+        .next()
+        .and_then(|i| i.parse().ok())
+        .unwrap_or_else(|| panic!("no incarnation in {s}"));
+    meshcast_client::mesh_publisher_id(name, incarnation, c.session_id())
 }
 
 #[tokio::test]

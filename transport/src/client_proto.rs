@@ -71,7 +71,10 @@ pub struct ClientHello {
 /// The broker's answer to an accepted [`ClientHello`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
-    /// The session id; it is also this client's publisher id.
+    /// The session id (numbered from 1 on every broker start). On a single
+    /// broker it is also this client's publisher id in deliveries; in a
+    /// mesh, deliveries carry [`mesh_publisher_id`] of the broker's node
+    /// name, its incarnation and this session id.
     pub session: u64,
     /// The broker's id.
     pub broker: String,
@@ -182,7 +185,7 @@ pub struct GroupViewInfo {
 pub struct GroupDelivery {
     /// The group.
     pub group: String,
-    /// The sender's publisher id.
+    /// The sender's publisher id ([`mesh_publisher_id`]).
     pub publisher: u64,
     /// The sender's sequence number for it.
     pub seq: u64,
@@ -203,7 +206,8 @@ pub struct GroupDelivery {
 pub struct Delivery {
     /// The topic it was published on.
     pub topic: String,
-    /// The publisher's session id.
+    /// The publisher id: its session id on a single broker, in a mesh
+    /// [`mesh_publisher_id`] (unique across broker restarts and rejoins).
     pub publisher: u64,
     /// The publisher's sequence number for this message (1, 2, 3, ...).
     pub seq: u64,
@@ -240,6 +244,11 @@ pub enum RejectCode {
     /// primary component before the message was stable, so it may or may
     /// not be delivered.
     OutcomeUnknown,
+    /// The broker is cut off from the primary component (blocked): it
+    /// accepts no publish or multicast until it is back in it (the client
+    /// was told `MeshState { blocked: true }`). Nothing was sent; publish
+    /// again once unblocked, or through another broker.
+    Blocked,
 }
 
 /// Broker to client, after the handshake.
@@ -383,6 +392,35 @@ impl CloseCode {
         .into_iter()
         .find(|c| c.code() as u64 == code)
     }
+}
+
+/// The publisher id a mesh puts in deliveries for session `session` of the
+/// broker with node name `node_name` (`meshcast_config::node_name` of its
+/// id) in incarnation `incarnation`.
+///
+/// Sessions are numbered from 1 on every broker start, so the session
+/// alone repeats across restarts; the incarnation (persisted, one more on
+/// every start and on every rejoin after being cut off) makes the triple
+/// unique, and this mixes it into 64 bits (FNV-1a over the three
+/// little-endian integers, then the splitmix64 finaliser). After a rejoin
+/// the broker publishes a session's later messages under its new
+/// incarnation: they carry a new publisher id (their sequence numbers go
+/// on from the old ones), so the old and the new incarnation's messages
+/// are two separate publisher streams.
+pub fn mesh_publisher_id(node_name: u32, incarnation: u64, session: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = node_name
+        .to_le_bytes()
+        .into_iter()
+        .chain(incarnation.to_le_bytes())
+        .chain(session.to_le_bytes());
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
 }
 
 /// Encodes the client's handshake frame for protocol `version`

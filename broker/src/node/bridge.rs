@@ -216,9 +216,15 @@ fn from_protocol(o: meshcast_protocol::Ordering) -> Ordering {
     }
 }
 
-/// A publisher id unique in the mesh: the broker's node name and the session.
-pub(crate) fn publisher_id(broker: u32, session: u64) -> u64 {
-    (u64::from(broker) << 32) | (session & 0xFFFF_FFFF)
+/// A publisher id unique in the mesh across restarts and rejoins: the
+/// broker incarnation hosting the session and the session
+/// ([`client_proto::mesh_publisher_id`]).
+pub(crate) fn publisher_id(publisher: MemberId) -> u64 {
+    client_proto::mesh_publisher_id(
+        publisher.broker.name,
+        publisher.broker.incarnation,
+        publisher.session,
+    )
 }
 
 impl Bridge {
@@ -413,7 +419,10 @@ impl Bridge {
                         },
                     ));
                 }
-                if let Err(refused) = self.confirm_room(session, confirm, safe) {
+                if let Err(refused) = self
+                    .refuse_if_blocked(confirm)
+                    .and_then(|()| self.confirm_room(session, confirm, safe))
+                {
                     return out.push(reply(session, &refused));
                 }
                 let Some(seq) = router.next_seq(session) else {
@@ -586,6 +595,23 @@ impl Bridge {
         }
     }
 
+    /// Refuses a publish or multicast while this broker is blocked (cut
+    /// off from the primary component): it would be confirmed `ok` and
+    /// then never be delivered by the primary component.
+    fn refuse_if_blocked(&self, confirm: Option<u64>) -> Result<(), ServerMsg> {
+        if !self.status.blocked {
+            return Ok(());
+        }
+        Err(ServerMsg::Rejected {
+            id: confirm,
+            code: RejectCode::Blocked,
+            reason: "this broker is cut off from the primary component of the mesh (blocked): \
+                     the message was not sent; publish again once it is back \
+                     (MeshState { blocked: false }) or through another broker"
+                .into(),
+        })
+    }
+
     /// Refuses a `safe` publish that asks for a confirmation when the
     /// session already awaits `max_confirms` of them.
     fn confirm_room(
@@ -639,7 +665,10 @@ impl Bridge {
         out: &mut Vec<Effect>,
     ) {
         // Checked before numbering, so a refusal leaves no gap in `seq`.
-        if let Err(refused) = self.confirm_room(session, p.confirm, p.safe) {
+        if let Err(refused) = self
+            .refuse_if_blocked(p.confirm)
+            .and_then(|()| self.confirm_room(session, p.confirm, p.safe))
+        {
             return out.push(reply(session, &refused));
         }
         let (topic, seq) = match router.accept_publish(session, &p) {
@@ -840,7 +869,7 @@ impl Bridge {
             }
             Some((s, id, body.seq))
         });
-        let publisher = publisher_id(d.publisher.broker.name, d.publisher.session);
+        let publisher = publisher_id(d.publisher);
         let ordering = from_protocol(d.ordering);
         // Members that joined the group explicitly get every message.
         let mut members: Vec<(SessionId, u64)> = sessions
@@ -1272,6 +1301,100 @@ mod tests {
                 [(2, ServerMsg::Deliver(_)), (2, ServerMsg::GroupView(v))] if v.view == "v3@b7#1"
             ),
             "{got:?}"
+        );
+    }
+
+    #[test]
+    fn publisher_ids_differ_across_incarnations_sessions_and_brokers() {
+        let mut t = setup(8);
+        let sub = ClientMsg::Subscribe {
+            id: 5,
+            pattern: "a/**".into(),
+        };
+        t.client(2, sub);
+        t.output(view(2, "a", vec![member(1, 2)]));
+        // Session 1 of this broker publishes before and after a rejoin
+        // (incarnation 1, then 2): two different publisher ids.
+        let mut ids = Vec::new();
+        for inc in [1, 2] {
+            t.client(1, publish("a/b", false, None));
+            let payload = t.published();
+            let got = t.output(delivered(payload, member(inc, 1), vec![member(1, 2)]));
+            let [(2, ServerMsg::Deliver(d))] = &got[..] else {
+                panic!("{got:?}")
+            };
+            ids.push(d.publisher);
+        }
+        assert_ne!(ids[0], ids[1], "a rejoined session is a new publisher");
+        assert_eq!(ids[0], publisher_id(member(1, 1)));
+        // Sessions are numbered from 1 on every start: a restarted broker's
+        // session 1 (a larger incarnation) never takes an old id, over a
+        // grid of brokers, incarnations and sessions.
+        let mut seen = std::collections::HashSet::new();
+        for name in [0, 1, 7, u32::MAX] {
+            for inc in 1..=40 {
+                for session in 1..=500 {
+                    let m = MemberId {
+                        broker: NodeId::new(name, inc),
+                        session,
+                    };
+                    assert!(seen.insert(publisher_id(m)), "{m:?} collides");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_blocked_broker_refuses_publishes_and_multicasts_instead_of_confirming_them() {
+        let mut t = setup(8);
+        t.output(Output::Blocked);
+        for (msg, id) in [
+            (publish("a/b", false, Some(10)), Some(10)),
+            (publish("a/b", true, Some(11)), Some(11)),
+            (publish("a/b", false, None), None),
+            (
+                ClientMsg::Multicast {
+                    group: "a".into(),
+                    ordering: Ordering::Total,
+                    safe: false,
+                    payload: Bytes::from_static(b"m"),
+                    confirm: Some(12),
+                },
+                Some(12),
+            ),
+        ] {
+            let got = t.client(1, msg);
+            let [
+                (
+                    1,
+                    ServerMsg::Rejected {
+                        id: got_id,
+                        code,
+                        reason,
+                    },
+                ),
+            ] = &got[..]
+            else {
+                panic!("{got:?}")
+            };
+            assert_eq!((*got_id, *code), (id, RejectCode::Blocked));
+            assert!(reason.contains("primary component"), "{reason}");
+        }
+        assert!(t.cmds.try_recv().is_err(), "nothing reached the core");
+        // Unblocked: accepted and confirmed again, numbered from 1 (the
+        // refusals left no gap).
+        t.output(Output::Unblocked);
+        let got = t.client(1, publish("a/b", false, Some(13)));
+        assert_eq!(
+            got,
+            [(
+                1,
+                ServerMsg::Confirmed {
+                    id: 13,
+                    seq: 1,
+                    stable: false
+                }
+            )]
         );
     }
 

@@ -56,6 +56,16 @@ pub enum ClientError {
         /// Why.
         reason: String,
     },
+    /// The broker is cut off from the primary component of the mesh and
+    /// refused a publish or multicast ([`RejectCode::Blocked`]): the message
+    /// was not sent. Publish again once the broker is back in the primary
+    /// component (the session sees `MeshState { blocked: false }`), or
+    /// through another broker. The session stays open.
+    #[error("not sent: the broker is blocked (cut off from the primary component): {reason}")]
+    Blocked {
+        /// The broker's explanation.
+        reason: String,
+    },
     /// The broker refused a request; the session stays open.
     #[error("rejected by broker ({code:?}): {reason}")]
     Rejected {

@@ -35,7 +35,8 @@ impl From<GroupViewInfo> for View {
 /// A message multicast to a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMessage {
-    /// The sender's publisher id.
+    /// The sender's publisher id ([`crate::mesh_publisher_id`], see
+    /// [`crate::Client::session_id`]).
     pub publisher: u64,
     /// The sender's sequence number for it.
     pub seq: u64,

@@ -50,7 +50,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use error::ClientError;
 pub use group::{Group, GroupEvent, GroupMessage, StateRequest, View};
 pub use inbox::Gather;
-pub use meshcast_transport::client_proto::{Ordering, RejectCode};
+pub use meshcast_transport::client_proto::{Ordering, RejectCode, mesh_publisher_id};
 pub use subscription::{Message, Subscription, SubscriptionEvent};
 
 use outbox::Outbox;
@@ -361,7 +361,15 @@ impl Client {
         Ok(Client { shared, handle })
     }
 
-    /// This session's id, which is also its publisher id.
+    /// This session's id (numbered from 1 on every broker start).
+    ///
+    /// On a single broker it is also the publisher id of this session's
+    /// messages. In a mesh, deliveries carry
+    /// [`mesh_publisher_id`]`(node_name(broker_id), incarnation, session_id)`
+    /// instead, where `incarnation` is the broker's current one (shown in
+    /// its status as `core.mesh.node`, `b<node name>#<incarnation>`): unique
+    /// across restarts, and new after the broker rejoins the mesh (the
+    /// session's later messages are then a new publisher stream).
     pub fn session_id(&self) -> u64 {
         self.shared.welcome.session
     }

@@ -363,7 +363,12 @@ fn answer(
             }
         }
         ServerMsg::Rejected { id, code, reason } => {
-            let err = ClientError::Rejected { code, reason };
+            let err = match code {
+                meshcast_transport::client_proto::RejectCode::Blocked => {
+                    ClientError::Blocked { reason }
+                }
+                code => ClientError::Rejected { code, reason },
+            };
             match id.and_then(|id| shared.pending().remove(&id)) {
                 Some(Pending::Subscribe { reply, .. }) => {
                     let _ = reply.send(Err(err));

@@ -19,7 +19,8 @@ pub struct Message {
     pub topic: String,
     /// The application bytes.
     pub payload: Bytes,
-    /// The publisher's session id.
+    /// The publisher id: the publisher's session id on a single broker, in
+    /// a mesh [`crate::mesh_publisher_id`] (see [`crate::Client::session_id`]).
     pub publisher: u64,
     /// The publisher's sequence number for it (1, 2, 3, ...).
     pub seq: u64,
