@@ -64,7 +64,8 @@ impl MeshHandle {
 /// back there, never refused by the core.
 ///
 /// `store` is this broker's membership file: a view the core installs
-/// ([`Output::MeshView`]) and a new incarnation it takes
+/// ([`Output::MeshView`]) with other brokers than the stored one, and a new
+/// incarnation it takes
 /// ([`Output::Rejoining`]) are written to it before anything else of that
 /// batch of outputs is sent to peers or handed to the local side. If it
 /// cannot be written, the task stops (the broker leaves the mesh) rather
@@ -315,6 +316,19 @@ fn persist(
                 None => (None, None),
             }
         });
+        // Only a change of brokers is written: a view change for a client
+        // joining or leaving a group keeps the same brokers, and an fsync
+        // per group join would slow every join (and the file's counter is
+        // then that of the last change of brokers).
+        let same = |a: &StoredView, b: &StoredView| {
+            let key = |v: &StoredView| -> Vec<(u32, u64)> {
+                v.members.iter().map(|m| (m.name, m.incarnation)).collect()
+            };
+            key(a) == key(b)
+        };
+        if store.view().is_some_and(|old| same(old, &stored)) {
+            return Ok(());
+        }
         tracing::info!(view = %stored.describe(), path = %store.path().display(), "mesh view persisted");
         store.set_view(stored)?;
     }
