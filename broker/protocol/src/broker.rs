@@ -89,8 +89,32 @@ pub struct Broker {
     /// Brokers outside `cfg.seeds` heard from while joining (heartbeats of
     /// a view): asked for admission at the next join retry.
     pub(crate) heard_seeds: BTreeSet<NodeId>,
+    /// Brokers this one can reach while it has no view (links up, or heard
+    /// from), for `auto_bootstrap`.
+    pub(crate) reachable: BTreeSet<u32>,
+    /// A member of some mesh answered (heartbeat or `Excluded`): never
+    /// start a mesh of our own.
+    pub(crate) mesh_seen: bool,
+    /// This broker installed a view at some point (so it has history).
+    pub(crate) had_view: bool,
+    /// When this broker started.
+    pub(crate) started_at: Time,
     /// When progress not yet acknowledged must be (see `stability.rs`).
     pub(crate) ack_due: Option<Time>,
+    // Delivery leases (see `lease.rs`).
+    /// Until when each member of the current view holds this broker to it.
+    pub(crate) lease_until: BTreeMap<NodeId, Time>,
+    /// The latest heartbeat stamp heard from each member in this view.
+    pub(crate) stamps_heard: BTreeMap<NodeId, u64>,
+    /// Members sent a grant since the current view was installed.
+    pub(crate) echoed: BTreeSet<NodeId>,
+    /// When this broker last granted each broker a lease.
+    pub(crate) granted: BTreeMap<NodeId, Time>,
+    /// When the current view was installed (older stamps grant nothing).
+    pub(crate) view_since: Time,
+    /// An `Accept` waiting for this broker's grants to the brokers it
+    /// excludes to expire: (coordinator, ballot, value).
+    pub(crate) pending_accept: Option<(NodeId, ViewId, Install)>,
     // Client side.
     pub(crate) requests: Vec<(u64, GroupRequest)>,
     pub(crate) request_seq: u64,
@@ -99,6 +123,8 @@ pub struct Broker {
     /// Publishes in `outbox`, all groups together.
     pub(crate) outbox_len: usize,
     pub(crate) msg_counter: u64,
+    /// Each local publisher session's sequence number in this incarnation.
+    pub(crate) pub_seqs: BTreeMap<u64, u64>,
     pub(crate) future: Vec<Envelope>,
     // State transfer.
     pub(crate) incoming: BTreeMap<TransferId, Incoming>,
@@ -174,11 +200,22 @@ impl Broker {
             next_join: Time(0),
             heard_seeds: BTreeSet::new(),
             ack_due: None,
+            reachable: BTreeSet::new(),
+            mesh_seen: false,
+            had_view: false,
+            started_at: Time(0),
+            lease_until: BTreeMap::new(),
+            stamps_heard: BTreeMap::new(),
+            echoed: BTreeSet::new(),
+            granted: BTreeMap::new(),
+            view_since: Time(0),
+            pending_accept: None,
             requests: Vec::new(),
             request_seq: 0,
             outbox: BTreeMap::new(),
             outbox_len: 0,
             msg_counter: 0,
+            pub_seqs: BTreeMap::new(),
             future: Vec::new(),
             incoming: BTreeMap::new(),
             outgoing: BTreeMap::new(),
@@ -280,6 +317,12 @@ impl Broker {
         } else {
             self.next_join
         };
+        if let Some(wait) = self.cfg.auto_bootstrap {
+            let due = self.started_at.plus(wait);
+            if self.epoch.is_none() && !self.had_view && !self.mesh_seen && self.now < due {
+                t = t.min(due);
+            }
+        }
         if let Some(r) = &self.round {
             t = t.min(r.deadline);
         }
@@ -296,6 +339,16 @@ impl Broker {
         }
         if let Some(d) = self.ack_due {
             t = t.min(d);
+        }
+        if let Some((_, _, inst)) = &self.pending_accept {
+            t = t.min(self.accept_hold(inst));
+        }
+        if let Some(r) = &self.round {
+            if r.value.is_some() && !r.acks.contains(&self.id) {
+                if let Some(v) = &r.value {
+                    t = t.min(self.accept_hold(v));
+                }
+            }
         }
         Some(t)
     }
@@ -341,10 +394,14 @@ impl Broker {
         match input {
             Input::Peer(env) => self.on_peer(env),
             Input::LinkUp(peer) => {
+                self.reachable.insert(peer.name);
                 self.on_link_up(peer);
                 Ok(())
             }
-            Input::LinkDown(_) => Ok(()),
+            Input::LinkDown(peer) => {
+                self.reachable.remove(&peer.name);
+                Ok(())
+            }
             Input::Client(cmd) => self.on_client(cmd),
             Input::Timeout => Ok(()),
         }
@@ -361,7 +418,15 @@ impl Broker {
         let jitter = self.rng.next_u64() % self.cfg.heartbeat_interval.max(1);
         self.next_heartbeat = self.now.plus(jitter);
         self.next_join = self.now;
+        self.started_at = self.now;
         if self.cfg.bootstrap {
+            self.bootstrap_now();
+        }
+    }
+
+    /// Installs a singleton mesh view of this broker.
+    pub(crate) fn bootstrap_now(&mut self) {
+        {
             let view = MeshView {
                 id: ViewId {
                     counter: 1,
@@ -370,6 +435,7 @@ impl Broker {
                 members: vec![self.id],
             };
             self.max_counter = 1;
+            self.had_view = true;
             self.out.push_back(Output::MeshView(view.clone()));
             self.epoch = Some(Epoch {
                 view,
@@ -406,14 +472,16 @@ impl Broker {
         }
     }
 
-    /// May this broker deliver and send in its current view?
+    /// May this broker deliver and send in its current view? Only while
+    /// it holds leases from a majority of it (see `lease.rs`).
     pub(crate) fn active(&self) -> bool {
+        let d = &self.cfg.defects;
+        let defect = d.deliver_in_minority || d.ignore_minority;
         self.epoch.is_some()
             && !self.flushing()
             && self.peers_flushing.is_empty()
-            && (!self.minority
-                || self.cfg.defects.deliver_in_minority
-                || self.cfg.defects.ignore_minority)
+            && (!self.minority || defect)
+            && (defect || self.leased())
     }
 
     pub(crate) fn on_peer(&mut self, env: Envelope) -> Result<(), Error> {
@@ -429,6 +497,9 @@ impl Broker {
         let from = env.from;
         crate::wire::check_numbers(&env.msg)
             .map_err(|reason| Error::InvalidPeerMessage { from, reason })?;
+        if self.epoch.is_none() && from.name != self.id.name {
+            self.reachable.insert(from.name);
+        }
         if let Some(e) = &self.epoch {
             if e.view.contains(from) {
                 self.last_heard.insert(from, self.now);
@@ -581,6 +652,18 @@ impl Broker {
                 if self.outbox_len >= self.cfg.max_outbox {
                     return Err(Error::Backpressure { group });
                 }
+                if self.minority
+                    && !(self.cfg.defects.deliver_in_minority || self.cfg.defects.ignore_minority)
+                {
+                    // Cut off: it could only be sent after a rejoin, as a
+                    // new incarnation, with its causal past maybe lost.
+                    self.out.push_back(Output::Unsent {
+                        session,
+                        group,
+                        payload,
+                    });
+                    return Ok(());
+                }
                 self.outbox_len += 1;
                 self.outbox
                     .entry(group.clone())
@@ -715,6 +798,9 @@ impl Broker {
         let me = e.me;
         let view = e.view.id;
         let members = e.view.members.clone();
+        let pub_seq = self.pub_seqs.entry(p.session).or_insert(0);
+        *pub_seq += 1;
+        let pub_seq = *pub_seq;
         let g = e.group_mut(&p.group);
         g.my_seq += 1;
         let deps = if p.ordering >= Ordering::Causal {
@@ -732,6 +818,7 @@ impl Broker {
                 broker: self.id,
                 session: p.session,
             },
+            pub_seq,
             ordering: p.ordering,
             safe: p.safe,
             deps,
@@ -826,6 +913,7 @@ impl Broker {
             view,
             id: m.id,
             publisher: m.publisher,
+            pub_seq: m.pub_seq,
             ordering: m.ordering,
             safe: m.safe,
             payload: m.payload,

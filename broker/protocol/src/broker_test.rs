@@ -65,7 +65,14 @@ fn two_brokers() -> (Broker, Broker) {
         members: vec![b(0), b(1)],
     };
     let p = env(b(0), b(1), PeerMsg::Propose(propose));
-    assert_eq!(drain(&mut b0), vec![send(b(1), p.clone())]);
+    // The joiner is also told a mesh exists (it never starts its own).
+    let hint = env(b(0), b(1), PeerMsg::Excluded { view: vid(1) });
+    assert_eq!(
+        drain(&mut b0),
+        vec![send(b(1), hint.clone()), send(b(1), p.clone())]
+    );
+    b1.handle(T0, Input::Peer(hint)).unwrap();
+    assert!(b1.mesh_seen && drain(&mut b1).is_empty());
 
     // The joiner reports (nothing held, no view yet).
     b1.handle(T0, Input::Peer(p)).unwrap();
@@ -107,14 +114,56 @@ fn two_brokers() -> (Broker, Broker) {
 
     b0.handle(T0, Input::Peer(acc)).unwrap();
     let c = env(b(0), b(1), PeerMsg::Commit(Box::new(install)));
+    let mut out0 = drain(&mut b0);
+    let hb0 = out0.split_off(2);
     assert_eq!(
-        drain(&mut b0),
+        out0,
         vec![send(b(1), c.clone()), Output::MeshView(v2.clone())]
     );
+    assert!(!b0.leased(), "no lease from b1 yet");
 
     b1.handle(T0, Input::Peer(c)).unwrap();
-    assert_eq!(drain(&mut b1), vec![Output::MeshView(v2)]);
+    let mut out1 = drain(&mut b1);
+    let hb1 = out1.split_off(1);
+    assert_eq!(out1, vec![Output::MeshView(v2)]);
+    // Each announces the new view with a heartbeat; each answers the first
+    // heartbeat of the other with its grant: both are then leased.
+    exchange_heartbeats(&mut b0, &mut b1, hb0, hb1);
+    assert!(b0.leased() && b1.leased());
     (b0, b1)
+}
+
+/// Delivers heartbeats between two brokers until neither sends any more
+/// (every output in flight must be a heartbeat).
+fn exchange_heartbeats(
+    b0: &mut Broker,
+    b1: &mut Broker,
+    mut to1: Vec<Output>,
+    mut to0: Vec<Output>,
+) {
+    fn feed(x: &mut Broker, inbox: Vec<Output>) -> Vec<Output> {
+        let mut out = Vec::new();
+        for o in inbox {
+            let Output::Send { envelope, .. } = o else {
+                panic!("unexpected output {o:?}");
+            };
+            assert!(
+                matches!(envelope.msg, PeerMsg::Heartbeat(_)),
+                "{envelope:?}"
+            );
+            x.handle(T0, Input::Peer(envelope)).unwrap();
+            out.extend(drain(x));
+        }
+        out
+    }
+    for _ in 0..10 {
+        if to0.is_empty() && to1.is_empty() {
+            return;
+        }
+        to0.extend(feed(b1, std::mem::take(&mut to1)));
+        to1.extend(feed(b0, std::mem::take(&mut to0)));
+    }
+    panic!("heartbeats never settled");
 }
 
 #[test]
@@ -148,6 +197,7 @@ fn publish_multicasts_then_delivers_locally() {
             seq: 1,
         },
         publisher,
+        pub_seq: 1,
         ordering: Ordering::Fifo,
         safe: false,
         deps: vec![],
@@ -158,6 +208,7 @@ fn publish_multicasts_then_delivers_locally() {
         view: vid(2),
         id: data.id,
         publisher,
+        pub_seq: 1,
         ordering: Ordering::Fifo,
         safe: false,
         payload: b"hi".to_vec().into(),
@@ -221,6 +272,8 @@ fn safe_message_waits_for_the_peer_frontier() {
             decisions: 0,
             delivered_positions: 0,
         }],
+        stamp: 0,
+        echoes: vec![],
     };
     b0.handle(T0, Input::Peer(env(b(1), b(0), PeerMsg::Heartbeat(hb))))
         .unwrap();
@@ -256,6 +309,7 @@ fn invalid_peer_input_is_refused_without_state_change() {
             broker: b(1),
             session: 1,
         },
+        pub_seq: 1,
         ordering: Ordering::Causal,
         safe: false,
         deps: vec![0, 0],
@@ -278,6 +332,7 @@ fn invalid_peer_input_is_refused_without_state_change() {
             broker: b(1),
             session: 1,
         },
+        pub_seq: 1,
         ordering: Ordering::Total,
         safe: false,
         deps: vec![],
@@ -424,6 +479,8 @@ fn hb(promised: u64) -> PeerMsg {
         wants_change: false,
         flushing: false,
         frontiers: vec![],
+        stamp: 0,
+        echoes: vec![],
     })
 }
 
@@ -864,4 +921,249 @@ fn a_rejoin_keeps_each_members_state_flag() {
         .collect();
     joins.sort_unstable();
     assert_eq!(joins, vec![(1, false), (2, true), (3, false)]);
+}
+
+fn publish(session: u64, payload: &'static [u8]) -> Input {
+    Input::Client(ClientCmd::Publish {
+        session,
+        group: "g".into(),
+        ordering: Ordering::Fifo,
+        safe: false,
+        payload: payload.to_vec().into(),
+    })
+}
+
+fn delivered(outs: &[Output], payload: &[u8]) -> bool {
+    outs.iter()
+        .any(|o| matches!(o, Output::Deliver(d) if d.payload.as_ref() == payload))
+}
+
+#[test]
+fn delivery_stops_when_the_majoritys_leases_lapse_and_resumes_with_new_grants() {
+    let (mut b0, mut b1) = two_brokers();
+    for x in [&mut b0, &mut b1] {
+        x.cfg.lease = Some(100);
+        x.lease_until.clear();
+        x.echoed.clear();
+    }
+    // Grants given now bind for the new lease length.
+    b0.handle(T0, Input::LinkUp(b(1))).unwrap();
+    let o1 = drain(&mut b0);
+    exchange_heartbeats(&mut b0, &mut b1, o1, Vec::new());
+    assert!(b0.leased());
+    b0.handle(T0, publish(3, b"leased")).unwrap();
+    assert!(delivered(&drain(&mut b0), b"leased"));
+
+    // b1's grant is older than the lease (minus its margin): b0 may not
+    // deliver in this view any more, even its own message.
+    let late = T0.plus(95);
+    b0.handle(late, publish(3, b"lapsed")).unwrap();
+    let out = drain(&mut b0);
+    assert!(!delivered(&out, b"lapsed"), "{out:?}");
+    assert!(!b0.leased());
+
+    // A heartbeat round renews the lease; the queued message goes out.
+    b0.handle(late, Input::LinkUp(b(1))).unwrap();
+    let hb0: Vec<Output> = drain(&mut b0)
+        .into_iter()
+        .filter(|o| matches!(o, Output::Send { envelope, .. } if matches!(envelope.msg, PeerMsg::Heartbeat(_))))
+        .collect();
+    let mut to0 = Vec::new();
+    for o in hb0 {
+        let Output::Send { envelope, .. } = o else {
+            unreachable!()
+        };
+        b1.handle(late, Input::Peer(envelope)).unwrap();
+        to0.extend(drain(&mut b1));
+    }
+    // b1's next periodic heartbeat echoes b0's new stamp.
+    b1.next_heartbeat = late;
+    b1.handle(late, Input::Timeout).unwrap();
+    to0.extend(drain(&mut b1));
+    let mut out = Vec::new();
+    for o in to0 {
+        if let Output::Send { envelope, .. } = o {
+            if matches!(envelope.msg, PeerMsg::Heartbeat(_)) {
+                b0.handle(late, Input::Peer(envelope)).unwrap();
+                out.extend(drain(&mut b0));
+            }
+        }
+    }
+    assert!(b0.leased());
+    assert!(delivered(&out, b"lapsed"), "{out:?}");
+}
+
+#[test]
+fn no_member_accepts_a_view_excluding_a_broker_it_still_grants_a_lease() {
+    let (mut b0, mut b1) = two_brokers();
+    b1.cfg.lease = Some(100);
+    exchange_heartbeats(&mut b0, &mut b1, Vec::new(), Vec::new());
+    assert!(b0.leased());
+    let granted = *b1.granted.get(&b(0)).expect("b1 granted b0 a lease");
+    // A coordinator b2 proposes a view of v2 without b0.
+    let ballot = ViewId {
+        counter: 3,
+        coordinator: b(2),
+    };
+    let t = T0.plus(10);
+    let p = Propose {
+        ballot,
+        base: vid(2),
+        members: vec![b(1), b(2)],
+    };
+    b1.handle(t, Input::Peer(env(b(2), b(1), PeerMsg::Propose(p))))
+        .unwrap();
+    drain(&mut b1);
+    let install = Install {
+        view: MeshView {
+            id: ballot,
+            members: vec![b(1), b(2)],
+        },
+        prev: vid(2),
+        prev_members: vec![b(0), b(1)],
+        groups: vec![],
+        applied: vec![],
+    };
+    let accept = PeerMsg::Accept {
+        ballot,
+        install: Box::new(install),
+    };
+    b1.handle(t, Input::Peer(env(b(2), b(1), accept))).unwrap();
+    let accepted = |outs: &[Output]| {
+        outs.iter().any(|o| {
+            matches!(o, Output::Send { envelope, .. } if matches!(envelope.msg, PeerMsg::Accepted { .. }))
+        })
+    };
+    assert!(
+        !accepted(&drain(&mut b1)),
+        "accepted while b0 holds its lease"
+    );
+    // Not before the grant expires, and then at once.
+    let due = granted.plus(100);
+    assert_eq!(b1.poll_timeout().map(|x| x <= due), Some(true));
+    b1.handle(Time(due.0 - 1), Input::Timeout).unwrap();
+    assert!(!accepted(&drain(&mut b1)));
+    b1.handle(due, Input::Timeout).unwrap();
+    assert!(accepted(&drain(&mut b1)));
+}
+
+#[test]
+fn a_rejoin_reports_queued_publishes_unsent_and_restarts_publisher_numbering() {
+    let (mut b0, _b1) = two_brokers();
+    b0.handle(T0, publish(3, b"sent")).unwrap();
+    assert!(delivered(&drain(&mut b0), b"sent"));
+    assert_eq!(b0.pub_seqs.get(&3), Some(&1));
+    // b0 answered a view change (it is flushing), so publishes wait.
+    b0.promise = Some(crate::membership::Promise {
+        ballot: ViewId {
+            counter: 3,
+            coordinator: b(1),
+        },
+        coordinator: b(1),
+        base: vid(2),
+        at: T0,
+    });
+    b0.handle(T0, publish(3, b"queued")).unwrap();
+    assert!(!delivered(&drain(&mut b0), b"queued"));
+    // b0 learns it was excluded: the queued publish is reported unsent.
+    let later = ViewId {
+        counter: 9,
+        coordinator: b(1),
+    };
+    b0.handle(
+        T0,
+        Input::Peer(env(b(1), b(0), PeerMsg::Excluded { view: later })),
+    )
+    .unwrap();
+    let out = drain(&mut b0);
+    assert!(
+        out.iter().any(|o| matches!(o, Output::Unsent { session: 3, payload, .. } if payload.as_ref() == b"queued")),
+        "{out:?}"
+    );
+    assert_eq!(b0.queued_publishes(), 0);
+    assert!(b0.pub_seqs.is_empty());
+    // While blocked, a new publish is refused the same way.
+    b0.handle(T0, publish(3, b"blocked")).unwrap();
+    let out = drain(&mut b0);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Unsent { payload, .. } if payload.as_ref() == b"blocked"))
+    );
+}
+
+fn auto(wait: u64) -> ProtocolConfig {
+    ProtocolConfig {
+        auto_bootstrap: Some(wait),
+        ..cfg(false)
+    }
+}
+
+fn installs(outs: &[Output]) -> bool {
+    outs.iter().any(|o| matches!(o, Output::MeshView(_)))
+}
+
+#[test]
+fn auto_bootstrap_starts_only_the_smallest_reachable_fresh_broker_after_its_wait() {
+    let mut b0 = Broker::new(b(0), auto(100), 1);
+    let mut b1 = Broker::new(b(1), auto(100), 2);
+    b0.handle(T0, Input::Timeout).unwrap();
+    b1.handle(T0, Input::Timeout).unwrap();
+    // They hear each other's join requests: each can reach the other.
+    let r0 = drain(&mut b0);
+    let r1 = drain(&mut b1);
+    for (x, outs) in [(&mut b1, r0), (&mut b0, r1)] {
+        for o in outs {
+            if let Output::Send { envelope, .. } = o {
+                x.handle(T0, Input::Peer(envelope)).unwrap();
+            }
+        }
+    }
+    assert!(!installs(&drain(&mut b0)) && !installs(&drain(&mut b1)));
+    assert_eq!(b0.poll_timeout().map(|t| t <= T0.plus(100)), Some(true));
+    let later = T0.plus(100);
+    b0.handle(later, Input::Timeout).unwrap();
+    b1.handle(later, Input::Timeout).unwrap();
+    assert!(
+        installs(&drain(&mut b0)),
+        "the smallest fresh broker starts the mesh"
+    );
+    assert!(
+        !installs(&drain(&mut b1)),
+        "a larger one waits to be admitted"
+    );
+    b1.handle(later.plus(10_000), Input::Timeout).unwrap();
+    assert!(b1.view().is_none());
+}
+
+#[test]
+fn auto_bootstrap_never_starts_a_second_mesh() {
+    // Alone, it starts one once its wait is over.
+    let mut alone = Broker::new(b(5), auto(100), 1);
+    alone.handle(T0, Input::Timeout).unwrap();
+    alone.handle(T0.plus(100), Input::Timeout).unwrap();
+    assert!(installs(&drain(&mut alone)));
+
+    // Told by a member that a mesh exists: never.
+    let mut told = Broker::new(b(0), auto(100), 1);
+    told.handle(T0, Input::Timeout).unwrap();
+    let hint = env(b(3), b(0), PeerMsg::Excluded { view: vid(4) });
+    told.handle(T0, Input::Peer(hint)).unwrap();
+    told.handle(T0.plus(1_000), Input::Timeout).unwrap();
+    assert!(!installs(&drain(&mut told)));
+
+    // A broker that had a view (rejoining after an exclusion): never.
+    let (mut b0, _b1) = two_brokers();
+    b0.cfg.auto_bootstrap = Some(100);
+    let later = ViewId {
+        counter: 9,
+        coordinator: b(1),
+    };
+    b0.handle(
+        T0,
+        Input::Peer(env(b(1), b(0), PeerMsg::Excluded { view: later })),
+    )
+    .unwrap();
+    assert!(b0.view().is_none());
+    b0.handle(T0.plus(1_000), Input::Timeout).unwrap();
+    assert!(!installs(&drain(&mut b0)));
 }

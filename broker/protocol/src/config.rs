@@ -6,6 +6,13 @@
 pub struct ProtocolConfig {
     /// Start a singleton mesh instead of joining through `seeds`.
     pub bootstrap: bool,
+    /// Start a singleton mesh after this many ms if nobody admitted this
+    /// broker by then, no member of a mesh answered it and no broker it can
+    /// reach has a smaller name (the smallest reachable fresh broker starts
+    /// the mesh, the others join it). For a broker with no history only:
+    /// a broker that ever installed a view never starts one (see
+    /// `docs/protocol.md`). `None`: never.
+    pub auto_bootstrap: Option<u64>,
     /// Broker names to ask for admission when not bootstrapping.
     pub seeds: Vec<u32>,
     /// Interval between heartbeats (which also carry stability frontiers).
@@ -15,6 +22,10 @@ pub struct ProtocolConfig {
     /// Time a coordinator waits for reports / acceptances before
     /// suspecting the silent brokers and starting again.
     pub flush_timeout: u64,
+    /// How long a delivery lease granted in a heartbeat binds its granter
+    /// (ms); `None` = `suspect_timeout`. It must exceed two heartbeat
+    /// intervals plus a round trip, or leases lapse between heartbeats.
+    pub lease: Option<u64>,
     /// Interval between join requests while joining.
     pub join_retry: u64,
     /// Maximum bytes of a state-transfer chunk.
@@ -55,10 +66,12 @@ impl Default for ProtocolConfig {
     fn default() -> Self {
         ProtocolConfig {
             bootstrap: false,
+            auto_bootstrap: None,
             seeds: Vec::new(),
             heartbeat_interval: 50,
             suspect_timeout: 400,
             flush_timeout: 600,
+            lease: None,
             join_retry: 150,
             chunk_size: 16 * 1024,
             max_unstable: 1024,

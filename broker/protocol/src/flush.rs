@@ -133,6 +133,7 @@ mod tests {
                 broker: NodeId::new(rank, 1),
                 session: 1,
             },
+            pub_seq: seq,
             ordering,
             safe: false,
             deps,

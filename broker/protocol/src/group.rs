@@ -349,6 +349,7 @@ mod tests {
                 broker: NodeId::new(rank, 1),
                 session: 1,
             },
+            pub_seq: seq,
             ordering,
             safe: false,
             deps,

@@ -130,6 +130,18 @@ pub enum Output {
         /// New incarnation.
         new: NodeId,
     },
+    /// A publish of a local session that will never be sent: the broker
+    /// was cut off from the primary component (it was still waiting when
+    /// the broker rejoined as a new incarnation, or it arrived while the
+    /// broker was blocked). It is delivered nowhere.
+    Unsent {
+        /// The publishing session.
+        session: u64,
+        /// Its group.
+        group: String,
+        /// Its payload, as given in [`ClientCmd::Publish`].
+        payload: Bytes,
+    },
     /// A local member was removed from a group by the protocol.
     Expelled {
         /// Group.
@@ -164,6 +176,8 @@ pub struct Delivery {
     pub id: MsgId,
     /// Publishing session.
     pub publisher: MemberId,
+    /// The publisher's sequence number ([`crate::DataMsg::pub_seq`]).
+    pub pub_seq: u64,
     /// Declared ordering.
     pub ordering: Ordering,
     /// Safe flag.

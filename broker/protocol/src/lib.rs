@@ -57,6 +57,7 @@ mod flush;
 mod group;
 mod id;
 mod io;
+mod lease;
 mod membership;
 mod stability;
 mod transfer;

@@ -54,6 +54,10 @@ impl Broker {
     pub(crate) fn on_tick(&mut self) {
         let now = self.now;
         let Some(e) = &self.epoch else {
+            if self.may_auto_bootstrap() {
+                self.bootstrap_now();
+                return;
+            }
             if now >= self.next_join {
                 self.next_join = now.plus(self.cfg.join_retry);
                 for s in self.cfg.seeds.clone() {
@@ -72,12 +76,7 @@ impl Broker {
         let members = e.view.members.clone();
         if now >= self.next_heartbeat {
             self.next_heartbeat = now.plus(self.cfg.heartbeat_interval);
-            let hb = self.heartbeat();
-            for m in &members {
-                if *m != self.id {
-                    self.send(*m, PeerMsg::Heartbeat(hb.clone()));
-                }
-            }
+            self.send_heartbeat(&members);
             self.acked_by_heartbeat();
         }
         for m in &members {
@@ -93,9 +92,11 @@ impl Broker {
         self.joiners.retain(|_, (_, t)| now.since(*t) <= stale);
         if let Some(r) = &self.round {
             if now >= r.deadline {
+                let me = self.id;
                 let silent: Vec<NodeId> = r
                     .members
                     .iter()
+                    .filter(|m| **m != me)
                     .filter(|m| {
                         if r.value.is_none() {
                             !r.reports.contains_key(m)
@@ -131,8 +132,24 @@ impl Broker {
         }
         self.check_slow();
         self.check_transfers();
+        self.accept_when_free();
         self.learn_chosen();
         self.maybe_start_round();
+    }
+
+    /// `auto_bootstrap`: a broker with no history that nobody admitted,
+    /// that heard from no member of a mesh and that has the smallest name
+    /// among the brokers it can reach starts the mesh once its wait is over.
+    fn may_auto_bootstrap(&self) -> bool {
+        let Some(wait) = self.cfg.auto_bootstrap else {
+            return false;
+        };
+        self.epoch.is_none()
+            && !self.had_view
+            && !self.mesh_seen
+            && self.heard_seeds.is_empty()
+            && self.now >= self.started_at.plus(wait)
+            && self.reachable.iter().all(|n| *n > self.id.name)
     }
 
     /// If the coordinator of the value this broker accepted vanished, the
@@ -206,6 +223,8 @@ impl Broker {
                 Some(e) => e.groups.values().map(GroupState::frontier).collect(),
                 None => Vec::new(),
             },
+            stamp: self.now.0,
+            echoes: Vec::new(),
         }
     }
 
@@ -214,8 +233,11 @@ impl Broker {
             // A joiner hearing from a member of some view may already be in
             // that view (its commit lost with a crashed coordinator): ask
             // the sender too, which answers a member with a catch-up.
-            if hb.view.is_some() && self.heard_seeds.len() < MAX_HEARD_SEEDS {
-                self.heard_seeds.insert(from);
+            if hb.view.is_some() {
+                self.mesh_seen = true;
+                if self.heard_seeds.len() < MAX_HEARD_SEEDS {
+                    self.heard_seeds.insert(from);
+                }
             }
             return Ok(());
         };
@@ -245,6 +267,7 @@ impl Broker {
                 if hb.wants_change {
                     self.change_wanted = true;
                 }
+                self.on_lease_heartbeat(from, &hb);
             } else if hb.view < Some(cur) {
                 self.catch_up(from, hb.view);
             }
@@ -290,6 +313,12 @@ impl Broker {
         }
         self.note_restart(from);
         self.note_joiner(from);
+        // Tell the joiner a mesh exists (so it never starts one of its own,
+        // see `auto_bootstrap`); to a broker with a view this is the usual
+        // "you are not in it".
+        if let Some(cur) = self.view_id() {
+            self.send(from, PeerMsg::Excluded { view: cur });
+        }
         // Only the coordinator admits joiners, and a joiner's seeds need not
         // include it: pass the request on.
         if let Some(c) = self.coordinator() {
@@ -334,6 +363,9 @@ impl Broker {
     }
 
     pub(crate) fn on_excluded(&mut self, view: ViewId) {
+        if self.epoch.is_none() {
+            self.mesh_seen = true;
+        }
         if self.view_id().is_some_and(|v| view > v) {
             self.rejoin();
         }
@@ -539,10 +571,8 @@ impl Broker {
             let value = self.choose_value();
             let Some(round) = &mut self.round else { return };
             round.value = Some(value.clone());
-            round.acks.insert(self.id);
             let ballot = round.ballot;
             let members = round.members.clone();
-            self.accepted = Some((ballot, value.clone()));
             for m in members {
                 self.send(
                     m,
@@ -551,6 +581,18 @@ impl Broker {
                         install: Box::new(value.clone()),
                     },
                 );
+            }
+        }
+        // Our own acceptance, once our grants to excluded brokers expired.
+        if let Some(round) = &self.round {
+            if let Some(v) = &round.value {
+                if !round.acks.contains(&self.id) && self.now >= self.accept_hold(v) {
+                    let (ballot, v) = (round.ballot, v.clone());
+                    self.accepted = Some((ballot, v));
+                    if let Some(round) = &mut self.round {
+                        round.acks.insert(self.id);
+                    }
+                }
             }
         }
         let Some(round) = &self.round else { return };
@@ -771,9 +813,43 @@ impl Broker {
         }
         p.ballot = ballot;
         p.coordinator = from;
+        if self.now < self.accept_hold(&inst) {
+            // Grants to a broker this value excludes still bind us.
+            self.pending_accept = Some((from, ballot, inst));
+            return Ok(());
+        }
+        self.pending_accept = None;
         self.accepted = Some((ballot, inst));
         self.send(from, PeerMsg::Accepted { ballot });
         Ok(())
+    }
+
+    /// Accepts what waited for grants to expire: a coordinator's `Accept`,
+    /// or, as coordinator, the value of this broker's own round.
+    fn accept_when_free(&mut self) {
+        if let Some((from, ballot, inst)) = &self.pending_accept {
+            if self.now >= self.accept_hold(inst) {
+                let (from, ballot) = (*from, *ballot);
+                let Some((_, _, inst)) = self.pending_accept.take() else {
+                    return;
+                };
+                let current = self
+                    .promise
+                    .as_ref()
+                    .is_some_and(|p| p.base == inst.prev && p.ballot == ballot);
+                if current {
+                    self.accepted = Some((ballot, inst));
+                    self.send(from, PeerMsg::Accepted { ballot });
+                }
+            }
+        }
+        let waiting = self
+            .round
+            .as_ref()
+            .is_some_and(|r| r.value.is_some() && !r.acks.contains(&self.id));
+        if waiting {
+            self.check_round();
+        }
     }
 
     pub(crate) fn on_accepted(&mut self, from: NodeId, ballot: ViewId) {
@@ -820,6 +896,9 @@ impl Broker {
     /// Flushes the old view, installs the new one, starts state transfers.
     fn apply_install(&mut self, inst: Install) {
         let old_view = self.view_id();
+        // Requests raised before this install (as opposed to those its own
+        // transfers raise below).
+        let raised_before = self.request_seq;
         if let Some(old) = old_view {
             if !self.cfg.defects.skip_flush {
                 for gi in &inst.groups {
@@ -853,6 +932,7 @@ impl Broker {
             .expect("member of the installed view");
         self.out.push_back(Output::MeshView(inst.view.clone()));
         self.peers_flushing.clear();
+        self.pending_accept = None;
         let mut groups = BTreeMap::new();
         for gi in &inst.groups {
             let changed = match old_groups.get(&gi.group) {
@@ -900,6 +980,7 @@ impl Broker {
         self.forced.clear();
         self.round_failures.clear();
         self.accept_seen.clear();
+        self.reset_leases();
         self.joiners.retain(|_, (j, _)| !inst.view.contains(*j));
         // An install proves the view was chosen, not that its members are
         // still around: the primary component may have moved on already
@@ -953,6 +1034,7 @@ impl Broker {
             .find(|(n, _)| *n == me)
             .map_or(0, |a| a.1);
         self.requests.retain(|(s, _)| *s > applied);
+        self.had_view = true;
         // Expulsions and re-based transfers concern a membership; once it
         // ended they are stale (a later re-join is a new membership).
         let groups_now = self
@@ -960,11 +1042,21 @@ impl Broker {
             .as_ref()
             .map(|e| e.groups.clone())
             .unwrap_or_default();
-        self.requests.retain(|(_, r)| match r {
+        // A member that left and joined again in this very install has a
+        // new membership: requests raised for the old one are stale too
+        // (seed 1078598: a re-base asked while flushing survived a
+        // leave-and-rejoin and the member got two checkpoints).
+        let rejoined = |group: &String, member: &MemberId| {
+            inst.groups
+                .iter()
+                .any(|g| &g.group == group && g.joined.contains(member))
+        };
+        self.requests.retain(|(seq, r)| match r {
             GroupRequest::Expel { group, member } | GroupRequest::Restate { group, member } => {
                 groups_now
                     .get(group)
                     .is_some_and(|g| g.members.contains(member))
+                    && !(*seq <= raised_before && rejoined(group, member))
             }
             _ => true,
         });
@@ -1069,6 +1161,21 @@ impl Broker {
                 state,
             });
         }
+        // Publishes still waiting were accepted by the old incarnation;
+        // their causal past may be lost with its view. They are not sent:
+        // their sessions are told, and publish anew under the new
+        // incarnation (new publisher streams, from sequence number 1).
+        for q in std::mem::take(&mut self.outbox).into_values() {
+            for p in q {
+                self.out.push_back(Output::Unsent {
+                    session: p.session,
+                    group: p.group,
+                    payload: p.payload,
+                });
+            }
+        }
+        self.outbox_len = 0;
+        self.pub_seqs.clear();
         self.id = new;
         self.epoch = None;
         self.commits.clear();
@@ -1080,6 +1187,11 @@ impl Broker {
         self.round_failures.clear();
         self.accept_seen.clear();
         self.last_heard.clear();
+        self.pending_accept = None;
+        self.lease_until.clear();
+        self.stamps_heard.clear();
+        self.echoed.clear();
+        self.granted.clear();
         self.joiners.clear();
         self.change_wanted = false;
         self.future.clear();
@@ -1122,8 +1234,7 @@ impl Broker {
                 for s in sends {
                     self.send(peer, s);
                 }
-                let hb = self.heartbeat();
-                self.send(peer, PeerMsg::Heartbeat(hb));
+                self.send_heartbeat(&[peer]);
             }
         } else if self.cfg.seeds.contains(&peer.name) {
             self.send(peer, PeerMsg::JoinRequest);

@@ -93,6 +93,13 @@ pub struct Heartbeat {
     pub flushing: bool,
     /// Per-group receive frontiers in `view`.
     pub frontiers: Vec<Frontier>,
+    /// The sender's clock (ms) when it sent this heartbeat: a member that
+    /// echoes it back grants the sender a delivery lease (see `lease.rs`).
+    pub stamp: u64,
+    /// Lease grants: for each member whose heartbeat of `view` the sender
+    /// heard, the latest stamp it heard from it. Empty while the sender is
+    /// flushing: a member answering a view change grants nothing.
+    pub echoes: Vec<(NodeId, u64)>,
 }
 
 /// Acknowledgement of progress in some groups of `view`.
@@ -132,6 +139,10 @@ pub struct DataMsg {
     pub id: MsgId,
     /// Publishing session.
     pub publisher: MemberId,
+    /// The publisher's own sequence number (from 1 for each publisher
+    /// session of each broker incarnation): a rejoined broker's publishers
+    /// start new streams.
+    pub pub_seq: u64,
     /// Declared ordering.
     pub ordering: Ordering,
     /// Deliver only when stable.
@@ -304,7 +315,11 @@ fn ok_view(v: &ViewId) -> bool {
 }
 
 fn ok_data(m: &DataMsg) -> bool {
-    ok_view(&m.view) && ok_num(m.seq) && ok_num(m.id.seq) && m.deps.iter().all(|d| ok_num(*d))
+    ok_view(&m.view)
+        && ok_num(m.seq)
+        && ok_num(m.pub_seq)
+        && ok_num(m.id.seq)
+        && m.deps.iter().all(|d| ok_num(*d))
 }
 
 fn ok_install(i: &Install) -> bool {
@@ -330,6 +345,8 @@ pub(crate) fn check_numbers(msg: &PeerMsg) -> Result<(), &'static str> {
                 .chain(&h.accepted)
                 .all(ok_view)
                 && h.frontiers.iter().all(ok_frontier)
+                && ok_num(h.stamp)
+                && h.echoes.iter().all(|(_, t)| ok_num(*t))
         }
         PeerMsg::Ack(a) => ok_view(&a.view) && a.frontiers.iter().all(ok_frontier),
         PeerMsg::JoinRequest | PeerMsg::JoinForward { .. } => true,

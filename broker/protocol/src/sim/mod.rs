@@ -56,6 +56,10 @@ pub struct SimOptions {
     /// one [`Broker::handle_batch`] call (as the runtime does) instead of
     /// one [`Broker::handle`] call each.
     pub batch_inputs: bool,
+    /// No broker is told to start the mesh: every broker starts with
+    /// `auto_bootstrap` (the smallest reachable fresh one starts it). A
+    /// restarted or excluded broker has history and never starts one.
+    pub auto_bootstrap: bool,
 }
 
 impl SimOptions {
@@ -70,6 +74,7 @@ impl SimOptions {
         let fault_ms = 2_000 + r.next_u64() % 2_000;
         let single_seed = r.next_u64() % 3 == 0;
         let batch_inputs = r.next_u64() % 2 == 0;
+        let auto_bootstrap = r.next_u64() % 4 == 0;
         SimOptions {
             brokers,
             fault_ms,
@@ -92,6 +97,7 @@ impl SimOptions {
             },
             single_seed,
             batch_inputs,
+            auto_bootstrap,
         }
     }
 }
@@ -125,6 +131,9 @@ pub struct SimStats {
     pub slow_expulsions: u64,
     /// Joiners expelled because their state provider vanished.
     pub transfer_failures: u64,
+    /// Publishes reported unsent (accepted while cut off, or still queued
+    /// when the broker rejoined as a new incarnation).
+    pub unsent: u64,
 }
 
 /// Result of a run: the violations found (empty if correct) and figures.
@@ -241,7 +250,8 @@ impl Sim {
         for i in 0..opts.brokers as u32 {
             let id = NodeId::new(i, 1);
             let cfg = ProtocolConfig {
-                bootstrap: i == 0,
+                bootstrap: i == 0 && !opts.auto_bootstrap,
+                auto_bootstrap: opts.auto_bootstrap.then_some(150),
                 seeds: if opts.single_seed && i > 0 {
                     vec![i - 1]
                 } else {
@@ -461,6 +471,10 @@ impl Sim {
                         transfer.view,
                         data.as_deref(),
                     );
+                }
+                Output::Unsent { payload, .. } => {
+                    self.checker.on_unsent(checker::tag_of(&payload));
+                    self.stats.unsent += 1;
                 }
                 Output::Blocked => self.checker.on_blocked(node, true),
                 Output::Unblocked => self.checker.on_blocked(node, false),
@@ -932,6 +946,20 @@ impl Sim {
         }
         for i in 0..self.opts.brokers as u32 {
             self.input(i, Input::Timeout);
+        }
+        if self.opts.auto_bootstrap {
+            // As the runtime does once its links are up: every broker
+            // learns which others it can reach (what `auto_bootstrap` needs
+            // to let only the smallest one start the mesh).
+            let n = self.opts.brokers as u32;
+            for a in 0..n {
+                for b in 0..n {
+                    if a != b {
+                        let peer = self.nodes[b as usize].id;
+                        self.input(a, Input::LinkUp(peer));
+                    }
+                }
+            }
         }
         loop {
             let mut t = end;

@@ -152,6 +152,16 @@ fn regression_seeds() {
         // found by the member logs; 618, 1162, 1356, 1444, 1663, 1802, 1851,
         // 1928, 1974 by the provider check).
         615, 618, 1162, 1356, 1444, 1663, 1802, 1851, 1928, 1974, 2780,
+        // Cut-off brokers delivered 100-700 ms after the primary installed
+        // a view without them (never-heard members counted as alive,
+        // one-sided suspicion, liveness refreshed by any frame after a
+        // heal): delivery is now gated by leases, with no grace.
+        320882, 341217, 355740, 365400, 372858, 386993, 1048717, 1062978, 1063131, 1104086,
+        // A re-base raised for a membership that ended in a leave-and-
+        // rejoin of the same view change gave the new membership two
+        // checkpoints (1078598); dropping it must spare the re-bases the
+        // install itself raises for the new membership (124).
+        1078598, 124,
     ] {
         let r = run_seed(seed);
         assert!(r.violations.is_empty(), "{}", report(&r));
@@ -227,7 +237,7 @@ fn checker_catches_ignored_causal_dependencies() {
         ignore_causal: true,
         ..Defects::default()
     };
-    let seed = caught(d, Clause::Causal, 40);
+    let seed = caught(d, Clause::Causal, 150);
     eprintln!("caught at seed {seed:?}");
     assert!(seed.is_some(), "causal violations went unnoticed");
 }
