@@ -89,8 +89,8 @@ pub struct Broker {
     /// Brokers outside `cfg.seeds` heard from while joining (heartbeats of
     /// a view): asked for admission at the next join retry.
     pub(crate) heard_seeds: BTreeSet<NodeId>,
-    /// Brokers this one can reach while it has no view (links up, or heard
-    /// from), for `auto_bootstrap`.
+    /// Brokers this one reached while it had no view (a link came up, or
+    /// it heard from them), for `auto_bootstrap`.
     pub(crate) reachable: BTreeSet<u32>,
     /// A member of some mesh answered (heartbeat or `Excluded`): never
     /// start a mesh of our own.
@@ -398,10 +398,10 @@ impl Broker {
                 self.on_link_up(peer);
                 Ok(())
             }
-            Input::LinkDown(peer) => {
-                self.reachable.remove(&peer.name);
-                Ok(())
-            }
+            // Reached once is enough: a smaller broker this one ever
+            // reached starts the mesh (or is in one), so this one never
+            // does, even if the link drops before it is admitted.
+            Input::LinkDown(_) => Ok(()),
             Input::Client(cmd) => self.on_client(cmd),
             Input::Timeout => Ok(()),
         }

@@ -7,9 +7,9 @@ pub struct ProtocolConfig {
     /// Start a singleton mesh instead of joining through `seeds`.
     pub bootstrap: bool,
     /// Start a singleton mesh after this many ms if nobody admitted this
-    /// broker by then, no member of a mesh answered it and no broker it can
-    /// reach has a smaller name (the smallest reachable fresh broker starts
-    /// the mesh, the others join it). For a broker with no history only:
+    /// broker by then, no member of a mesh answered it and no broker it
+    /// reached (a link came up, or it heard from it) has a smaller name (the
+    /// smallest fresh broker starts the mesh, the others join it). For a broker with no history only:
     /// a broker that ever installed a view never starts one (see
     /// `docs/protocol.md`). `None`: never.
     pub auto_bootstrap: Option<u64>,

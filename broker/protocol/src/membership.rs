@@ -1096,6 +1096,21 @@ impl Broker {
     pub(crate) fn rejoin(&mut self) {
         let old = self.id;
         let new = NodeId::new(old.name, old.incarnation + 1);
+        // Publishes still waiting were accepted by the old incarnation, and
+        // their causal past may be lost with its view. They are not sent:
+        // their sessions are told (first, so the runtime tells them apart
+        // from sent ones whose fate is unknown) and publish anew under the
+        // new incarnation (new publisher streams, from sequence number 1).
+        for q in std::mem::take(&mut self.outbox).into_values() {
+            for p in q {
+                self.out.push_back(Output::Unsent {
+                    session: p.session,
+                    group: p.group,
+                    payload: p.payload,
+                });
+            }
+        }
+        self.outbox_len = 0;
         self.out.push_back(Output::Rejoining { old, new });
         if !self.minority {
             self.minority = true;
@@ -1161,20 +1176,6 @@ impl Broker {
                 state,
             });
         }
-        // Publishes still waiting were accepted by the old incarnation;
-        // their causal past may be lost with its view. They are not sent:
-        // their sessions are told, and publish anew under the new
-        // incarnation (new publisher streams, from sequence number 1).
-        for q in std::mem::take(&mut self.outbox).into_values() {
-            for p in q {
-                self.out.push_back(Output::Unsent {
-                    session: p.session,
-                    group: p.group,
-                    payload: p.payload,
-                });
-            }
-        }
-        self.outbox_len = 0;
         self.pub_seqs.clear();
         self.id = new;
         self.epoch = None;

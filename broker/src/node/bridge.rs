@@ -421,7 +421,7 @@ impl Bridge {
                 }
                 if let Err(refused) = self
                     .refuse_if_blocked(confirm)
-                    .and_then(|()| self.confirm_room(session, confirm, safe))
+                    .and_then(|()| self.confirm_room(session, confirm))
                 {
                     return out.push(reply(session, &refused));
                 }
@@ -436,7 +436,7 @@ impl Bridge {
                     reply_to: None,
                 };
                 if self.send(session, group, body, ordering, safe) {
-                    self.sent(session, confirm, seq, safe, out);
+                    self.sent(session, confirm, seq);
                 }
             }
         }
@@ -612,49 +612,57 @@ impl Bridge {
         })
     }
 
-    /// Refuses a `safe` publish that asks for a confirmation when the
-    /// session already awaits `max_confirms` of them.
-    fn confirm_room(
-        &self,
-        session: SessionId,
-        confirm: Option<u64>,
-        safe: bool,
-    ) -> Result<(), ServerMsg> {
+    /// Refuses a publish that asks for a confirmation when the session
+    /// already awaits `max_confirms` of them.
+    fn confirm_room(&self, session: SessionId, confirm: Option<u64>) -> Result<(), ServerMsg> {
         let waiting = self.confirms.get(&session).map_or(0, HashMap::len);
-        if confirm.is_none() || !safe || waiting < self.max_confirms {
+        if confirm.is_none() || waiting < self.max_confirms {
             return Ok(());
         }
         Err(ServerMsg::Rejected {
             id: confirm,
             code: RejectCode::LimitReached,
             reason: format!(
-                "the session already awaits {waiting} stability confirmations \
+                "the session already awaits {waiting} confirmations \
                  (limits.max_pending_confirms)"
             ),
         })
     }
 
-    /// A message was handed to the core: confirm its acceptance now, or
-    /// remember a `safe` one until it is stable.
-    fn sent(
-        &mut self,
-        session: SessionId,
-        confirm: Option<u64>,
-        seq: u64,
-        safe: bool,
-        out: &mut Vec<Effect>,
-    ) {
+    /// A message was handed to the core: remember its confirmation until
+    /// this broker delivers it (a `safe` one is then stable). Confirming on
+    /// acceptance would say `ok` for a message that a broker cut off before
+    /// sending it drops ([`Output::Unsent`]).
+    fn sent(&mut self, session: SessionId, confirm: Option<u64>, seq: u64) {
         let Some(id) = confirm else { return };
-        if safe {
-            self.confirms.entry(session).or_default().insert(seq, id);
-        } else {
-            let msg = ServerMsg::Confirmed {
-                id,
-                seq,
-                stable: false,
-            };
-            out.push(reply(session, &msg));
+        self.confirms.entry(session).or_default().insert(seq, id);
+    }
+
+    /// The core will never send this publish (its broker was cut off from
+    /// the primary component): refuse it with `Blocked`, answering its
+    /// confirmation if one is awaited (else the session's next flush sees
+    /// it).
+    fn unsent(&mut self, session: SessionId, payload: &Bytes, out: &mut Vec<Effect>) {
+        let Ok(body) = wire::decode_body::<MeshPayload>("mesh payload", payload) else {
+            return;
+        };
+        let id = self
+            .confirms
+            .get_mut(&session)
+            .and_then(|c| c.remove(&body.seq));
+        if self.confirms.get(&session).is_some_and(HashMap::is_empty) {
+            self.confirms.remove(&session);
         }
+        let msg = ServerMsg::Rejected {
+            id,
+            code: RejectCode::Blocked,
+            reason: format!(
+                "message {} on {} was not sent: this broker was cut off from the primary \
+                 component of the mesh before sending it; publish it again",
+                body.seq, body.topic
+            ),
+        };
+        out.push(reply(session, &msg));
     }
 
     fn publish(
@@ -667,7 +675,7 @@ impl Bridge {
         // Checked before numbering, so a refusal leaves no gap in `seq`.
         if let Err(refused) = self
             .refuse_if_blocked(p.confirm)
-            .and_then(|()| self.confirm_room(session, p.confirm, p.safe))
+            .and_then(|()| self.confirm_room(session, p.confirm))
         {
             return out.push(reply(session, &refused));
         }
@@ -684,7 +692,7 @@ impl Bridge {
             reply_to: p.reply_to,
         };
         if self.send(session, group, body, p.ordering, safe) {
-            self.sent(session, confirm, seq, safe, out);
+            self.sent(session, confirm, seq);
         }
     }
 
@@ -822,6 +830,9 @@ impl Bridge {
                 ));
             }
             Output::Rejoining { old, new } => self.rejoining(old, new, out),
+            Output::Unsent {
+                session, payload, ..
+            } => self.unsent(session, &payload, out),
             Output::Expelled {
                 group,
                 member,
@@ -844,7 +855,7 @@ impl Bridge {
             .collect();
         sessions.sort_unstable();
         sessions.dedup();
-        // A `safe` message of a local publisher that awaits its confirmation
+        // A message of a local publisher that awaits its confirmation
         // (deferred copies were reported before).
         let awaiting = (d.publisher.broker.name == self.me && !d.deferred)
             .then_some(d.publisher.session)
@@ -867,7 +878,7 @@ impl Bridge {
             if pending.is_empty() {
                 self.confirms.remove(&s);
             }
-            Some((s, id, body.seq))
+            Some((s, id, d.pub_seq))
         });
         let publisher = publisher_id(d.publisher);
         let ordering = from_protocol(d.ordering);
@@ -886,7 +897,7 @@ impl Bridge {
             let msg = ServerMsg::GroupMessage(GroupDelivery {
                 group: d.group.clone(),
                 publisher,
-                seq: body.seq,
+                seq: d.pub_seq,
                 ordering,
                 safe: d.safe,
                 payload: body.payload.clone(),
@@ -904,7 +915,7 @@ impl Bridge {
             let delivery = Delivery {
                 topic: body.topic,
                 publisher,
-                seq: body.seq,
+                seq: d.pub_seq,
                 ordering,
                 safe: d.safe,
                 payload: body.payload,
@@ -920,7 +931,7 @@ impl Bridge {
             let msg = ServerMsg::Confirmed {
                 id,
                 seq,
-                stable: true,
+                stable: d.safe,
             };
             out.push(reply(session, &msg));
         }
@@ -1252,6 +1263,16 @@ mod tests {
     }
 
     fn delivered(payload: Bytes, publisher: MemberId, targets: Vec<MemberId>) -> Output {
+        delivered_as(payload, publisher, targets, true, 1)
+    }
+
+    fn delivered_as(
+        payload: Bytes,
+        publisher: MemberId,
+        targets: Vec<MemberId>,
+        safe: bool,
+        pub_seq: u64,
+    ) -> Output {
         Output::Deliver(CoreDelivery {
             group: "a".into(),
             view: ViewId {
@@ -1263,8 +1284,9 @@ mod tests {
                 seq: 1,
             },
             publisher,
+            pub_seq,
             ordering: meshcast_protocol::Ordering::Total,
-            safe: true,
+            safe,
             payload,
             targets,
             deferred: false,
@@ -1381,10 +1403,11 @@ mod tests {
             assert!(reason.contains("primary component"), "{reason}");
         }
         assert!(t.cmds.try_recv().is_err(), "nothing reached the core");
-        // Unblocked: accepted and confirmed again, numbered from 1 (the
-        // refusals left no gap).
+        // Unblocked: accepted again, and confirmed once delivered here.
         t.output(Output::Unblocked);
-        let got = t.client(1, publish("a/b", false, Some(13)));
+        assert!(t.client(1, publish("a/b", false, Some(13))).is_empty());
+        let payload = t.published();
+        let got = t.output(delivered_as(payload, member(1, 1), Vec::new(), false, 1));
         assert_eq!(
             got,
             [(
@@ -1399,10 +1422,50 @@ mod tests {
     }
 
     #[test]
+    fn a_publish_the_core_never_sends_is_refused_as_blocked() {
+        let mut t = setup(8);
+        assert!(t.client(1, publish("a/b", false, Some(21))).is_empty());
+        let confirmed = t.published();
+        assert!(t.client(1, publish("a/b", true, None)).is_empty());
+        let plain = t.published();
+        for (payload, id) in [(confirmed, Some(21)), (plain, None)] {
+            let got = t.output(Output::Unsent {
+                session: 1,
+                group: "a".into(),
+                payload,
+            });
+            let [
+                (
+                    1,
+                    ServerMsg::Rejected {
+                        id: got_id,
+                        code,
+                        reason,
+                    },
+                ),
+            ] = &got[..]
+            else {
+                panic!("{got:?}")
+            };
+            assert_eq!((*got_id, *code), (id, RejectCode::Blocked));
+            assert!(reason.contains("was not sent"), "{reason}");
+        }
+        // Nothing is left awaiting: a rejoin has no confirmation to fail.
+        let got = t.output(Output::Rejoining {
+            old: node(1),
+            new: node(2),
+        });
+        assert!(got.is_empty(), "{got:?}");
+    }
+
+    #[test]
     fn a_safe_publish_is_confirmed_once_delivered_and_the_table_is_bounded() {
         let mut t = setup(1);
-        // Not safe: confirmed as accepted at once.
-        let got = t.client(1, publish("a/b", false, Some(10)));
+        // Not safe: confirmed once delivered here (not on acceptance: a
+        // broker cut off before sending it would drop it).
+        assert!(t.client(1, publish("a/b", false, Some(10))).is_empty());
+        let payload = t.published();
+        let got = t.output(delivered_as(payload, member(1, 1), Vec::new(), false, 1));
         assert_eq!(
             got,
             [(
@@ -1433,7 +1496,7 @@ mod tests {
             ),
             "{got:?}"
         );
-        let got = t.output(delivered(payload, member(1, 1), Vec::new()));
+        let got = t.output(delivered_as(payload, member(1, 1), Vec::new(), true, 2));
         assert_eq!(
             got,
             [(

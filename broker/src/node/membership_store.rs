@@ -2,7 +2,9 @@
 //! view it installed, kept in `membership.json` in its data directory.
 //!
 //! DESIGN §2.7: "previous" survives restarts. A restarted broker becomes a
-//! new incarnation (the stored counter plus one, written before it is used)
+//! new incarnation (the stored counter plus one, written before it is used;
+//! with no file, the clock in seconds, so that a broker whose data directory
+//! was lost still comes back with a larger incarnation than its last one)
 //! and, if its last view held other brokers, it never starts a mesh of its
 //! own: it joins through its peers (see [`decide_bootstrap`]). The file is
 //! replaced atomically (temporary file, fsync, rename, fsync of the
@@ -161,7 +163,8 @@ pub struct MembershipStore {
 
 impl MembershipStore {
     /// Reads the file in `data_dir` (if any), takes the next incarnation
-    /// (stored + 1, or 1 with no file) and writes it back before returning.
+    /// (stored + 1, or [`fresh_incarnation`] with no file) and writes it
+    /// back before returning.
     pub fn open(data_dir: &Path, broker: &str) -> Result<MembershipStore, MembershipError> {
         let path = data_dir.join(FILE_NAME);
         let stored = match std::fs::read(&path) {
@@ -180,7 +183,7 @@ impl MembershipStore {
                         })?;
                 (next, r.view)
             }
-            None => (1, None),
+            None => (fresh_incarnation(), None),
         };
         let store = MembershipStore {
             path,
@@ -338,6 +341,18 @@ pub fn decide_bootstrap(
     }
 }
 
+/// The incarnation of a broker with no membership file: the clock in
+/// seconds (at least 1). A broker whose data directory was lost thus still
+/// comes back larger than the incarnation the mesh remembers (which grew by
+/// one per restart or rejoin since its first start), instead of reusing it:
+/// the mesh then takes it for a restart of that broker, not for the old
+/// member itself.
+pub fn fresh_incarnation() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs().max(1))
+}
+
 /// The node id of this broker in a stored view, if it is a member.
 pub fn stored_self(view: &StoredView, me: u32) -> Option<NodeId> {
     view.members
@@ -373,22 +388,29 @@ mod tests {
     }
 
     #[test]
-    fn incarnations_count_up_from_one_and_the_view_survives_a_restart() {
+    fn incarnations_count_up_and_the_view_survives_a_restart() {
         let dir = tempdir("store-count");
         let mut s = MembershipStore::open(&dir, "b1").unwrap();
-        assert_eq!(s.incarnation(), 1);
+        // No file: the clock, so a lost data directory never brings back
+        // an incarnation the mesh has seen.
+        let first = s.incarnation();
+        assert!(first >= fresh_incarnation() - 5 && first <= fresh_incarnation());
         assert!(s.previous_view().is_none());
         let v = stored(&[(1, 1), (2, 1), (3, 1)]);
         s.set_view(v.clone()).unwrap();
-        s.set_incarnation(2).unwrap(); // a rejoin
+        s.set_incarnation(first + 1).unwrap(); // a rejoin
         s.set_incarnation(1).unwrap(); // never goes back
         drop(s);
         let s = MembershipStore::open(&dir, "b1").unwrap();
-        assert_eq!(s.incarnation(), 3);
+        assert_eq!(s.incarnation(), first + 2);
         assert_eq!(s.previous_view(), Some(&v));
         drop(s);
         let s = MembershipStore::open(&dir, "b1").unwrap();
-        assert_eq!(s.incarnation(), 4, "each start is persisted before use");
+        assert_eq!(
+            s.incarnation(),
+            first + 3,
+            "each start is persisted before use"
+        );
         assert!(!dir.join("membership.json.tmp").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }

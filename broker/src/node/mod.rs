@@ -253,6 +253,13 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
     } else {
         let mut pcfg = protocol_config(&config);
         pcfg.bootstrap = bootstrap;
+        // `bootstrap = "auto"` and no history: the smallest fresh broker
+        // that can reach no member of a mesh starts one (the core decides,
+        // once its wait is over; see docs/protocol.md §4b).
+        if !bootstrap && config.mesh.bootstrap.is_none() && remembered.is_empty() {
+            let m = &config.mesh;
+            pcfg.auto_bootstrap = Some((3 * m.join_retry_ms).max(2 * m.suspect_timeout_ms));
+        }
         for m in &remembered {
             if !pcfg.seeds.contains(&m.name) {
                 pcfg.seeds.push(m.name);

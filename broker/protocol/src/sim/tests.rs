@@ -162,6 +162,9 @@ fn regression_seeds() {
         // checkpoints (1078598); dropping it must spare the re-bases the
         // install itself raises for the new membership (124).
         1078598, 124,
+        // Auto-bootstrap: a fresh broker whose links to the smaller ones
+        // dropped before it was admitted started a second mesh.
+        2011546, 2015421, 2015550, 2016583, 2017886, 2019668,
     ] {
         let r = run_seed(seed);
         assert!(r.violations.is_empty(), "{}", report(&r));
