@@ -110,6 +110,19 @@ pub trait Ids: Clone + Debug {
     type Key: Clone + Eq + Hash + Debug;
     /// Identifies a publisher (fifo is per publisher).
     type Publisher: Clone + Eq + Hash + Debug;
+
+    /// Whether a publisher id names one stream of one broker incarnation
+    /// (as the publisher ids of real deliveries do: a rejoined or restarted
+    /// broker's sessions publish under new ids, numbered from 1 again).
+    /// Then the fifo-hole and causal-presence clauses count a message as
+    /// delivered in a view when anyone delivered it there. Otherwise (a
+    /// publisher id that spans incarnations, like the simulator's
+    /// `(broker name, session)`) they count only deliveries by members that
+    /// survived that view (moved on from it or stayed in it to the end): a
+    /// message delivered only on a broker that was then cut off or crashed
+    /// may be followed, under the same id, by messages of its next
+    /// incarnation.
+    const STREAM_PER_INCARNATION: bool = false;
 }
 
 /// Identifiers as a client sees them: view ids, member ids and message keys
@@ -122,6 +135,7 @@ impl Ids for Text {
     type Member = String;
     type Key = String;
     type Publisher = u64;
+    const STREAM_PER_INCARNATION: bool = true;
 }
 
 /// A view as one member installed it.
@@ -405,6 +419,13 @@ impl<I: Ids> Seg<'_, I> {
     }
 }
 
+/// Per message of a group: the views it was delivered in, with the index
+/// of a membership that delivered it there, and its first delivered copy.
+struct Seen<'a, I: Ids> {
+    views: HashMap<&'a I::Key, Vec<(&'a I::View, usize)>>,
+    msgs: HashMap<&'a I::Key, &'a Message<I>>,
+}
+
 struct Out {
     list: Vec<Violation>,
     max: usize,
@@ -459,6 +480,9 @@ impl<I: Ids> History<I> {
             self.safe(g, &gs, &mut out);
             self.total(g, &gs, &mut out);
             self.causal(&gs, &mut out);
+            let seen = self.seen_in_views(&gs);
+            self.fifo_holes(g, &gs, &seen, &mut out);
+            self.causal_present(g, &gs, &seen, &mut out);
             self.loss(g, &gs, &mut out);
             self.state(&gs, &chain, &mut out);
         }
@@ -1158,6 +1182,199 @@ impl<I: Ids> History<I> {
         }
     }
 
+    /// Where the group's messages were delivered: for each message, the
+    /// views it was delivered in by members that count (anyone, or only
+    /// members that survived the view: see [`Ids::STREAM_PER_INCARNATION`])
+    /// with one of them, and its first delivered copy.
+    fn seen_in_views<'a>(&self, segs: &[&Seg<'a, I>]) -> Seen<'a, I> {
+        let mut seen = Seen {
+            views: HashMap::new(),
+            msgs: HashMap::new(),
+        };
+        for (si, s) in segs.iter().enumerate() {
+            for d in &s.msgs {
+                let m: &'a Message<I> = d.m;
+                seen.msgs.entry(&m.key).or_insert(m);
+                let Some(v) = d.view else { continue };
+                let survived = v + 1 < s.views.len() || s.complete;
+                if !(I::STREAM_PER_INCARNATION || survived) {
+                    continue;
+                }
+                let view: &'a View<I> = s.views[v];
+                let e = seen.views.entry(&m.key).or_default();
+                if !e.iter().any(|(x, _)| **x == view.id) {
+                    e.push((&view.id, si));
+                }
+            }
+        }
+        seen
+    }
+
+    /// The keys a membership holds: what it delivered and its checkpoint.
+    fn holds<'a>(s: &Seg<'a, I>) -> HashSet<&'a I::Key> {
+        let mut has: HashSet<&'a I::Key> = s
+            .msgs
+            .iter()
+            .map(|d| {
+                let m: &'a Message<I> = d.m;
+                &m.key
+            })
+            .collect();
+        for st in &s.states {
+            if let Some(k) = st.keys {
+                has.extend(k.iter());
+            }
+        }
+        has
+    }
+
+    /// The first view of `views` (with who delivered there) that `s`
+    /// installed as a member and its checkpoint does not cover.
+    fn due_in<'v>(
+        s: &Seg<I>,
+        views: Option<&'v Vec<(&'v I::View, usize)>>,
+    ) -> Option<(&'v I::View, usize)> {
+        let covered = s.covered();
+        views?.iter().copied().find(|(v, _)| {
+            s.views
+                .iter()
+                .position(|x| x.id == **v)
+                .is_some_and(|i| i >= covered)
+        })
+    }
+
+    /// Fifo holes: a membership that delivered a message of a publisher
+    /// stream (fifo or stronger) delivered every earlier message of that
+    /// stream (fifo or stronger) that was sent while it was a member and
+    /// delivered by anyone. "Sent while it was a member" is "delivered in a
+    /// view it installed" (traffic is delivered in the view it was sent in;
+    /// a message sent before the member joined is delivered in an earlier
+    /// view, one refused or lost before it was sent nowhere). A membership
+    /// without views must hold every delivered message of the stream
+    /// between the first and the last it delivered.
+    fn fifo_holes(&self, g: &str, segs: &[&Seg<I>], seen: &Seen<I>, out: &mut Out) {
+        // Per publisher: its delivered messages of fifo or stronger.
+        let mut streams: HashMap<&I::Publisher, Vec<(u64, &I::Key)>> = HashMap::new();
+        for (k, m) in &seen.msgs {
+            if m.ordering >= Ordering::Fifo {
+                streams.entry(&m.publisher).or_default().push((m.pseq, *k));
+            }
+        }
+        for s in segs {
+            let has = Self::holds(s);
+            // Per publisher: (lowest, highest) pseq it delivered, and the
+            // key of the highest.
+            let mut span: HashMap<&I::Publisher, (u64, u64, &I::Key)> = HashMap::new();
+            for d in s.msgs.iter().filter(|d| d.m.ordering >= Ordering::Fifo) {
+                let e = span
+                    .entry(&d.m.publisher)
+                    .or_insert((d.m.pseq, d.m.pseq, &d.m.key));
+                e.0 = e.0.min(d.m.pseq);
+                if d.m.pseq > e.1 {
+                    e.1 = d.m.pseq;
+                    e.2 = &d.m.key;
+                }
+            }
+            let mut spans: Vec<_> = span.into_iter().collect();
+            spans.sort_by_key(|(_, (_, top, _))| *top);
+            for (p, (low, top, top_key)) in spans {
+                let Some(stream) = streams.get(p) else {
+                    continue;
+                };
+                let mut holes: Vec<(u64, &I::Key, String)> = Vec::new();
+                for (i, k) in stream {
+                    if *i >= top || has.contains(k) {
+                        continue;
+                    }
+                    if s.views.is_empty() {
+                        if *i > low {
+                            holes.push((*i, k, String::new()));
+                        }
+                    } else if let Some((v, w)) = Self::due_in(s, seen.views.get(k)) {
+                        let by = format!(
+                            ", which {} delivered in view {v} of {g} (installed by it)",
+                            self.name(segs[w])
+                        );
+                        holes.push((*i, k, by));
+                    }
+                }
+                if holes.is_empty() {
+                    continue;
+                }
+                holes.sort_by_key(|h| h.0);
+                let n = holes.len();
+                let (i, k, by) = &holes[0];
+                let more = if n > 1 {
+                    format!(" ({} more holes in that stream)", n - 1)
+                } else {
+                    String::new()
+                };
+                out.fail(
+                    Clause::Fifo,
+                    format!(
+                        "{} delivered {top_key:?} (publisher {p:?} #{top}) but not the earlier {k:?} (#{i}){by}: a hole in the stream{more}",
+                        self.name(s)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Causal dependencies present: a membership that delivered a causal
+    /// or total message delivered before it every declared dependency
+    /// (causal or total) that it could have delivered: one delivered by
+    /// anyone in a view the membership installed (inversions among
+    /// delivered ones are [`History::causal`]'s).
+    fn causal_present(&self, g: &str, segs: &[&Seg<I>], seen: &Seen<I>, out: &mut Out) {
+        let Some(published) = &self.published else {
+            return;
+        };
+        for s in segs {
+            if s.views.is_empty() {
+                continue;
+            }
+            let has = Self::holds(s);
+            let mut missing: Vec<String> = Vec::new();
+            for d in &s.msgs {
+                if d.m.ordering < Ordering::Causal {
+                    continue;
+                }
+                let Some(p) = published.get(&d.m.key) else {
+                    continue;
+                };
+                for dep in &p.deps {
+                    if has.contains(dep) {
+                        continue;
+                    }
+                    let ordering = seen
+                        .msgs
+                        .get(dep)
+                        .map(|m| m.ordering)
+                        .or_else(|| published.get(dep).map(|q| q.ordering));
+                    if ordering.is_none_or(|o| o < Ordering::Causal) {
+                        continue;
+                    }
+                    if let Some((v, w)) = Self::due_in(s, seen.views.get(dep)) {
+                        missing.push(format!(
+                            "{} delivered {:?} without {dep:?}, which its publisher had delivered or sent before it and {} delivered in view {v} of {g} (installed by it)",
+                            self.name(s),
+                            d.m.key,
+                            self.name(segs[w])
+                        ));
+                    }
+                }
+            }
+            if let Some(first) = missing.first() {
+                let more = if missing.len() > 1 {
+                    format!(" ({} more missing dependencies)", missing.len() - 1)
+                } else {
+                    String::new()
+                };
+                out.fail(Clause::Causal, format!("{first}{more}"));
+            }
+        }
+    }
+
     /// Messages that must arrive reach every complete member.
     fn loss(&self, g: &str, segs: &[&Seg<I>], out: &mut Out) {
         let Some(published) = &self.published else {
@@ -1568,6 +1785,189 @@ mod tests {
                 .after(vec!["q".into()]),
         );
         caught(&h, Clause::Causal, &["`b`", "\"r\" before \"q\""]);
+    }
+
+    #[test]
+    fn a_hole_in_a_publisher_stream_breaks_fifo() {
+        // b (cut off in v1, incomplete) delivers f3 without f2, which a
+        // delivered in v1: neither virtual synchrony (b never moved on) nor
+        // the loss check (b is incomplete) sees it.
+        let mut h = History::new();
+        h.add(log("a", &["v1", "f1", "f2", "f3", "v2"]).complete());
+        h.add(log("b", &["v1", "f1", "f3"]));
+        published(&mut h, &["f1", "f2", "f3"]);
+        caught(
+            &h,
+            Clause::Fifo,
+            &["`b`", "\"f3\"", "not the earlier \"f2\"", "`a`", "v1"],
+        );
+        // Without view information: the hole lies between two of its
+        // deliveries.
+        let mut h = History::new();
+        let mut a = Log::new("a");
+        let mut b = Log::new("b");
+        for n in 1..=3 {
+            a.message("g", &format!("f{n}"), 1, n, Ordering::Fifo, false);
+        }
+        b.message("g", "f1", 1, 1, Ordering::Fifo, false);
+        b.message("g", "f3", 1, 3, Ordering::Fifo, false);
+        h.add(a.complete());
+        h.add(b);
+        caught(&h, Clause::Fifo, &["`b`", "\"f2\"", "hole"]);
+    }
+
+    #[test]
+    fn no_fifo_hole_for_messages_sent_before_joining_or_never_delivered() {
+        // d joins in v3: f1 and f2 were delivered before (v1, v2).
+        let mut h = History::new();
+        h.add(log("a", &["v1", "f1", "v2", "f2", "v3", "f3", "f5"]).complete());
+        let mut d = Log::new("d");
+        d.join("g", false);
+        d.events.extend(log("d", &["v3", "f3", "f5"]).events);
+        h.add(d.complete());
+        // f4 was refused (Blocked): nobody delivered it.
+        published(&mut h, &["f1", "f2", "f3", "f5"]);
+        h.publish(
+            Published::new("g", "f4", Ordering::Fifo)
+                .from(1, 4)
+                .may_be_lost(),
+        );
+        h.assert_ok();
+        // A joiner with state whose checkpoint holds f2.
+        let mut h = History::new();
+        h.add(log("a", &["v2", "f1", "f2", "v3", "f3"]).complete());
+        let mut d = Log::new("d");
+        d.join("g", true);
+        d.view("g", "v3", &["a", "b", "d"], "d");
+        d.state("g", &["f1", "f2"]);
+        d.message("g", "f3", 1, 3, Ordering::Fifo, false);
+        h.add(d.complete());
+        h.assert_ok();
+    }
+
+    /// The same identifiers as [`Text`], for a publisher id that spans
+    /// incarnations (as the simulator's).
+    #[derive(Debug, Clone)]
+    struct Spanning;
+
+    impl Ids for Spanning {
+        type View = String;
+        type Member = String;
+        type Key = String;
+        type Publisher = u64;
+    }
+
+    fn spanning(h: &History<Text>) -> History<Spanning> {
+        let mut out = History::new();
+        for l in &h.logs {
+            let mut n = Log::new(l.name.clone());
+            n.complete = l.complete;
+            for e in &l.events {
+                n.push(match e.clone() {
+                    Event::Join { group, with_state } => Event::Join { group, with_state },
+                    Event::View(v) => Event::View(View {
+                        group: v.group,
+                        id: v.id,
+                        members: v.members,
+                        me: v.me,
+                    }),
+                    Event::Message(m) => Event::Message(Message {
+                        group: m.group,
+                        key: m.key,
+                        publisher: m.publisher,
+                        pseq: m.pseq,
+                        ordering: m.ordering,
+                        safe: m.safe,
+                        view: m.view,
+                    }),
+                    Event::State { group, keys, at } => Event::State { group, keys, at },
+                });
+            }
+            out.add(n);
+        }
+        out
+    }
+
+    #[test]
+    fn a_message_only_a_member_that_did_not_survive_delivered_counts_per_incarnation_only() {
+        // c delivered f2 in v1 and was cut off; a and b moved on without
+        // it; then f3 of the same publisher id reaches b.
+        let mut h = History::new();
+        h.add(log("a", &["v1", "f1", "v2", "f3"]).complete());
+        h.add(log("b", &["v1", "f1", "v2", "f3"]).complete());
+        h.add(log("c", &["v1", "f1", "f2"]));
+        // With ids per incarnation, f3 continues the stream f2 belongs to.
+        caught(&h, Clause::Fifo, &["`a`", "\"f2\"", "`c`"]);
+        // With ids that span incarnations f3 may be the next incarnation's.
+        let s = spanning(&h);
+        assert!(s.check().is_empty(), "{}", s.report(&s.check()));
+        // A survivor's delivery counts either way.
+        let mut h = History::new();
+        h.add(log("a", &["v1", "f1", "f2", "v2", "f3"]).complete());
+        h.add(log("b", &["v1", "f1", "v2", "f3"]));
+        let s = spanning(&h);
+        assert!(
+            s.check()
+                .iter()
+                .any(|v| v.clause == Clause::Fifo && v.detail.contains("hole")),
+            "{}",
+            s.report(&s.check())
+        );
+    }
+
+    /// a delivers q (causal) in v2, then r (causal, published after
+    /// delivering q) in v3; `b_script` is b's log (views and keys).
+    fn causal_pair(b_script: &[&str]) -> History<Text> {
+        let mut h = History::new();
+        let mut a = Log::new("a");
+        a.view("g", "v2", &["a", "b"], "a");
+        a.message("g", "q", 1, 1, Ordering::Causal, false);
+        a.view("g", "v3", &["a", "b", "d"], "a");
+        a.message("g", "r", 2, 1, Ordering::Causal, false);
+        h.add(a.complete());
+        let mut b = Log::new("b");
+        for e in b_script {
+            match VIEWS.iter().find(|(x, _)| x == e) {
+                Some((v, members)) => b.view("g", v, members, "b"),
+                None => {
+                    let p = if *e == "q" { 1 } else { 2 };
+                    b.message("g", e, p, 1, Ordering::Causal, false);
+                }
+            }
+        }
+        h.add(b);
+        h.publish(Published::new("g", "q", Ordering::Causal).from(1, 1));
+        h.publish(
+            Published::new("g", "r", Ordering::Causal)
+                .from(2, 1)
+                .after(vec!["q".into(), "x".into()]),
+        );
+        // x was refused: in the dependencies, delivered nowhere.
+        h.publish(Published::new("g", "x", Ordering::Causal).may_be_lost());
+        h
+    }
+
+    #[test]
+    fn a_causal_message_without_a_dependency_it_could_have_delivered_breaks_causal_order() {
+        // b installed v2, where a delivered q, and delivers r without it.
+        let h = causal_pair(&["v2", "v3", "r"]);
+        caught(
+            &h,
+            Clause::Causal,
+            &["`b`", "\"r\" without \"q\"", "`a`", "view v2"],
+        );
+        // With q first it passes.
+        causal_pair(&["v2", "q", "v3", "r"]).assert_ok();
+        // A member that joined at v3, after q, need not have it.
+        let mut h = causal_pair(&["v3", "r"]);
+        h.logs[1].events.insert(
+            0,
+            Event::Join {
+                group: "g".into(),
+                with_state: false,
+            },
+        );
+        h.assert_ok();
     }
 
     /// d joins with state at v3 while a and b go on; `checkpoint` is what d
