@@ -170,7 +170,10 @@ struct SubArgs {
     count: Option<u64>,
     /// Mesh mode: also print the views of the groups the pattern reaches,
     /// in their place among the messages, as
-    /// `* view <group> <view id> <member>,<member>,...`.
+    /// `* view <group> <view id> <member>,<member>,...`. (Whether or not
+    /// this is given, the broker leaving and coming back to the primary
+    /// component is printed on stderr in its place: `* blocked: ...`,
+    /// `* unblocked: ...`, `* rejoined: ...`.)
     #[arg(long)]
     views: bool,
     /// Glob pattern, e.g. `orders/*/created` or `orders/**`.
@@ -348,6 +351,24 @@ async fn run_sub(args: SubArgs) -> Result<()> {
                         print_view(&v);
                     }
                 }
+                Some(Ok(SubscriptionEvent::Blocked)) => eprintln!(
+                    "* blocked: broker {} is cut off from the primary component of the mesh; \
+                     nothing is delivered until it is back",
+                    client.broker_id()
+                ),
+                Some(Ok(SubscriptionEvent::Unblocked)) => eprintln!(
+                    "* unblocked: broker {} is back in the primary component; nothing was missed",
+                    client.broker_id()
+                ),
+                Some(Ok(SubscriptionEvent::Rejoined(r))) => eprintln!(
+                    "* rejoined: broker {} was excluded while cut off and rejoined the mesh as \
+                     incarnation {} (this session is now {}); messages delivered meanwhile \
+                     may be missing",
+                    client.broker_id(),
+                    r.incarnation,
+                    r.member
+                ),
+                Some(Ok(_)) => {}
                 Some(Err(e)) => bail!("{e}"),
                 None => break,
             },

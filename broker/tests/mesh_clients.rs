@@ -335,7 +335,14 @@ enum Note {
     View(View),
     /// A checkpoint arrived and replaced the state.
     State(Vec<String>),
-    Applied(usize),
+    /// An entry was applied: the state's new length, and the entry's
+    /// publisher id.
+    Applied(usize, u64),
+    /// The broker was cut off, came back, or came back as a new
+    /// incarnation (in their place among the other notes).
+    Blocked,
+    Unblocked,
+    Rejoined(meshcast_client::Rejoined),
 }
 
 /// A replicated ledger member: applies entries, answers state requests in
@@ -352,7 +359,7 @@ fn replica(
             match g.next().await {
                 Some(Ok(GroupEvent::Message(m))) => {
                     state.push(String::from_utf8(m.payload.to_vec()).unwrap());
-                    let _ = notes.send(Note::Applied(state.len()));
+                    let _ = notes.send(Note::Applied(state.len(), m.publisher));
                 }
                 Some(Ok(GroupEvent::StateRequest(r))) => r.reply(state.join("\n")),
                 Some(Ok(GroupEvent::State(data))) => {
@@ -361,6 +368,15 @@ fn replica(
                 }
                 Some(Ok(GroupEvent::View(v))) => {
                     let _ = notes.send(Note::View(v));
+                }
+                Some(Ok(GroupEvent::Blocked)) => {
+                    let _ = notes.send(Note::Blocked);
+                }
+                Some(Ok(GroupEvent::Unblocked)) => {
+                    let _ = notes.send(Note::Unblocked);
+                }
+                Some(Ok(GroupEvent::Rejoined(r))) => {
+                    let _ = notes.send(Note::Rejoined(r));
                 }
                 other => panic!("{other:?} with {} entries", state.len()),
             }
@@ -426,10 +442,24 @@ async fn a_minority_member_that_joined_with_state_is_resynchronised_after_the_he
         .unwrap();
     let c_before = c.view().clone();
     assert!(me_in(&c_before, &cc), "{c_before:?}");
+    // The sending half, used after the heal while the replica task reads.
+    let c_sender = c.sender();
+    let c_publisher_before = cc.publisher_id();
+    assert_ne!(c_publisher_before, cc.session_id(), "a mesh publisher id");
     let (c_tx, mut c_notes) = mpsc::unbounded_channel();
     let c_task = replica(c, parse(checkpoint.as_deref()), TOTAL, c_tx);
-    // A subscriber on the same broker, in another group.
+    // A subscriber on the same broker, in another group, with one message
+    // before the cut.
     let mut news = subscribe(&cc, "news/**").await;
+    let news_pub = b[0].client("news").await;
+    let p = news_pub
+        .publisher("news/today", Ordering::Total, false)
+        .unwrap();
+    p.publish("before the cut").await.unwrap();
+    match tokio::time::timeout(GUARD, news.next_event()).await {
+        Ok(Some(Ok(SubscriptionEvent::Message(m)))) => assert_eq!(m.payload, "before the cut"),
+        other => panic!("{other:?}"),
+    }
     let writer_client = b[1].client("writer").await;
     let writer = writer_client
         .publisher("ledger/entries", Ordering::Total, false)
@@ -439,7 +469,7 @@ async fn a_minority_member_that_joined_with_state_is_resynchronised_after_the_he
         writer.publish(entry(n)).await.unwrap();
     }
     note(&mut c_notes, "C to apply 20 entries", |n| {
-        matches!(n, Note::Applied(20)).then_some(())
+        matches!(n, Note::Applied(20, _)).then_some(())
     })
     .await;
 
@@ -458,6 +488,14 @@ async fn a_minority_member_that_joined_with_state_is_resynchronised_after_the_he
         .await
         .expect("C's client was never told")
         .unwrap();
+    // In C's stream: `Blocked` in its place, after the 20 entries it
+    // applied before the cut (the writer sent nothing after them yet).
+    note(&mut c_notes, "Blocked in C's stream", |n| match n {
+        Note::Blocked => Some(()),
+        Note::Applied(n, _) => panic!("C applied entry {n} after the cut"),
+        _ => None,
+    })
+    .await;
     // Figures for the notes, never asserted (timing varies).
     eprintln!(
         "partition: cut to the minority's client told it is blocked: {} ms",
@@ -482,7 +520,7 @@ async fn a_minority_member_that_joined_with_state_is_resynchronised_after_the_he
         writer.publish(entry(n)).await.unwrap();
     }
     note(&mut a_notes, "A to apply 40 entries", |n| {
-        matches!(n, Note::Applied(40)).then_some(())
+        matches!(n, Note::Applied(40, _)).then_some(())
     })
     .await;
 
@@ -499,16 +537,28 @@ async fn a_minority_member_that_joined_with_state_is_resynchronised_after_the_he
     // C's membership went on: a new view holding it under the new
     // incarnation, then a checkpoint with everything the primary component
     // delivered, the entries of the partition included.
+    // In C's stream, after `Blocked`: nothing of the old membership, then
+    // `Rejoined` (never `Unblocked`: it was excluded), then the new view
+    // listing it as the event says, then the fresh checkpoint.
     let mut views = Vec::new();
+    let mut rejoined = None;
     let fresh = note(&mut c_notes, "C's checkpoint after the heal", |n| match n {
         Note::State(s) => Some(s),
         Note::View(v) => {
+            assert!(rejoined.is_some(), "a view before Rejoined: {v:?}");
             views.push(v);
             None
         }
-        Note::Applied(n) => panic!("C applied entry {n} before its checkpoint"),
+        Note::Rejoined(r) => {
+            assert!(rejoined.is_none() && views.is_empty(), "{r:?} {views:?}");
+            rejoined = Some(r);
+            None
+        }
+        Note::Applied(n, _) => panic!("C applied entry {n} before its checkpoint"),
+        other => panic!("{other:?} between Blocked and the checkpoint"),
     })
     .await;
+    let rejoined = rejoined.expect("Rejoined before the checkpoint");
     eprintln!(
         "heal: to the fresh checkpoint at the minority's member: {} ms",
         healed.elapsed().as_millis()
@@ -530,32 +580,63 @@ async fn a_minority_member_that_joined_with_state_is_resynchronised_after_the_he
         me_now, me_then,
         "the member rejoined under a new incarnation"
     );
-    // Both replicas go on in step.
-    for n in 40..TOTAL {
+    assert_eq!(*me_now, rejoined.member, "{rejoined:?}");
+    assert!(me_now.ends_with(&format!("#{}/s{}", rejoined.incarnation, cc.session_id())));
+    // The session's publisher id from now on, also for the client.
+    assert_ne!(rejoined.publisher, c_publisher_before);
+    assert_eq!(cc.publisher_id(), rejoined.publisher);
+    // Both replicas go on in step. Entry 40 comes from C itself, through
+    // its group's sending half, confirmed while its replica task reads.
+    let confirmed = tokio::time::timeout(
+        GUARD,
+        c_sender.multicast_confirmed(entry(40), Ordering::Total, false),
+    )
+    .await
+    .expect("C's multicast was never confirmed");
+    assert!(confirmed.is_ok(), "{confirmed:?}");
+    for n in 41..TOTAL {
         writer.publish(entry(n)).await.unwrap();
     }
     let (_a, a_state) = tokio::time::timeout(GUARD, a_task).await.unwrap().unwrap();
     let (_c, c_state) = tokio::time::timeout(GUARD, c_task).await.unwrap().unwrap();
     assert_eq!(a_state, (0..TOTAL).map(entry).collect::<Vec<_>>());
     assert_eq!(c_state, a_state);
-    // The subscription on the healed broker went on too: a new view, then
-    // messages published after the heal.
-    let news_pub = b[0].client("news").await;
-    let p = news_pub
-        .publisher("news/today", Ordering::Total, false)
-        .unwrap();
+    // A saw C's entry under C's new publisher id.
+    let mut from_c = None;
+    while let Ok(n) = a_notes.try_recv() {
+        if let Note::Applied(41, publisher) = n {
+            from_c = Some(publisher);
+        }
+    }
+    assert_eq!(from_c, Some(rejoined.publisher));
+    // The subscription on the healed broker went on too, with the events in
+    // place: right after the message before the cut, `Blocked`; then
+    // `Rejoined` (the same as the member's: one session), a new view
+    // listing it so, then messages published after the heal.
+    match tokio::time::timeout(GUARD, news.next_event()).await {
+        Ok(Some(Ok(SubscriptionEvent::Blocked))) => {}
+        other => panic!("{other:?} after the message before the cut"),
+    }
+    match tokio::time::timeout(GUARD, news.next_event()).await {
+        Ok(Some(Ok(SubscriptionEvent::Rejoined(r)))) => assert_eq!(r, rejoined),
+        other => panic!("{other:?} after Blocked"),
+    }
+    match tokio::time::timeout(GUARD, news.next_event()).await {
+        Ok(Some(Ok(SubscriptionEvent::View(v)))) => {
+            assert_eq!(v.members[v.rank as usize], rejoined.member, "{v:?}")
+        }
+        other => panic!("{other:?} after Rejoined"),
+    }
     tokio::time::timeout(GUARD, async {
-        let mut rejoined = false;
         loop {
             p.publish("after the heal").await.unwrap();
             news_pub.flush().await.unwrap();
             match tokio::time::timeout(Duration::from_millis(500), news.next_event()).await {
                 Ok(Some(Ok(SubscriptionEvent::View(v)))) => {
-                    rejoined |= me_in(&v, &cc);
+                    assert!(me_in(&v, &cc), "{v:?}");
                 }
                 Ok(Some(Ok(SubscriptionEvent::Message(m)))) => {
                     assert_eq!(m.payload, "after the heal");
-                    assert!(rejoined, "a message before the view after the heal");
                     return;
                 }
                 Ok(other) => panic!("{other:?}"),

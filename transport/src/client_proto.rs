@@ -16,8 +16,9 @@ pub use crate::handshake::{HandshakeError, MAGIC};
 /// ALPN protocol name of client connections.
 pub const ALPN_CLIENT: &[u8] = b"meshcast-client";
 
-/// Version of the client protocol spoken by this build.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version of the client protocol spoken by this build (2: `Welcome`
+/// carries the session's publisher id, `ServerMsg::Rejoined`).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// How a publisher asks for its messages on a topic to be ordered.
 ///
@@ -71,11 +72,18 @@ pub struct ClientHello {
 /// The broker's answer to an accepted [`ClientHello`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
-    /// The session id (numbered from 1 on every broker start). On a single
-    /// broker it is also this client's publisher id in deliveries; in a
-    /// mesh, deliveries carry [`mesh_publisher_id`] of the broker's node
-    /// name, its incarnation and this session id.
+    /// The session id (numbered from 1 on every broker start). It never
+    /// changes while the session lives. On a single broker it is also this
+    /// client's publisher id in deliveries; in a mesh, deliveries carry
+    /// [`mesh_publisher_id`] of the broker's node name, its incarnation and
+    /// this session id (`publisher` below).
     pub session: u64,
+    /// The publisher id the session's messages carry from now on: `session`
+    /// on a single broker, in a mesh [`mesh_publisher_id`]`(node name,
+    /// current incarnation, session)`. It changes when the broker rejoins
+    /// the mesh as a new incarnation ([`ServerMsg::Rejoined`] gives the new
+    /// one).
+    pub publisher: u64,
     /// The broker's id.
     pub broker: String,
     /// The broker's site label.
@@ -247,7 +255,8 @@ pub enum RejectCode {
     /// The broker is cut off from the primary component (blocked): it
     /// accepts no publish or multicast until it is back in it (the client
     /// was told `MeshState { blocked: true }`). Nothing was sent; publish
-    /// again once unblocked, or through another broker.
+    /// again once it is back (`MeshState { blocked: false }` or
+    /// [`ServerMsg::Rejoined`]), or through another broker.
     Blocked,
 }
 
@@ -311,11 +320,37 @@ pub enum ServerMsg {
         /// Echo it in the reply.
         token: u64,
     },
-    /// This broker left (`blocked: true`) or rejoined (`false`) the primary
-    /// component of the mesh. While blocked it delivers nothing.
+    /// This broker left (`blocked: true`) or came back to (`false`) the
+    /// primary component of the mesh, in its place among the session's
+    /// deliveries and views: nothing the broker delivers after
+    /// `blocked: true` belongs to the memberships it was cut off in, until
+    /// `blocked: false` (the same memberships go on: nothing was missed) or
+    /// [`ServerMsg::Rejoined`] (they ended). While blocked, publishes and
+    /// multicasts are refused with [`RejectCode::Blocked`].
     MeshState {
         /// Whether the broker is outside the primary component.
         blocked: bool,
+    },
+    /// The broker was excluded from the primary component while cut off and
+    /// has been admitted again as a new incarnation. Sent, in its place, to
+    /// every session that was open under the old incarnation, before any
+    /// view of the new one: the session's memberships of the old
+    /// incarnation ended, its groups' next views list it as `member`, and
+    /// messages the primary component delivered meanwhile may be missing (a
+    /// member that joined with state gets a fresh [`ServerMsg::State`]
+    /// first). It stands for the `MeshState { blocked: false }` that the
+    /// session would otherwise get: a later `MeshState { blocked: false }`
+    /// (if the broker was still confirming its place when admitted) only
+    /// ends the refusals of publishes.
+    Rejoined {
+        /// The broker's new incarnation.
+        incarnation: u64,
+        /// The session's publisher id from now on ([`mesh_publisher_id`] with
+        /// the new incarnation; the session id does not change).
+        publisher: u64,
+        /// The session as the new views list it,
+        /// `b<node name>#<incarnation>/s<session>`.
+        member: String,
     },
     /// The session was removed from a group by the mesh (its membership
     /// ended); `reason` says why (`slow`, `transfer failed`, ...).
@@ -406,7 +441,8 @@ impl CloseCode {
 /// the broker publishes a session's later messages under its new
 /// incarnation: they carry a new publisher id (their sequence numbers go
 /// on from the old ones), so the old and the new incarnation's messages
-/// are two separate publisher streams.
+/// are two separate publisher streams. The session learns its id from
+/// [`Welcome::publisher`] and, after a rejoin, [`ServerMsg::Rejoined`].
 pub fn mesh_publisher_id(node_name: u32, incarnation: u64, session: u64) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let bytes = node_name
@@ -485,7 +521,7 @@ mod tests {
         let err = decode_hello(&f[4..]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unsupported protocol version 99 (this side speaks version 1)"
+            "unsupported protocol version 99 (this side speaks version 2)"
         );
     }
 
@@ -506,6 +542,7 @@ mod tests {
         }
         let w = Welcome {
             session: 3,
+            publisher: 3,
             broker: "b".into(),
             site: "s".into(),
             max_payload: 10,
@@ -565,6 +602,12 @@ mod tests {
                 id: 4,
                 seq: 9,
                 stable: true,
+            },
+            ServerMsg::MeshState { blocked: true },
+            ServerMsg::Rejoined {
+                incarnation: 8,
+                publisher: mesh_publisher_id(1, 8, 2),
+                member: "b1#8/s2".into(),
             },
         ] {
             let f = encode_server(&m).unwrap();

@@ -27,6 +27,16 @@
 //! `MeshState { blocked }`, its streams pause, and after the heal they go on
 //! with the new view (and, for a member that joined with state, a new
 //! checkpoint before any later message).
+//!
+//! The events of the primary component reach every session in their place
+//! among its deliveries and views (one ordered stream per session, written
+//! in the core's output order): [`Output::Blocked`] as
+//! `MeshState { blocked: true }`, [`Output::Unblocked`] as
+//! `MeshState { blocked: false }`, and a rejoin as `ServerMsg::Rejoined`
+//! (to each session open under the old incarnation, with its new publisher
+//! id) when the mesh view admitting the new incarnation is installed,
+//! before that view's group views. Views held for a joiner are handed out
+//! before any of these events (they were installed before it).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -77,6 +87,11 @@ struct Explicit {
 pub(crate) struct Bridge {
     mesh: mpsc::Sender<ClientCmd>,
     me: u32,
+    /// This broker's current incarnation (new after a rejoin).
+    incarnation: u64,
+    /// A rejoin in progress: the new incarnation and the sessions open
+    /// under the old one, told `Rejoined` once the new one is admitted.
+    rejoin: Option<(meshcast_protocol::NodeId, Vec<SessionId>)>,
     groups: GroupMap,
     /// Subscriptions of a session that reach each group.
     refs: HashMap<(SessionId, String), usize>,
@@ -231,12 +246,15 @@ impl Bridge {
     pub(crate) fn new(
         mesh: mpsc::Sender<ClientCmd>,
         me: u32,
+        incarnation: u64,
         groups: GroupMap,
         max_confirms: usize,
     ) -> Bridge {
         Bridge {
             mesh,
             me,
+            incarnation,
+            rejoin: None,
             groups,
             refs: HashMap::new(),
             joined: HashSet::new(),
@@ -291,6 +309,15 @@ impl Bridge {
     /// Whether this broker is outside the primary component.
     pub(crate) fn blocked(&self) -> bool {
         self.status.blocked
+    }
+
+    /// The publisher id of `session`'s next messages (the broker's current
+    /// incarnation; see [`client_proto::mesh_publisher_id`]).
+    pub(crate) fn publisher_of(&self, session: SessionId) -> u64 {
+        publisher_id(MemberId {
+            broker: meshcast_protocol::NodeId::new(self.me, self.incarnation),
+            session,
+        })
     }
 
     /// What the protocol core last reported, with each local member's
@@ -607,7 +634,7 @@ impl Bridge {
             code: RejectCode::Blocked,
             reason: "this broker is cut off from the primary component of the mesh (blocked): \
                      the message was not sent; publish again once it is back \
-                     (MeshState { blocked: false }) or through another broker"
+                     (MeshState { blocked: false } or Rejoined) or through another broker"
                 .into(),
         })
     }
@@ -812,10 +839,18 @@ impl Bridge {
                 if let Some(me) = v.members.iter().find(|m| m.name == self.me) {
                     self.status.node = Some(me.to_string());
                 }
+                if self
+                    .rejoin
+                    .as_ref()
+                    .is_some_and(|(new, _)| v.members.contains(new))
+                {
+                    self.rejoined(router, out);
+                }
             }
             Output::Blocked => {
                 tracing::warn!("this broker lost the primary component: blocked");
                 self.status.blocked = true;
+                self.release_all(out);
                 out.extend(tell_everyone(
                     router,
                     &ServerMsg::MeshState { blocked: true },
@@ -824,12 +859,13 @@ impl Bridge {
             Output::Unblocked => {
                 tracing::info!("this broker is in the primary component again");
                 self.status.blocked = false;
+                self.release_all(out);
                 out.extend(tell_everyone(
                     router,
                     &ServerMsg::MeshState { blocked: false },
                 ));
             }
-            Output::Rejoining { old, new } => self.rejoining(old, new, out),
+            Output::Rejoining { old, new } => self.rejoining(router, old, new, out),
             Output::Unsent {
                 session, payload, ..
             } => self.unsent(session, &payload, out),
@@ -943,6 +979,12 @@ impl Bridge {
     /// The core's batch of outputs is over: views held for members whose
     /// checkpoint came in it go out now (after every held-back delivery).
     pub(crate) fn end_of_batch(&mut self, out: &mut Vec<Effect>) {
+        self.release_all(out);
+    }
+
+    /// Hands out every view held for a member whose checkpoint came: they
+    /// were installed before whatever comes next (a mesh event included).
+    fn release_all(&mut self, out: &mut Vec<Effect>) {
         for (_, held) in self.releasing.drain() {
             out.extend(held.into_iter().map(|(_, e)| e));
         }
@@ -1059,14 +1101,24 @@ impl Bridge {
     /// new incarnation; the core re-joins its members itself.
     fn rejoining(
         &mut self,
+        router: &Router,
         old: meshcast_protocol::NodeId,
         new: meshcast_protocol::NodeId,
         out: &mut Vec<Effect>,
     ) {
         tracing::warn!(%old, %new, "cut off from the primary component: rejoining the mesh, members rejoin with state transfer");
         self.status.node = Some(new.to_string());
-        // No membership of the old incarnation is installed any more.
+        self.incarnation = new.incarnation;
+        // Every session open now had its memberships and publisher id under
+        // the old incarnation: each is told `Rejoined` once the new one is
+        // admitted (sessions opened later start under the new one).
+        self.rejoin = Some((new, router.session_ids()));
+        // No membership of the old incarnation is installed any more, and
+        // the checkpoints its joiners awaited will never come: the views
+        // held for them are dropped (the rejoined member gets a new view
+        // and a fresh checkpoint instead).
         self.joined.clear();
+        self.awaiting_state.clear();
         // Whether a `safe` message not yet stable here reaches the others
         // is decided by the primary component, out of sight: say so rather
         // than leave the publisher waiting.
@@ -1083,6 +1135,33 @@ impl Bridge {
                 id: Some(id),
                 code: RejectCode::OutcomeUnknown,
                 reason: reason.to_string(),
+            };
+            out.push(reply(session, &msg));
+        }
+    }
+
+    /// The mesh view admitting this broker's new incarnation is installed:
+    /// every session open under the old one is told, before the group
+    /// views of the new incarnation that follow in the core's order.
+    fn rejoined(&mut self, router: &Router, out: &mut Vec<Effect>) {
+        let Some((new, sessions)) = self.rejoin.take() else {
+            return;
+        };
+        self.release_all(out);
+        let open = router.session_ids();
+        // Both sorted: `session_ids` sorts.
+        for session in sessions
+            .into_iter()
+            .filter(|s| open.binary_search(s).is_ok())
+        {
+            let member = MemberId {
+                broker: new,
+                session,
+            };
+            let msg = ServerMsg::Rejoined {
+                incarnation: new.incarnation,
+                publisher: publisher_id(member),
+                member: member.to_string(),
             };
             out.push(reply(session, &msg));
         }
@@ -1179,7 +1258,7 @@ mod tests {
             router.open(s);
         }
         T {
-            bridge: Bridge::new(tx, ME, groups, max_confirms),
+            bridge: Bridge::new(tx, ME, 1, groups, max_confirms),
             router,
             cmds,
         }
@@ -1762,6 +1841,288 @@ mod tests {
                     }
                 )]
             ),
+            "{got:?}"
+        );
+    }
+
+    /// What each message is, for comparing orders.
+    fn kind(m: &ServerMsg) -> String {
+        match m {
+            ServerMsg::Deliver(_) => "message".into(),
+            ServerMsg::GroupMessage(_) => "message".into(),
+            ServerMsg::GroupView(v) => format!("view {}", v.view),
+            ServerMsg::Joined { .. } => "joined".into(),
+            ServerMsg::Subscribed { .. } => "subscribed".into(),
+            ServerMsg::State { .. } => "state".into(),
+            ServerMsg::MeshState { blocked: true } => "blocked".into(),
+            ServerMsg::MeshState { blocked: false } => "unblocked".into(),
+            ServerMsg::Rejoined { member, .. } => format!("rejoined {member}"),
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// The kinds `session` got, in order.
+    fn kinds_of(got: &[(SessionId, ServerMsg)], session: SessionId) -> Vec<String> {
+        got.iter()
+            .filter(|(s, _)| *s == session)
+            .map(|(_, m)| kind(m))
+            .collect()
+    }
+
+    fn mesh_view(counter: u64, members: Vec<NodeId>) -> Output {
+        Output::MeshView(meshcast_protocol::MeshView {
+            id: ViewId {
+                counter,
+                coordinator: NodeId::new(ME + 1, 1),
+            },
+            members,
+        })
+    }
+
+    /// Session 1 a member of `a` by join, session 2 by subscription.
+    fn two_members(t: &mut T) {
+        let join = ClientMsg::Join {
+            id: 3,
+            group: "a".into(),
+            state: false,
+        };
+        t.client(1, join);
+        let sub = ClientMsg::Subscribe {
+            id: 4,
+            pattern: "a/**".into(),
+        };
+        t.client(2, sub);
+        let got = t.output(view(2, "a", vec![member(1, 1), member(1, 2)]));
+        assert_eq!(kinds_of(&got, 1), ["joined"]);
+        assert_eq!(kinds_of(&got, 2), ["view v2@b7#1", "subscribed"]);
+    }
+
+    #[test]
+    fn blocked_and_unblocked_reach_every_session_in_place_among_deliveries() {
+        let mut t = setup(8);
+        two_members(&mut t);
+        let both = vec![member(1, 1), member(1, 2)];
+        t.client(1, publish("a/b", false, None));
+        let first = t.published();
+        t.client(1, publish("a/b", false, None));
+        let second = t.published();
+        // One batch: a delivery, the cut, the heal, a delivery.
+        let mut out = Vec::new();
+        for o in [
+            delivered(first, member(1, 1), both.clone()),
+            Output::Blocked,
+            Output::Unblocked,
+            delivered_as(second, member(1, 1), both, true, 2),
+        ] {
+            t.bridge.output(&mut t.router, o, &mut out);
+        }
+        t.bridge.end_of_batch(&mut out);
+        let got = sent(&mut out);
+        for s in [1, 2] {
+            assert_eq!(
+                kinds_of(&got, s),
+                ["message", "blocked", "unblocked", "message"],
+                "session {s}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rejoin_is_announced_with_the_new_publisher_id_before_the_new_incarnation_s_views() {
+        let mut t = setup(8);
+        two_members(&mut t);
+        assert_eq!(t.bridge.publisher_of(1), publisher_id(member(1, 1)));
+        let mut got = t.output(Output::Blocked);
+        got.extend(t.output(Output::Rejoining {
+            old: node(1),
+            new: node(2),
+        }));
+        for s in [1, 2] {
+            got.extend(t.output(Output::Expelled {
+                group: "a".into(),
+                member: member(1, s),
+                reason: ExpelReason::Partitioned,
+            }));
+        }
+        // A session opened during the rejoin starts under the new
+        // incarnation: its welcome already has the new id, it has no old
+        // membership, and it is not told `Rejoined`.
+        t.router.open(3);
+        assert_eq!(t.bridge.publisher_of(3), publisher_id(member(2, 3)));
+        assert_eq!(t.bridge.publisher_of(1), publisher_id(member(2, 1)));
+        // Admitted: the mesh view, the group's new view, then unblocked (the
+        // core's order).
+        let mut out = Vec::new();
+        for o in [
+            mesh_view(9, vec![NodeId::new(ME + 1, 1), node(2)]),
+            view(10, "a", vec![member(2, 1), member(2, 2)]),
+            Output::Unblocked,
+        ] {
+            t.bridge.output(&mut t.router, o, &mut out);
+        }
+        t.bridge.end_of_batch(&mut out);
+        got.extend(sent(&mut out));
+        for s in [1, 2] {
+            assert_eq!(
+                kinds_of(&got, s),
+                [
+                    "blocked".to_string(),
+                    format!("rejoined b7#2/s{s}"),
+                    "view v10@b7#1".to_string(),
+                    "unblocked".to_string()
+                ],
+                "session {s}: {got:?}"
+            );
+            let publisher = got.iter().find_map(|(x, m)| match m {
+                ServerMsg::Rejoined {
+                    publisher,
+                    incarnation,
+                    ..
+                } if *x == s => Some((*publisher, *incarnation)),
+                _ => None,
+            });
+            assert_eq!(publisher, Some((publisher_id(member(2, s)), 2)));
+        }
+        assert_eq!(kinds_of(&got, 3), ["unblocked"], "{got:?}");
+        // A later mesh view announces nothing more.
+        let got = t.output(mesh_view(11, vec![NodeId::new(ME + 1, 1), node(2)]));
+        assert!(got.is_empty(), "{got:?}");
+    }
+
+    /// Session 1 joins `a` with state in view 2; view 3 comes while its
+    /// checkpoint is awaited (held back).
+    fn joiner_with_a_held_view(t: &mut T) -> (Bytes, MemberId) {
+        assert!(t.client(2, publish("a/x", false, None)).is_empty());
+        let payload = t.published();
+        let join = ClientMsg::Join {
+            id: 3,
+            group: "a".into(),
+            state: true,
+        };
+        t.client(1, join);
+        let other = MemberId {
+            broker: NodeId::new(ME + 1, 1),
+            session: 9,
+        };
+        let with_state = |counter, members: Vec<MemberId>, joiners: Vec<MemberId>| {
+            Output::GroupView(GroupViewChange {
+                view: GroupView {
+                    group: "a".into(),
+                    id: ViewId {
+                        counter,
+                        coordinator: node(1),
+                    },
+                    members,
+                },
+                joined: joiners.clone(),
+                with_state: joiners,
+            })
+        };
+        let got = t.output(with_state(2, vec![other, member(1, 1)], vec![member(1, 1)]));
+        assert_eq!(kinds_of(&got, 1), ["joined"]);
+        let got = t.output(with_state(3, vec![other, member(1, 1)], Vec::new()));
+        assert!(got.is_empty(), "held: {got:?}");
+        (payload, other)
+    }
+
+    #[test]
+    fn views_held_for_a_joiner_go_out_before_a_blocked_in_the_same_batch() {
+        let mut t = setup(8);
+        let (payload, other) = joiner_with_a_held_view(&mut t);
+        let transfer = TransferId {
+            group: "a".into(),
+            joiner: member(1, 1),
+            view: ViewId {
+                counter: 2,
+                coordinator: node(1),
+            },
+        };
+        let held_back = match delivered(payload, other, vec![member(1, 1)]) {
+            Output::Deliver(d) => Output::Deliver(CoreDelivery {
+                deferred: true,
+                ..d
+            }),
+            _ => unreachable!(),
+        };
+        let mut out = Vec::new();
+        for o in [
+            Output::StateDelivered {
+                transfer,
+                data: Some(b"state".to_vec()),
+            },
+            held_back,
+            Output::Blocked,
+        ] {
+            t.bridge.output(&mut t.router, o, &mut out);
+        }
+        t.bridge.end_of_batch(&mut out);
+        let got = sent(&mut out);
+        assert_eq!(
+            kinds_of(&got, 1),
+            ["state", "message", "view v3@b7#1", "blocked"],
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn views_held_for_a_joiner_of_the_old_incarnation_never_follow_a_rejoin() {
+        let mut t = setup(8);
+        let (_, other) = joiner_with_a_held_view(&mut t);
+        let mut got = t.output(Output::Blocked);
+        got.extend(t.output(Output::Rejoining {
+            old: node(1),
+            new: node(2),
+        }));
+        got.extend(t.output(Output::Expelled {
+            group: "a".into(),
+            member: member(1, 1),
+            reason: ExpelReason::Partitioned,
+        }));
+        // The old checkpoint never comes. Admitted again: a new view with a
+        // transfer for the new member, its checkpoint, unblocked.
+        let rejoin_view = Output::GroupView(GroupViewChange {
+            view: GroupView {
+                group: "a".into(),
+                id: ViewId {
+                    counter: 6,
+                    coordinator: node(1),
+                },
+                members: vec![other, member(2, 1)],
+            },
+            joined: vec![member(2, 1)],
+            with_state: vec![member(2, 1)],
+        });
+        let transfer = TransferId {
+            group: "a".into(),
+            joiner: member(2, 1),
+            view: ViewId {
+                counter: 6,
+                coordinator: node(1),
+            },
+        };
+        let mut out = Vec::new();
+        for o in [
+            mesh_view(5, vec![NodeId::new(ME + 1, 1), node(2)]),
+            rejoin_view,
+            Output::Unblocked,
+            Output::StateDelivered {
+                transfer,
+                data: Some(b"fresh".to_vec()),
+            },
+        ] {
+            t.bridge.output(&mut t.router, o, &mut out);
+        }
+        t.bridge.end_of_batch(&mut out);
+        got.extend(sent(&mut out));
+        assert_eq!(
+            kinds_of(&got, 1),
+            [
+                "blocked",
+                "rejoined b7#2/s1",
+                "view v6@b7#1",
+                "unblocked",
+                "state"
+            ],
             "{got:?}"
         );
     }

@@ -25,8 +25,14 @@ const FLUSH_AT: usize = 8192;
 
 /// Requests from session tasks to the core.
 pub(crate) enum CoreMsg {
-    /// A session finished its handshake.
-    Open { session: SessionId, out: SessionOut },
+    /// A session finished its handshake; `publisher` is answered with the
+    /// publisher id its messages carry from now on (for its `Welcome`; a
+    /// later rejoin reaches it as `Rejoined`, since it is open by then).
+    Open {
+        session: SessionId,
+        out: SessionOut,
+        publisher: tokio::sync::oneshot::Sender<u64>,
+    },
     /// Requests read from a session, in order.
     Batch {
         session: SessionId,
@@ -155,9 +161,18 @@ pub(crate) async fn run(
         }
         for msg in inbox.drain(..) {
             match msg {
-                CoreMsg::Open { session, out } => {
+                CoreMsg::Open {
+                    session,
+                    out,
+                    publisher,
+                } => {
                     st.router.open(session);
                     st.sessions.insert(session, out);
+                    let id = match mesh.as_ref() {
+                        Some(m) => m.bridge.publisher_of(session),
+                        None => session,
+                    };
+                    let _ = publisher.send(id);
                     if mesh.as_ref().is_some_and(|m| m.bridge.blocked()) {
                         let msg = ServerMsg::MeshState { blocked: true };
                         effects.push(crate::router::reply(session, &msg));

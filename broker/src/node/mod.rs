@@ -287,6 +287,7 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
             bridge: bridge::Bridge::new(
                 handle.sender(),
                 me,
+                links.incarnation,
                 groups.clone(),
                 limits.max_pending_confirms,
             ),

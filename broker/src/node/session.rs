@@ -143,21 +143,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     }
     frames.set_max(limits.max_frame_bytes as usize);
     let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
-    let welcome = Welcome {
-        session,
-        broker: shared.broker_id.clone(),
-        site: shared.config.broker.site.clone(),
-        max_payload: limits.max_payload_bytes,
-    };
-    let Ok(frame) = client_proto::encode_welcome(Ok(&welcome)) else {
-        return;
-    };
-    if send.write_all(&frame).await.is_err() {
-        return;
-    }
-    tracing::info!(session, %remote, name = %hello.name, "client session opened");
-    metrics::gauge!("meshcast_sessions").increment(1.0);
-
+    // Opened at the core first: it gives the publisher id for the welcome
+    // at the same point of its order where the session starts hearing of
+    // rejoins (so the id in the welcome is never stale unannounced). What
+    // the core queues meanwhile is written after the welcome: the writer
+    // starts after it.
     let (tx, rx) = mpsc::channel(limits.subscriber_queue);
     let queued = Arc::new(Queued::default());
     let kill = Arc::new(Kill::default());
@@ -166,14 +156,36 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         queued: queued.clone(),
         kill: kill.clone(),
     };
-    if shared
-        .core
-        .send(CoreMsg::Open { session, out })
-        .await
-        .is_err()
-    {
+    let (publisher_tx, publisher_rx) = tokio::sync::oneshot::channel();
+    let open = CoreMsg::Open {
+        session,
+        out,
+        publisher: publisher_tx,
+    };
+    if shared.core.send(open).await.is_err() {
         return;
     }
+    let welcome = match publisher_rx.await {
+        Ok(publisher) => Welcome {
+            session,
+            publisher,
+            broker: shared.broker_id.clone(),
+            site: shared.config.broker.site.clone(),
+            max_payload: limits.max_payload_bytes,
+        },
+        Err(_) => return,
+    };
+    let written = match client_proto::encode_welcome(Ok(&welcome)) {
+        Ok(frame) => send.write_all(&frame).await.is_ok(),
+        Err(_) => false,
+    };
+    if !written {
+        let _ = shared.core.send(CoreMsg::Close { session }).await;
+        return;
+    }
+    tracing::info!(session, %remote, name = %hello.name, "client session opened");
+    metrics::gauge!("meshcast_sessions").increment(1.0);
+
     let writer = tokio::spawn(write_loop(send, rx, queued, kill.clone(), conn.clone()));
     let ended = tokio::select! {
         r = read_loop(&shared, &conn, session, frames) => r,

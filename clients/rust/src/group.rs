@@ -32,6 +32,29 @@ impl From<GroupViewInfo> for View {
     }
 }
 
+/// This session's broker was excluded from the mesh's primary component
+/// while it was cut off, and has been admitted again as a new incarnation
+/// ([`GroupEvent::Rejoined`], [`crate::SubscriptionEvent::Rejoined`]).
+///
+/// The session's memberships under the old incarnation ended there: the
+/// next view of each of its groups lists it as [`Rejoined::member`], and
+/// what the primary component delivered meanwhile may be missing (a member
+/// that joined with state gets a fresh [`GroupEvent::State`] after that
+/// view, before any later message). The session id stays the same; its
+/// messages from now on carry [`Rejoined::publisher`] (also
+/// [`crate::Client::publisher_id`]), a new publisher stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejoined {
+    /// The broker's new incarnation.
+    pub incarnation: u64,
+    /// The session's publisher id from now on
+    /// ([`crate::mesh_publisher_id`] with the new incarnation).
+    pub publisher: u64,
+    /// The session as the new views list it in [`View::members`]
+    /// (`b<node name>#<incarnation>/s<session>`).
+    pub member: String,
+}
+
 /// A message multicast to a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMessage {
@@ -60,8 +83,10 @@ impl From<GroupDelivery> for GroupMessage {
     }
 }
 
-/// What a member sees, in order: new views and messages between them.
+/// What a member sees, in order: new views and messages between them, and
+/// (mesh mode) its broker leaving and coming back to the primary component.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GroupEvent {
     /// A new view was installed.
     View(View),
@@ -75,6 +100,21 @@ pub enum GroupEvent {
     /// A new member asks for this member's state at exactly this point of
     /// the stream: answer with [`StateRequest::reply`].
     StateRequest(StateRequest),
+    /// The broker was cut off from the mesh's primary component. Every
+    /// message before this event was delivered in the membership it was
+    /// cut off in; nothing more comes until [`GroupEvent::Unblocked`] or
+    /// [`GroupEvent::Rejoined`]. Multicasts are refused meanwhile
+    /// ([`ClientError::Blocked`]).
+    Blocked,
+    /// The broker is back in the primary component in the same membership:
+    /// nothing was missed, the stream goes on where it stopped.
+    Unblocked,
+    /// The broker is back as a new incarnation: this membership ended at
+    /// [`GroupEvent::Blocked`] and goes on as a new one, whose view comes
+    /// next (then, for a member that joined with state, a fresh
+    /// checkpoint); messages delivered meanwhile may be missing. It stands
+    /// for [`GroupEvent::Unblocked`] (no `Unblocked` follows it).
+    Rejoined(Rejoined),
 }
 
 /// A request for this member's state, for a member joining the group.
@@ -137,14 +177,42 @@ impl Drop for StateRequest {
 
 /// Membership of one group. Dropping it leaves the group.
 ///
-/// While the broker is cut off from the mesh's primary component
-/// ([`crate::Client::mesh_state`]) the membership pauses: no views, no
-/// messages. Once the partition heals the broker rejoins the group for it:
-/// the member sees a new view (its id in `members` has a new incarnation),
-/// then, if it joined with state, a [`GroupEvent::State`] with a fresh
-/// checkpoint before any later message. The primary component treated it as
-/// crashed meanwhile: what was delivered there is not replayed, the
-/// checkpoint carries it.
+/// While the broker is cut off from the mesh's primary component the
+/// membership pauses: [`GroupEvent::Blocked`], then no views and no
+/// messages. If the partition heals before the primary component excluded
+/// the broker, [`GroupEvent::Unblocked`] follows and nothing was missed.
+/// Otherwise the broker rejoins the group for it: [`GroupEvent::Rejoined`],
+/// then a new view (its id in `members` has a new incarnation), then, if it
+/// joined with state, a [`GroupEvent::State`] with a fresh checkpoint before
+/// any later message. The primary component treated it as crashed
+/// meanwhile: what was delivered there is not replayed, the checkpoint
+/// carries it.
+///
+/// Reading and sending are independent: [`Group::sender`] gives a
+/// cloneable [`GroupSender`] to multicast from another task while this one
+/// keeps reading (for example to answer a [`GroupEvent::StateRequest`]
+/// while a [`GroupSender::multicast_confirmed`] is awaited):
+///
+/// ```no_run
+/// # async fn demo(client: meshcast_client::Client) -> Result<(), meshcast_client::ClientError> {
+/// use meshcast_client::{GroupEvent, Ordering};
+///
+/// let (mut group, _state) = client.join_with_state("ledger").await?;
+/// let sender = group.sender();
+/// let write = tokio::spawn(async move {
+///     sender.multicast_confirmed("entry", Ordering::Total, true).await
+/// });
+/// while let Some(event) = group.next().await {
+///     match event? {
+///         GroupEvent::StateRequest(r) => r.reply("the state"),
+///         GroupEvent::Message(m) => println!("{:?}", m.payload),
+///         _ => {}
+///     }
+/// #   break;
+/// }
+/// write.await.expect("the writer task")?;
+/// # Ok(()) }
+/// ```
 pub struct Group {
     pub(crate) name: String,
     pub(crate) view: View,
@@ -226,43 +294,37 @@ impl Group {
         }
     }
 
-    /// Sends a message to every member of the group.
+    /// A cloneable handle that multicasts to this group, usable while this
+    /// `Group` is being read (see [`GroupSender`]).
+    pub fn sender(&self) -> GroupSender {
+        GroupSender {
+            group: self.name.clone(),
+            shared: self.shared.clone(),
+            _handle: self._handle.clone(),
+        }
+    }
+
+    /// Sends a message to every member of the group
+    /// ([`GroupSender::multicast`]).
     pub async fn multicast(
         &self,
         payload: impl Into<Bytes>,
         ordering: Ordering,
         safe: bool,
     ) -> Result<(), ClientError> {
-        self.shared
-            .send(&ClientMsg::Multicast {
-                group: self.name.clone(),
-                ordering,
-                safe,
-                payload: payload.into(),
-                confirm: None,
-            })
-            .await
+        multicast(&self.shared, &self.name, payload.into(), ordering, safe).await
     }
 
     /// Sends a message to every member and waits for the broker's
-    /// confirmation, as [`crate::Publisher::publish_confirmed`]: with
-    /// `safe`, until it is stable (every surviving member will deliver it),
-    /// otherwise until the broker accepted it.
+    /// confirmation ([`GroupSender::multicast_confirmed`]). To keep reading
+    /// the group meanwhile, await it through [`Group::sender`] instead.
     pub async fn multicast_confirmed(
         &self,
         payload: impl Into<Bytes>,
         ordering: Ordering,
         safe: bool,
     ) -> Result<Confirmation, ClientError> {
-        let payload = payload.into();
-        crate::confirmed(&self.shared, |confirm| ClientMsg::Multicast {
-            group: self.name.clone(),
-            ordering,
-            safe,
-            payload,
-            confirm: Some(confirm),
-        })
-        .await
+        multicast_confirmed(&self.shared, &self.name, payload.into(), ordering, safe).await
     }
 
     /// Leaves the group and waits until the broker has removed the member.
@@ -302,4 +364,92 @@ impl Drop for Group {
             });
         }
     }
+}
+
+/// The sending half of a group: multicasts to it while its [`Group`] is
+/// read elsewhere. Cloning is cheap; it keeps the session open, not the
+/// membership (multicasting needs no membership: once the `Group` is gone
+/// its messages still go to the group's members).
+#[derive(Clone)]
+pub struct GroupSender {
+    group: String,
+    shared: Arc<Shared>,
+    _handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for GroupSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupSender")
+            .field("group", &self.group)
+            .finish()
+    }
+}
+
+impl GroupSender {
+    /// The group it sends to.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Sends a message to every member of the group. Returns once it is
+    /// queued for sending; a refusal (for example
+    /// [`ClientError::Blocked`]) is reported by the next
+    /// [`crate::Client::flush`].
+    pub async fn multicast(
+        &self,
+        payload: impl Into<Bytes>,
+        ordering: Ordering,
+        safe: bool,
+    ) -> Result<(), ClientError> {
+        multicast(&self.shared, &self.group, payload.into(), ordering, safe).await
+    }
+
+    /// Sends a message to every member and waits for the broker's
+    /// confirmation, as [`crate::Publisher::publish_confirmed`]: once the
+    /// broker delivered it (with `safe`, once it is stable: every surviving
+    /// member will deliver it). While the broker is blocked it is refused
+    /// with [`ClientError::Blocked`].
+    pub async fn multicast_confirmed(
+        &self,
+        payload: impl Into<Bytes>,
+        ordering: Ordering,
+        safe: bool,
+    ) -> Result<Confirmation, ClientError> {
+        multicast_confirmed(&self.shared, &self.group, payload.into(), ordering, safe).await
+    }
+}
+
+async fn multicast(
+    shared: &Shared,
+    group: &str,
+    payload: Bytes,
+    ordering: Ordering,
+    safe: bool,
+) -> Result<(), ClientError> {
+    shared
+        .send(&ClientMsg::Multicast {
+            group: group.to_string(),
+            ordering,
+            safe,
+            payload,
+            confirm: None,
+        })
+        .await
+}
+
+async fn multicast_confirmed(
+    shared: &Shared,
+    group: &str,
+    payload: Bytes,
+    ordering: Ordering,
+    safe: bool,
+) -> Result<Confirmation, ClientError> {
+    crate::confirmed(shared, |confirm| ClientMsg::Multicast {
+        group: group.to_string(),
+        ordering,
+        safe,
+        payload,
+        confirm: Some(confirm),
+    })
+    .await
 }

@@ -48,7 +48,7 @@ use meshcast_transport::{FrameReader, pki, quic};
 use tokio::sync::{mpsc, oneshot};
 
 pub use error::ClientError;
-pub use group::{Group, GroupEvent, GroupMessage, StateRequest, View};
+pub use group::{Group, GroupEvent, GroupMessage, GroupSender, Rejoined, StateRequest, View};
 pub use inbox::Gather;
 pub use meshcast_transport::client_proto::{Ordering, RejectCode, mesh_publisher_id};
 pub use subscription::{Message, Subscription, SubscriptionEvent};
@@ -161,6 +161,9 @@ pub(crate) struct Shared {
     rejection: Mutex<Option<ClientError>>,
     /// Whether the broker is outside the primary component (mesh mode).
     blocked: tokio::sync::watch::Sender<bool>,
+    /// The publisher id of the session's next messages (the welcome's, then
+    /// each `Rejoined`'s).
+    publisher: AtomicU64,
     /// The inbox for answers to requests, made on first use.
     inbox: tokio::sync::OnceCell<Arc<inbox::Inbox>>,
 
@@ -339,6 +342,7 @@ impl Client {
                 return Err(ClientError::Handshake(reason));
             }
         };
+        let publisher = welcome.publisher;
         let shared = Arc::new(Shared {
             conn,
             endpoint,
@@ -349,6 +353,7 @@ impl Client {
             closed: OnceLock::new(),
             rejection: Mutex::new(None),
             blocked: tokio::sync::watch::Sender::new(false),
+            publisher: AtomicU64::new(publisher),
             inbox: tokio::sync::OnceCell::new(),
 
             subscription_buffer: opts.subscription_buffer.max(1),
@@ -361,17 +366,34 @@ impl Client {
         Ok(Client { shared, handle })
     }
 
-    /// This session's id (numbered from 1 on every broker start).
+    /// This session's id (numbered from 1 on every broker start); it never
+    /// changes while the session lives.
     ///
-    /// On a single broker it is also the publisher id of this session's
-    /// messages. In a mesh, deliveries carry
-    /// [`mesh_publisher_id`]`(node_name(broker_id), incarnation, session_id)`
-    /// instead, where `incarnation` is the broker's current one (shown in
-    /// its status as `core.mesh.node`, `b<node name>#<incarnation>`): unique
-    /// across restarts, and new after the broker rejoins the mesh (the
-    /// session's later messages are then a new publisher stream).
+    /// It is not, in a mesh, the publisher id that receivers see in
+    /// [`Message::publisher`] and [`GroupMessage::publisher`]: that is
+    /// [`Client::publisher_id`]. On a single broker the two are equal. In a
+    /// mesh the publisher id is
+    /// [`mesh_publisher_id`]`(node_name(broker_id), incarnation, session_id)`,
+    /// where `incarnation` is the broker's current one (shown in its status
+    /// as `core.mesh.node`, `b<node name>#<incarnation>`, and in views as
+    /// the `#<incarnation>` of `b<node name>#<incarnation>/s<session_id>`):
+    /// unique across restarts, and new after the broker rejoins the mesh
+    /// (the session's later messages are then a new publisher stream,
+    /// announced by [`SubscriptionEvent::Rejoined`] /
+    /// [`GroupEvent::Rejoined`]).
     pub fn session_id(&self) -> u64 {
         self.shared.welcome.session
+    }
+
+    /// The publisher id this session's messages carry from now on: what
+    /// receivers see in [`Message::publisher`] and
+    /// [`GroupMessage::publisher`]. The broker's welcome gives it; after a
+    /// rejoin it is the [`Rejoined::publisher`] of the event announcing it
+    /// (updated as soon as the client reads that event from the broker,
+    /// which may be before the application reads it from a stream). On a
+    /// single broker it is [`Client::session_id`].
+    pub fn publisher_id(&self) -> u64 {
+        self.shared.publisher.load(AtomicOrdering::Acquire)
     }
 
     /// The id of the broker this client is connected to.
@@ -380,7 +402,10 @@ impl Client {
     }
 
     /// Whether the broker is outside the mesh's primary component. While it
-    /// is, nothing is delivered; watch it with [`Client::mesh_state`].
+    /// is, nothing is delivered and publishes are refused
+    /// ([`ClientError::Blocked`]); watch it with [`Client::mesh_state`].
+    /// The streams show the same changes in their place among messages and
+    /// views ([`SubscriptionEvent::Blocked`], [`GroupEvent::Blocked`], ...).
     pub fn is_blocked(&self) -> bool {
         *self.shared.blocked.borrow()
     }

@@ -1,6 +1,7 @@
 //! The task that reads the broker's frames and routes them.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -32,6 +33,81 @@ struct Route {
 struct Routes {
     subs: HashMap<u64, Route>,
     groups: HashMap<String, GroupRoute>,
+    mesh: MeshPhase,
+}
+
+/// Where the session stands towards the mesh's primary component, as the
+/// streams were told.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum MeshPhase {
+    /// In it (or not in a mesh).
+    #[default]
+    In,
+    /// Cut off: the streams got `Blocked`.
+    Blocked,
+    /// Admitted again as a new incarnation: the streams got `Rejoined`,
+    /// which stands for `Unblocked` (the broker may still refuse
+    /// publishes until its `MeshState { blocked: false }`).
+    Rejoined,
+}
+
+/// One of the mesh events a session's streams show in their place.
+#[derive(Debug, Clone)]
+enum MeshEvent {
+    Blocked,
+    Unblocked,
+    Rejoined(crate::Rejoined),
+}
+
+impl MeshEvent {
+    fn for_subscription(&self) -> SubscriptionEvent {
+        match self {
+            MeshEvent::Blocked => SubscriptionEvent::Blocked,
+            MeshEvent::Unblocked => SubscriptionEvent::Unblocked,
+            MeshEvent::Rejoined(r) => SubscriptionEvent::Rejoined(r.clone()),
+        }
+    }
+
+    fn for_group(&self) -> GroupEvent {
+        match self {
+            MeshEvent::Blocked => GroupEvent::Blocked,
+            MeshEvent::Unblocked => GroupEvent::Unblocked,
+            MeshEvent::Rejoined(r) => GroupEvent::Rejoined(r.clone()),
+        }
+    }
+}
+
+/// Which stream event, if any, a mesh message makes in `phase`, and the
+/// phase after it. A `Rejoined` stands for the `Unblocked` that would
+/// follow it; a repeated `Blocked` (a session opened while blocked is told
+/// at once) makes none.
+fn mesh_step(phase: MeshPhase, msg: &ServerMsg) -> (Option<MeshEvent>, MeshPhase) {
+    match (msg, phase) {
+        (ServerMsg::MeshState { blocked: true }, MeshPhase::In) => {
+            (Some(MeshEvent::Blocked), MeshPhase::Blocked)
+        }
+        (ServerMsg::MeshState { blocked: true }, p) => (None, p),
+        (ServerMsg::MeshState { blocked: false }, MeshPhase::Blocked) => {
+            (Some(MeshEvent::Unblocked), MeshPhase::In)
+        }
+        (ServerMsg::MeshState { blocked: false }, _) => (None, MeshPhase::In),
+        (
+            ServerMsg::Rejoined {
+                incarnation,
+                publisher,
+                member,
+            },
+            _,
+        ) => {
+            let r = crate::Rejoined {
+                incarnation: *incarnation,
+                publisher: *publisher,
+                member: member.clone(),
+            };
+            (Some(MeshEvent::Rejoined(r)), MeshPhase::Rejoined)
+        }
+        (_, p) => (None, p),
+    }
 }
 
 /// Where one group membership's events go.
@@ -106,8 +182,21 @@ pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::Recv
                         GroupEvent::StateRequest(request),
                     );
                 }
-                Ok(ServerMsg::MeshState { blocked }) => {
-                    shared.blocked.send_replace(blocked);
+                Ok(msg @ (ServerMsg::MeshState { .. } | ServerMsg::Rejoined { .. })) => {
+                    match &msg {
+                        ServerMsg::MeshState { blocked } => {
+                            shared.blocked.send_replace(*blocked);
+                        }
+                        ServerMsg::Rejoined { publisher, .. } => {
+                            shared.publisher.store(*publisher, AtomicOrdering::Release);
+                        }
+                        _ => {}
+                    }
+                    let (event, phase) = mesh_step(routes.mesh, &msg);
+                    routes.mesh = phase;
+                    if let Some(event) = event {
+                        mesh_event(&shared, &mut routes, &mut index, &event);
+                    }
                 }
                 Ok(ServerMsg::Expelled { group, reason }) => {
                     let err = ClientError::Expelled { group, reason };
@@ -238,6 +327,32 @@ fn sub_view(
             id,
             SubscriptionEvent::View(view.clone()),
         );
+    }
+}
+
+/// A mesh event: to every subscription and every group membership, in its
+/// place in each stream.
+fn mesh_event(
+    shared: &Shared,
+    routes: &mut Routes,
+    index: &mut SubscriptionIndex<u64>,
+    event: &MeshEvent,
+) {
+    let mut ids: Vec<u64> = routes.subs.keys().copied().collect();
+    ids.sort_unstable();
+    for id in ids {
+        push(
+            shared,
+            &mut routes.subs,
+            index,
+            id,
+            event.for_subscription(),
+        );
+    }
+    let mut groups: Vec<String> = routes.groups.keys().cloned().collect();
+    groups.sort_unstable();
+    for g in groups {
+        group_event(shared, &mut routes.groups, &g, event.for_group());
     }
 }
 
@@ -398,6 +513,7 @@ fn answer(
         | ServerMsg::StateRequest { .. }
         | ServerMsg::Expelled { .. }
         | ServerMsg::MeshState { .. }
+        | ServerMsg::Rejoined { .. }
         | ServerMsg::State { .. } => {}
     }
 }
@@ -431,5 +547,71 @@ fn reset_code(e: &meshcast_transport::FrameError) -> Option<u64> {
     match read {
         quinn::ReadError::Reset(code) => Some(code.into_inner()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(msgs: &[ServerMsg]) -> Vec<String> {
+        let mut phase = MeshPhase::default();
+        let mut out = Vec::new();
+        for m in msgs {
+            let (event, next) = mesh_step(phase, m);
+            phase = next;
+            out.extend(event.map(|e| match e {
+                MeshEvent::Blocked => "blocked".to_string(),
+                MeshEvent::Unblocked => "unblocked".to_string(),
+                MeshEvent::Rejoined(r) => format!("rejoined {}", r.member),
+            }));
+        }
+        out
+    }
+
+    fn rejoined(member: &str) -> ServerMsg {
+        ServerMsg::Rejoined {
+            incarnation: 2,
+            publisher: 9,
+            member: member.into(),
+        }
+    }
+
+    #[test]
+    fn a_rejoin_stands_for_the_unblocked_that_follows_it() {
+        let blocked = ServerMsg::MeshState { blocked: true };
+        let unblocked = ServerMsg::MeshState { blocked: false };
+        // Healed in time: blocked, unblocked.
+        assert_eq!(
+            kinds(&[blocked.clone(), unblocked.clone()]),
+            ["blocked", "unblocked"]
+        );
+        // Excluded: blocked, rejoined, and no unblocked after it.
+        assert_eq!(
+            kinds(&[blocked.clone(), rejoined("b1#2/s1"), unblocked.clone()]),
+            ["blocked", "rejoined b1#2/s1"]
+        );
+        // Told twice (a session opened while blocked): one event; and a
+        // later cut is a new one.
+        assert_eq!(
+            kinds(&[
+                blocked.clone(),
+                blocked.clone(),
+                unblocked.clone(),
+                blocked.clone(),
+                rejoined("b1#3/s1"),
+                unblocked.clone(),
+                blocked,
+                unblocked,
+            ]),
+            [
+                "blocked",
+                "unblocked",
+                "blocked",
+                "rejoined b1#3/s1",
+                "blocked",
+                "unblocked"
+            ]
+        );
     }
 }

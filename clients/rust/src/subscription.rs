@@ -10,7 +10,7 @@ use meshcast_topics::Pattern;
 use meshcast_transport::client_proto::{ClientMsg, CloseCode};
 use tokio::sync::mpsc;
 
-use crate::{ClientError, Handle, Ordering, Pending, Shared, View};
+use crate::{ClientError, Handle, Ordering, Pending, Rejoined, Shared, View};
 
 /// A message delivered to a subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +33,10 @@ pub struct Message {
 }
 
 /// What a subscription delivers, in order: messages, and (mesh mode) the
-/// new views of the groups its pattern reaches.
+/// new views of the groups its pattern reaches and its broker leaving and
+/// coming back to the mesh's primary component.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SubscriptionEvent {
     /// A message matching the pattern.
     Message(Message),
@@ -43,6 +45,20 @@ pub enum SubscriptionEvent {
     /// that group: two subscribers that both pass from one view to the next
     /// delivered the same messages of the group in between.
     View(View),
+    /// The broker was cut off from the mesh's primary component: every
+    /// message before this event was delivered in the views the
+    /// subscription was in; nothing more comes until
+    /// [`SubscriptionEvent::Unblocked`] or [`SubscriptionEvent::Rejoined`].
+    Blocked,
+    /// The broker is back in the primary component in the same views:
+    /// nothing was missed.
+    Unblocked,
+    /// The broker is back as a new incarnation: the subscription's
+    /// memberships ended at [`SubscriptionEvent::Blocked`] and go on as new
+    /// ones, whose views come next; messages delivered meanwhile may be
+    /// missing. It stands for [`SubscriptionEvent::Unblocked`] (no
+    /// `Unblocked` follows it).
+    Rejoined(Rejoined),
 }
 
 /// A stream of the messages matching one pattern.
@@ -59,10 +75,14 @@ pub enum SubscriptionEvent {
 /// ends. Dropping it unsubscribes.
 ///
 /// When the broker is cut off from the mesh's primary component
-/// ([`crate::Client::mesh_state`]) nothing arrives; once the partition
-/// heals the subscription goes on with a new view of each group (the
-/// session rejoined them); messages the primary component delivered
-/// meanwhile are not replayed.
+/// [`Subscription::next_event`] yields [`SubscriptionEvent::Blocked`] in its
+/// place and nothing more arrives. If the partition heals before the
+/// primary component excluded the broker, [`SubscriptionEvent::Unblocked`]
+/// follows and nothing was missed; otherwise [`SubscriptionEvent::Rejoined`]
+/// follows, then a new view of each group (the session rejoined them), and
+/// messages the primary component delivered meanwhile are not replayed.
+/// The [`Stream`] of messages skips these events: read with `next_event`
+/// (or watch [`crate::Client::mesh_state`]) to see them.
 pub struct Subscription {
     id: u64,
     pattern: Pattern,
@@ -134,8 +154,9 @@ impl Subscription {
         self.views.iter().find(|v| v.group == group)
     }
 
-    /// The next message or view, in order; `None` once the subscription
-    /// ended, after an `Err` saying why if it ended abnormally.
+    /// The next message, view or mesh event, in order; `None` once the
+    /// subscription ended, after an `Err` saying why if it ended
+    /// abnormally.
     pub async fn next_event(&mut self) -> Option<Result<SubscriptionEvent, ClientError>> {
         std::future::poll_fn(|cx| self.poll_event(cx)).await
     }
@@ -194,15 +215,16 @@ impl Subscription {
     }
 }
 
-/// Yields the messages only; views still update [`Subscription::views`].
+/// Yields the messages only; views still update [`Subscription::views`],
+/// and mesh events are passed over.
 impl Stream for Subscription {
     type Item = Result<Message, ClientError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
             return match self.poll_event(cx) {
-                Poll::Ready(Some(Ok(SubscriptionEvent::View(_)))) => continue,
                 Poll::Ready(Some(Ok(SubscriptionEvent::Message(m)))) => Poll::Ready(Some(Ok(m))),
+                Poll::Ready(Some(Ok(_))) => continue,
                 Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,

@@ -57,6 +57,14 @@ async fn main() -> Result<()> {
                     }
                     seen = now;
                 }
+                Some(Ok(SubscriptionEvent::Blocked)) => {
+                    println!("* blocked: this broker is cut off from the rest of the mesh")
+                }
+                Some(Ok(SubscriptionEvent::Unblocked)) => println!("* back: nothing was missed"),
+                Some(Ok(SubscriptionEvent::Rejoined(r))) => {
+                    println!("* back as {}: lines sent meanwhile may be missing", r.member)
+                }
+                Some(Ok(_)) => {}
                 Some(Err(e)) => bail!("{e}"),
                 None => break,
             },

@@ -75,6 +75,14 @@ async fn main() -> Result<()> {
                     map = s.map(|s| decode(&String::from_utf8_lossy(&s))).unwrap_or_default();
                     println!("* state re-synchronised: {} key(s)", map.len());
                 }
+                Some(Ok(GroupEvent::Blocked)) => {
+                    println!("* blocked: this broker is cut off from the primary component; sets wait")
+                }
+                Some(Ok(GroupEvent::Unblocked)) => println!("* unblocked: nothing was missed"),
+                Some(Ok(GroupEvent::Rejoined(r))) => {
+                    println!("* rejoined as {}: updates may be missing, a fresh checkpoint follows", r.member)
+                }
+                Some(Ok(_)) => {}
                 Some(Err(e)) => bail!("{e}"),
                 None => break,
             },

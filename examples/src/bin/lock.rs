@@ -75,6 +75,15 @@ async fn main() -> Result<()> {
                         .map(|s| String::from_utf8_lossy(&s).lines().map(String::from).collect())
                         .unwrap_or_default();
                 }
+                Some(Ok(GroupEvent::Blocked)) => {
+                    println!("* blocked: this broker is cut off from the primary component")
+                }
+                Some(Ok(GroupEvent::Unblocked)) => println!("* unblocked: nothing was missed"),
+                // The next view lists this member under its new id.
+                Some(Ok(GroupEvent::Rejoined(r))) => {
+                    println!("* rejoined as {}: the queue comes with a fresh checkpoint", r.member)
+                }
+                Some(Ok(_)) => {}
                 Some(Err(e)) => bail!("{e}"),
                 None => break,
             },
