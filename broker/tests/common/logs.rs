@@ -193,6 +193,30 @@ pub fn summary(log: &Log<Text>) -> String {
     s
 }
 
+/// A member's causal past in `group`: its state (checkpoint, then what it
+/// delivered) in its current membership, which starts again when its id
+/// changes (its broker was cut off and it rejoined as a new member).
+pub fn causal_past(log: &Log<Text>, group: &str) -> Vec<String> {
+    let mut s = Vec::new();
+    let mut me: Option<&str> = None;
+    for e in &log.events {
+        match e {
+            Event::View(v) if v.group == group => {
+                if me.is_some_and(|m| m != v.me) {
+                    s.clear();
+                }
+                me = Some(&v.me);
+            }
+            Event::State { group: g, keys, .. } if g == group => {
+                s = keys.clone().unwrap_or_default()
+            }
+            Event::Message(m) if m.group == group => s.push(m.key.clone()),
+            _ => {}
+        }
+    }
+    s
+}
+
 /// The application state a log stands for: its last checkpoint's keys,
 /// then the keys delivered after it.
 pub fn state(log: &Log<Text>) -> Vec<String> {
@@ -274,14 +298,18 @@ impl Member {
         let rec = log.clone();
         let gname = group.clone();
         tokio::spawn(async move {
-            // What this member sent so far: with what it delivered, the
-            // causal predecessors of its next message.
+            // What this member sent in its current membership: with its
+            // state (what it delivered since it got its current id, after
+            // its checkpoint), the causal predecessors of its next message.
+            // A member whose broker was cut off comes back as a new member
+            // (DESIGN §2.7): what its old membership delivered or sent is
+            // not its causal past any more, the new checkpoint is.
             let mut sent: Vec<String> = Vec::new();
             let leave = loop {
                 tokio::select! {
                     cmd = rx.recv() => match cmd {
                         Some(Cmd::Multicast { key, ordering: o, safe, done }) => {
-                            let mut deps = keys(&rec.log.lock().unwrap());
+                            let mut deps = causal_past(&rec.log.lock().unwrap(), &gname);
                             deps.extend(sent.iter().cloned());
                             let record = published(&gname, &key, o, safe).after(deps);
                             sent.push(key.clone());
@@ -292,7 +320,14 @@ impl Member {
                         None => break None,
                     },
                     ev = g.next() => match ev {
-                        Some(Ok(GroupEvent::View(v))) => rec.push(view_event(&v)),
+                        Some(Ok(GroupEvent::View(v))) => {
+                            let old = last_view(&rec.log.lock().unwrap(), &gname).map(|x| x.me.clone());
+                            let e = view_event(&v);
+                            if matches!(&e, Event::View(x) if Some(&x.me) != old.as_ref()) {
+                                sent.clear();
+                            }
+                            rec.push(e)
+                        }
                         Some(Ok(GroupEvent::Message(m))) => {
                             rec.push(Event::Message(history::Message {
                                 group: gname.clone(),
@@ -358,6 +393,43 @@ impl Member {
             })
             .expect("member task ended");
         rx.await.expect("member task ended")
+    }
+
+    /// [`Member::multicast`] that reports a member whose recording task
+    /// ended (its session closed) as an error instead of panicking.
+    pub async fn try_multicast(
+        &self,
+        key: &str,
+        ordering: meshcast_client::Ordering,
+        safe: bool,
+    ) -> Result<Published<Text>, ClientError> {
+        let gone = || ClientError::Closed {
+            code: None,
+            reason: "member task ended".into(),
+        };
+        let (done, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::Multicast {
+                key: key.to_string(),
+                ordering,
+                safe,
+                done,
+            })
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Leaves the group; `Err` if the session ended first or the leave
+    /// failed (never panics; hangs are the caller's to guard).
+    pub async fn try_leave(&self) -> Result<(), String> {
+        let (done, rx) = oneshot::channel();
+        self.cmds
+            .send(Cmd::Leave(done))
+            .map_err(|_| "member task ended".to_string())?;
+        match rx.await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err("member task ended".into()),
+        }
     }
 
     /// Leaves the group and waits until the broker removed the member.

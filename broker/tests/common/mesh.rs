@@ -135,6 +135,11 @@ pub struct RelayedMesh {
     pub brokers: Vec<BrokerProc>,
     /// `relays[i][j]` carries broker i's dials to broker j.
     pub relays: Vec<Vec<Option<Relay>>>,
+    /// The `--set` overrides each broker was started with (to start it
+    /// again with the same configuration: [`RelayedMesh::start_broker`]).
+    pub sets: Vec<Vec<String>>,
+    /// Where the certificates are.
+    pub certs: std::path::PathBuf,
 }
 
 impl RelayedMesh {
@@ -156,18 +161,48 @@ impl RelayedMesh {
             }
             relays.push(row);
         }
-        let brokers = (0..n)
+        let sets: Vec<Vec<String>> = (0..n)
             .map(|i| {
                 let peers: Vec<(&str, SocketAddr)> = (0..n)
                     .filter(|j| *j != i)
                     .map(|j| (refs[j], relays[i][j].as_ref().unwrap().addr))
                     .collect();
-                let mut sets = extra.to_vec();
-                sets.push(format!("mesh.bootstrap={}", i == 0));
-                broker(dir, refs[i], real[i], &peers, &sets)
+                let mut extra = extra.to_vec();
+                extra.push(format!("mesh.bootstrap={}", i == 0));
+                broker_sets(dir, refs[i], real[i], &peers, &extra)
             })
             .collect();
-        RelayedMesh { brokers, relays }
+        let mut mesh = RelayedMesh {
+            brokers: Vec::new(),
+            relays,
+            sets,
+            certs: dir.to_path_buf(),
+        };
+        mesh.brokers = (0..n)
+            .map(|i| mesh.start_broker(i, TempDir::new("broker")))
+            .collect();
+        mesh
+    }
+
+    /// Starts broker `i` with its configuration and the data directory
+    /// `data` (a killed broker's, to restart it with its history).
+    pub fn start_broker(&self, i: usize, data: TempDir) -> BrokerProc {
+        let sets: Vec<&str> = self.sets[i].iter().map(String::as_str).collect();
+        let mut b = BrokerProc::start_in(data, &sets);
+        b.ca = self.certs.join("ca.pem");
+        b
+    }
+
+    /// Cuts (or heals) every link between a broker of `a` and one of `b`.
+    pub fn cut_between(&self, a: &[usize], b: &[usize], cut: bool) {
+        for &i in a {
+            for &j in b {
+                if i != j {
+                    self.relays[i][j].as_ref().unwrap().cut(cut);
+                    self.relays[j][i].as_ref().unwrap().cut(cut);
+                }
+            }
+        }
     }
 
     /// Cuts broker `i` off from every other broker (both directions), or
