@@ -157,6 +157,105 @@ async fn a_restarted_bootstrap_broker_rejoins_its_mesh_instead_of_starting_its_o
     assert_eq!(msg.topic, "orders/eu/created");
 }
 
+/// Issue 8, situation 6: a mesh that lost its majority to restarts stayed
+/// blocked for ever, even once the lost brokers were back (as new
+/// incarnations they were joiners, and the blocked survivor could not run a
+/// view change). Now a restarted broker that remembers the survivor's view
+/// stands in for its old incarnation.
+#[tokio::test]
+async fn a_mesh_that_lost_its_majority_to_restarts_recovers_when_they_come_back() {
+    let mesh = Mesh::new("mem-majority");
+    let mut brokers = mesh.start_all().await;
+    // b3 dies: b1 and b2 go on (a view of two). Then b2 dies too: b1 is
+    // alone in a view of two, blocked.
+    let data3 = mesh::kill_keep_dir(brokers.remove(2));
+    for b in &brokers {
+        wait_mesh(b, 2).await;
+    }
+    let data2 = mesh::kill_keep_dir(brokers.remove(1));
+    wait_for(brokers[0].admin, "b1 blocked after losing b2", |s| {
+        s["core"]["mesh"]["blocked"] == true
+    })
+    .await;
+    // b2 comes back (it remembers the view of two: it stands in for its
+    // old incarnation), then b3 (it remembers the older view of three: a
+    // plain joiner). One mesh of three, unblocked, delivering.
+    let b2 = mesh.start(1, data2);
+    wait_mesh(&b2, 2).await;
+    wait_mesh(&brokers[0], 2).await;
+    let b3 = mesh.start(2, data3);
+    let s = wait_mesh(&b3, 3).await;
+    let members = view_members(&s);
+    for b in [&brokers[0], &b2] {
+        let other = wait_mesh(b, 3).await;
+        assert_eq!(view_members(&other), members, "{other}");
+    }
+    let sub_client = b3.client("sub-b3").await;
+    let mut sub = sub_client.subscribe("orders/**").await.unwrap();
+    let pub_client = brokers[0].client("pub-b1").await;
+    let publisher = pub_client
+        .publisher("orders/eu/created", Ordering::Total, true)
+        .unwrap();
+    publisher.publish("after the recovery").await.unwrap();
+    let msg = tokio::time::timeout(GUARD, sub.next())
+        .await
+        .expect("the recovered mesh never delivered")
+        .expect("subscription ended")
+        .unwrap();
+    assert_eq!(&msg.payload[..], b"after the recovery");
+}
+
+/// The whole mesh restarted (a power cut, or `restart` of every broker):
+/// nobody is left in the old view, so no view change can start from it.
+/// Every broker remembers the same view and none had accepted a value that
+/// removes a broker: the smallest starts a new mesh and the others join it.
+#[tokio::test]
+async fn a_mesh_whose_brokers_all_restarted_forms_again() {
+    let mesh = Mesh::new("mem-all");
+    let brokers = mesh.start_all().await;
+    let before = common::status(brokers[0].admin).await;
+    let counter = before["core"]["mesh"]["view"][0].as_str().and_then(|v| {
+        v.trim_start_matches('v')
+            .split('@')
+            .next()?
+            .parse::<u64>()
+            .ok()
+    });
+    let dirs: Vec<TempDir> = brokers.into_iter().map(mesh::kill_keep_dir).collect();
+    let mut back = Vec::new();
+    for (i, data) in dirs.into_iter().enumerate() {
+        back.push(mesh.start(i, data));
+    }
+    let s = wait_mesh(&back[0], 3).await;
+    let members = view_members(&s);
+    for b in &back[1..] {
+        let other = wait_mesh(b, 3).await;
+        assert_eq!(view_members(&other), members, "{other}");
+    }
+    // View ids keep growing across the recovery.
+    let after = s["core"]["mesh"]["view"][0].as_str().and_then(|v| {
+        v.trim_start_matches('v')
+            .split('@')
+            .next()?
+            .parse::<u64>()
+            .ok()
+    });
+    assert!(after > counter, "{before} then {s}");
+    let sub_client = back[2].client("sub-b3").await;
+    let mut sub = sub_client.subscribe("orders/**").await.unwrap();
+    let pub_client = back[0].client("pub-b1").await;
+    let publisher = pub_client
+        .publisher("orders/eu/created", Ordering::Total, true)
+        .unwrap();
+    publisher.publish("after the restart of all").await.unwrap();
+    let msg = tokio::time::timeout(GUARD, sub.next())
+        .await
+        .expect("the re-formed mesh never delivered")
+        .expect("subscription ended")
+        .unwrap();
+    assert_eq!(&msg.payload[..], b"after the restart of all");
+}
+
 #[tokio::test]
 async fn force_new_mesh_is_refused_while_the_last_view_answers_and_works_once_it_is_gone() {
     let mesh = Mesh::new("mem-force");

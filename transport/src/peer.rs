@@ -17,8 +17,10 @@ use crate::handshake::{self, HandshakeError};
 /// ALPN protocol name of broker-to-broker connections.
 pub const ALPN_PEER: &[u8] = b"meshcast-peer";
 
-/// Version of the peer protocol spoken by this build.
-pub const PEER_PROTOCOL_VERSION: u16 = 2;
+/// Version of the peer protocol spoken by this build (3: heartbeats carry
+/// lease stamps and echoes, data messages the publisher's own sequence
+/// number, join requests what a restarted broker remembers).
+pub const PEER_PROTOCOL_VERSION: u16 = 3;
 
 /// Who a broker says it is when it links to another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -82,6 +82,9 @@ pub struct Broker {
     pub(crate) forced: BTreeMap<NodeId, Time>,
     pub(crate) last_heard: BTreeMap<NodeId, Time>,
     pub(crate) joiners: BTreeMap<u32, (NodeId, Time)>,
+    /// Restarted brokers that may stand in for their old incarnation in
+    /// the current view (see [`crate::wire::Returning`]), by name.
+    pub(crate) standins: BTreeMap<u32, (NodeId, Time)>,
     pub(crate) change_wanted: bool,
     pub(crate) minority: bool,
     pub(crate) next_heartbeat: Time,
@@ -92,6 +95,9 @@ pub struct Broker {
     /// Brokers this one reached while it had no view (a link came up, or
     /// it heard from them), for `auto_bootstrap`.
     pub(crate) reachable: BTreeSet<u32>,
+    /// Restarted brokers heard while this one has no view, with what they
+    /// remember (for the recovery of a mesh whose brokers all restarted).
+    pub(crate) restarted_peers: BTreeMap<u32, crate::wire::Returning>,
     /// A member of some mesh answered (heartbeat or `Excluded`): never
     /// start a mesh of our own.
     pub(crate) mesh_seen: bool,
@@ -194,6 +200,7 @@ impl Broker {
             forced: BTreeMap::new(),
             last_heard: BTreeMap::new(),
             joiners: BTreeMap::new(),
+            standins: BTreeMap::new(),
             change_wanted: false,
             minority: false,
             next_heartbeat: Time(0),
@@ -201,6 +208,7 @@ impl Broker {
             heard_seeds: BTreeSet::new(),
             ack_due: None,
             reachable: BTreeSet::new(),
+            restarted_peers: BTreeMap::new(),
             mesh_seen: false,
             had_view: false,
             started_at: Time(0),
@@ -248,6 +256,20 @@ impl Broker {
             v.push(r.members.clone());
         }
         v
+    }
+
+    /// Base view of the value this broker accepted in a view change, if
+    /// that value removes a broker of its base view: a runtime makes it
+    /// durable before acting on the outputs of the same call, so that a
+    /// restarted broker can say it (see [`crate::wire::Returning`]). Values
+    /// that remove nobody need not be kept: they can only be chosen with
+    /// the acceptance of every member of the base view, so any member a
+    /// restarted broker could stand in with knows of them.
+    pub fn accepted_base(&self) -> Option<ViewId> {
+        self.accepted
+            .as_ref()
+            .filter(|(_, v)| v.prev_members.iter().any(|m| !v.view.contains(*m)))
+            .map(|(_, v)| v.prev)
     }
 
     /// True while this broker is outside the primary component.
@@ -427,14 +449,26 @@ impl Broker {
     /// Installs a singleton mesh view of this broker.
     pub(crate) fn bootstrap_now(&mut self) {
         {
+            // Above every view this broker (or a restarted broker it heard)
+            // remembers, so view ids keep growing across a recovery.
+            let counter = self
+                .cfg
+                .returning
+                .iter()
+                .chain(self.restarted_peers.values())
+                .filter_map(|r| r.view)
+                .map(|v| v.counter)
+                .max()
+                .unwrap_or(0)
+                .saturating_add(1);
             let view = MeshView {
                 id: ViewId {
-                    counter: 1,
+                    counter,
                     coordinator: self.id,
                 },
                 members: vec![self.id],
             };
-            self.max_counter = 1;
+            self.max_counter = counter;
             self.had_view = true;
             self.out.push_back(Output::MeshView(view.clone()));
             self.epoch = Some(Epoch {
@@ -487,7 +521,7 @@ impl Broker {
     pub(crate) fn on_peer(&mut self, env: Envelope) -> Result<(), Error> {
         let any_incarnation = env.to.incarnation == 0
             && env.to.name == self.id.name
-            && env.msg == PeerMsg::JoinRequest;
+            && matches!(env.msg, PeerMsg::JoinRequest(_));
         if env.to != self.id && !any_incarnation {
             return Err(Error::WrongIncarnation {
                 to: env.to,
@@ -512,8 +546,8 @@ impl Broker {
                 self.on_ack(from, a);
                 Ok(())
             }
-            PeerMsg::JoinRequest => {
-                self.on_join_request(from);
+            PeerMsg::JoinRequest(returning) => {
+                self.on_join_request(from, returning);
                 Ok(())
             }
             PeerMsg::JoinForward { joiner } => self.on_join_forward(from, joiner),

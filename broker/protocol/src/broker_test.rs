@@ -54,7 +54,7 @@ fn two_brokers() -> (Broker, Broker) {
     assert_eq!(drain(&mut b0), vec![Output::MeshView(v1.clone())]);
 
     b1.handle(T0, Input::Timeout).unwrap();
-    let join = env(b(1), NodeId::new(0, 0), PeerMsg::JoinRequest);
+    let join = env(b(1), NodeId::new(0, 0), PeerMsg::JoinRequest(None));
     assert_eq!(drain(&mut b1), vec![send(NodeId::new(0, 0), join.clone())]);
 
     // The coordinator proposes the joiner.
@@ -288,7 +288,7 @@ fn safe_message_waits_for_the_peer_frontier() {
 fn invalid_peer_input_is_refused_without_state_change() {
     let (mut b0, _b1) = two_brokers();
     let before = format!("{b0:?}");
-    let stale = env(b(1), NodeId::new(0, 9), PeerMsg::JoinRequest);
+    let stale = env(b(1), NodeId::new(0, 9), PeerMsg::JoinRequest(None));
     assert_eq!(
         b0.handle(T0, Input::Peer(stale)),
         Err(Error::WrongIncarnation {
@@ -544,7 +544,7 @@ fn exhausted_ballot_counter_stops_rounds_instead_of_wrapping() {
     b0.max_counter = u64::MAX;
     b0.handle(
         T0,
-        Input::Peer(env(b(2), NodeId::new(0, 0), PeerMsg::JoinRequest)),
+        Input::Peer(env(b(2), NodeId::new(0, 0), PeerMsg::JoinRequest(None))),
     )
     .unwrap();
     let mut now = T0;
@@ -1166,4 +1166,114 @@ fn auto_bootstrap_never_starts_a_second_mesh() {
     assert!(b0.view().is_none());
     b0.handle(T0.plus(1_000), Input::Timeout).unwrap();
     assert!(!installs(&drain(&mut b0)));
+}
+
+fn proposes_to(outs: &[Output], to: NodeId) -> bool {
+    outs.iter().any(|o| {
+        matches!(o, Output::Send { envelope, .. }
+            if envelope.to == to && matches!(&envelope.msg, PeerMsg::Propose(p) if p.members.contains(&to)))
+    })
+}
+
+/// b0 is left alone of a two-broker view when b1 restarts (a new
+/// incarnation): it is blocked, so it could never admit the restarted b1
+/// without counting it in place of its dead old incarnation.
+fn alone_after_a_restart() -> (Broker, NodeId) {
+    let (mut b0, _b1) = two_brokers();
+    b0.cfg.suspect_timeout = 100;
+    b0.cfg.lease = Some(100);
+    let later = T0.plus(1_000);
+    b0.handle(later, Input::Timeout).unwrap();
+    let out = drain(&mut b0);
+    assert!(out.contains(&Output::Blocked), "{out:?}");
+    (b0, NodeId::new(1, 2))
+}
+
+#[test]
+fn a_restarted_member_stands_in_for_its_old_incarnation() {
+    let at = T0.plus(1_000);
+    let returning = |accepted| crate::wire::Returning {
+        view: Some(vid(2)),
+        members: vec![b(0), b(1)],
+        accepted,
+    };
+    // Without what it remembers, b1#2 is a plain joiner: nothing happens.
+    let (mut b0, b1) = alone_after_a_restart();
+    b0.handle(
+        at,
+        Input::Peer(env(b1, NodeId::new(0, 0), PeerMsg::JoinRequest(None))),
+    )
+    .unwrap();
+    assert!(!proposes_to(&drain(&mut b0), b1));
+    // Remembering this very view and having accepted nothing in it, it
+    // stands in for b1#1: b0 proposes the view of both.
+    let (mut b0, b1) = alone_after_a_restart();
+    let r = PeerMsg::JoinRequest(Some(returning(None)));
+    b0.handle(at, Input::Peer(env(b1, NodeId::new(0, 0), r)))
+        .unwrap();
+    assert!(proposes_to(&drain(&mut b0), b1));
+    // If its old incarnation accepted a value based on this view, that
+    // value may have been chosen: never counted.
+    let (mut b0, b1) = alone_after_a_restart();
+    let r = PeerMsg::JoinRequest(Some(returning(Some(vid(2)))));
+    b0.handle(at, Input::Peer(env(b1, NodeId::new(0, 0), r)))
+        .unwrap();
+    assert!(!proposes_to(&drain(&mut b0), b1));
+    // Nor if it remembers another view.
+    let (mut b0, b1) = alone_after_a_restart();
+    let other = crate::wire::Returning {
+        view: None,
+        members: vec![b(0), b(1), b(2)],
+        accepted: None,
+    };
+    let r = PeerMsg::JoinRequest(Some(other));
+    b0.handle(at, Input::Peer(env(b1, NodeId::new(0, 0), r)))
+        .unwrap();
+    assert!(!proposes_to(&drain(&mut b0), b1));
+}
+
+#[test]
+fn a_mesh_whose_brokers_all_restarted_is_restarted_by_the_smallest() {
+    let memory = |accepted| crate::wire::Returning {
+        view: Some(vid(2)),
+        members: vec![b(0), b(1)],
+        accepted,
+    };
+    let restarted = |name: u32, accepted| {
+        let cfg = ProtocolConfig {
+            returning: Some(memory(accepted)),
+            ..cfg(false)
+        };
+        Broker::new(NodeId::new(name, 2), cfg, u64::from(name))
+    };
+    let join = |from: u32, to: u32, accepted| {
+        Input::Peer(env(
+            NodeId::new(from, 2),
+            NodeId::new(to, 0),
+            PeerMsg::JoinRequest(Some(memory(accepted))),
+        ))
+    };
+    // Both back, both remembering v2 and nothing accepted: b0 starts a new
+    // mesh (above v2), b1 waits to join it.
+    let (mut x0, mut x1) = (restarted(0, None), restarted(1, None));
+    x0.handle(T0, Input::Timeout).unwrap();
+    drain(&mut x0);
+    x0.handle(T0, join(1, 0, None)).unwrap();
+    let out = drain(&mut x0);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::MeshView(v) if v.id.counter == 3)),
+        "{out:?}"
+    );
+    x1.handle(T0, join(0, 1, None)).unwrap();
+    assert!(!installs(&drain(&mut x1)));
+    // Alone (b1 not back yet): nothing.
+    let mut x0 = restarted(0, None);
+    x0.handle(T0.plus(10_000), Input::Timeout).unwrap();
+    assert!(!installs(&drain(&mut x0)));
+    // b1's old incarnation accepted a value removing a broker based on v2:
+    // it may have been chosen, so nothing is started.
+    let mut x0 = restarted(0, None);
+    x0.handle(T0, join(1, 0, Some(vid(2)))).unwrap();
+    assert!(!installs(&drain(&mut x0)));
 }

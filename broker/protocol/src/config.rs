@@ -13,6 +13,11 @@ pub struct ProtocolConfig {
     /// a broker that ever installed a view never starts one (see
     /// `docs/protocol.md`). `None`: never.
     pub auto_bootstrap: Option<u64>,
+    /// What this broker remembers of the mesh from before its restart
+    /// (from its data directory): sent with its join requests, so that a
+    /// member left alone of that view can count it towards a majority.
+    /// `None` for a broker with no history.
+    pub returning: Option<crate::wire::Returning>,
     /// Broker names to ask for admission when not bootstrapping.
     pub seeds: Vec<u32>,
     /// Interval between heartbeats (which also carry stability frontiers).
@@ -67,6 +72,7 @@ impl Default for ProtocolConfig {
         ProtocolConfig {
             bootstrap: false,
             auto_bootstrap: None,
+            returning: None,
             seeds: Vec::new(),
             heartbeat_interval: 50,
             suspect_timeout: 400,

@@ -78,5 +78,5 @@ pub use id::{GroupView, MemberId, MeshView, MsgId, NodeId, Ordering, Time, Trans
 pub use io::{ClientCmd, Delivery, ExpelReason, GroupViewChange, Input, Output};
 pub use wire::{
     DataMsg, Envelope, Frontier, GroupInstall, GroupReport, GroupRequest, Heartbeat, Install,
-    OrderMsg, PeerMsg, Propose, Report, StateChunk,
+    OrderMsg, PeerMsg, Propose, Report, Returning, StateChunk,
 };

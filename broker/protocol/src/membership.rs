@@ -19,7 +19,9 @@ use crate::flush::compute_flush;
 use crate::group::GroupState;
 use crate::id::{MemberId, MeshView, NodeId, Time, ViewId};
 use crate::io::{ExpelReason, GroupViewChange, Output};
-use crate::wire::{GroupInstall, GroupRequest, Heartbeat, Install, PeerMsg, Propose, Report};
+use crate::wire::{
+    GroupInstall, GroupRequest, Heartbeat, Install, PeerMsg, Propose, Report, Returning,
+};
 
 /// A promise given in phase 1.
 #[derive(Debug, Clone)]
@@ -54,7 +56,7 @@ impl Broker {
     pub(crate) fn on_tick(&mut self) {
         let now = self.now;
         let Some(e) = &self.epoch else {
-            if self.may_auto_bootstrap() {
+            if self.may_auto_bootstrap() || self.may_recover_restarted_mesh() {
                 self.bootstrap_now();
                 return;
             }
@@ -62,12 +64,29 @@ impl Broker {
                 self.next_join = now.plus(self.cfg.join_retry);
                 for s in self.cfg.seeds.clone() {
                     if s != self.id.name {
-                        self.send(NodeId::new(s, 0), PeerMsg::JoinRequest);
+                        let r = self.join_request();
+                        self.send(NodeId::new(s, 0), r);
                     }
+                }
+                // A restarted broker also asks every broker of the view it
+                // remembers (one of them may be left alone in it).
+                let remembered: Vec<u32> = match &self.cfg.returning {
+                    Some(r) if !self.had_view => r
+                        .members
+                        .iter()
+                        .map(|m| m.name)
+                        .filter(|n| *n != self.id.name && !self.cfg.seeds.contains(n))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for n in remembered {
+                    let r = self.join_request();
+                    self.send(NodeId::new(n, 0), r);
                 }
                 for s in std::mem::take(&mut self.heard_seeds) {
                     if !self.cfg.seeds.contains(&s.name) {
-                        self.send(s, PeerMsg::JoinRequest);
+                        let r = self.join_request();
+                        self.send(s, r);
                     }
                 }
             }
@@ -90,6 +109,7 @@ impl Broker {
         }
         let stale = self.cfg.suspect_timeout + 3 * self.cfg.join_retry;
         self.joiners.retain(|_, (_, t)| now.since(*t) <= stale);
+        self.standins.retain(|_, (_, t)| now.since(*t) <= stale);
         if let Some(r) = &self.round {
             if now >= r.deadline {
                 let me = self.id;
@@ -137,6 +157,12 @@ impl Broker {
         self.maybe_start_round();
     }
 
+    /// A join request; a restarted broker that has not been admitted yet
+    /// says what it remembers (see [`crate::wire::Returning`]).
+    fn join_request(&self) -> PeerMsg {
+        PeerMsg::JoinRequest(self.cfg.returning.clone().filter(|_| !self.had_view))
+    }
+
     /// `auto_bootstrap`: a broker with no history that nobody admitted,
     /// that heard from no member of a mesh and that has the smallest name
     /// among the brokers it can reach starts the mesh once its wait is over.
@@ -150,6 +176,32 @@ impl Broker {
             && self.heard_seeds.is_empty()
             && self.now >= self.started_at.plus(wait)
             && self.reachable.iter().all(|n| *n > self.id.name)
+    }
+
+    /// Every broker of the view this restarted broker remembers restarted
+    /// too: nobody is left to run a view change from it. If all of them are
+    /// back, remember exactly that view, and none of them accepted a value
+    /// that removes a broker based on it (or on a later view), the view
+    /// has no successor anywhere; the broker with the smallest name then
+    /// starts a new mesh and the others join it (see `docs/protocol.md`
+    /// §4b).
+    fn may_recover_restarted_mesh(&self) -> bool {
+        let Some(mine) = &self.cfg.returning else {
+            return false;
+        };
+        if self.epoch.is_some() || self.had_view || self.mesh_seen {
+            return false;
+        }
+        let safe = |r: &Returning| {
+            r.members == mine.members && r.accepted.is_none_or(|a| r.view.is_some_and(|v| a < v))
+        };
+        if !safe(mine) {
+            return false;
+        }
+        mine.members.iter().all(|m| {
+            m.name == self.id.name
+                || (m.name > self.id.name && self.restarted_peers.get(&m.name).is_some_and(&safe))
+        })
     }
 
     /// If the coordinator of the value this broker accepted vanished, the
@@ -305,11 +357,35 @@ impl Broker {
         }
     }
 
-    pub(crate) fn on_join_request(&mut self, from: NodeId) {
-        let Some(e) = &self.epoch else { return };
+    pub(crate) fn on_join_request(&mut self, from: NodeId, returning: Option<Returning>) {
+        let Some(e) = &self.epoch else {
+            if let Some(r) = returning {
+                if self.restarted_peers.len() < MAX_HEARD_SEEDS
+                    || self.restarted_peers.contains_key(&from.name)
+                {
+                    self.restarted_peers.insert(from.name, r);
+                }
+            }
+            return;
+        };
         if e.view.contains(from) {
             self.catch_up(from, None);
             return;
+        }
+        // A restart of a member of exactly this view, whose old incarnation
+        // accepted no value based on it: it may stand in for that
+        // incarnation towards a majority (see `maybe_start_round`).
+        if let Some(r) = returning {
+            let old = e
+                .view
+                .members
+                .iter()
+                .find(|m| m.name == from.name && m.incarnation < from.incarnation);
+            let same_view = r.members == e.view.members;
+            let accepted_nothing = r.accepted.is_none_or(|a| a < e.view.id);
+            if old.is_some() && same_view && accepted_nothing {
+                self.standins.insert(from.name, (from, self.now));
+            }
         }
         self.note_restart(from);
         self.note_joiner(from);
@@ -382,7 +458,32 @@ impl Broker {
 
     fn maybe_start_round(&mut self) {
         let Some(e) = &self.epoch else { return };
-        if self.minority || self.round.is_some() || self.coordinator() != Some(self.id) {
+        // Restarted members standing in for their dead old incarnations
+        // (they remember this very view and accepted nothing based on it):
+        // with them a member left in a minority can still gather a
+        // majority of the view, so a mesh that lost a majority to restarts
+        // recovers once they are back.
+        let standing_in = e
+            .view
+            .members
+            .iter()
+            .filter(|m| {
+                self.is_suspected(**m)
+                    && self
+                        .standins
+                        .get(&m.name)
+                        .is_some_and(|(n, _)| n.incarnation > m.incarnation)
+            })
+            .count();
+        let alive = e
+            .view
+            .members
+            .iter()
+            .filter(|m| **m == self.id || !self.is_suspected(**m))
+            .count();
+        let quorum = (alive + standing_in) * 2 > e.view.members.len();
+        if (self.minority && !quorum) || self.round.is_some() || self.coordinator() != Some(self.id)
+        {
             return;
         }
         let base = e.view.id;
@@ -417,7 +518,7 @@ impl Broker {
         {
             return;
         }
-        if members.len() * 2 <= base_members.len() {
+        if (members.len() + standing_in) * 2 <= base_members.len() {
             return;
         }
         let Some(counter) = self.max_counter.checked_add(1) else {
@@ -982,6 +1083,7 @@ impl Broker {
         self.accept_seen.clear();
         self.reset_leases();
         self.joiners.retain(|_, (j, _)| !inst.view.contains(*j));
+        self.standins.clear();
         // An install proves the view was chosen, not that its members are
         // still around: the primary component may have moved on already
         // (a view learned alone, or a catch-up commit from another cut-off
@@ -1194,6 +1296,7 @@ impl Broker {
         self.echoed.clear();
         self.granted.clear();
         self.joiners.clear();
+        self.standins.clear();
         self.change_wanted = false;
         self.future.clear();
         self.incoming.clear();
@@ -1238,7 +1341,8 @@ impl Broker {
                 self.send_heartbeat(&[peer]);
             }
         } else if self.cfg.seeds.contains(&peer.name) {
-            self.send(peer, PeerMsg::JoinRequest);
+            let r = self.join_request();
+            self.send(peer, r);
         }
         if let Some(r) = &self.round {
             if r.members.contains(&peer) {

@@ -29,8 +29,9 @@ pub enum PeerMsg {
     /// than on the next heartbeat), so stability, credit and `safe`
     /// delivery move at the speed of the traffic.
     Ack(AckMsg),
-    /// A broker outside the mesh asks to be admitted.
-    JoinRequest,
+    /// A broker outside the mesh asks to be admitted; a restarted broker
+    /// says which view it was last a member of (see [`Returning`]).
+    JoinRequest(Option<Returning>),
     /// Tells a broker it is no longer a member of the primary view `view`.
     Excluded {
         /// The newer view that does not contain the addressee.
@@ -100,6 +101,25 @@ pub struct Heartbeat {
     /// heard, the latest stamp it heard from it. Empty while the sender is
     /// flushing: a member answering a view change grants nothing.
     pub echoes: Vec<(NodeId, u64)>,
+}
+
+/// What a restarted broker remembers of the mesh (from its data
+/// directory): the members of the last view it installed and the base view
+/// of the last value it accepted in a view change, if any. A member whose
+/// view has exactly these members may count the restarted broker in place
+/// of its old incarnation towards the majority that a view change needs
+/// (see `docs/protocol.md` §4b): the old incarnation is dead, and what it
+/// promised is void, but what it *accepted* is not known, so a broker that
+/// accepted a value for that view is never counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Returning {
+    /// Id of its last installed view as stored (views that changed only
+    /// groups, not brokers, may have followed it); `None` if unknown.
+    pub view: Option<ViewId>,
+    /// Members of its last installed view (its old incarnation among them).
+    pub members: Vec<NodeId>,
+    /// Base view of the last value its old incarnation accepted.
+    pub accepted: Option<ViewId>,
 }
 
 /// Acknowledgement of progress in some groups of `view`.
@@ -349,7 +369,10 @@ pub(crate) fn check_numbers(msg: &PeerMsg) -> Result<(), &'static str> {
                 && h.echoes.iter().all(|(_, t)| ok_num(*t))
         }
         PeerMsg::Ack(a) => ok_view(&a.view) && a.frontiers.iter().all(ok_frontier),
-        PeerMsg::JoinRequest | PeerMsg::JoinForward { .. } => true,
+        PeerMsg::JoinRequest(r) => r.as_ref().is_none_or(|r| {
+            r.accepted.iter().chain(&r.view).all(ok_view) && r.members.len() <= 1 << 16
+        }),
+        PeerMsg::JoinForward { .. } => true,
         PeerMsg::Excluded { view } => ok_view(view),
         PeerMsg::Data(m) => ok_data(m),
         PeerMsg::Order(o) => {

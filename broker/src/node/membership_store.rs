@@ -15,7 +15,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use meshcast_protocol::{MeshView, NodeId};
+use meshcast_protocol::{MeshView, NodeId, Returning, ViewId};
 use serde::{Deserialize, Serialize};
 
 /// Name of the file in the data directory.
@@ -101,6 +101,9 @@ pub struct StoredView {
     pub counter: u64,
     /// The view id as the core prints it (`v<counter>@<coordinator>`).
     pub id: String,
+    /// The view id itself (files written before it was kept have none).
+    #[serde(default)]
+    pub view_id: Option<ViewId>,
     /// Members, oldest first.
     pub members: Vec<StoredMember>,
 }
@@ -115,6 +118,7 @@ impl StoredView {
         StoredView {
             counter: view.id.counter,
             id: view.id.to_string(),
+            view_id: Some(view.id),
             members: view
                 .members
                 .iter()
@@ -150,6 +154,10 @@ struct Record {
     broker: String,
     incarnation: u64,
     view: Option<StoredView>,
+    /// Base view of the last value this broker accepted that removes a
+    /// broker (see `Broker::accepted_base`); older files have none.
+    #[serde(default)]
+    accepted: Option<ViewId>,
 }
 
 /// The membership file of one broker, opened at start.
@@ -159,6 +167,8 @@ pub struct MembershipStore {
     record: Record,
     /// The view stored by the previous run (what [`decide_bootstrap`] uses).
     previous: Option<StoredView>,
+    /// The accepted base stored by the previous run.
+    previous_accepted: Option<ViewId>,
 }
 
 impl MembershipStore {
@@ -172,6 +182,7 @@ impl MembershipStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => return Err(MembershipError::Read { path, source }),
         };
+        let previous_accepted = stored.as_ref().and_then(|r| r.accepted);
         let (incarnation, previous) = match stored {
             Some(r) => {
                 let next =
@@ -192,8 +203,10 @@ impl MembershipStore {
                 broker: broker.to_string(),
                 incarnation,
                 view: previous.clone(),
+                accepted: previous_accepted,
             },
             previous,
+            previous_accepted,
         };
         store.save()?;
         Ok(store)
@@ -227,6 +240,33 @@ impl MembershipStore {
         }
         self.record.incarnation = incarnation;
         self.save()
+    }
+
+    /// Records the base view of a value the core accepted (one that removes
+    /// a broker) and persists it, unless it is the one stored already.
+    pub fn set_accepted(&mut self, base: ViewId) -> Result<(), MembershipError> {
+        if self.record.accepted == Some(base) {
+            return Ok(());
+        }
+        self.record.accepted = Some(base);
+        self.save()
+    }
+
+    /// What this broker tells the mesh it remembers when it joins after a
+    /// restart (see `meshcast_protocol::Returning`): the members of the
+    /// view the previous run stored, and the base of the last value it
+    /// accepted that removes a broker. `None` with no stored view.
+    pub fn returning(&self) -> Option<Returning> {
+        let view = self.previous.as_ref()?;
+        Some(Returning {
+            view: view.view_id,
+            members: view
+                .members
+                .iter()
+                .map(|m| NodeId::new(m.name, m.incarnation))
+                .collect(),
+            accepted: self.previous_accepted,
+        })
     }
 
     /// Records a newly installed view and persists it.

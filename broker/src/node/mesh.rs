@@ -187,6 +187,15 @@ async fn run(
         for e in core.handle_batch(now(), inputs) {
             tracing::debug!(error = %e, "protocol input refused");
         }
+        // A value that removes a broker, accepted in this batch: durable
+        // before the acceptance leaves (a restarted broker must be able to
+        // say it accepted it, see docs/protocol.md §4b).
+        if let Some(base) = core.accepted_base() {
+            if let Err(e) = store.set_accepted(base) {
+                tracing::error!(error = %e, "cannot persist the mesh membership: this broker stops taking part in the mesh");
+                return;
+            }
+        }
         let mut batch = Vec::new();
         let (mut view, mut incarnation) = (None, None);
         while let Some(out) = core.poll_output() {

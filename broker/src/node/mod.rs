@@ -253,6 +253,11 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
     } else {
         let mut pcfg = protocol_config(&config);
         pcfg.bootstrap = bootstrap;
+        // What this broker remembers of its mesh, so that a member left
+        // alone in that view can count it in place of its old incarnation.
+        if !bootstrap && !remembered.is_empty() {
+            pcfg.returning = store.returning();
+        }
         // `bootstrap = "auto"` and no history: the smallest fresh broker
         // that can reach no member of a mesh starts one (the core decides,
         // once its wait is over; see docs/protocol.md §4b).

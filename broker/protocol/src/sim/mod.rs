@@ -60,6 +60,11 @@ pub struct SimOptions {
     /// `auto_bootstrap` (the smallest reachable fresh one starts it). A
     /// restarted or excluded broker has history and never starts one.
     pub auto_bootstrap: bool,
+    /// Once during the faults, crash a majority of the mesh at once (when
+    /// no view change is under way) and restart it with its persisted
+    /// membership: the survivors must recover with the restarted brokers
+    /// standing in for their old incarnations.
+    pub majority_loss: bool,
 }
 
 impl SimOptions {
@@ -75,6 +80,7 @@ impl SimOptions {
         let single_seed = r.next_u64() % 3 == 0;
         let batch_inputs = r.next_u64() % 2 == 0;
         let auto_bootstrap = r.next_u64() % 4 == 0;
+        let majority_loss = r.next_u64() % 5 == 0;
         SimOptions {
             brokers,
             fault_ms,
@@ -98,6 +104,7 @@ impl SimOptions {
             single_seed,
             batch_inputs,
             auto_bootstrap,
+            majority_loss,
         }
     }
 }
@@ -134,6 +141,9 @@ pub struct SimStats {
     /// Publishes reported unsent (accepted while cut off, or still queued
     /// when the broker rejoined as a new incarnation).
     pub unsent: u64,
+    /// Majority losses injected (all but a minority crashed at once, then
+    /// restarted with their membership).
+    pub majority_losses: u64,
 }
 
 /// Result of a run: the violations found (empty if correct) and figures.
@@ -177,6 +187,9 @@ struct Node {
     broker: Option<Broker>,
     id: NodeId,
     restarts: u64,
+    /// What the crashed broker's data directory keeps for its restart
+    /// (its last view and accepted base), unless the state is lost.
+    memory: Option<crate::wire::Returning>,
 }
 
 struct Sim {
@@ -267,6 +280,7 @@ impl Sim {
                 broker: Some(Broker::new(id, cfg, seed.wrapping_add(u64::from(i)))),
                 id,
                 restarts: 0,
+                memory: None,
             });
         }
         let mut links = BTreeMap::new();
@@ -728,7 +742,7 @@ impl Sim {
             if self.trace {
                 eprintln!("{:>6} CRASH b{v}", self.now);
             }
-            self.nodes[v as usize].broker = None;
+            self.crash(v, true);
             let at = self.now + 200 + self.rand(1200);
             self.push(at, Event::Restart(v));
         } else if self.isolated.is_empty() {
@@ -758,6 +772,66 @@ impl Sim {
         }
     }
 
+    /// Crashes broker `v`; its data directory keeps its last view and
+    /// accepted base, except (`may_lose`) on one crash in four.
+    fn crash(&mut self, v: u32, may_lose: bool) {
+        let lost = may_lose && self.rand(4) == 0;
+        let node = &mut self.nodes[v as usize];
+        node.memory = node.broker.as_ref().and_then(|b| {
+            let view = b.view()?;
+            (!lost).then(|| crate::wire::Returning {
+                view: Some(view.id),
+                members: view.members.clone(),
+                accepted: b.accepted_base(),
+            })
+        });
+        node.broker = None;
+    }
+
+    /// The majority-loss fault: with every broker up, connected and idle
+    /// (no view change under way), crash all but a minority of the brokers
+    /// at once, or all of them; they restart with their membership.
+    fn majority_crash(&mut self) -> bool {
+        let n = self.opts.brokers as u32;
+        let idle = (0..n).all(|i| {
+            self.alive(i)
+                && self.nodes[i as usize]
+                    .broker
+                    .as_ref()
+                    .is_some_and(|b| b.pending_views().is_empty() && b.view().is_some())
+        });
+        if !idle || !self.isolated.is_empty() {
+            return false;
+        }
+        // A third of the time every broker (a whole-mesh restart).
+        let victims = if self.rand(3) == 0 { n } else { n / 2 + 1 };
+        let mut cands: Vec<u32> = (0..n).collect();
+        let mut down = Vec::new();
+        while (down.len() as u32) < victims {
+            let i = self.rand(cands.len() as u64) as usize;
+            down.push(cands.remove(i));
+        }
+        self.stats.crashes += down.len() as u64;
+        self.stats.majority_losses += 1;
+        self.stats.faults += 1;
+        if self.trace {
+            eprintln!("{:>6} MAJORITY CRASH {down:?}", self.now);
+        }
+        for v in down {
+            for p in 0..n {
+                if p != v {
+                    self.cut(v, p, None);
+                }
+            }
+            // Kept: with a majority gone, a lost data directory is gone for
+            // good (only an operator's `--force-new-mesh` helps then).
+            self.crash(v, false);
+            let at = self.now + 200 + self.rand(1200);
+            self.push(at, Event::Restart(v));
+        }
+        true
+    }
+
     fn restart(&mut self, name: u32) {
         let seeds = if self.opts.single_seed && name > 0 {
             vec![name - 1]
@@ -768,8 +842,10 @@ impl Sim {
         node.restarts += 1;
         let id = NodeId::new(name, (node.restarts + 1) * 1_000_000);
         node.id = id;
+        let returning = node.memory.take();
         let cfg = ProtocolConfig {
             bootstrap: false,
+            returning,
             seeds,
             defects: self.opts.defects.clone(),
             chunk_size: 64,
@@ -941,6 +1017,7 @@ impl Sim {
         let mut next_op = 300u64;
         let mut next_fault = 600 + self.rand(self.opts.fault_interval);
         let mut recovered_at = None;
+        let mut majority_done = false;
         if let Some((_, _, _, until)) = self.opts.slow_session {
             self.push(until, Event::CatchUp);
         }
@@ -1014,6 +1091,13 @@ impl Sim {
                 continue;
             }
             if self.opts.faults && next_fault <= t && next_fault < fault_end {
+                if self.opts.majority_loss && !majority_done && t > 1_000 {
+                    majority_done = self.majority_crash();
+                    if majority_done {
+                        next_fault = t + 1 + self.rand(2 * self.opts.fault_interval);
+                        continue;
+                    }
+                }
                 self.fault();
                 next_fault = t + 1 + self.rand(2 * self.opts.fault_interval);
                 continue;

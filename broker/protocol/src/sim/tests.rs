@@ -25,6 +25,7 @@ fn sweep(range: std::ops::Range<u64>) {
     let mut faults = 0;
     let mut slow = 0;
     let mut failed_transfers = 0;
+    let mut majority_losses = 0;
     for seed in range.clone() {
         let r = run_seed(seed);
         if !r.violations.is_empty() {
@@ -36,13 +37,15 @@ fn sweep(range: std::ops::Range<u64>) {
         faults += r.stats.faults;
         slow += r.stats.slow_expulsions;
         failed_transfers += r.stats.transfer_failures;
+        majority_losses += r.stats.majority_losses;
     }
     eprintln!(
-        "seeds {:?}: {} failed; faults {} ({:.1}/seed); slow expulsions {}; failed transfers {}; longest view change {} ms; longest recovery {} ms",
+        "seeds {:?}: {} failed; faults {} ({:.1}/seed); majority losses {}; slow expulsions {}; failed transfers {}; longest view change {} ms; longest recovery {} ms",
         range,
         failures.len(),
         faults,
         faults as f64 / (range.end - range.start) as f64,
+        majority_losses,
         slow,
         failed_transfers,
         max_vc,
