@@ -227,6 +227,11 @@ pub struct MeshConfig {
     /// it reports the link as full instead of buffering more. Default 65536
     /// (frames).
     pub link_queue: usize,
+    /// Dial the peer addresses other brokers announce (in their hellos and
+    /// in gossip), not only `peers`; default true, so one configured peer
+    /// is enough. Set it to false where the announced addresses must not be
+    /// used (brokers behind relays or NATs that only `peers` lead through).
+    pub learn_peer_addresses: bool,
     /// Shortest wait before redialling a peer, in milliseconds; default 50.
     pub reconnect_min_ms: u64,
     /// Longest wait between dial attempts (the backoff doubles from
@@ -260,6 +265,7 @@ impl Default for MeshConfig {
             join_retry_ms: 300,
             state_chunk_bytes: 65_536,
             link_queue: 65_536,
+            learn_peer_addresses: true,
             reconnect_min_ms: 50,
             reconnect_max_ms: 2_000,
             credit_window: 1_024,

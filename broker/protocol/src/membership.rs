@@ -1310,6 +1310,19 @@ impl Broker {
 
     /// Resends what a broken connection may have lost.
     pub(crate) fn on_link_up(&mut self, peer: NodeId) {
+        // The runtime names a link by the incarnation its process started
+        // with; a peer that rejoined since runs a later one in our view and
+        // rounds. Resend to that one (else what was sent while the link was
+        // down would never be sent again).
+        let later = self
+            .epoch
+            .iter()
+            .flat_map(|e| e.view.members.iter())
+            .chain(self.round.iter().flat_map(|r| r.members.iter()))
+            .chain(self.promise.iter().map(|p| &p.coordinator))
+            .find(|m| m.name == peer.name && m.incarnation > peer.incarnation)
+            .copied();
+        let peer = later.unwrap_or(peer);
         self.note_restart(peer);
         if let Some(e) = &self.epoch {
             if let Some(pr) = e.view.rank(peer) {

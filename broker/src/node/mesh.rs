@@ -265,6 +265,11 @@ fn peer_input(ev: PeerEvent, names: &mut Known, peers: &PeerHandle, inputs: &mut
             for body in bodies {
                 match wire::decode_body::<LinkMsg>("peer message", &body) {
                     Ok(LinkMsg::Peers(list)) => {
+                        let list = if peers.learns_addresses() {
+                            list
+                        } else {
+                            Vec::new()
+                        };
                         for (broker, addr) in list.into_iter().take(MAX_GOSSIP) {
                             if let Ok(addr) = addr.parse() {
                                 peers.connect(addr, &broker);

@@ -484,6 +484,7 @@ async fn start_links(
         seeds,
         max_frame: config.limits.max_frame_bytes as usize,
         link_queue: mesh.link_queue,
+        learn_addresses: mesh.learn_peer_addresses,
         backoff: (mesh.reconnect_min(), mesh.reconnect_max()),
         handshake_timeout: config.limits.handshake_timeout(),
         live_within: Duration::from_millis(mesh.suspect_timeout_ms),

@@ -89,6 +89,8 @@ pub struct PeerSettings {
     /// live: another process presenting the same broker id is refused
     /// (DESIGN §2.11) rather than allowed to replace it.
     pub live_within: Duration,
+    /// Dial addresses learned from hellos and gossip (`mesh.learn_peer_addresses`).
+    pub learn_addresses: bool,
 }
 
 /// Why a frame could not be queued.
@@ -192,6 +194,12 @@ impl PeerHandle {
         if t.dialing.insert(addr) {
             tokio::spawn(dial_task(self.clone(), addr));
         }
+    }
+
+    /// Whether addresses learned from other brokers are dialed
+    /// (`mesh.learn_peer_addresses`).
+    pub fn learns_addresses(&self) -> bool {
+        self.inner.settings.learn_addresses
     }
 
     /// This broker's id and the peer address it announces.
@@ -354,7 +362,11 @@ impl PeerHandle {
             t.owners.insert(addr, peer.broker.clone());
             t.errors.remove(&addr);
         }
-        let learned = remote.peer_addr.parse::<SocketAddr>().ok();
+        let learned = remote
+            .peer_addr
+            .parse::<SocketAddr>()
+            .ok()
+            .filter(|_| self.inner.settings.learn_addresses);
         if let Some(addr) = learned {
             let start = self.table().dialing.insert(addr);
             if start {

@@ -58,6 +58,7 @@ pub fn link_node(
         backoff: (Duration::from_millis(10), Duration::from_millis(200)),
         handshake_timeout: Duration::from_secs(5),
         live_within: Duration::from_secs(1),
+        learn_addresses: true,
     };
     (PeerHandle::start(ep, settings, tx), events)
 }

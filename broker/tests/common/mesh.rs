@@ -169,6 +169,9 @@ impl RelayedMesh {
                     .collect();
                 let mut extra = extra.to_vec();
                 extra.push(format!("mesh.bootstrap={}", i == 0));
+                // Only the relays lead to the others: a broker must not dial
+                // the real addresses it learns, or cuts would not hold.
+                extra.push("mesh.learn_peer_addresses=false".to_string());
                 broker_sets(dir, refs[i], real[i], &peers, &extra)
             })
             .collect();

@@ -187,6 +187,9 @@ struct Node {
     broker: Option<Broker>,
     id: NodeId,
     restarts: u64,
+    /// The incarnation the process started with: as in the runtime, links
+    /// are named by it, also after the core rejoined as a later one.
+    started_as: NodeId,
     /// What the crashed broker's data directory keeps for its restart
     /// (its last view and accepted base), unless the state is lost.
     memory: Option<crate::wire::Returning>,
@@ -280,6 +283,7 @@ impl Sim {
                 broker: Some(Broker::new(id, cfg, seed.wrapping_add(u64::from(i)))),
                 id,
                 restarts: 0,
+                started_as: id,
                 memory: None,
             });
         }
@@ -583,7 +587,7 @@ impl Sim {
         if was_up {
             for (x, y) in [(a, b), (b, a)] {
                 if self.alive(x) && self.alive(y) {
-                    let peer = self.nodes[y as usize].id;
+                    let peer = self.nodes[y as usize].started_as;
                     self.input(x, Input::LinkDown(peer));
                 }
             }
@@ -618,8 +622,8 @@ impl Sim {
         l.up = true;
         l.epoch += 1;
         l.last = [self.now, self.now];
-        let ida = self.nodes[a as usize].id;
-        let idb = self.nodes[b as usize].id;
+        let ida = self.nodes[a as usize].started_as;
+        let idb = self.nodes[b as usize].started_as;
         self.input(a, Input::LinkUp(idb));
         self.input(b, Input::LinkUp(ida));
     }
@@ -842,6 +846,7 @@ impl Sim {
         node.restarts += 1;
         let id = NodeId::new(name, (node.restarts + 1) * 1_000_000);
         node.id = id;
+        node.started_as = id;
         let returning = node.memory.take();
         let cfg = ProtocolConfig {
             bootstrap: false,
