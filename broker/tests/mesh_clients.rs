@@ -771,6 +771,19 @@ async fn a_publisher_faster_than_the_mesh_is_held_back_not_refused() {
     let pc = brokers[0].client("pub").await;
     let p = pc.publisher("flood/x", Ordering::Fifo, false).unwrap();
     const N: usize = 5_000;
+    // The subscriber reads as the messages come (more than its buffer of
+    // 4096 are published: a reader that waited would rightly be cut off as
+    // slow).
+    let reader = tokio::spawn(async move {
+        for n in 0..N {
+            let m = tokio::time::timeout(GUARD, s.next())
+                .await
+                .unwrap_or_else(|_| panic!("message {n} of {N} never arrived"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(m.payload, n.to_string(), "in publish order");
+        }
+    });
     for n in 0..N {
         tokio::time::timeout(GUARD, p.publish(n.to_string()))
             .await
@@ -778,14 +791,7 @@ async fn a_publisher_faster_than_the_mesh_is_held_back_not_refused() {
             .unwrap();
     }
     pc.flush().await.expect("no publish may be refused");
-    for n in 0..N {
-        let m = tokio::time::timeout(GUARD, s.next())
-            .await
-            .unwrap_or_else(|_| panic!("message {n} of {N} never arrived"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(m.payload, n.to_string(), "in publish order");
-    }
+    reader.await.unwrap();
 }
 
 /// The next message of a subscription, skipping views.
