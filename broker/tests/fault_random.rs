@@ -26,8 +26,9 @@
 //! so a relay cut only holds until the first relink. The relays still add
 //! loss and delay while a link goes through them.
 //!
-//! Both tests are `#[ignore]`d until their open failures are classified;
-//! run them with `--ignored`. `MESHCAST_FAULT_SEED` / `MESHCAST_FAULT_SEEDS`
+//! The rolling restart runs in CI. The randomized test is `#[ignore]`d
+//! until its open failures are fixed (see its attribute); run it with
+//! `--ignored`. `MESHCAST_FAULT_SEED` / `MESHCAST_FAULT_SEEDS`
 //! choose the seeds (default `DEFAULT_SEEDS`); a seed fixes the schedule,
 //! not the processes' timing:
 //!
@@ -140,6 +141,8 @@ struct Sent {
     epoch: u64,
     /// Seconds since the start when the publish ended.
     at: f64,
+    /// Seconds since the start when the publish was sent.
+    sent_at: f64,
     /// A confirmed publish: its session and the publisher id it had when
     /// the confirmation came (a broker that rejoined gives a new one).
     confirmed: Option<(Client, u64)>,
@@ -166,6 +169,9 @@ struct Shared {
     /// must be complete).
     keep: Mutex<Vec<Client>>,
     keep_members: Mutex<Vec<Member>>,
+    /// Subscriptions as they were installed: log name, group, seconds
+    /// since the start.
+    installed: Mutex<Vec<(String, String, f64)>>,
 }
 
 impl Shared {
@@ -215,6 +221,7 @@ impl Shared {
         outcome: Outcome,
         broker: usize,
         epoch: u64,
+        sent_at: f64,
         confirmed: Option<&Client>,
     ) {
         if matches!(outcome, Outcome::Ok { .. }) {
@@ -226,6 +233,7 @@ impl Shared {
             broker,
             epoch,
             at: self.t0.elapsed().as_secs_f64(),
+            sent_at,
             confirmed: confirmed.map(|c| (c.clone(), c.publisher_id())),
         });
     }
@@ -279,6 +287,7 @@ async fn publisher(
             let key = format!("{name}.{session}:{n}");
             let record = logs::published(&group_of(&topic), &key, ordering, safe);
             let epoch = sh.epoch(b);
+            let sent_at = sh.t0.elapsed().as_secs_f64();
             let confirm = rng.chance(50);
             let out = if confirm {
                 let Ok(r) = tokio::time::timeout(GUARD, p.publish_confirmed(key.clone())).await
@@ -307,7 +316,7 @@ async fn publisher(
                 };
                 plain(outcome(&r, false))
             };
-            sh.record(record, out, b, epoch, confirm.then_some(&client));
+            sh.record(record, out, b, epoch, sent_at, confirm.then_some(&client));
             match out {
                 Outcome::Ok { .. } => {}
                 Outcome::Blocked | Outcome::Unknown => {
@@ -344,8 +353,14 @@ async fn subscriber(sh: Arc<Shared>, name: String, home: usize, pattern: String)
                     .await
             }
         };
-        let s = Subscriber::start(&format!("{name}.{session} on b{}", b + 1), sub, group_of);
+        let log_name = format!("{name}.{session} on b{}", b + 1);
+        let s = Subscriber::start(&log_name, sub, group_of);
         sh.logs.lock().unwrap().push(s.log.clone());
+        sh.installed.lock().unwrap().push((
+            log_name,
+            group_of(&pattern),
+            sh.t0.elapsed().as_secs_f64(),
+        ));
         while !sh.stopped() && s.log.ended().is_none() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -422,6 +437,7 @@ async fn member(sh: Arc<Shared>, name: String, home: usize, group: String, mut r
                 let key = format!("{log_name}:{n}");
                 let (ordering, safe) = (rng.ordering(), rng.chance(20));
                 let epoch = sh.epoch(b);
+                let sent_at = sh.t0.elapsed().as_secs_f64();
                 let r = m.try_multicast(&key, ordering, safe).await;
                 let (record, r) = match r {
                     Ok(rec) => {
@@ -437,7 +453,7 @@ async fn member(sh: Arc<Shared>, name: String, home: usize, group: String, mut r
                     Err(e) => (logs::published(&group, &key, ordering, safe), Err(e)),
                 };
                 let out = plain(outcome(&r, false));
-                sh.record(record, out, b, epoch, None);
+                sh.record(record, out, b, epoch, sent_at, None);
                 if out == Outcome::Lost {
                     continue 'session;
                 }
@@ -626,6 +642,7 @@ async fn start(
         logs: Mutex::new(Vec::new()),
         keep: Mutex::new(Vec::new()),
         keep_members: Mutex::new(Vec::new()),
+        installed: Mutex::new(Vec::new()),
     });
     let w = World {
         mesh: m,
@@ -646,6 +663,18 @@ async fn start(
                 format!("{g}/**"),
             )));
         }
+    }
+    // Publishing starts once every subscription is installed: a message
+    // published to a group with no member yet is confirmed (delivered, to
+    // nobody) and would be required of nobody's log.
+    tokio::time::timeout(GUARD, async {
+        while sh.logs.lock().unwrap().len() < 2 * n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the initial subscriptions were never installed");
+    for i in 0..n {
         let g = if i % 2 == 0 { "ga" } else { "gb" };
         let decl = orderings
             .get(i)
@@ -863,6 +892,21 @@ async fn finish(
     // What must arrive: confirmed ok by a broker with no fault since, or
     // confirmed stable (safe). Refused with Blocked: delivered nowhere.
     let delivered: HashSet<String> = checked.iter().flat_map(logs::keys).collect();
+    // A message is required of someone only if a subscription of its group
+    // was installed before it was sent and stayed to the end: one delivered
+    // while its group had no member (every subscriber's session lost to a
+    // fault and not yet back) is confirmed, to nobody.
+    let complete_names: HashSet<&str> = checked
+        .iter()
+        .filter(|l| l.complete)
+        .map(|l| l.name.as_str())
+        .collect();
+    let installed = sh.installed.lock().unwrap().clone();
+    let watched = |group: &str, sent_at: f64| {
+        installed.iter().any(|(name, g, at)| {
+            g == group && *at <= sent_at && complete_names.contains(name.as_str())
+        })
+    };
     let sent = std::mem::take(&mut *sh.sent.lock().unwrap());
     let mut published = extra;
     let (mut ok, mut refused, mut unknown, mut lost, mut required) = (0, 0, 0, 0, 0);
@@ -877,9 +921,13 @@ async fn finish(
                 // no fault since and never rejoined (same publisher id).
                 // An unconfirmed publish's flush cannot say it was sent (a
                 // refusal of a queued publish may come later).
+                let group = s.record.group.clone();
+                let watched = watched(&group, s.sent_at);
                 match &s.confirmed {
                     Some((c, pid)) => {
-                        stable || (sh.epoch(s.broker) == s.epoch && c.publisher_id() == *pid)
+                        watched
+                            && (stable
+                                || (sh.epoch(s.broker) == s.epoch && c.publisher_id() == *pid))
                     }
                     None => false,
                 }
@@ -960,7 +1008,7 @@ fn seeds() -> Vec<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "open failures not yet classified (seed 2: a member gets 2 checkpoints in one membership after leaving and joining again; seed 1 once: checkpoints matching no member's state); seeds 1, 4, 5 passed once each"]
+#[ignore = "open failures: seed 6 (release, reproducible): two safe publishes confirmed stable at their brokers right after a frozen minority was excluded reach no subscriber; seed 1 (debug build): a member that joined gm never sees anything; seeds 2-5 and 7-12 passed in release"]
 async fn random_faults_on_real_brokers_keep_every_log_correct() {
     let _one = ONE_MESH.lock().await;
     let seeds = seeds();
@@ -994,7 +1042,6 @@ static ONE_MESH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// a broker not restarted since, or confirmed stable); every log passes the
 /// history checker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "fails (run 1 of 1): confirmed publishes of a publisher on a broker restarted before them delivered nowhere; not yet told apart from a test-design gap (a group with no live member then)"]
 async fn a_rolling_restart_under_load_loses_nothing_for_members_that_stay() {
     let _one = ONE_MESH.lock().await;
     let started = Instant::now();
