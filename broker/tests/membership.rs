@@ -190,19 +190,25 @@ async fn a_mesh_that_lost_its_majority_to_restarts_recovers_when_they_come_back(
         let other = wait_mesh(b, 3).await;
         assert_eq!(view_members(&other), members, "{other}");
     }
-    let sub_client = b3.client("sub-b3").await;
+    delivers(&brokers[0], &b3, "after the recovery").await;
+}
+
+/// A `safe` total-order message published on `from` reaches a subscriber
+/// on `to`.
+async fn delivers(from: &BrokerProc, to: &BrokerProc, text: &'static str) {
+    let sub_client = to.client("sub").await;
     let mut sub = sub_client.subscribe("orders/**").await.unwrap();
-    let pub_client = brokers[0].client("pub-b1").await;
+    let pub_client = from.client("pub").await;
     let publisher = pub_client
         .publisher("orders/eu/created", Ordering::Total, true)
         .unwrap();
-    publisher.publish("after the recovery").await.unwrap();
+    publisher.publish(text).await.unwrap();
     let msg = tokio::time::timeout(GUARD, sub.next())
         .await
-        .expect("the recovered mesh never delivered")
+        .unwrap_or_else(|_| panic!("{text:?} was never delivered"))
         .expect("subscription ended")
         .unwrap();
-    assert_eq!(&msg.payload[..], b"after the recovery");
+    assert_eq!(&msg.payload[..], text.as_bytes());
 }
 
 /// The whole mesh restarted (a power cut, or `restart` of every broker):
@@ -241,19 +247,7 @@ async fn a_mesh_whose_brokers_all_restarted_forms_again() {
             .ok()
     });
     assert!(after > counter, "{before} then {s}");
-    let sub_client = back[2].client("sub-b3").await;
-    let mut sub = sub_client.subscribe("orders/**").await.unwrap();
-    let pub_client = back[0].client("pub-b1").await;
-    let publisher = pub_client
-        .publisher("orders/eu/created", Ordering::Total, true)
-        .unwrap();
-    publisher.publish("after the restart of all").await.unwrap();
-    let msg = tokio::time::timeout(GUARD, sub.next())
-        .await
-        .expect("the re-formed mesh never delivered")
-        .expect("subscription ended")
-        .unwrap();
-    assert_eq!(&msg.payload[..], b"after the restart of all");
+    delivers(&back[0], &back[2], "after the restart of all").await;
 }
 
 #[tokio::test]
