@@ -20,6 +20,8 @@ use meshcast_client::Ordering;
 struct Mesh {
     dir: TempDir,
     addrs: Vec<SocketAddr>,
+    /// More `--set` overrides for every broker.
+    extra: Vec<String>,
 }
 
 impl Mesh {
@@ -29,6 +31,7 @@ impl Mesh {
         Mesh {
             dir,
             addrs: (0..3).map(|_| free_udp_addr()).collect(),
+            extra: Vec::new(),
         }
     }
 
@@ -39,6 +42,7 @@ impl Mesh {
             .map(|j| (names[j], self.addrs[j]))
             .collect();
         let mut extra = mesh::fast();
+        extra.extend(self.extra.iter().cloned());
         if i == 0 {
             extra.push("mesh.bootstrap=true".into());
         }
@@ -248,6 +252,58 @@ async fn a_mesh_whose_brokers_all_restarted_forms_again() {
     });
     assert!(after > counter, "{before} then {s}");
     delivers(&back[0], &back[2], "after the restart of all").await;
+}
+
+/// Issue 8, situation 6: a view change's report carries every unstable
+/// message, so a few large ones made it larger than a frame; the link
+/// closed and the same report was resent for ever. Now it travels in
+/// fragments (`mesh.max_message_bytes`).
+#[tokio::test]
+async fn a_view_change_with_large_unstable_messages_completes() {
+    let mut mesh = Mesh::new("mem-large");
+    mesh.extra = vec![
+        "limits.max_frame_bytes=1048576".into(),
+        "limits.max_payload_bytes=900000".into(),
+    ];
+    let brokers = mesh.start_all().await;
+    let sub_client = brokers[1].client("sub").await;
+    let mut subs = Vec::new();
+    for g in ["ga", "gb", "gc"] {
+        subs.push(sub_client.subscribe(&format!("{g}/**")).await.unwrap());
+    }
+    // b3 frozen: nothing it has not acknowledged becomes stable, so the
+    // three messages stay in b1's report of the coming view change.
+    let b3 = brokers[2].child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-STOP", &b3])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let pub_client = brokers[0].client("pub").await;
+    for g in ["ga", "gb", "gc"] {
+        let p = pub_client
+            .publisher(&format!("{g}/big"), Ordering::Total, true)
+            .unwrap();
+        p.publish(vec![b'x'; 800_000]).await.unwrap();
+    }
+    pub_client.flush().await.unwrap();
+    // b3 is excluded: b1's report holds about 2.4 MB.
+    for b in &brokers[..2] {
+        wait_mesh(b, 2).await;
+    }
+    for sub in &mut subs {
+        let msg = tokio::time::timeout(GUARD, sub.next())
+            .await
+            .expect("a large message was never delivered")
+            .expect("subscription ended")
+            .unwrap();
+        assert_eq!(msg.payload.len(), 800_000);
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &b3])
+        .status();
 }
 
 #[tokio::test]

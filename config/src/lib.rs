@@ -232,6 +232,12 @@ pub struct MeshConfig {
     /// is enough. Set it to false where the announced addresses must not be
     /// used (brokers behind relays or NATs that only `peers` lead through).
     pub learn_peer_addresses: bool,
+    /// Largest protocol message between brokers, in bytes; default 268435456
+    /// (256 MiB). A message larger than `limits.max_frame_bytes` (a view
+    /// change's report or install carrying many large unstable messages)
+    /// travels in several frames and is put together again up to this size;
+    /// at least `limits.max_frame_bytes`.
+    pub max_message_bytes: u64,
     /// Shortest wait before redialling a peer, in milliseconds; default 50.
     pub reconnect_min_ms: u64,
     /// Longest wait between dial attempts (the backoff doubles from
@@ -266,6 +272,7 @@ impl Default for MeshConfig {
             state_chunk_bytes: 65_536,
             link_queue: 65_536,
             learn_peer_addresses: true,
+            max_message_bytes: 256 << 20,
             reconnect_min_ms: 50,
             reconnect_max_ms: 2_000,
             credit_window: 1_024,

@@ -262,6 +262,16 @@ impl Config {
                 ),
             ));
         }
+        if m.max_message_bytes < u64::from(self.limits.max_frame_bytes) {
+            return Err(ConfigError::invalid(
+                "mesh.max_message_bytes",
+                m.max_message_bytes,
+                format!(
+                    "must be at least limits.max_frame_bytes ({})",
+                    self.limits.max_frame_bytes
+                ),
+            ));
+        }
         if m.state_chunk_bytes as u64 >= u64::from(self.limits.max_frame_bytes) {
             return Err(ConfigError::invalid(
                 "mesh.state_chunk_bytes",

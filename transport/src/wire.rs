@@ -88,6 +88,27 @@ pub fn encode_frame<T: Serialize>(
     }
 }
 
+/// Encodes `msg` as a bare body (no length prefix), of at most `max` bytes:
+/// for a message sent in several frames (see the mesh runtime's
+/// fragments), which the frame limit does not bound.
+pub fn encode_body<T: Serialize>(
+    what: &'static str,
+    msg: &T,
+    max: usize,
+) -> Result<Vec<u8>, WireError> {
+    let body = bincode::serde::encode_to_vec(msg, config()).map_err(|e| WireError::Encode {
+        what,
+        detail: e.to_string(),
+    })?;
+    if body.len() > max {
+        return Err(WireError::Encode {
+            what,
+            detail: format!("body of {} bytes exceeds {max}", body.len()),
+        });
+    }
+    Ok(body)
+}
+
 /// Encodes `msg` as one frame in a fresh buffer, ready to share between
 /// many receivers (encode once, send many).
 pub fn frame<T: Serialize>(what: &'static str, msg: &T) -> Result<Bytes, WireError> {

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use meshcast_protocol::{Broker, ClientCmd, Envelope, GroupStats, Input, NodeId, Output, Time};
 use meshcast_transport::wire;
 use serde::{Deserialize, Serialize};
@@ -72,13 +72,17 @@ impl MeshHandle {
 /// than act on a view it could forget.
 pub fn spawn(
     core: Broker,
-    max_outbox: usize,
+    bounds: Bounds,
     peers: PeerHandle,
     peer_events: mpsc::Receiver<PeerEvent>,
     local: mpsc::Sender<Vec<Output>>,
-    queue: usize,
     store: MembershipStore,
 ) -> MeshHandle {
+    let Bounds {
+        max_outbox,
+        queue,
+        links: limits,
+    } = bounds;
     let (tx, rx) = mpsc::channel(queue);
     let (stats_tx, stats_rx) = mpsc::channel(8);
     let chans = Channels {
@@ -87,7 +91,7 @@ pub fn spawn(
         stats: stats_rx,
         local,
     };
-    tokio::spawn(run(core, max_outbox, peers, chans, store));
+    tokio::spawn(run(core, max_outbox, peers, chans, store, limits));
     MeshHandle {
         cmds: tx,
         stats: stats_tx,
@@ -111,10 +115,14 @@ const MAX_GOSSIP: usize = 256;
 /// What travels on a peer link: protocol messages, and the addresses of the
 /// brokers the sender has linked to (sent whenever a link comes up), so a
 /// broker configured with a single peer still links to every other one.
+/// A protocol message too large for one frame (a view change's report
+/// or install with many large unstable messages) travels as `Fragment`s of
+/// its encoding, in order on the link, the last one marked.
 #[derive(Serialize)]
 enum LinkMsgRef<'a> {
     Protocol(&'a Envelope),
     Peers(&'a [(String, String)]),
+    Fragment { last: bool, bytes: &'a [u8] },
 }
 
 /// Decoding side of [`LinkMsgRef`] (same encoding).
@@ -122,6 +130,90 @@ enum LinkMsgRef<'a> {
 enum LinkMsg {
     Protocol(Envelope),
     Peers(Vec<(String, String)>),
+    Fragment { last: bool, bytes: Bytes },
+}
+
+/// The mesh task's bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// The core's `max_outbox` (commands are read only while a whole batch
+    /// fits).
+    pub max_outbox: usize,
+    /// Bound of the command channel.
+    pub queue: usize,
+    /// Frames and messages on peer links.
+    pub links: LinkLimits,
+}
+
+/// Frame and message bounds on peer links.
+#[derive(Debug, Clone, Copy)]
+pub struct LinkLimits {
+    /// Largest frame a peer accepts (`limits.max_frame_bytes`).
+    pub max_frame: usize,
+    /// Largest message put together from fragments (`mesh.max_message_bytes`).
+    pub max_message: usize,
+}
+
+/// Room in a fragment's frame for the variant, flag and length prefix.
+const FRAGMENT_OVERHEAD: usize = 32;
+
+/// Appends `env` to `buf` as one frame, or, if its encoding is larger than
+/// `limits.max_frame`, as fragments of it (up to `limits.max_message`).
+fn encode_protocol(
+    env: &Envelope,
+    limits: LinkLimits,
+    buf: &mut BytesMut,
+) -> Result<(), wire::WireError> {
+    let start = buf.len();
+    let msg = LinkMsgRef::Protocol(env);
+    if wire::encode_frame("peer message", &msg, buf).is_ok()
+        && buf.len() - start - wire::LEN_PREFIX <= limits.max_frame
+    {
+        return Ok(());
+    }
+    buf.truncate(start);
+    let body = wire::encode_body("peer message", &msg, limits.max_message)?;
+    let chunk = limits.max_frame.saturating_sub(FRAGMENT_OVERHEAD).max(1);
+    let mut pieces = body.chunks(chunk).peekable();
+    while let Some(bytes) = pieces.next() {
+        let last = pieces.peek().is_none();
+        let msg = LinkMsgRef::Fragment { last, bytes };
+        wire::encode_frame("peer message fragment", &msg, buf)?;
+    }
+    Ok(())
+}
+
+/// Fragments received so far, per peer (a link delivers in order).
+#[derive(Default)]
+struct Reassembly {
+    parts: HashMap<u32, BytesMut>,
+}
+
+impl Reassembly {
+    /// Adds a fragment from peer `name`; returns the whole message's body
+    /// with the last one, or an error if it would exceed `max`.
+    fn push(
+        &mut self,
+        name: u32,
+        last: bool,
+        bytes: &[u8],
+        max: usize,
+    ) -> Result<Option<BytesMut>, String> {
+        let part = self.parts.entry(name).or_default();
+        if part.len() + bytes.len() > max {
+            self.parts.remove(&name);
+            return Err(format!(
+                "a fragmented message exceeds mesh.max_message_bytes ({max})"
+            ));
+        }
+        part.extend_from_slice(bytes);
+        Ok(if last { self.parts.remove(&name) } else { None })
+    }
+
+    /// A link went down or up: what was partly received is lost with it.
+    fn reset(&mut self, name: u32) {
+        self.parts.remove(&name);
+    }
 }
 
 /// What is known of the brokers linked to: node name to (broker id, the
@@ -134,6 +226,7 @@ async fn run(
     peers: PeerHandle,
     chans: Channels,
     mut store: MembershipStore,
+    limits: LinkLimits,
 ) {
     let Channels {
         mut peer_events,
@@ -145,7 +238,11 @@ async fn run(
     let now = || Time(epoch.elapsed().as_millis() as u64);
     // Node names (u32) of the brokers we have linked to, to their ids and
     // peer addresses (for the membership file).
-    let mut names: Known = HashMap::new();
+    let mut links = LinkState {
+        names: HashMap::new(),
+        reassembly: Reassembly::default(),
+        limits,
+    };
     // Encoded frames for each peer, sent once per batch.
     let mut outgoing: HashMap<u32, BytesMut> = HashMap::new();
     loop {
@@ -157,7 +254,7 @@ async fn run(
         let mut inputs = Vec::new();
         tokio::select! {
             ev = peer_events.recv() => match ev {
-                Some(ev) => peer_input(ev, &mut names, &peers, &mut inputs),
+                Some(ev) => peer_input(ev, &mut links, &peers, &mut inputs),
                 None => return,
             },
             cmd = cmds.recv(), if room => match cmd {
@@ -174,7 +271,7 @@ async fn run(
         // sends decisions, deliveries and acknowledgements once for all.
         while inputs.len() < MAX_BATCH {
             match peer_events.try_recv() {
-                Ok(ev) => peer_input(ev, &mut names, &peers, &mut inputs),
+                Ok(ev) => peer_input(ev, &mut links, &peers, &mut inputs),
                 Err(_) => break,
             }
         }
@@ -207,8 +304,7 @@ async fn run(
             match out {
                 Output::Send { to, envelope } => {
                     let buf = outgoing.entry(to.name).or_default();
-                    let msg = LinkMsgRef::Protocol(&envelope);
-                    if let Err(e) = wire::encode_frame("peer message", &msg, buf) {
+                    if let Err(e) = encode_protocol(&envelope, links.limits, buf) {
                         tracing::error!(error = %e, "cannot encode a peer message");
                     }
                 }
@@ -217,7 +313,7 @@ async fn run(
         }
         // The membership file first: nothing of this batch leaves the task
         // before the view and incarnation it acts under are durable.
-        if let Err(e) = persist(&mut store, &names, &peers, view, incarnation) {
+        if let Err(e) = persist(&mut store, &links.names, &peers, view, incarnation) {
             tracing::error!(error = %e, "cannot persist the mesh membership: this broker stops taking part in the mesh");
             return;
         }
@@ -231,7 +327,7 @@ async fn run(
                 continue;
             }
             let frames = buf.split().freeze();
-            let Some((broker, _)) = names.get(name) else {
+            let Some((broker, _)) = links.names.get(name) else {
                 continue; // no link yet: the core resends after LinkUp
             };
             match peers.send(broker, frames) {
@@ -247,23 +343,57 @@ async fn run(
 
 /// Turns a link event into core inputs (none for a bad frame: the link of
 /// its sender is reset instead).
-fn peer_input(ev: PeerEvent, names: &mut Known, peers: &PeerHandle, inputs: &mut Vec<Input>) {
+/// What the mesh task keeps about its links.
+struct LinkState {
+    /// Node names of the brokers linked to, to their ids and addresses.
+    names: Known,
+    /// Fragmented messages being put together.
+    reassembly: Reassembly,
+    limits: LinkLimits,
+}
+
+fn peer_input(ev: PeerEvent, links: &mut LinkState, peers: &PeerHandle, inputs: &mut Vec<Input>) {
     match ev {
         PeerEvent::Up { peer, hello } => {
             let name = meshcast_config::node_name(&peer.broker);
-            names.insert(name, (peer.broker, hello.peer_addr));
+            links.reassembly.reset(name);
+            links.names.insert(name, (peer.broker, hello.peer_addr));
             inputs.push(Input::LinkUp(NodeId::new(name, peer.incarnation)));
             gossip(peers);
         }
         PeerEvent::Down { peer, reason } => {
             tracing::debug!(peer = %peer.broker, %reason, "link down");
             let name = meshcast_config::node_name(&peer.broker);
+            links.reassembly.reset(name);
             inputs.push(Input::LinkDown(NodeId::new(name, peer.incarnation)));
         }
         PeerEvent::Frames { peer, bodies } => {
             let name = meshcast_config::node_name(&peer.broker);
             for body in bodies {
-                match wire::decode_body::<LinkMsg>("peer message", &body) {
+                let mut msg = wire::decode_body::<LinkMsg>("peer message", &body);
+                if let Ok(LinkMsg::Fragment { last, bytes }) = &msg {
+                    let max = links.limits.max_message;
+                    match links.reassembly.push(name, *last, bytes, max) {
+                        Ok(None) => continue,
+                        Ok(Some(whole)) => {
+                            msg = match wire::decode_body::<LinkMsg>("peer message", &whole) {
+                                Ok(LinkMsg::Protocol(env)) => Ok(LinkMsg::Protocol(env)),
+                                Ok(_) => Err(wire::WireError::Malformed {
+                                    what: "peer message",
+                                    detail: "fragments of something other than a protocol message"
+                                        .into(),
+                                }),
+                                Err(e) => Err(e),
+                            };
+                        }
+                        Err(reason) => {
+                            tracing::warn!(peer = %peer.broker, %reason, "dropping the link of a peer");
+                            peers.reset(&peer.broker);
+                            return;
+                        }
+                    }
+                }
+                match msg {
                     Ok(LinkMsg::Peers(list)) => {
                         let list = if peers.learns_addresses() {
                             list
@@ -280,13 +410,7 @@ fn peer_input(ev: PeerEvent, names: &mut Known, peers: &PeerHandle, inputs: &mut
                     // message must come from the broker at its other end.
                     // That process's core starts at the incarnation of its
                     // hello and only goes up (by 1 on each rejoin), so a
-                    // smaller one is not it. Incarnations are persisted
-                    // counters, not clocks: a broker whose data directory was
-                    // lost starts at 1 again, lower than the mesh's record
-                    // of it; that is fine here (each link is checked against
-                    // its own hello) and in the link manager (another
-                    // process of a broker replaces a silent link whatever
-                    // its incarnation).
+                    // smaller one is not it.
                     Ok(LinkMsg::Protocol(env))
                         if env.from.name != name || env.from.incarnation < peer.incarnation =>
                     {
@@ -295,6 +419,7 @@ fn peer_input(ev: PeerEvent, names: &mut Known, peers: &PeerHandle, inputs: &mut
                         return;
                     }
                     Ok(LinkMsg::Protocol(env)) => inputs.push(Input::Peer(env)),
+                    Ok(LinkMsg::Fragment { .. }) => {}
                     Err(e) => {
                         tracing::warn!(peer = %peer.broker, error = %e, "dropping the link of a peer that sent a bad frame");
                         peers.reset(&peer.broker);
@@ -383,7 +508,76 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 mod tests {
     use super::*;
     use crate::node::testing::{GUARD, free_addr, link_node, tempdir};
-    use meshcast_protocol::{Ordering, ProtocolConfig};
+    use meshcast_protocol::{Ordering, PeerMsg, ProtocolConfig};
+
+    /// The frame bodies in `buf` (length-prefixed frames).
+    fn bodies(mut buf: &[u8]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while buf.len() >= wire::LEN_PREFIX {
+            let len = u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
+            out.push(buf[4..4 + len].to_vec());
+            buf = &buf[4 + len..];
+        }
+        out
+    }
+
+    #[test]
+    fn a_message_larger_than_a_frame_travels_in_fragments_and_is_put_together() {
+        let env = Envelope {
+            from: NodeId::new(1, 1),
+            to: NodeId::new(2, 1),
+            msg: PeerMsg::JoinForward {
+                joiner: NodeId::new(3, 1),
+            },
+        };
+        let big = Envelope {
+            msg: PeerMsg::JoinRequest(Some(meshcast_protocol::Returning {
+                view: None,
+                members: (0..40)
+                    .map(|i| NodeId::new(i, 1_000_000 + u64::from(i)))
+                    .collect(),
+                accepted: None,
+            })),
+            ..env.clone()
+        };
+        // A frame limit far below the message: it must be split.
+        let limits = LinkLimits {
+            max_frame: 64,
+            max_message: 1 << 20,
+        };
+        let mut buf = BytesMut::new();
+        encode_protocol(&env, limits, &mut buf).unwrap();
+        encode_protocol(&big, limits, &mut buf).unwrap();
+        let frames = bodies(&buf);
+        assert!(
+            frames.iter().all(|f| f.len() <= limits.max_frame),
+            "{frames:?}"
+        );
+        let mut reasm = Reassembly::default();
+        let mut got = Vec::new();
+        let mut fragments = 0;
+        for f in frames {
+            match wire::decode_body::<LinkMsg>("peer message", &f).unwrap() {
+                LinkMsg::Protocol(e) => got.push(e),
+                LinkMsg::Fragment { last, bytes } => {
+                    fragments += 1;
+                    if let Some(whole) = reasm.push(2, last, &bytes, limits.max_message).unwrap() {
+                        match wire::decode_body::<LinkMsg>("peer message", &whole).unwrap() {
+                            LinkMsg::Protocol(e) => got.push(e),
+                            _ => panic!("not a protocol message"),
+                        }
+                    }
+                }
+                LinkMsg::Peers(_) => panic!("gossip"),
+            }
+        }
+        assert!(fragments >= 2, "nothing was split");
+        assert_eq!(got, vec![env, big]);
+        // Beyond mesh.max_message_bytes: refused (the link is reset).
+        let mut reasm = Reassembly::default();
+        assert!(reasm.push(2, false, &[0; 30], 40).unwrap().is_none());
+        assert!(reasm.push(2, true, &[0; 30], 40).is_err());
+    }
 
     struct Node {
         mesh: MeshHandle,
@@ -422,11 +616,17 @@ mod tests {
         Node {
             mesh: spawn(
                 core,
-                ProtocolConfig::default().max_outbox,
+                Bounds {
+                    max_outbox: ProtocolConfig::default().max_outbox,
+                    queue: 1024,
+                    links: LinkLimits {
+                        max_frame: 1 << 20,
+                        max_message: 1 << 28,
+                    },
+                },
                 peers,
                 events,
                 tx,
-                1024,
                 store,
             ),
             out,

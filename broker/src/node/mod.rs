@@ -278,13 +278,20 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
         );
         // Batches of core outputs (each bounded by one batch of inputs).
         let (out_tx, out_rx) = mpsc::channel(64);
+        let bounds = mesh::Bounds {
+            max_outbox,
+            queue: limits.publish_queue,
+            links: mesh::LinkLimits {
+                max_frame: limits.max_frame_bytes as usize,
+                max_message: usize::try_from(config.mesh.max_message_bytes).unwrap_or(usize::MAX),
+            },
+        };
         let handle = mesh::spawn(
             protocol,
-            max_outbox,
+            bounds,
             links.peers.clone(),
             link_events,
             out_tx,
-            limits.publish_queue,
             store,
         );
         mesh_handle = Some(handle.clone());
