@@ -1182,6 +1182,8 @@ fn alone_after_a_restart() -> (Broker, NodeId) {
     let (mut b0, _b1) = two_brokers();
     b0.cfg.suspect_timeout = 100;
     b0.cfg.lease = Some(100);
+    // Its leases (granted for the test's long default) have lapsed too.
+    b0.lease_until.clear();
     let later = T0.plus(1_000);
     b0.handle(later, Input::Timeout).unwrap();
     let out = drain(&mut b0);
@@ -1276,4 +1278,21 @@ fn a_mesh_whose_brokers_all_restarted_is_restarted_by_the_smallest() {
     let mut x0 = restarted(0, None);
     x0.handle(T0, join(1, 0, Some(vid(2)))).unwrap();
     assert!(!installs(&drain(&mut x0)));
+}
+
+#[test]
+fn a_blocked_broker_does_not_unblock_on_any_frame_but_on_leases() {
+    // b0 blocked (b1 silent for longer than the suspicion timeout).
+    let (mut b0, _) = alone_after_a_restart();
+    let at = T0.plus(1_000);
+    // A frame from b1 that grants nothing (after a heal, b1 may already be
+    // in a view without b0): b0 hears b1 again, but stays blocked.
+    let ack = PeerMsg::Ack(crate::wire::AckMsg {
+        view: vid(2),
+        frontiers: vec![],
+    });
+    b0.handle(at, Input::Peer(env(b(1), b(0), ack))).unwrap();
+    let out = drain(&mut b0);
+    assert!(!out.contains(&Output::Unblocked), "{out:?}");
+    assert!(b0.is_blocked());
 }

@@ -146,7 +146,7 @@ impl Broker {
         if minority && !self.minority {
             self.minority = true;
             self.out.push_back(Output::Blocked);
-        } else if !minority && self.minority {
+        } else if !minority && self.minority && self.may_unblock() {
             self.minority = false;
             self.out.push_back(Output::Unblocked);
         }
@@ -247,6 +247,16 @@ impl Broker {
             self.send(m, PeerMsg::Commit(Box::new(value.clone())));
         }
         self.commit_locally(value);
+    }
+
+    /// A blocked broker unblocks only once a majority of its view holds
+    /// it again (leases), not as soon as it hears from enough members: any
+    /// frame of a member that already installed a view without it (after
+    /// a heal) would otherwise unblock it for a moment, and its clients
+    /// would see `Unblocked` before learning they were excluded.
+    fn may_unblock(&self) -> bool {
+        let d = &self.cfg.defects;
+        self.leased() || d.deliver_in_minority || d.ignore_minority
     }
 
     pub(crate) fn is_suspected(&self, m: NodeId) -> bool {
@@ -1117,7 +1127,7 @@ impl Broker {
         if minority && !self.minority {
             self.minority = true;
             self.out.push_back(Output::Blocked);
-        } else if !minority && self.minority {
+        } else if !minority && self.minority && self.may_unblock() {
             self.minority = false;
             self.out.push_back(Output::Unblocked);
         }
