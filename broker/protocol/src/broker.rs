@@ -101,6 +101,8 @@ pub struct Broker {
     /// A member of some mesh answered (heartbeat or `Excluded`): never
     /// start a mesh of our own.
     pub(crate) mesh_seen: bool,
+    /// The newest view a member of a mesh named while this broker had none.
+    pub(crate) seen_view: Option<ViewId>,
     /// This broker installed a view at some point (so it has history).
     pub(crate) had_view: bool,
     /// When this broker started.
@@ -210,6 +212,7 @@ impl Broker {
             reachable: BTreeSet::new(),
             restarted_peers: BTreeMap::new(),
             mesh_seen: false,
+            seen_view: None,
             had_view: false,
             started_at: Time(0),
             lease_until: BTreeMap::new(),
@@ -523,6 +526,18 @@ impl Broker {
             && env.to.name == self.id.name
             && matches!(env.msg, PeerMsg::JoinRequest(_));
         if env.to != self.id && !any_incarnation {
+            // A broker still in a view with our old incarnation (left behind
+            // while the rest of the mesh restarted or moved on): tell it its
+            // view is over, or nobody ever would.
+            if let (PeerMsg::Heartbeat(hb), Some(cur)) = (&env.msg, self.view_id()) {
+                let stale = env.to.name == self.id.name
+                    && env.to.incarnation < self.id.incarnation
+                    && hb.view.is_some_and(|v| v < cur);
+                let outsider = self.view().is_some_and(|v| !v.contains(env.from));
+                if stale && outsider {
+                    self.send(env.from, PeerMsg::Excluded { view: cur });
+                }
+            }
             return Err(Error::WrongIncarnation {
                 to: env.to,
                 me: self.id,

@@ -178,29 +178,48 @@ impl Broker {
             && self.reachable.iter().all(|n| *n > self.id.name)
     }
 
-    /// Every broker of the view this restarted broker remembers restarted
-    /// too: nobody is left to run a view change from it. If all of them are
-    /// back, remember exactly that view, and none of them accepted a value
-    /// that removes a broker based on it (or on a later view), the view
-    /// has no successor anywhere; the broker with the smallest name then
-    /// starts a new mesh and the others join it (see `docs/protocol.md`
-    /// §4b).
+    /// Every broker of the newest view the restarted brokers remember
+    /// restarted too: nobody is left to run a view change from it. If all
+    /// of its brokers are back, none remembers a later view and none
+    /// accepted a value that removes a broker based on it (or a later
+    /// view), that view has no successor anywhere; the broker with the
+    /// smallest name among its members then starts a new mesh and the
+    /// others join it (see `docs/protocol.md` §4b).
     fn may_recover_restarted_mesh(&self) -> bool {
         let Some(mine) = &self.cfg.returning else {
             return false;
         };
-        if self.epoch.is_some() || self.had_view || self.mesh_seen {
+        if self.epoch.is_some() || self.had_view {
             return false;
         }
-        let safe = |r: &Returning| {
-            r.members == mine.members && r.accepted.is_none_or(|a| r.view.is_some_and(|v| a < v))
+        // The newest view any of them remembers (some may have crashed
+        // lagging one view behind).
+        let Some((newest, members)) = std::iter::once(mine)
+            .chain(self.restarted_peers.values())
+            .filter_map(|r| r.view.map(|v| (v, &r.members)))
+            .max_by_key(|(v, _)| *v)
+        else {
+            return false;
         };
-        if !safe(mine) {
+        // A member of a mesh answered with that view or a later one: it is
+        // alive, so it runs the view change (a broker left behind in an
+        // older view, blocked, does not count).
+        if self.seen_view.is_some_and(|v| v >= newest) {
             return false;
         }
-        mine.members.iter().all(|m| {
-            m.name == self.id.name
-                || (m.name > self.id.name && self.restarted_peers.get(&m.name).is_some_and(&safe))
+        let me = self.id.name;
+        if !members.iter().any(|m| m.name == me) || members.iter().any(|m| m.name < me) {
+            return false;
+        }
+        members.iter().all(|m| {
+            let r = if m.name == me {
+                Some(mine)
+            } else {
+                self.restarted_peers.get(&m.name)
+            };
+            r.is_some_and(|r| {
+                r.view.is_some_and(|v| v <= newest) && r.accepted.is_none_or(|a| a < newest)
+            })
         })
     }
 
@@ -297,6 +316,7 @@ impl Broker {
             // the sender too, which answers a member with a catch-up.
             if hb.view.is_some() {
                 self.mesh_seen = true;
+                self.seen_view = self.seen_view.max(hb.view);
                 if self.heard_seeds.len() < MAX_HEARD_SEEDS {
                     self.heard_seeds.insert(from);
                 }
@@ -391,9 +411,11 @@ impl Broker {
                 .members
                 .iter()
                 .find(|m| m.name == from.name && m.incarnation < from.incarnation);
-            let same_view = r.members == e.view.members;
+            // It remembers this view or an older one (a broker that lagged
+            // behind when it crashed): its old incarnation is a member here.
+            let not_newer = r.view.is_some_and(|v| v <= e.view.id);
             let accepted_nothing = r.accepted.is_none_or(|a| a < e.view.id);
-            if old.is_some() && same_view && accepted_nothing {
+            if old.is_some() && not_newer && accepted_nothing {
                 self.standins.insert(from.name, (from, self.now));
             }
         }
@@ -451,6 +473,7 @@ impl Broker {
     pub(crate) fn on_excluded(&mut self, view: ViewId) {
         if self.epoch.is_none() {
             self.mesh_seen = true;
+            self.seen_view = self.seen_view.max(Some(view));
         }
         if self.view_id().is_some_and(|v| view > v) {
             self.rejoin();

@@ -174,6 +174,12 @@ fn regression_seeds() {
         // real-process partition test; the simulator now names links the
         // same way).
         225, 243, 641,
+        // Majority losses in three-broker meshes: a survivor left behind
+        // in an old view (it answers with that view) kept restarted
+        // brokers from recovering their newer one, and nobody told it its
+        // view was over (2104610, 2106057); a restarted broker that lagged
+        // a view behind could not stand in (2105098).
+        2104610, 2105098, 2106057,
     ] {
         let r = run_seed(seed);
         assert!(r.violations.is_empty(), "{}", report(&r));
