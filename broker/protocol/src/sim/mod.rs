@@ -1,7 +1,11 @@
 //! Deterministic simulator: 3-7 broker cores and their clients in one
 //! thread, a seeded network with random delays, connection cuts (messages
 //! in flight are lost, then the link reconnects), crashes and restarts as
-//! new incarnations, partitions and heals, and a random workload. The
+//! new incarnations (with their persisted membership, or with it lost),
+//! minority partitions and heals, majority losses, and a random workload;
+//! per seed also (see [`ExtraFaults`]) clocks with their own offset and
+//! rate, brokers frozen for seconds, links losing one direction,
+//! three-way splits, and a second process with a running broker's id. The
 //! [`checker`] sees every event and verifies DESIGN.md §2 plus liveness
 //! once faults stop. A run is a pure function of its seed.
 //!
@@ -65,6 +69,59 @@ pub struct SimOptions {
     /// membership: the survivors must recover with the restarted brokers
     /// standing in for their old incarnations.
     pub majority_loss: bool,
+    /// Faults beyond cuts, crashes, partitions and the majority loss.
+    pub extra: ExtraFaults,
+}
+
+/// Faults beyond link cuts, crashes, minority partitions and the majority
+/// loss. They are drawn from their own stream of the seed, so the other
+/// options of a seed stay what they were before these existed, and a seed
+/// with none of them runs exactly as it did.
+#[derive(Debug, Clone, Default)]
+pub struct ExtraFaults {
+    /// Every broker's clock has its own offset (up to 10 s) and rate (up to
+    /// ±4 % off, so two clocks differ by at most 8 %: leases assume 10 %).
+    pub clocks: bool,
+    /// The largest rate error of a clock in parts per million (40,000 =
+    /// 4 %) when `clocks` is set.
+    pub clock_ppm: u64,
+    /// A broker freezes for 0.1–3 s (a stopped process, a long GC pause):
+    /// its input waits until it wakes, its timers do not fire, and a pause
+    /// over a second ends its links (as the peers' idle timeouts would).
+    pub pauses: bool,
+    /// A link loses one direction for 50–1500 ms, then closes (as QUIC
+    /// does when one side hears nothing) and reconnects.
+    pub one_way: bool,
+    /// The mesh splits into three sides (often none with a majority) for
+    /// 0.3–1.8 s, then heals.
+    pub three_way: bool,
+    /// A second process with the id of a running broker starts (a copied
+    /// config with an empty data directory) while the first is cut off
+    /// from everyone (the runtime's identity check refuses the second
+    /// incarnation wherever the first still holds a link); the first keeps
+    /// running, alone, for 0.5–3 s.
+    pub duplicates: bool,
+}
+
+impl ExtraFaults {
+    /// Any of them?
+    pub fn any(&self) -> bool {
+        self.clocks || self.pauses || self.one_way || self.three_way || self.duplicates
+    }
+
+    /// Drawn from their own stream of `seed`: each with probability 1/2.
+    pub fn from_seed(seed: u64) -> Self {
+        let mut r = ChaCha8Rng::seed_from_u64(seed ^ 0x0e47_7a0f_a017);
+        let mut flip = || r.next_u64() % 2 == 0;
+        ExtraFaults {
+            clocks: flip(),
+            clock_ppm: 40_000,
+            pauses: flip(),
+            one_way: flip(),
+            three_way: flip(),
+            duplicates: flip(),
+        }
+    }
 }
 
 impl SimOptions {
@@ -105,7 +162,15 @@ impl SimOptions {
             batch_inputs,
             auto_bootstrap,
             majority_loss,
+            extra: ExtraFaults::from_seed(seed),
         }
+    }
+
+    /// The same options without the [`ExtraFaults`] (the run a seed had
+    /// before they existed).
+    pub fn without_extra(mut self) -> Self {
+        self.extra = ExtraFaults::default();
+        self
     }
 }
 
@@ -144,6 +209,14 @@ pub struct SimStats {
     /// Majority losses injected (all but a minority crashed at once, then
     /// restarted with their membership).
     pub majority_losses: u64,
+    /// Brokers frozen for a while.
+    pub pauses: u64,
+    /// Links that lost one direction.
+    pub one_way: u64,
+    /// Three-way splits.
+    pub three_way: u64,
+    /// Second incarnations started while the first was still running.
+    pub duplicates: u64,
 }
 
 /// Result of a run: the violations found (empty if correct) and figures.
@@ -168,12 +241,54 @@ impl SimResult {
 
 #[derive(Debug)]
 enum Event {
-    Net { epoch: u64, env: Envelope },
-    LinkUp { a: u32, b: u32, epoch: u64 },
+    Net {
+        epoch: u64,
+        env: Envelope,
+    },
+    LinkUp {
+        a: u32,
+        b: u32,
+        epoch: u64,
+    },
     Restart(u32),
     Heal,
-    Client { name: u32, cmd: ClientCmd },
+    Client {
+        name: u32,
+        cmd: ClientCmd,
+    },
     CatchUp,
+    /// An input that reached a paused broker, handed over when it wakes.
+    Input {
+        name: u32,
+        input: Input,
+    },
+    /// A long pause outlasted the peers' idle timeouts: its links close.
+    PauseCut {
+        name: u32,
+        until: u64,
+    },
+    /// The end of a one-way loss: the link closes and reconnects.
+    OneWayEnd {
+        from: u32,
+        to: u32,
+    },
+}
+
+/// Who produced a batch of outputs: a broker of the mesh, or a first
+/// incarnation still running alone after a second one took its id.
+#[derive(Debug, Clone, Copy)]
+enum Who {
+    Node(u32),
+    Zombie(usize),
+}
+
+/// A first incarnation that keeps running, cut off from everyone, after a
+/// second process with its id started (`ExtraFaults::duplicates`).
+struct Zombie {
+    id: NodeId,
+    broker: Broker,
+    /// Global time at which it is stopped.
+    until: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -224,6 +339,20 @@ struct Sim {
     trace: bool,
     /// Deliveries a slow session has not consumed yet.
     unconsumed: BTreeMap<(u32, u64, String), usize>,
+    /// Per broker name: clock offset (ms) and rate error (parts per
+    /// million); the same across restarts (the same machine).
+    clocks: Vec<(u64, i64)>,
+    /// Per broker name: global time until which it is paused.
+    paused_until: Vec<u64>,
+    /// Directions `(from, to)` losing everything until a global time.
+    one_way: BTreeMap<(u32, u32), u64>,
+    /// Side of each broker not on side 0 during a partition (a minority
+    /// partition has sides 0 and 1, a three-way split 0, 1 and 2).
+    sides: BTreeMap<u32, u8>,
+    /// First incarnations still running after a duplicate started.
+    zombies: Vec<Zombie>,
+    /// Draws for the extra faults (kept apart from `rng`).
+    xrng: ChaCha8Rng,
 }
 
 fn short(m: &PeerMsg) -> String {
@@ -300,7 +429,27 @@ impl Sim {
                 );
             }
         }
+        let mut xrng = ChaCha8Rng::seed_from_u64(seed ^ 0x7a11_c10c_0ff5);
+        let clocks = (0..opts.brokers)
+            .map(|_| {
+                if opts.extra.clocks {
+                    let offset = xrng.next_u64() % 10_000;
+                    let max = opts.extra.clock_ppm;
+                    let ppm = (xrng.next_u64() % (2 * max + 1)) as i64 - max as i64;
+                    (offset, ppm)
+                } else {
+                    (0, 0)
+                }
+            })
+            .collect();
+        let brokers = opts.brokers;
         Sim {
+            clocks,
+            paused_until: vec![0; brokers],
+            one_way: BTreeMap::new(),
+            sides: BTreeMap::new(),
+            zombies: Vec::new(),
+            xrng,
             rng: ChaCha8Rng::seed_from_u64(seed),
             now: 0,
             seq: 0,
@@ -371,9 +520,41 @@ impl Sim {
         self.nodes[name as usize].broker.is_some()
     }
 
+    /// Broker `name`'s clock at global time `g`.
+    fn local(&self, name: usize, g: u64) -> u64 {
+        let (offset, ppm) = self.clocks[name];
+        let scaled = i128::from(g) * (1_000_000 + i128::from(ppm)) / 1_000_000;
+        offset + scaled as u64
+    }
+
+    /// The first global time at which broker `name`'s clock shows `l`.
+    fn global_of(&self, name: usize, l: u64) -> u64 {
+        let (offset, ppm) = self.clocks[name];
+        if l <= offset {
+            return 0;
+        }
+        let mut g = (i128::from(l - offset) * 1_000_000 / (1_000_000 + i128::from(ppm))) as u64;
+        g = g.saturating_sub(2);
+        while self.local(name, g) < l {
+            g += 1;
+        }
+        g
+    }
+
+    fn paused(&self, name: u32) -> bool {
+        self.now < self.paused_until[name as usize]
+    }
+
     /// Runs `input` on broker `name` and processes its outputs.
     fn input(&mut self, name: u32, input: Input) {
-        let now = Time(self.now);
+        if self.paused(name) {
+            if !matches!(input, Input::Timeout) {
+                let at = self.paused_until[name as usize];
+                self.push(at, Event::Input { name, input });
+            }
+            return;
+        }
+        let now = Time(self.local(name as usize, self.now));
         if self.trace {
             if let Input::Client(c) = &input {
                 if !matches!(c, ClientCmd::Publish { .. }) {
@@ -394,12 +575,19 @@ impl Sim {
         while let Some(o) = b.poll_output() {
             outs.push(o);
         }
-        self.outputs(name, outs);
+        self.outputs(Who::Node(name), outs);
     }
 
     /// Several peer messages for `name` at once (`SimOptions::batch_inputs`).
     fn inputs(&mut self, name: u32, inputs: Vec<Input>) {
-        let now = Time(self.now);
+        if self.paused(name) {
+            let at = self.paused_until[name as usize];
+            for input in inputs {
+                self.push(at, Event::Input { name, input });
+            }
+            return;
+        }
+        let now = Time(self.local(name as usize, self.now));
         let Some(b) = self.nodes[name as usize].broker.as_mut() else {
             return;
         };
@@ -413,10 +601,27 @@ impl Sim {
         while let Some(o) = b.poll_output() {
             outs.push(o);
         }
-        self.outputs(name, outs);
+        self.outputs(Who::Node(name), outs);
     }
 
-    fn outputs(&mut self, name: u32, outs: Vec<Output>) {
+    /// An input for a zombie (only its timers and its own answers reach it).
+    fn zombie_input(&mut self, k: usize, input: Input) {
+        let name = self.zombies[k].id.name;
+        let now = Time(self.local(name as usize, self.now));
+        let z = &mut self.zombies[k];
+        let _ = z.broker.handle(now, input);
+        let mut outs = Vec::new();
+        while let Some(o) = z.broker.poll_output() {
+            outs.push(o);
+        }
+        self.outputs(Who::Zombie(k), outs);
+    }
+
+    fn outputs(&mut self, who: Who, outs: Vec<Output>) {
+        let name = match who {
+            Who::Node(n) => n,
+            Who::Zombie(k) => self.zombies[k].id.name,
+        };
         self.checker.now = self.now;
         let mut replies = Vec::new();
         let mut consumed: BTreeMap<(u64, String), usize> = BTreeMap::new();
@@ -427,7 +632,10 @@ impl Sim {
             .map(|(i, _)| i)
             .collect();
         for (i, o) in outs.into_iter().enumerate() {
-            let node = self.nodes[name as usize].id;
+            let node = match who {
+                Who::Node(n) => self.nodes[n as usize].id,
+                Who::Zombie(k) => self.zombies[k].id,
+            };
             if self.trace {
                 match &o {
                     Output::Send { envelope, .. } => match &envelope.msg {
@@ -438,7 +646,11 @@ impl Sim {
                 }
             }
             match o {
-                Output::Send { to, envelope } => self.send(name, to, envelope),
+                Output::Send { to, envelope } => {
+                    if let Who::Node(name) = who {
+                        self.send(name, to, envelope);
+                    }
+                }
                 Output::MeshView(v) => {
                     self.checker.on_mesh_view(node, &v);
                     let t = self
@@ -459,18 +671,20 @@ impl Sim {
                     if self.opts.member_queue.is_some() {
                         for m in &d.targets {
                             let key = (m.session, d.group.clone());
-                            if self.is_slow(name, m.session) {
+                            if matches!(who, Who::Node(_)) && self.is_slow(name, m.session) {
                                 *self.unconsumed.entry((name, key.0, key.1)).or_default() += 1;
                             } else {
                                 *consumed.entry(key).or_default() += 1;
                             }
                         }
                     }
-                    for m in &d.targets {
-                        self.logs
-                            .entry((name, m.session, d.group.clone()))
-                            .or_default()
-                            .push(tag);
+                    if let Who::Node(name) = who {
+                        for m in &d.targets {
+                            self.logs
+                                .entry((name, m.session, d.group.clone()))
+                                .or_default()
+                                .push(tag);
+                        }
                     }
                 }
                 Output::StateRequest { transfer, provider } => {
@@ -497,7 +711,10 @@ impl Sim {
                 Output::Blocked => self.checker.on_blocked(node, true),
                 Output::Unblocked => self.checker.on_blocked(node, false),
                 Output::Rejoining { old: _, new } => {
-                    self.nodes[name as usize].id = new;
+                    match who {
+                        Who::Node(n) => self.nodes[n as usize].id = new,
+                        Who::Zombie(k) => self.zombies[k].id = new,
+                    }
                     // The core re-joins the old incarnation's members with state.
                 }
                 Output::Expelled {
@@ -511,7 +728,9 @@ impl Sim {
                         ExpelReason::TransferFailed => self.stats.transfer_failures += 1,
                         ExpelReason::Partitioned => {}
                     }
-                    if matches!(reason, ExpelReason::TransferFailed | ExpelReason::Slow) {
+                    if matches!(reason, ExpelReason::TransferFailed | ExpelReason::Slow)
+                        && matches!(who, Who::Node(_))
+                    {
                         // The client re-joins once it is out of the view.
                         let at = self.now + 50;
                         let state = self.keeps_state(name, member.session, &group);
@@ -530,18 +749,19 @@ impl Sim {
                 }
             }
         }
-        for r in replies {
-            self.input(name, Input::Client(r));
-        }
+        let mut answers: Vec<Input> = replies.into_iter().map(Input::Client).collect();
         for ((session, group), count) in consumed {
-            self.input(
-                name,
-                Input::Client(ClientCmd::Consumed {
-                    session,
-                    group,
-                    count,
-                }),
-            );
+            answers.push(Input::Client(ClientCmd::Consumed {
+                session,
+                group,
+                count,
+            }));
+        }
+        for a in answers {
+            match who {
+                Who::Node(n) => self.input(n, a),
+                Who::Zombie(k) => self.zombie_input(k, a),
+            }
         }
     }
 
@@ -555,6 +775,13 @@ impl Sim {
             return;
         };
         if !link.up {
+            return;
+        }
+        if self
+            .one_way
+            .get(&(from, to.name))
+            .is_some_and(|until| *until > self.now)
+        {
             return;
         }
         let dir = usize::from(from > to.name);
@@ -606,10 +833,7 @@ impl Sim {
     }
 
     fn link_up(&mut self, a: u32, b: u32) {
-        if !self.alive(a)
-            || !self.alive(b)
-            || self.isolated.contains(&a) != self.isolated.contains(&b)
-        {
+        if !self.alive(a) || !self.alive(b) || self.sides.get(&a) != self.sides.get(&b) {
             return;
         }
         let k = key(a, b);
@@ -629,10 +853,16 @@ impl Sim {
     }
 
     fn deliver_net(&mut self, epoch: u64, env: Envelope) {
+        let to = env.to.name;
+        if self.paused(to) {
+            // Waits in the socket; still lost if the link closes meanwhile.
+            let at = self.paused_until[to as usize];
+            self.push(at, Event::Net { epoch, env });
+            return;
+        }
         if !self.net_valid(epoch, &env) {
             return;
         }
-        let to = env.to.name;
         let mut batch = vec![env];
         if self.opts.batch_inputs {
             // Everything else arriving at `to` at this instant, in order.
@@ -675,7 +905,7 @@ impl Sim {
 
     fn down_count(&self) -> usize {
         (0..self.opts.brokers as u32)
-            .filter(|n| !self.alive(*n) || self.isolated.contains(n))
+            .filter(|n| !self.alive(*n) || self.isolated.contains(n) || self.paused(*n))
             .count()
     }
 
@@ -706,6 +936,7 @@ impl Sim {
                 .filter(|m| {
                     self.alive(m.name)
                         && !self.isolated.contains(&m.name)
+                        && !self.paused(m.name)
                         && self.nodes[m.name as usize].id == **m
                 })
                 .count();
@@ -718,6 +949,10 @@ impl Sim {
 
     fn fault(&mut self) {
         let n = self.opts.brokers as u32;
+        if self.opts.extra.any() && self.xrng.next_u64() % 3 == 0 {
+            self.extra_fault();
+            return;
+        }
         let kind = self.rand(10);
         if kind < 5 {
             let a = self.rand(u64::from(n)) as u32;
@@ -733,7 +968,7 @@ impl Sim {
         }
         if kind < 8 {
             let victims: Vec<u32> = (0..n)
-                .filter(|i| self.alive(*i) && !self.isolated.contains(i))
+                .filter(|i| self.alive(*i) && !self.isolated.contains(i) && !self.paused(*i))
                 .collect();
             let v = victims[self.rand(victims.len() as u64) as usize];
             self.stats.crashes += 1;
@@ -764,6 +999,7 @@ impl Sim {
                 eprintln!("{:>6} PARTITION {side:?}", self.now);
             }
             self.isolated = side.clone();
+            self.sides = side.iter().map(|n| (*n, 1)).collect();
             for a in &side {
                 for b in 0..n {
                     if !side.contains(&b) {
@@ -774,6 +1010,170 @@ impl Sim {
             let at = self.now + 300 + self.rand(1500);
             self.push(at, Event::Heal);
         }
+    }
+
+    fn xrand(&mut self, n: u64) -> u64 {
+        self.xrng.next_u64() % n.max(1)
+    }
+
+    /// Brokers that may be hit by a fault of their own right now.
+    fn victims(&self) -> Vec<u32> {
+        (0..self.opts.brokers as u32)
+            .filter(|i| self.alive(*i) && !self.isolated.contains(i) && !self.paused(*i))
+            .collect()
+    }
+
+    /// One of the enabled [`ExtraFaults`] (clocks need no event).
+    fn extra_fault(&mut self) {
+        let x = &self.opts.extra;
+        let kinds: Vec<u8> = [
+            (x.pauses, 0),
+            (x.one_way, 1),
+            (x.three_way, 2),
+            (x.duplicates, 3),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, k)| *k)
+        .collect();
+        if kinds.is_empty() {
+            return;
+        }
+        match kinds[self.xrand(kinds.len() as u64) as usize] {
+            0 => self.pause(),
+            1 => self.one_way_loss(),
+            2 => self.three_way_split(),
+            _ => self.duplicate(),
+        }
+    }
+
+    /// Freezes a broker for 0.1–3 s.
+    fn pause(&mut self) {
+        if !self.may_fault() {
+            return;
+        }
+        let cands = self.victims();
+        if cands.is_empty() {
+            return;
+        }
+        let v = cands[self.xrand(cands.len() as u64) as usize];
+        let len = 100 + self.xrand(2_900);
+        let until = self.now + len;
+        self.paused_until[v as usize] = until;
+        self.stats.pauses += 1;
+        self.stats.faults += 1;
+        if self.trace {
+            eprintln!("{:>6} PAUSE b{v} for {len}", self.now);
+        }
+        if len > 1_000 {
+            let at = self.now + 1_000;
+            self.push(at, Event::PauseCut { name: v, until });
+        }
+    }
+
+    /// One direction of a link loses everything for 50–1500 ms.
+    fn one_way_loss(&mut self) {
+        if !self.may_fault() {
+            return;
+        }
+        let n = self.opts.brokers as u32;
+        let a = self.xrand(u64::from(n)) as u32;
+        let b = (a + 1 + self.xrand(u64::from(n) - 1) as u32) % n;
+        if self.one_way.contains_key(&(a, b)) {
+            return;
+        }
+        let len = 50 + self.xrand(1_450);
+        self.one_way.insert((a, b), self.now + len);
+        self.stats.one_way += 1;
+        self.stats.faults += 1;
+        if self.trace {
+            eprintln!("{:>6} ONE-WAY b{a}->b{b} lost for {len}", self.now);
+        }
+        let at = self.now + len;
+        self.push(at, Event::OneWayEnd { from: a, to: b });
+    }
+
+    /// Splits a fully connected mesh into three sides.
+    fn three_way_split(&mut self) {
+        let n = self.opts.brokers as u32;
+        if !self.isolated.is_empty() || (0..n).any(|i| !self.alive(i) || self.paused(i)) {
+            return;
+        }
+        let mut order: Vec<u32> = (0..n).collect();
+        for i in (1..order.len()).rev() {
+            let j = self.xrand(i as u64 + 1) as usize;
+            order.swap(i, j);
+        }
+        let c1 = 1 + self.xrand(u64::from(n) - 2) as usize;
+        let c2 = c1 + 1 + self.xrand((n as usize - c1 - 1) as u64) as usize;
+        self.sides.clear();
+        for (i, b) in order.iter().enumerate() {
+            if i >= c2 {
+                self.sides.insert(*b, 2);
+            } else if i >= c1 {
+                self.sides.insert(*b, 1);
+            }
+        }
+        self.isolated = order[c1..].iter().copied().collect();
+        self.stats.three_way += 1;
+        self.stats.partitions += 1;
+        self.stats.faults += 1;
+        if self.trace {
+            eprintln!(
+                "{:>6} THREE-WAY {:?} {:?} {:?}",
+                self.now,
+                &order[..c1],
+                &order[c1..c2],
+                &order[c2..]
+            );
+        }
+        for a in 0..n {
+            for b in a + 1..n {
+                if self.sides.get(&a) != self.sides.get(&b) {
+                    self.cut(a, b, None);
+                }
+            }
+        }
+        let at = self.now + 300 + self.xrand(1_500);
+        self.push(at, Event::Heal);
+    }
+
+    /// A second process with a running broker's id: the first is cut off
+    /// and keeps running alone for a while; the second starts with an
+    /// empty data directory.
+    fn duplicate(&mut self) {
+        if !self.may_fault() {
+            return;
+        }
+        let cands = self.victims();
+        if cands.is_empty() {
+            return;
+        }
+        let v = cands[self.xrand(cands.len() as u64) as usize];
+        for p in 0..self.opts.brokers as u32 {
+            if p != v {
+                self.cut(v, p, None);
+            }
+        }
+        let node = &mut self.nodes[v as usize];
+        let Some(broker) = node.broker.take() else {
+            return;
+        };
+        let id = node.id;
+        node.memory = None;
+        let fault_end = 300 + self.opts.fault_ms;
+        let until = (self.now + 500 + self.xrand(2_500)).min(fault_end);
+        self.zombies.push(Zombie { id, broker, until });
+        self.stats.duplicates += 1;
+        self.stats.faults += 1;
+        if self.trace {
+            eprintln!(
+                "{:>6} DUPLICATE of {id} (runs alone until {until})",
+                self.now
+            );
+        }
+        let at = self.now + 20 + self.xrand(300);
+        self.push(at, Event::Restart(v));
     }
 
     /// Crashes broker `v`; its data directory keeps its last view and
@@ -799,6 +1199,7 @@ impl Sim {
         let n = self.opts.brokers as u32;
         let idle = (0..n).all(|i| {
             self.alive(i)
+                && !self.paused(i)
                 && self.nodes[i as usize]
                     .broker
                     .as_ref()
@@ -894,6 +1295,7 @@ impl Sim {
 
     fn heal(&mut self) {
         let side = std::mem::take(&mut self.isolated);
+        self.sides.clear();
         let n = self.opts.brokers as u32;
         for a in side {
             for b in 0..n {
@@ -905,7 +1307,7 @@ impl Sim {
     fn workload(&mut self) {
         let n = self.opts.brokers as u32;
         let name = self.rand(u64::from(n)) as u32;
-        if !self.alive(name) {
+        if !self.alive(name) || self.paused(name) {
             return;
         }
         let session = 1 + self.rand(SESSIONS);
@@ -1054,11 +1456,19 @@ impl Sim {
             if self.opts.faults && next_fault < fault_end {
                 t = t.min(next_fault);
             }
-            for n in &self.nodes {
+            for (i, n) in self.nodes.iter().enumerate() {
                 if let Some(b) = &n.broker {
                     if let Some(to) = b.poll_timeout() {
-                        t = t.min(to.0.max(self.now));
+                        let at = self.global_of(i, to.0).max(self.paused_until[i]);
+                        t = t.min(at.max(self.now));
                     }
+                }
+            }
+            for z in &self.zombies {
+                t = t.min(z.until.max(self.now));
+                if let Some(to) = z.broker.poll_timeout() {
+                    let at = self.global_of(z.id.name as usize, to.0);
+                    t = t.min(at.max(self.now));
                 }
             }
             if t >= end {
@@ -1086,6 +1496,20 @@ impl Sim {
                         Event::Heal => self.heal(),
                         Event::Client { name, cmd } => self.input(name, Input::Client(cmd)),
                         Event::CatchUp => self.catch_up_slow(),
+                        Event::Input { name, input } => self.input(name, input),
+                        Event::PauseCut { name, until } => {
+                            let d = until.saturating_sub(self.now) + 1 + self.xrand(20);
+                            for p in 0..self.opts.brokers as u32 {
+                                if p != name {
+                                    self.cut(name, p, Some(d));
+                                }
+                            }
+                        }
+                        Event::OneWayEnd { from, to } => {
+                            self.one_way.remove(&(from, to));
+                            let d = 5 + self.xrand(100);
+                            self.cut(from, to, Some(d));
+                        }
                     }
                     continue;
                 }
@@ -1108,13 +1532,28 @@ impl Sim {
                 continue;
             }
             for i in 0..self.nodes.len() {
+                if self.paused(i as u32) {
+                    continue;
+                }
+                let local = self.local(i, t);
                 let due = self.nodes[i]
                     .broker
                     .as_ref()
                     .and_then(|b| b.poll_timeout())
-                    .is_some_and(|to| to.0 <= t);
+                    .is_some_and(|to| to.0 <= local);
                 if due {
                     self.input(i as u32, Input::Timeout);
+                }
+            }
+            self.zombies.retain(|z| z.until > t);
+            for k in 0..self.zombies.len() {
+                let local = self.local(self.zombies[k].id.name as usize, t);
+                let due = self.zombies[k]
+                    .broker
+                    .poll_timeout()
+                    .is_some_and(|to| to.0 <= local);
+                if due {
+                    self.zombie_input(k, Input::Timeout);
                 }
             }
         }
