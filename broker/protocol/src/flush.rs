@@ -46,11 +46,15 @@ pub(crate) fn compute_flush(n: usize, reports: &[Option<&GroupReport>]) -> Vec<D
             }
         }
     }
-    // Positions usable in the flush: the prefix whose messages are available.
+    let limit = deliverable(n, &base, &held);
+    // Positions usable in the flush: the prefix whose messages can be
+    // delivered. After a message that is lost or can never be delivered
+    // (it depends on a lost one), positions are dropped: the messages
+    // still go out, unpositioned, after the usable ones.
     let mut valid = 0usize;
     for (rank, seq) in decisions {
         let s = *rank as usize;
-        if s >= n || (*seq > base[s] && !held.contains_key(&(*rank, *seq))) {
+        if s >= n || (*seq > base[s] && *seq > limit[s]) {
             break;
         }
         valid += 1;
@@ -109,6 +113,44 @@ pub(crate) fn compute_flush(n: usize, reports: &[Option<&GroupReport>]) -> Vec<D
         }
     }
     out
+}
+
+/// Per sender rank, the last sequence number the flush can reach: its
+/// messages up to there are held by a survivor (or delivered everywhere),
+/// and so are their causal dependencies, recursively. A message after a
+/// hole in its own stream, or depending on a message after a hole, can
+/// never be delivered (so neither can anything after it in its stream).
+fn deliverable(n: usize, base: &[u64], held: &BTreeMap<(u32, u64), &DataMsg>) -> Vec<u64> {
+    let mut limit: Vec<u64> = (0..n)
+        .map(|s| {
+            let mut l = base[s];
+            while held.contains_key(&(s as u32, l + 1)) {
+                l += 1;
+            }
+            l
+        })
+        .collect();
+    loop {
+        let mut changed = false;
+        for (&(rank, seq), m) in held {
+            let s = rank as usize;
+            if seq <= base[s] || seq > limit[s] || m.ordering < Ordering::Causal {
+                continue;
+            }
+            let lost = m.deps.len() != n
+                || m.deps
+                    .iter()
+                    .enumerate()
+                    .any(|(r, d)| r != s && *d > limit[r]);
+            if lost {
+                limit[s] = seq - 1;
+                changed = true;
+            }
+        }
+        if !changed {
+            return limit;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -214,5 +256,57 @@ mod tests {
         let a = rep(vec![0, 0], vec![t(1, 1)], vec![(0, 1), (1, 1)]);
         let out = compute_flush(2, &[Some(&a)]);
         assert_eq!(keys(&out), vec![(1, 1)]);
+    }
+
+    /// Sim seed 2050338: a majority crashed; the survivor held a total
+    /// message of a dead broker positioned first but depending on a message
+    /// nobody holds, and its own messages after it. The lost dependency
+    /// used to stop the whole flush, dropping the survivor's messages.
+    #[test]
+    fn a_positioned_message_with_a_lost_dependency_does_not_stop_the_flush() {
+        let a = rep(
+            vec![0, 0, 0, 0],
+            vec![
+                msg(2, 1, Ordering::Total, vec![2, 0, 0, 0]),
+                msg(3, 1, Ordering::Total, vec![0, 0, 0, 0]),
+                msg(3, 2, Ordering::Causal, vec![0, 0, 0, 0]),
+                msg(3, 3, Ordering::Fifo, vec![]),
+                msg(3, 4, Ordering::Reliable, vec![]),
+            ],
+            vec![(2, 1), (3, 1)],
+        );
+        let out = compute_flush(4, &[Some(&a)]);
+        assert_eq!(keys(&out), vec![(3, 1), (3, 2), (3, 3), (3, 4)]);
+    }
+
+    /// What depends on an undeliverable message is undeliverable too, and
+    /// so is the rest of its stream; other streams go on.
+    #[test]
+    fn messages_depending_on_undeliverable_ones_are_dropped_with_their_stream() {
+        let a = rep(
+            vec![0, 0, 0],
+            vec![
+                msg(0, 2, Ordering::Fifo, vec![]),
+                msg(1, 1, Ordering::Causal, vec![2, 0, 0]),
+                msg(1, 2, Ordering::Reliable, vec![]),
+                msg(2, 1, Ordering::Causal, vec![0, 1, 0]),
+                msg(2, 2, Ordering::Fifo, vec![]),
+            ],
+            vec![],
+        );
+        assert_eq!(
+            keys(&compute_flush(3, &[Some(&a)])),
+            Vec::<(u32, u64)>::new()
+        );
+        let b = rep(
+            vec![0, 0, 0],
+            vec![
+                msg(1, 1, Ordering::Causal, vec![0, 0, 0]),
+                msg(2, 1, Ordering::Causal, vec![0, 1, 0]),
+                msg(0, 2, Ordering::Total, vec![0, 0, 0]),
+            ],
+            vec![(0, 2), (1, 1)],
+        );
+        assert_eq!(keys(&compute_flush(3, &[Some(&b)])), vec![(1, 1), (2, 1)]);
     }
 }

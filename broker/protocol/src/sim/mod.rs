@@ -642,7 +642,12 @@ impl Sim {
                         PeerMsg::Heartbeat(_) | PeerMsg::Data(_) | PeerMsg::Order(_) => {}
                         m => eprintln!("{:>6} {node} -> {}: {}", self.now, envelope.to, short(m)),
                     },
-                    o => eprintln!("{:>6} {node}: {o:?}", self.now),
+                    o => {
+                        eprintln!("{:>6} {node}: {o:?}", self.now);
+                        if matches!(o, Output::MeshView(_) | Output::Blocked | Output::Unblocked) {
+                            self.trace_groups(who, node);
+                        }
+                    }
                 }
             }
             match o {
@@ -762,6 +767,26 @@ impl Sim {
                 Who::Node(n) => self.input(n, a),
                 Who::Zombie(k) => self.zombie_input(k, a),
             }
+        }
+    }
+
+    /// Traces a broker's queued publishes and per-group held messages.
+    fn trace_groups(&self, who: Who, node: NodeId) {
+        let b = match who {
+            Who::Node(n) => self.nodes[n as usize].broker.as_ref(),
+            Who::Zombie(k) => Some(&self.zombies[k].broker),
+        };
+        if let Some(b) = b {
+            let stats: Vec<_> = b
+                .group_stats()
+                .iter()
+                .map(|g| (g.group.clone(), g.held, g.unstable_own, g.queued))
+                .collect();
+            eprintln!(
+                "{:>6} {node}: queued {}; per group (held, unstable own, queued) {stats:?}",
+                self.now,
+                b.queued_publishes()
+            );
         }
     }
 
@@ -1387,6 +1412,12 @@ impl Sim {
                 },
             );
             self.stats.published += 1;
+            if self.trace {
+                eprintln!(
+                    "{:>6} b{name} s{session} publishes tag {tag} to {group} ({ordering:?}, safe {safe})",
+                    self.now
+                );
+            }
             let payload = tag.to_le_bytes().to_vec();
             self.input(
                 name,

@@ -189,6 +189,13 @@ fn regression_seeds() {
         // view was over (2104610, 2106057); a restarted broker that lagged
         // a view behind could not stand in (2105098).
         2104610, 2105098, 2106057,
+        // A majority crashed; the survivor held a total message positioned
+        // first that depended on a message nobody held: the flush stopped
+        // there and the survivor's own later messages were never delivered
+        // nor reported unsent (2050338, with a one-way loss and a
+        // three-way split). 2109923: a liveness failure of an earlier
+        // sweep (not analysed; passes now).
+        2050338, 2109923,
     ] {
         // As the seed ran when it failed, and with the extra faults.
         let r = run_with(seed, SimOptions::from_seed(seed).without_extra());
