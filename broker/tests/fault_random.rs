@@ -29,7 +29,8 @@
 //! Both tests are `#[ignore]`d until their open failures are fixed (see
 //! their attributes); run them with `--ignored`. `MESHCAST_FAULT_SEED` / `MESHCAST_FAULT_SEEDS`
 //! choose the seeds (default `DEFAULT_SEEDS`); a seed fixes the schedule,
-//! not the processes' timing:
+//! not the processes' timing. `MESHCAST_FAULT_DUMP=<dir>` writes every
+//! client log in full there before the check:
 //!
 //! ```sh
 //! MESHCAST_FAULT_SEED=17 cargo test --release -p meshcast-broker --test fault_random -- --ignored --nocapture random_faults
@@ -900,10 +901,23 @@ async fn finish(
         .filter(|l| l.complete)
         .map(|l| l.name.as_str())
         .collect();
+    // ... and its broker was not cut off from the primary component after
+    // the message was sent (a subscriber whose broker was frozen or
+    // excluded meanwhile comes back as a new member: it may miss what the
+    // others delivered while it was away, DESIGN §2.7).
     let installed = sh.installed.lock().unwrap().clone();
+    let cut_off = |name: &str, sent_at: f64| {
+        let t = sh.t0 + Duration::from_secs_f64(sent_at);
+        all_logs
+            .iter()
+            .any(|l| l.snapshot().name == name && l.cut_off_after(t))
+    };
     let watched = |group: &str, sent_at: f64| {
         installed.iter().any(|(name, g, at)| {
-            g == group && *at <= sent_at && complete_names.contains(name.as_str())
+            g == group
+                && *at <= sent_at
+                && complete_names.contains(name.as_str())
+                && !cut_off(name, sent_at)
         })
     };
     let sent = std::mem::take(&mut *sh.sent.lock().unwrap());
@@ -982,6 +996,15 @@ async fn finish(
             nowhere.len(),
             nowhere.join(", ")
         );
+    }
+    if let Ok(dir) = std::env::var("MESHCAST_FAULT_DUMP") {
+        // Every log in full, one file each, for a failure's post-mortem.
+        std::fs::create_dir_all(&dir).expect("dump dir");
+        for l in &checked {
+            let file = format!("{dir}/{}.txt", l.name.replace(' ', "_"));
+            let text: String = l.events.iter().map(|e| format!("{e:?}\n")).collect();
+            std::fs::write(file, text).expect("dump");
+        }
     }
     logs::check(checked, published);
     drop(end_member);

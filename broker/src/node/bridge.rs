@@ -97,6 +97,10 @@ pub(crate) struct Bridge {
     refs: HashMap<(SessionId, String), usize>,
     /// Joins installed in their group's view.
     joined: HashSet<(SessionId, String)>,
+    /// Memberships whose leave the core has not applied yet: views that
+    /// still list the session belong to the old membership, not to a new
+    /// join of the same session (only a view that reports it joined does).
+    leaving: HashSet<(SessionId, String)>,
     sub_groups: HashMap<(SessionId, u64), Vec<String>>,
     pending: Vec<PendingSub>,
     status: MeshStatus,
@@ -271,6 +275,7 @@ impl Bridge {
             every_group: HashSet::new(),
             awaiting_state: HashMap::new(),
             releasing: HashMap::new(),
+            leaving: HashSet::new(),
         }
     }
 
@@ -617,6 +622,7 @@ impl Bridge {
         if *n == 0 {
             self.refs.remove(&key);
             self.joined.remove(&key);
+            self.leaving.insert(key.clone());
             let (session, group) = key;
             self.command(ClientCmd::Leave { session, group });
         }
@@ -768,6 +774,7 @@ impl Bridge {
         self.every_group.retain(|(s, _)| *s != session);
         self.awaiting_state.retain(|(s, _), _| *s != session);
         self.releasing.retain(|(s, _), _| *s != session);
+        self.leaving.retain(|(s, _)| *s != session);
         self.pending.retain(|p| p.session != session);
         self.explicit.retain(|(s, _), _| *s != session);
         self.transfers.retain(|(s, _), _| *s != session);
@@ -776,6 +783,9 @@ impl Bridge {
 
     /// Applies one output of the protocol core.
     pub(crate) fn output(&mut self, router: &mut Router, output: Output, out: &mut Vec<Effect>) {
+        if tracing::enabled!(tracing::Level::TRACE) {
+            trace_output(&output);
+        }
         match output {
             Output::Deliver(d) => self.deliver(router, d, out),
             Output::GroupView(gv) => {
@@ -786,7 +796,13 @@ impl Bridge {
                     .map(|m| m.session)
                     .collect();
                 let group = gv.view.group.clone();
-                self.group_view(gv.view, out);
+                let joined: Vec<SessionId> = gv
+                    .joined
+                    .iter()
+                    .filter(|m| m.broker.name == self.me)
+                    .map(|m| m.session)
+                    .collect();
+                self.group_view(gv.view, &joined, out);
                 for session in with_state {
                     self.awaiting_state
                         .entry((session, group.clone()))
@@ -1010,7 +1026,7 @@ impl Bridge {
         }
     }
 
-    fn group_view(&mut self, view: GroupView, out: &mut Vec<Effect>) {
+    fn group_view(&mut self, view: GroupView, joined: &[SessionId], out: &mut Vec<Effect>) {
         let group = view.group.clone();
         let local: Vec<SessionId> = view
             .members
@@ -1020,8 +1036,20 @@ impl Bridge {
             .collect();
         self.joined
             .retain(|(s, g)| *g != group || local.contains(s));
+        // A leave took effect once a view no longer lists the session.
+        self.leaving
+            .retain(|(s, g)| *g != group || local.contains(s));
         for session in &local {
             let key = (*session, group.clone());
+            if self.leaving.contains(&key) {
+                if !joined.contains(session) {
+                    // The old membership, still there until its leave is
+                    // applied: not the session's new join (if it joined
+                    // again), which starts in the view reporting it joined.
+                    continue;
+                }
+                self.leaving.remove(&key);
+            }
             // A session that left meanwhile is not told.
             if !self.refs.contains_key(&key) {
                 continue;
@@ -1118,6 +1146,7 @@ impl Bridge {
         // held for them are dropped (the rejoined member gets a new view
         // and a fresh checkpoint instead).
         self.joined.clear();
+        self.leaving.clear();
         self.awaiting_state.clear();
         // Whether a `safe` message not yet stable here reaches the others
         // is decided by the primary component, out of sight: say so rather
@@ -1230,6 +1259,31 @@ fn tell_everyone(router: &Router, msg: &ServerMsg) -> Option<Effect> {
         frame,
         targets: targets.into(),
     })
+}
+
+/// Traces a protocol output that concerns group members (for post-mortems
+/// of membership and state-transfer problems).
+fn trace_output(o: &Output) {
+    match o {
+        Output::Deliver(d) => tracing::trace!(
+            group = %d.group, view = %d.view, id = ?d.id, targets = ?d.targets,
+            deferred = d.deferred, "deliver"
+        ),
+        Output::GroupView(gv) => tracing::trace!(
+            group = %gv.view.group, view = %gv.view.id, members = ?gv.view.members,
+            joined = ?gv.joined, with_state = ?gv.with_state, "group view"
+        ),
+        Output::StateRequest { transfer, provider } => {
+            tracing::trace!(?transfer, %provider, "state request")
+        }
+        Output::StateDelivered { transfer, data } => tracing::trace!(
+            ?transfer,
+            bytes = data.as_ref().map(Vec::len),
+            "state delivered"
+        ),
+        Output::Send { .. } => {}
+        o => tracing::trace!(output = ?o, "protocol output"),
+    }
 }
 
 #[cfg(test)]
@@ -1370,6 +1424,66 @@ mod tests {
             targets,
             deferred: false,
         })
+    }
+
+    /// A member that leaves and joins again at once (the same session) is
+    /// a new membership: a view that still lists the old one (its leave
+    /// not applied yet) neither answers the new join nor reaches it; the
+    /// view that reports it joined does. Seen with real brokers: the new
+    /// join was answered with the old membership's view and got its
+    /// messages, then a checkpoint that already held them.
+    #[test]
+    fn a_join_after_a_leave_starts_with_the_view_that_reports_it_joined() {
+        let mut t = setup(8);
+        let join = |id| ClientMsg::Join {
+            id,
+            group: "a".into(),
+            state: true,
+        };
+        assert!(t.client(2, join(1)).is_empty());
+        let got = t.output(view(2, "a", vec![member(1, 2)]));
+        assert!(
+            matches!(&got[..], [(2, ServerMsg::Joined { id: 1, .. })]),
+            "{got:?}"
+        );
+        let got = t.client(
+            2,
+            ClientMsg::Leave {
+                id: 2,
+                group: "a".into(),
+            },
+        );
+        assert!(
+            matches!(&got[..], [(2, ServerMsg::Left { id: 2 })]),
+            "{got:?}"
+        );
+        assert!(t.client(2, join(3)).is_empty());
+        // A view change that did not apply the leave yet.
+        let got = t.output(view(3, "a", vec![member(1, 2), member(1, 7)]));
+        assert!(
+            got.is_empty(),
+            "the old membership's view reached the new join: {got:?}"
+        );
+        let got = t.output(delivered(
+            Bytes::from_static(b"old"),
+            member(1, 7),
+            vec![member(1, 2)],
+        ));
+        assert!(
+            !got.iter()
+                .any(|(s, m)| *s == 2 && matches!(m, ServerMsg::GroupMessage(_))),
+            "a message of the old membership reached the new join: {got:?}"
+        );
+        // The view that applied the leave and the join.
+        let Output::GroupView(mut gv) = view(4, "a", vec![member(1, 7), member(1, 2)]) else {
+            unreachable!()
+        };
+        gv.joined = vec![member(1, 2)];
+        let got = t.output(Output::GroupView(gv));
+        assert!(
+            matches!(&got[..], [(2, ServerMsg::Joined { id: 3, .. })]),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub fn published(
 pub struct SharedLog {
     log: Arc<Mutex<Log<Text>>>,
     ended: Arc<Mutex<Option<String>>>,
+    /// When the stream reported its broker blocked or rejoined.
+    cut_off: Arc<Mutex<Vec<std::time::Instant>>>,
 }
 
 impl SharedLog {
@@ -61,7 +63,18 @@ impl SharedLog {
         SharedLog {
             log: Arc::new(Mutex::new(Log::new(name))),
             ended: Arc::new(Mutex::new(None)),
+            cut_off: Arc::new(Mutex::new(Vec::new())),
         }
+    }
+
+    fn cut_off_now(&self) {
+        self.cut_off.lock().unwrap().push(std::time::Instant::now());
+    }
+
+    /// Did the stream report its broker blocked or rejoined after `t`?
+    /// (Then it may miss what was sent around `t`: DESIGN §2.7.)
+    pub fn cut_off_after(&self, t: std::time::Instant) -> bool {
+        self.cut_off.lock().unwrap().iter().any(|c| *c >= t)
     }
 
     fn push(&self, e: Event<Text>) {
@@ -221,10 +234,21 @@ pub fn causal_past(log: &Log<Text>, group: &str) -> Vec<String> {
 /// then the keys delivered after it.
 pub fn state(log: &Log<Text>) -> Vec<String> {
     let mut s = Vec::new();
+    let mut me: Option<&str> = None;
     for e in &log.events {
         match e {
             Event::State { keys, .. } => s = keys.clone().unwrap_or_default(),
             Event::Message(m) => s.push(m.key.clone()),
+            // A new member id (its broker was cut off and rejoined) starts a
+            // new membership (DESIGN §2.7): what the old one delivered is
+            // not its state any more. One that joined with state gets a
+            // fresh checkpoint; one without state starts empty.
+            Event::View(v) => {
+                if me.is_some_and(|m| m != v.me) {
+                    s.clear();
+                }
+                me = Some(&v.me);
+            }
             _ => {}
         }
     }
@@ -317,7 +341,14 @@ impl Member {
                             let _ = done.send(r);
                         }
                         Some(Cmd::Leave(done)) => break Some(done),
-                        None => break None,
+                        None => {
+                            // The test dropped this member (its session
+                            // failed a publish): the log ends here, or the
+                            // end-of-run check would wait for a membership
+                            // nobody reads any more.
+                            rec.end("dropped by the test".into());
+                            break None;
+                        }
                     },
                     ev = g.next() => match ev {
                         Some(Ok(GroupEvent::View(v))) => {
@@ -348,8 +379,9 @@ impl Member {
                             let s = state(&rec.log.lock().unwrap()).join("\n");
                             r.reply(s);
                         }
-                        // Blocked / Unblocked / Rejoined: the views and
-                        // checkpoints around them are what the checker uses.
+                        Some(Ok(GroupEvent::Blocked | GroupEvent::Rejoined(_))) => rec.cut_off_now(),
+                        // Unblocked: the views and checkpoints around
+                        // blocks and rejoins are what the checker uses.
                         Some(Ok(_)) => {}
                         Some(Err(e)) => {
                             rec.end(e.to_string());
@@ -479,7 +511,10 @@ impl Subscriber {
                             view: None,
                         }))
                     }
-                    // Blocked / Unblocked / Rejoined (see the group member above).
+                    Some(Ok(SubscriptionEvent::Blocked | SubscriptionEvent::Rejoined(_))) => {
+                        rec.cut_off_now()
+                    }
+                    // Unblocked (see the group member above).
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
                         rec.end(e.to_string());

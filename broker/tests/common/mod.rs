@@ -80,8 +80,13 @@ impl BrokerProc {
             cmd.args(["--set", s]);
         }
         cmd.args(args);
-        cmd.env_remove("RUST_LOG")
-            .stdin(Stdio::null())
+        cmd.env_remove("RUST_LOG");
+        if let Ok(filter) = std::env::var("MESHCAST_BROKER_LOG") {
+            // For a failure's post-mortem: e.g.
+            // `MESHCAST_BROKER_LOG=warn,meshcast_broker::node::bridge=trace`.
+            cmd.env("RUST_LOG", filter);
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().expect("spawn meshcast broker");
