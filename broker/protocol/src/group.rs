@@ -177,8 +177,19 @@ impl GroupState {
         changed
     }
 
-    fn stable(&self, s: usize, seq: u64) -> bool {
-        self.acks.iter().all(|a| a[s] >= seq)
+    /// Has every member received message `seq` of stream `s` and
+    /// everything it causally depends on (`deps`)? Only then can every
+    /// survivor of a view change deliver it, so only then may a `safe`
+    /// message be delivered anywhere. (Sim seed 2065335: a member had the
+    /// message but not a dependency whose sender was then excluded.)
+    fn stable(&self, s: usize, seq: u64, deps: &[u64]) -> bool {
+        self.acks.iter().all(|a| {
+            a[s] >= seq
+                && deps
+                    .iter()
+                    .enumerate()
+                    .all(|(r, d)| r == s || a.get(r).is_some_and(|x| x >= d))
+        })
     }
 
     /// Delivers everything the ordering rules allow, in delivery order.
@@ -204,7 +215,7 @@ impl GroupState {
                             break;
                         }
                     }
-                    if msg.safe && !defects.unsafe_safe && !self.stable(s, seq) {
+                    if msg.safe && !defects.unsafe_safe && !self.stable(s, seq, &msg.deps) {
                         break;
                     }
                     if msg.ordering == Ordering::Total {
@@ -449,5 +460,33 @@ mod tests {
         assert!(g.apply_frontier(1, &f));
         assert_eq!(g.try_deliver(0, &Defects::default()).len(), 1);
         assert!(g.streams[1].msgs.is_empty());
+    }
+
+    /// A `safe` causal message is stable only once every member has also
+    /// received what it depends on: a member holding the message but not
+    /// a dependency could not deliver it after a view change that loses
+    /// the dependency's sender (sim seed 2065335).
+    #[test]
+    fn safe_waits_until_every_member_has_its_dependencies_too() {
+        let mut g = GroupState::new("g".into(), vid(), vec![], 3);
+        g.insert(0, msg(1, 1, Ordering::Reliable, vec![]));
+        let mut m = msg(2, 1, Ordering::Causal, vec![0, 1, 0]);
+        m.safe = true;
+        g.insert(0, m);
+        // Only (1, 1) goes out: (2, 1) waits for stability.
+        assert_eq!(ids(&g.try_deliver(0, &Defects::default())), vec![(1, 1)]);
+        let frontier = |received: Vec<u64>| Frontier {
+            group: "g".into(),
+            received,
+            decisions: 0,
+            delivered_positions: 0,
+        };
+        // Everyone has (2, 1); member 2 lacks (1, 1): not stable yet.
+        g.apply_frontier(0, &frontier(vec![0, 1, 1]));
+        g.apply_frontier(1, &frontier(vec![0, 1, 1]));
+        g.apply_frontier(2, &frontier(vec![0, 0, 1]));
+        assert!(g.try_deliver(0, &Defects::default()).is_empty());
+        g.apply_frontier(2, &frontier(vec![0, 1, 1]));
+        assert_eq!(ids(&g.try_deliver(0, &Defects::default())), vec![(2, 1)]);
     }
 }

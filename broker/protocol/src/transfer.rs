@@ -231,17 +231,24 @@ impl Broker {
                             && !g.transfers.iter().any(|(x, _)| *x == t.joiner)
                     }))
         });
-        // A provider that left before answering will not answer.
+        // A provider that left before answering will not answer; neither
+        // will one that left and joined again (the same session, now a new
+        // membership that starts in this view).
         let unanswered: Vec<TransferId> = self
             .outgoing
             .iter()
             .filter(|(t, o)| {
+                let rejoined = inst
+                    .groups
+                    .iter()
+                    .any(|g| g.group == t.group && g.joined.contains(&o.provider));
                 o.data.is_none()
-                    && !self.epoch.as_ref().is_some_and(|e| {
-                        e.groups
-                            .get(&t.group)
-                            .is_some_and(|g| g.members.contains(&o.provider))
-                    })
+                    && (rejoined
+                        || !self.epoch.as_ref().is_some_and(|e| {
+                            e.groups
+                                .get(&t.group)
+                                .is_some_and(|g| g.members.contains(&o.provider))
+                        }))
             })
             .map(|(t, _)| t.clone())
             .collect();

@@ -811,7 +811,14 @@ impl Bridge {
             }
             Output::StateRequest { transfer, provider } => {
                 let member = (provider.session, transfer.group.clone());
-                if provider.broker.name == self.me && self.explicit.contains_key(&member) {
+                if provider.broker.name == self.me && self.leaving.contains(&member) {
+                    // The member left (its client has no state to give any
+                    // more; a new join of the session is another member):
+                    // no answer. Once the core applies the leave, it asks
+                    // another provider (an empty checkpoint would be wrong).
+                    tracing::debug!(group = %transfer.group, session = provider.session,
+                        "state request for a member that left: left to the leave");
+                } else if provider.broker.name == self.me && self.explicit.contains_key(&member) {
                     // Ask the member's application for its checkpoint.
                     self.next_token += 1;
                     let token = self.next_token;
@@ -831,6 +838,11 @@ impl Bridge {
             }
             Output::StateDelivered { transfer, data } => {
                 let key = (transfer.joiner.session, transfer.group.clone());
+                if transfer.joiner.broker.name == self.me && self.leaving.contains(&key) {
+                    // The checkpoint of a membership that left meanwhile,
+                    // not of a new join of the same session.
+                    return;
+                }
                 if transfer.joiner.broker.name == self.me {
                     if let Some(held) = self.awaiting_state.remove(&key) {
                         self.releasing.insert(key.clone(), held);
@@ -1473,6 +1485,35 @@ mod tests {
             !got.iter()
                 .any(|(s, m)| *s == 2 && matches!(m, ServerMsg::GroupMessage(_))),
             "a message of the old membership reached the new join: {got:?}"
+        );
+        // The old membership is asked for a checkpoint, or gets one: the
+        // new join has nothing to do with either (the core asks another
+        // provider once the leave is applied).
+        let transfer = TransferId {
+            group: "a".into(),
+            joiner: member(1, 2),
+            view: ViewId {
+                counter: 3,
+                coordinator: node(1),
+            },
+        };
+        while t.cmds.try_recv().is_ok() {}
+        let asked = t.output(Output::StateRequest {
+            transfer: transfer.clone(),
+            provider: member(1, 2),
+        });
+        assert!(asked.is_empty(), "{asked:?}");
+        assert!(
+            t.cmds.try_recv().is_err(),
+            "a state request of the old membership was answered"
+        );
+        let got = t.output(Output::StateDelivered {
+            transfer,
+            data: Some(b"old".to_vec()),
+        });
+        assert!(
+            got.is_empty(),
+            "the old membership's checkpoint reached the new join: {got:?}"
         );
         // The view that applied the leave and the join.
         let Output::GroupView(mut gv) = view(4, "a", vec![member(1, 7), member(1, 2)]) else {

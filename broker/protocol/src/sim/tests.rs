@@ -196,6 +196,11 @@ fn regression_seeds() {
         // three-way split). 2109923: a liveness failure of an earlier
         // sweep (not analysed; passes now).
         2050338, 2109923,
+        // A safe causal message was stable (every member had it) while a
+        // member lacked one of its dependencies, whose sender was then
+        // excluded (a one-way loss, a stand-in for a crashed broker): that
+        // member moved on without delivering it (2065335).
+        2065335,
     ] {
         // As the seed ran when it failed, and with the extra faults.
         let r = run_with(seed, SimOptions::from_seed(seed).without_extra());
