@@ -50,7 +50,7 @@ async fn main() -> Result<()> {
                 match (words.next(), words.next(), words.next()) {
                     (Some("set"), Some(k), Some(v)) if !k.contains('\t') => {
                         // Applied when it comes back in total order, like everyone else.
-                        group.multicast(format!("{k}\t{v}"), Ordering::Total, false).await?;
+                        group.multicast(format!("{k}\t{v}"), Ordering::Total).await?;
                     }
                     (Some("get"), Some(k), None) => match map.get(k) {
                         Some(v) => println!("{k} = {v}"),
