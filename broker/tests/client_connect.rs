@@ -298,3 +298,86 @@ async fn a_tap_reads_without_becoming_a_member() {
         "{view:?} (subscriber {subscriber_member})"
     );
 }
+
+#[tokio::test]
+async fn a_member_whose_broker_is_killed_rejoins_through_another_broker() {
+    let dir = TempDir::new("rejoin");
+    let mut brokers = mesh::full_mesh(dir.path(), "k", 3, &mesh::fast());
+    for b in &brokers {
+        mesh::wait_mesh(b, 3).await;
+    }
+    // A member that answers state requests, on k3.
+    let keeper = brokers[2].client("keeper").await;
+    let (mut kept, _) = keeper.join_with_state("ledger").await.unwrap();
+    let answering = tokio::spawn(async move {
+        while let Some(Ok(e)) = kept.next().await {
+            if let GroupEvent::StateRequest(r) = e {
+                r.reply("the ledger");
+            }
+        }
+    });
+    // The mover joins through k1, with k2 as the other address; a short
+    // idle timeout so that a killed broker is noticed soon.
+    let opts = ClientOptions::with_servers([brokers[0].addr.into(), brokers[1].addr.into()])
+        .ca_file(dir.path().join("ca.pem"))
+        .name("mover")
+        .idle_timeout(Duration::from_secs(2))
+        .reconnect(Some(GUARD));
+    let mover = connect(opts).await.unwrap();
+    let (mut group, state) = mover.join_with_state("ledger").await.unwrap();
+    assert_eq!(state.as_deref(), Some(&b"the ledger"[..]));
+    let mut sub = mover.subscribe("ledger/**").await.unwrap();
+
+    // SIGKILL k1: nothing tells the client; its idle timeout does.
+    let _ = brokers[0].child.kill();
+    let _ = brokers[0].child.wait();
+
+    // The group: Reconnected, then the view of the new membership, then a
+    // fresh checkpoint.
+    let events = tokio::time::timeout(GUARD, async {
+        let mut events = Vec::new();
+        loop {
+            let e = group.next().await.expect("membership ended").unwrap();
+            let done = matches!(e, GroupEvent::State(_));
+            events.push(e);
+            if done {
+                return events;
+            }
+        }
+    })
+    .await
+    .expect("no fresh checkpoint after the reconnect");
+    let GroupEvent::Reconnected(r) = &events[0] else {
+        panic!("expected Reconnected first, got {events:?}");
+    };
+    assert_eq!(r.broker, "k2");
+    // Before the checkpoint, a view of the group with the keeper and the
+    // new member (the old one, on k1, is gone by then or goes later).
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, GroupEvent::View(v) if v.members.len() >= 2)),
+        "no view of the new membership: {events:?}"
+    );
+    assert!(
+        matches!(events.last(), Some(GroupEvent::State(Some(s))) if s.as_ref() == b"the ledger"),
+        "{events:?}"
+    );
+
+    // The subscription: Reconnected too, and it reads on.
+    let e = tokio::time::timeout(GUARD, sub.next_event())
+        .await
+        .expect("nothing on the subscription")
+        .unwrap()
+        .unwrap();
+    assert!(matches!(e, SubscriptionEvent::Reconnected(_)), "{e:?}");
+    mover.flush().await.expect_err("the loss is reported once");
+    keeper.publish("ledger/entry", "1").await.unwrap();
+    let m = tokio::time::timeout(GUARD, sub.next())
+        .await
+        .expect("nothing after the reconnect")
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.topic, "ledger/entry");
+    answering.abort();
+}

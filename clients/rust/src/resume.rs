@@ -171,17 +171,9 @@ fn fail_in_flight(
 /// Subscribes and joins again, on the new session, everything still open.
 /// A subscription takes no deliveries until it is installed again.
 fn ask_again(shared: &Shared, routes: &mut Routes) {
-    let mut ids: Vec<u64> = routes.subs.keys().copied().collect();
-    ids.sort_unstable();
-    for id in ids {
-        let Some(route) = routes.subs.get_mut(&id) else {
-            continue;
-        };
-        route.live = false;
-        route.groups.clear();
-        shared.pending().insert(id, Pending::Resubscribe);
-        shared.send_now(&subscribe_msg(id, &route.pattern, route.tap));
-    }
+    // Groups first: a join with state is refused for a session already in
+    // the group through a subscription (the order it could only have been
+    // made in before).
     let mut groups: Vec<(String, bool)> = routes
         .groups
         .iter()
@@ -197,6 +189,17 @@ fn ask_again(shared: &Shared, routes: &mut Routes) {
             },
         );
         shared.send_now(&ClientMsg::Join { id, group, state });
+    }
+    let mut ids: Vec<u64> = routes.subs.keys().copied().collect();
+    ids.sort_unstable();
+    for id in ids {
+        let Some(route) = routes.subs.get_mut(&id) else {
+            continue;
+        };
+        route.live = false;
+        route.groups.clear();
+        shared.pending().insert(id, Pending::Resubscribe);
+        shared.send_now(&subscribe_msg(id, &route.pattern, route.tap));
     }
 }
 
