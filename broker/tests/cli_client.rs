@@ -229,3 +229,46 @@ fn cli_sub_moves_to_the_next_broker_and_prints_it() {
     std::io::Read::read_to_string(&mut sub.stdout.take().unwrap(), &mut out).unwrap();
     assert_eq!(out, "m/after hello\n");
 }
+
+#[test]
+fn cli_on_a_blocked_broker_sub_says_so_and_pub_exits_non_zero() {
+    let dir = TempDir::new("cli-blocked");
+    let mut brokers = mesh::full_mesh(dir.path(), "c", 2, &mesh::fast());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for b in &brokers {
+        rt.block_on(mesh::wait_mesh(b, 2));
+    }
+    let addr = brokers[0].addr.to_string();
+    let ca = dir.path().join("ca.pem").to_str().unwrap().to_string();
+    let mut sub = Command::new(meshcast_bin())
+        .args(["sub", "--server", &addr, "--ca", &ca, "orders/**"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(sub.stderr.take().unwrap()).lines();
+    let line = err.next().unwrap().unwrap();
+    assert!(line.starts_with("subscribed to orders/**"), "{line}");
+
+    // Without c2, c1 holds no majority of its view: it blocks.
+    let _ = brokers[1].child.kill();
+    let _ = brokers[1].child.wait();
+    rt.block_on(mesh::wait_for(brokers[0].admin, "c1 blocked", |s| {
+        s["core"]["mesh"]["blocked"] == true
+    }));
+    let line = err.next().unwrap().unwrap();
+    let _ = sub.kill();
+    let _ = sub.wait();
+    assert!(line.starts_with("* blocked: broker c1"), "{line}");
+
+    // A publish the broker refuses is an error exit, with the reason.
+    let (status, _, e) = run_cli(
+        &[
+            "pub", "--server", &addr, "--ca", &ca, "orders/x", "refused?",
+        ],
+        None,
+    );
+    assert!(!status.success(), "pub exited 0 on a blocked broker");
+    assert!(e.contains("blocked"), "{e}");
+}

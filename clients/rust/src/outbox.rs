@@ -127,3 +127,31 @@ impl Outbox {
         self.space.notify_waiters();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(outbox: &Outbox, bytes: &'static [u8]) {
+        outbox.push_now(|buf| buf.extend_from_slice(bytes));
+    }
+
+    #[tokio::test]
+    async fn a_reset_drops_what_was_not_taken_and_retires_the_old_writer() {
+        let outbox = Outbox::new(1024);
+        let old = outbox.generation();
+        push(&outbox, b"one");
+        assert_eq!(outbox.take(old).await.as_deref(), Some(&b"one"[..]));
+        push(&outbox, b"two");
+        let (new, dropped) = outbox.reset();
+        assert!(dropped, "`two` was not taken");
+        assert_ne!(new, old);
+        push(&outbox, b"three");
+        // The old generation's writer takes nothing more; the new one
+        // takes only what came after the reset.
+        assert_eq!(outbox.take(old).await, None);
+        assert_eq!(outbox.take(new).await.as_deref(), Some(&b"three"[..]));
+        let (_, dropped) = outbox.reset();
+        assert!(!dropped);
+    }
+}

@@ -127,7 +127,7 @@ pub(crate) async fn after_loss(
     tracing::info!(server = %info.server, broker = %info.broker, "reconnected: a new session");
     tokio::spawn(crate::writer(shared.clone(), send, generation));
     reconnected(shared, routes, index, &info);
-    ask_again(shared, routes);
+    ask_again(shared, routes, index);
     Some(frames)
 }
 
@@ -170,7 +170,24 @@ fn fail_in_flight(
 
 /// Subscribes and joins again, on the new session, everything still open.
 /// A subscription takes no deliveries until it is installed again.
-fn ask_again(shared: &Shared, routes: &mut Routes) {
+fn ask_again(shared: &Shared, routes: &mut Routes, index: &mut SubscriptionIndex<u64>) {
+    // Groups and subscriptions whose handle is gone, or that were
+    // unsubscribed meanwhile (the old broker cannot answer that; the new
+    // one refuses it, which is ignored), are not made again; dropping a
+    // route ends the stream an `unsubscribe` waits on.
+    routes.groups.retain(|_, r| !r.tx.is_closed());
+    let gone: Vec<u64> = routes
+        .subs
+        .iter()
+        .filter(|(id, r)| {
+            r.tx.is_closed() || matches!(shared.pending().get(id), Some(Pending::Unsubscribe))
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    for id in gone {
+        routes.subs.remove(&id);
+        index.remove(&id);
+    }
     // Groups first: a join with state is refused for a session already in
     // the group through a subscription (the order it could only have been
     // made in before).
