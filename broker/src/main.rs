@@ -144,6 +144,11 @@ struct ConnectArgs {
     /// reconnect). Default: 60 with several --server addresses, 0 with one.
     #[arg(long)]
     reconnect: Option<f64>,
+    /// Seconds of silence after which the connection counts as lost: how
+    /// long a broker that vanished without closing (killed, unplugged) takes
+    /// to be noticed, and left for the next --server address.
+    #[arg(long, default_value_t = 30.0)]
+    idle_timeout: f64,
 }
 
 impl ConnectArgs {
@@ -162,7 +167,8 @@ impl ConnectArgs {
         let mut opts = ClientOptions::parse(&self.server)?
             .ca_file(ca)
             .name(name)
-            .connect_timeout(seconds(self.connect_timeout, "connect-timeout")?);
+            .connect_timeout(seconds(self.connect_timeout, "connect-timeout")?)
+            .idle_timeout(seconds(self.idle_timeout, "idle-timeout")?);
         if let Some(n) = &self.server_name {
             opts = opts.server_name(n);
         }

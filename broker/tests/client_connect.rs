@@ -100,6 +100,8 @@ async fn a_certificate_for_a_dns_name_is_checked_against_the_server_name() {
             certs.path().to_str().unwrap(),
             "--host",
             "broker1.meshcast.test",
+            "--host",
+            "10.1.2.3",
             "b1",
         ],
         None,
@@ -112,6 +114,10 @@ async fn a_certificate_for_a_dns_name_is_checked_against_the_server_name() {
     let c = connect(opts).await.expect("the certificate's DNS name");
     c.publish("t/x", "hello").await.unwrap();
     c.flush().await.unwrap();
+    c.close().await;
+    // An IP address given with --host is an IP address entry of it.
+    let opts = broker.options("ip").server_name("10.1.2.3");
+    let c = connect(opts).await.expect("the certificate's IP address");
     c.close().await;
 
     // Another name: refused, naming the name checked and how to change it.
