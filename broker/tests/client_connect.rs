@@ -206,6 +206,27 @@ async fn a_lost_connection_moves_to_the_next_broker_and_says_so() {
     assert_eq!(m.topic, "r/after");
 }
 
+#[test]
+fn the_types_users_match_on_are_reexported() {
+    use meshcast_client::{CloseCode, Pattern, PatternError, RejectCode, Topic, TopicError};
+    let bad: TopicError = Topic::new("a/**/b").unwrap_err();
+    assert!(bad.to_string().contains("**"), "{bad}");
+    let bad: PatternError = Pattern::new("a/[").unwrap_err();
+    assert!(!bad.to_string().is_empty());
+    let closed = ClientError::Closed {
+        code: Some(CloseCode::SlowConsumer),
+        reason: String::new(),
+    };
+    assert!(matches!(
+        closed,
+        ClientError::Closed {
+            code: Some(CloseCode::SlowConsumer),
+            ..
+        }
+    ));
+    let _ = RejectCode::Blocked;
+}
+
 #[tokio::test]
 async fn request_with_no_responders_is_a_typed_error() {
     let broker = BrokerProc::start(&[]);

@@ -197,6 +197,14 @@ impl Drop for StateRequest {
 /// meanwhile: what was delivered there is not replayed, the checkpoint
 /// carries it.
 ///
+/// When the client loses its connection and moves to another broker
+/// ([`crate::ClientOptions::reconnect`]), it joins the group again there:
+/// [`GroupEvent::Reconnected`], the new membership's view, and for a member
+/// that joined with state a fresh [`GroupEvent::State`]. It is a new
+/// member: what was delivered meanwhile is not replayed.
+///
+/// `Group` is a [`Stream`] of the same items as [`Group::next`].
+///
 /// Reading and sending are independent: [`Group::sender`] gives a
 /// cloneable [`GroupSender`] to multicast from another task while this one
 /// keeps reading (for example to answer a [`GroupEvent::StateRequest`]

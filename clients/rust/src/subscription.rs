@@ -113,6 +113,11 @@ impl std::fmt::Display for Reconnected {
 /// follows and nothing was missed; otherwise [`SubscriptionEvent::Rejoined`]
 /// follows, then a new view of each group (the session rejoined them), and
 /// messages the primary component delivered meanwhile are not replayed.
+/// When the client loses its connection and moves to another broker
+/// ([`crate::ClientOptions::reconnect`]), [`SubscriptionEvent::Reconnected`]
+/// comes in its place, then the views of the new memberships: a new
+/// member, so messages published meanwhile may be missing.
+///
 /// The [`Stream`] of messages skips these events: read with `next_event`
 /// (or watch [`crate::Client::mesh_state`]) to see them.
 pub struct Subscription {
