@@ -236,7 +236,10 @@ impl Shared {
 /// stream. Requests that were in flight when the connection was lost fail
 /// with [`ClientError::ConnectionLost`]: a publish that was not confirmed
 /// may or may not have been delivered, and the next [`Client::flush`]
-/// reports the loss too. A session ended on purpose (by
+/// reports the loss too. If the old broker still runs (the network failed,
+/// not the broker), it keeps the old session, and its memberships in the
+/// groups' views, until its `limits.session_timeout_ms` passes; the views
+/// then show the old member leave. A session ended on purpose (by
 /// [`Client::close`], or by the broker for a slow consumer or a protocol
 /// error) is not resumed.
 #[derive(Clone)]
