@@ -24,8 +24,8 @@ pub(crate) struct Opened {
 }
 
 /// Tries the servers in turn, starting at `start`, once each; the first
-/// that accepts wins. The error is the last one (or, with several, says
-/// that all failed and the last one's cause).
+/// that accepts wins. The error is the last address's (each one's failure
+/// is logged at debug level).
 pub(crate) async fn open_any(opts: &ClientOptions, start: usize) -> Result<Opened, ClientError> {
     let n = opts.servers.len();
     if n == 0 {
@@ -41,8 +41,6 @@ pub(crate) async fn open_any(opts: &ClientOptions, start: usize) -> Result<Opene
             Ok(o) => return Ok(o),
             Err(e) => {
                 tracing::debug!(server = %opts.servers[index], error = %e, "broker unavailable");
-                // A wrong CA or name is the same on every broker: say so
-                // at once rather than blame the last address.
                 last = Some(e);
             }
         }
