@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
-use meshcast_client::{Client, ClientOptions, Ordering, Subscription};
+use meshcast_client::{Client, ClientOptions, Ordering, Publish, Subscription};
 use serde::Serialize;
 
 /// Where the broker under test is.
@@ -225,7 +225,7 @@ pub async fn fanout(target: &Target, p: &FanoutParams) -> Result<Vec<FanoutResul
             clients.push(c);
             tasks.push(tokio::spawn(drain(s, p.messages, t.clone(), me)));
         }
-        let handle = publisher.publisher(&topic, Ordering::Fifo, false)?;
+        let handle = publisher.publisher(&topic, Ordering::Fifo)?;
         let payload = bytes::Bytes::from(vec![0xA5u8; size]);
         for i in 0..p.messages {
             if i % 256 == 0 && !hold_window(&tallies, i, p.window).await {
@@ -304,7 +304,7 @@ pub async fn latency(target: &Target, p: &LatencyParams) -> Result<LatencyResult
         }
         (hist, n)
     });
-    let handle = publisher.publisher("bench/latency", Ordering::Fifo, false)?;
+    let handle = publisher.publisher("bench/latency", Ordering::Fifo)?;
     let interval = Duration::from_secs_f64(1.0 / p.rate.max(1) as f64);
     let mut payload = vec![0u8; size];
     for i in 0..total {
@@ -392,7 +392,7 @@ pub async fn mesh(brokers: &[ClientOptions], p: &MeshParams) -> Result<Vec<MeshR
             subs.push(subscriber(opts, format!("bench-mesh-sub-{i}"), p.window, &topic).await?);
         }
         let publisher = Client::connect(brokers[0].clone().name("bench-mesh-pub")).await?;
-        let handle = publisher.publisher(&topic, ordering, safe)?;
+        let handle = publisher.publisher(&topic, Publish::with(ordering).safe_if(safe))?;
         let tallies: Vec<_> = (0..subs.len()).map(|_| SubTally::new()).collect();
         let start = Instant::now();
         let mut tasks = Vec::new();

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use futures_util::StreamExt;
 use meshcast_broker::{bench, node};
-use meshcast_client::{Client, ClientOptions, Ordering, SubscriptionEvent};
+use meshcast_client::{Client, ClientOptions, Ordering, Publish, SubscriptionEvent};
 use meshcast_config::Config;
 
 #[derive(Parser)]
@@ -116,24 +116,43 @@ struct BrokerArgs {
 
 #[derive(Args)]
 struct ConnectArgs {
-    /// Broker client address.
+    /// Broker client address, `IP:PORT` or `HOST:PORT`; several, separated
+    /// by commas, are tried in order, and the client moves to the next one
+    /// when its connection is lost.
     #[arg(
         long,
         short = 's',
         env = "MESHCAST_SERVER",
         default_value = "127.0.0.1:4700"
     )]
-    server: SocketAddr,
+    server: String,
+    /// Name the broker's certificate must carry (default: the host name of
+    /// --server, or `localhost` for an IP address).
+    #[arg(long, env = "MESHCAST_SERVER_NAME")]
+    server_name: Option<String>,
     /// CA certificate to trust (default: the dev CA in the default data directory).
     #[arg(long, env = "MESHCAST_CA")]
     ca: Option<PathBuf>,
     /// Data directory whose dev CA to trust (default: the broker's default).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Seconds one connection attempt may take before the broker is
+    /// reported unreachable.
+    #[arg(long, default_value_t = 5.0)]
+    connect_timeout: f64,
+    /// Seconds to keep trying the brokers after a lost connection (0: do not
+    /// reconnect). Default: 60 with several --server addresses, 0 with one.
+    #[arg(long)]
+    reconnect: Option<f64>,
+    /// Seconds of silence after which the connection counts as lost: how
+    /// long a broker that vanished without closing (killed, unplugged) takes
+    /// to be noticed, and left for the next --server address.
+    #[arg(long, default_value_t = 30.0)]
+    idle_timeout: f64,
 }
 
 impl ConnectArgs {
-    fn options(&self, name: &str) -> ClientOptions {
+    fn options(&self, name: &str) -> Result<ClientOptions> {
         let ca = match (&self.ca, &self.data_dir) {
             (Some(ca), _) => ca.clone(),
             (None, Some(dir)) => dir.join("ca.pem"),
@@ -141,7 +160,23 @@ impl ConnectArgs {
                 meshcast_config::default_data_dir(&meshcast_config::process_env()).join("ca.pem")
             }
         };
-        ClientOptions::new(self.server).ca_file(ca).name(name)
+        let seconds = |s: f64, what: &str| {
+            Duration::try_from_secs_f64(s)
+                .with_context(|| format!("--{what} {s}: not a number of seconds"))
+        };
+        let mut opts = ClientOptions::parse(&self.server)?
+            .ca_file(ca)
+            .name(name)
+            .connect_timeout(seconds(self.connect_timeout, "connect-timeout")?)
+            .idle_timeout(seconds(self.idle_timeout, "idle-timeout")?);
+        if let Some(n) = &self.server_name {
+            opts = opts.server_name(n);
+        }
+        if let Some(r) = self.reconnect {
+            let r = seconds(r, "reconnect")?;
+            opts = opts.reconnect((!r.is_zero()).then_some(r));
+        }
+        Ok(opts)
     }
 }
 
@@ -155,6 +190,15 @@ struct PubArgs {
     /// Deliver only once stable at every broker hosting subscribers.
     #[arg(long)]
     safe: bool,
+    /// Wait for the broker's confirmation of each message (with --safe:
+    /// until it is stable, every broker holds it) and exit non-zero if one
+    /// is refused or not confirmed within --confirm-timeout. Without it,
+    /// the exit status says whether the broker accepted the messages.
+    #[arg(long)]
+    confirm: bool,
+    /// Seconds to wait for each confirmation (--confirm).
+    #[arg(long, default_value_t = 10.0)]
+    confirm_timeout: f64,
     /// Topic to publish on.
     topic: String,
     /// The message; without it, each line of standard input is one message.
@@ -172,10 +216,17 @@ struct SubArgs {
     /// in their place among the messages, as
     /// `* view <group> <view id> <member>,<member>,...`. (Whether or not
     /// this is given, the broker leaving and coming back to the primary
-    /// component is printed on stderr in its place: `* blocked: ...`,
-    /// `* unblocked: ...`, `* rejoined: ...`.)
+    /// component and a move to another broker are printed on stderr in
+    /// their place: `* blocked: ...`, `* unblocked: ...`, `* rejoined:
+    /// ...`, `* reconnected: ...`.)
     #[arg(long)]
     views: bool,
+    /// Read without becoming a member of any group (mesh mode): the
+    /// subscription is in no view, so members counting each other (the kv
+    /// example's replicas) do not count it. It sees the matching messages
+    /// its broker delivers, without a member's guarantees across failures.
+    #[arg(long, conflicts_with = "views")]
+    tap: bool,
     /// Glob pattern, e.g. `orders/*/created` or `orders/**`.
     pattern: String,
 }
@@ -303,10 +354,39 @@ async fn run_broker(args: BrokerArgs) -> Result<()> {
 
 async fn run_pub(args: PubArgs) -> Result<()> {
     init_logs("warn");
-    let client = Client::connect(args.connect.options("meshcast-pub")).await?;
-    let publisher = client.publisher(&args.topic, args.ordering, args.safe)?;
+    if let Some(w) = meshcast_client::foreign_syntax_warning(&args.topic) {
+        eprintln!("warning: {w}");
+    }
+    let confirm_timeout = Duration::try_from_secs_f64(args.confirm_timeout)
+        .with_context(|| format!("--confirm-timeout {}", args.confirm_timeout))?;
+    let client = Client::connect(args.connect.options("meshcast-pub")?).await?;
+    let declared = Publish::with(args.ordering).safe_if(args.safe);
+    let publisher = client.publisher(&args.topic, declared)?;
+    let send = |text: String| {
+        let publisher = &publisher;
+        async move {
+            if !args.confirm {
+                return publisher
+                    .publish(text.into_bytes())
+                    .await
+                    .map_err(anyhow::Error::from);
+            }
+            match tokio::time::timeout(confirm_timeout, publisher.publish_confirmed(text)).await {
+                Ok(r) => r.map(drop).context("not confirmed"),
+                Err(_) => bail!(
+                    "not confirmed within {confirm_timeout:?} (--confirm-timeout): the broker \
+                     did not accept it{}; its outcome is unknown",
+                    if args.safe {
+                        " or it is not stable yet"
+                    } else {
+                        ""
+                    }
+                ),
+            }
+        }
+    };
     match args.message {
-        Some(m) => publisher.publish(m.into_bytes()).await?,
+        Some(m) => send(m).await?,
         None => {
             let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1024);
             std::thread::spawn(move || {
@@ -318,20 +398,40 @@ async fn run_pub(args: PubArgs) -> Result<()> {
                 }
             });
             while let Some(line) = rx.recv().await {
-                publisher.publish(line.into_bytes()).await?;
+                send(line).await?;
             }
         }
     }
-    client.flush().await?;
+    // The broker answers a flush once it processed everything before it,
+    // with the first publish it refused (or a lost connection) if any.
+    client
+        .flush()
+        .await
+        .context("not every message was accepted")?;
     client.close().await;
     Ok(())
 }
 
 async fn run_sub(args: SubArgs) -> Result<()> {
     init_logs("warn");
-    let client = Client::connect(args.connect.options("meshcast-sub")).await?;
-    let mut sub = client.subscribe(&args.pattern).await?;
-    eprintln!("subscribed to {}", args.pattern);
+    if let Some(w) = meshcast_client::foreign_syntax_warning(&args.pattern) {
+        eprintln!("warning: {w}");
+    }
+    let client = Client::connect(args.connect.options("meshcast-sub")?).await?;
+    let mut sub = if args.tap {
+        client.tap(&args.pattern).await?
+    } else {
+        client.subscribe(&args.pattern).await?
+    };
+    eprintln!(
+        "subscribed to {}{}",
+        args.pattern,
+        if args.tap {
+            " (tap: member of no group)"
+        } else {
+            ""
+        }
+    );
     let print_view = |v: &meshcast_client::View| {
         println!("* view {} {} {}", v.group, v.id, v.members.join(","));
     };
@@ -368,6 +468,7 @@ async fn run_sub(args: SubArgs) -> Result<()> {
                     r.incarnation,
                     r.member
                 ),
+                Some(Ok(SubscriptionEvent::Reconnected(r))) => eprintln!("* {r}"),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => bail!("{e}"),
                 None => break,

@@ -112,7 +112,8 @@ impl Router {
             return;
         }
         match msg {
-            ClientMsg::Subscribe { id, pattern } => {
+            // On one broker there are no groups: a tap is a subscription.
+            ClientMsg::Subscribe { id, pattern } | ClientMsg::Tap { id, pattern } => {
                 let answer = match self.subscribe(session, id, pattern) {
                     Ok(_) => ServerMsg::Subscribed {
                         id,

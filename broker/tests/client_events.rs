@@ -71,15 +71,12 @@ async fn a_cut_off_broker_s_streams_show_blocked_then_rejoined_in_place() {
     let member_before = room.view().members[room.view().rank as usize].clone();
     // Publishers on e1 (stays in the primary component).
     let w = b[0].client("w").await;
-    let news_pub = w.publisher("news/x", Ordering::Total, false).unwrap();
+    let news_pub = w.publisher("news/x", Ordering::Total).unwrap();
     // w's membership stays (unread) while its sending half is used.
     let w_group = w.join("room").await.unwrap();
     let room_tx = w_group.sender();
     news_pub.publish("news 1").await.unwrap();
-    room_tx
-        .multicast("room 1", Ordering::Total, false)
-        .await
-        .unwrap();
+    room_tx.multicast("room 1", Ordering::Total).await.unwrap();
     assert_eq!(next_sub(&mut news).await, Ev::Msg("news 1".into()));
     // The room's view with w, then its message.
     assert!(matches!(next_member(&mut room).await, Ev::View(m, _) if m.len() == 2));
@@ -97,7 +94,7 @@ async fn a_cut_off_broker_s_streams_show_blocked_then_rejoined_in_place() {
     for n in 2..=4 {
         news_pub.publish(format!("news {n}")).await.unwrap();
         room_tx
-            .multicast(format!("room {n}"), Ordering::Total, false)
+            .multicast(format!("room {n}"), Ordering::Total)
             .await
             .unwrap();
     }
@@ -134,16 +131,13 @@ async fn a_cut_off_broker_s_streams_show_blocked_then_rejoined_in_place() {
     }
     // Then messages published after the heal (not those of the partition).
     news_pub.publish("news 5").await.unwrap();
-    room_tx
-        .multicast("room 5", Ordering::Total, false)
-        .await
-        .unwrap();
+    room_tx.multicast("room 5", Ordering::Total).await.unwrap();
     assert_eq!(next_sub(&mut news).await, Ev::Msg("news 5".into()));
     assert_eq!(next_member(&mut room).await, Ev::Msg("room 5".into()));
     drop(w_group);
     // The session's messages now carry the new publisher id: w sees it.
     let mut w_room = w.subscribe("news/**").await.unwrap();
-    let from_c = c.publisher("news/c", Ordering::Total, false).unwrap();
+    let from_c = c.publisher("news/c", Ordering::Total).unwrap();
     from_c.publish_confirmed("from c").await.unwrap();
     loop {
         match tokio::time::timeout(GUARD, w_room.next_event()).await {

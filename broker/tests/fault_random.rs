@@ -53,7 +53,7 @@ use std::time::{Duration, Instant};
 use common::{BrokerProc, GUARD, TempDir};
 use logs::{Member, SharedLog, Subscriber};
 use mesh::RelayedMesh;
-use meshcast_client::{Client, ClientError, ClientOptions, Ordering};
+use meshcast_client::{Client, ClientError, ClientOptions, Ordering, Publish};
 use meshcast_protocol::history::{Event, Published, Text};
 use meshcast_transport::client_proto::RejectCode;
 
@@ -280,7 +280,9 @@ async fn publisher(
             continue;
         };
         session += 1;
-        let p = client.publisher(&topic, ordering, safe).unwrap();
+        let p = client
+            .publisher(&topic, Publish::with(ordering).safe_if(safe))
+            .unwrap();
         let mut n = 0;
         while !sh.stopped() {
             n += 1;
@@ -827,9 +829,7 @@ async fn finish(
     let c = w.brokers[0].as_ref().unwrap().client("end").await;
     let mut extra = Vec::new();
     for g in ["ga", "gb"] {
-        let p = c
-            .publisher(&format!("{g}/end"), Ordering::Total, false)
-            .unwrap();
+        let p = c.publisher(&format!("{g}/end"), Ordering::Total).unwrap();
         p.publish_confirmed(format!("end-{g}")).await.unwrap();
         extra.push(logs::published(
             g,

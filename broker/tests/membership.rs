@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use common::{BrokerProc, GUARD, TempDir, run_cli};
 use futures_util::StreamExt;
 use mesh::{broker_sets, certs, free_udp_addr, wait_for, wait_mesh};
-use meshcast_client::Ordering;
+use meshcast_client::{Ordering, Publish};
 
 /// Three brokers configured like `examples/mesh/b*.toml`: each lists the
 /// other two, b1 has `bootstrap = true`, b2 and b3 leave it unset ("auto").
@@ -149,7 +149,7 @@ async fn a_restarted_bootstrap_broker_rejoins_its_mesh_instead_of_starting_its_o
     let mut sub = sub_client.subscribe("orders/**").await.unwrap();
     let pub_client = b1.client("pub-b1").await;
     let publisher = pub_client
-        .publisher("orders/eu/created", Ordering::Total, false)
+        .publisher("orders/eu/created", Ordering::Total)
         .unwrap();
     publisher.publish("after the restart").await.unwrap();
     let msg = tokio::time::timeout(GUARD, sub.next())
@@ -204,7 +204,7 @@ async fn delivers(from: &BrokerProc, to: &BrokerProc, text: &'static str) {
     let mut sub = sub_client.subscribe("orders/**").await.unwrap();
     let pub_client = from.client("pub").await;
     let publisher = pub_client
-        .publisher("orders/eu/created", Ordering::Total, true)
+        .publisher("orders/eu/created", Publish::total().safe())
         .unwrap();
     publisher.publish(text).await.unwrap();
     let msg = tokio::time::timeout(GUARD, sub.next())
@@ -284,7 +284,7 @@ async fn a_view_change_with_large_unstable_messages_completes() {
     let pub_client = brokers[0].client("pub").await;
     for g in ["ga", "gb", "gc"] {
         let p = pub_client
-            .publisher(&format!("{g}/big"), Ordering::Total, true)
+            .publisher(&format!("{g}/big"), Publish::total().safe())
             .unwrap();
         p.publish(vec![b'x'; 800_000]).await.unwrap();
     }
@@ -415,9 +415,9 @@ async fn a_second_live_broker_with_the_same_id_is_refused_and_displaces_nobody()
     let sub_b2 = brokers[1].client("sub-b2").await;
     let mut from_b1 = sub_b2.subscribe("orders/b1").await.unwrap();
     let c2 = brokers[1].client("pub-b2").await;
-    let p2 = c2.publisher("orders/b2", Ordering::Total, true).unwrap();
+    let p2 = c2.publisher("orders/b2", Publish::total().safe()).unwrap();
     let c1 = brokers[0].client("pub-b1").await;
-    let p1 = c1.publisher("orders/b1", Ordering::Total, true).unwrap();
+    let p1 = c1.publisher("orders/b1", Publish::total().safe()).unwrap();
     for i in 0..20 {
         p2.publish(format!("m{i}")).await.unwrap();
         p1.publish(format!("m{i}")).await.unwrap();

@@ -13,7 +13,7 @@ use common::{BrokerProc, GUARD, TempDir};
 use futures_util::StreamExt;
 use mesh::{RelayedMesh, fast, full_mesh, wait_for, wait_mesh};
 use meshcast_client::{
-    Client, ClientError, Confirmation, Group, GroupEvent, Ordering, Subscription,
+    Client, ClientError, Confirmation, Group, GroupEvent, Ordering, Publish, Subscription,
     SubscriptionEvent, View,
 };
 use tokio::sync::mpsc;
@@ -131,7 +131,7 @@ async fn subscribers_on_the_survivors_of_a_sigkill_see_the_same_views_among_the_
     for (i, b) in brokers.iter().enumerate() {
         let c = b.client("pub").await;
         let p = c
-            .publisher(&format!("orders/p{i}"), Ordering::Total, false)
+            .publisher(&format!("orders/p{i}"), Ordering::Total)
             .unwrap();
         pubs.push((c, p));
     }
@@ -249,7 +249,7 @@ async fn subscribers_on_the_survivors_of_a_sigkill_see_the_same_views_among_the_
 /// The publisher id that receivers in a mesh see for client `c` of broker
 /// `b` (in its current incarnation, from its status).
 async fn publisher_id(c: &Client, b: &BrokerProc) -> u64 {
-    let name = meshcast_config::node_name(c.broker_id());
+    let name = meshcast_config::node_name(&c.broker_id());
     let s = common::status(b.admin).await;
     let node = s["core"]["mesh"]["node"].as_str().unwrap_or_default();
     let incarnation: u64 = node
@@ -275,11 +275,11 @@ async fn a_confirmed_safe_publish_reaches_every_survivor_even_if_its_broker_dies
     }
     let c = brokers[2].client("pub").await;
     // Acceptance only: the broker took it.
-    let plain = c.publisher("alerts/plain", Ordering::Fifo, false).unwrap();
+    let plain = c.publisher("alerts/plain", Ordering::Fifo).unwrap();
     let Confirmation { seq, stable } = plain.publish_confirmed("accepted").await.unwrap();
     assert_eq!((seq, stable), (1, false));
     // Stability: each confirmation says every broker holds the message.
-    let safe = c.publisher("alerts/safe", Ordering::Total, true).unwrap();
+    let safe = c.publisher("alerts/safe", Publish::total().safe()).unwrap();
     const N: u64 = 20;
     for n in 0..N {
         let conf = tokio::time::timeout(GUARD, safe.publish_confirmed(format!("{n}")))
@@ -452,9 +452,7 @@ async fn a_minority_member_that_joined_with_state_is_resynchronised_after_the_he
     // before the cut.
     let mut news = subscribe(&cc, "news/**").await;
     let news_pub = b[0].client("news").await;
-    let p = news_pub
-        .publisher("news/today", Ordering::Total, false)
-        .unwrap();
+    let p = news_pub.publisher("news/today", Ordering::Total).unwrap();
     p.publish("before the cut").await.unwrap();
     match tokio::time::timeout(GUARD, news.next_event()).await {
         Ok(Some(Ok(SubscriptionEvent::Message(m)))) => assert_eq!(m.payload, "before the cut"),
@@ -462,7 +460,7 @@ async fn a_minority_member_that_joined_with_state_is_resynchronised_after_the_he
     }
     let writer_client = b[1].client("writer").await;
     let writer = writer_client
-        .publisher("ledger/entries", Ordering::Total, false)
+        .publisher("ledger/entries", Ordering::Total)
         .unwrap();
     let entry = |n: usize| format!("entry {n}");
     for n in 0..20 {
@@ -504,14 +502,14 @@ async fn a_minority_member_that_joined_with_state_is_resynchronised_after_the_he
     // A publish on the cut-off broker is refused at once with `Blocked`,
     // never accepted and confirmed `ok` (a `safe` one accepted just before
     // the cut ends with `OutcomeUnknown` instead: the bridge's unit tests).
-    let p3 = cc.publisher("minority/x", Ordering::Total, true).unwrap();
+    let p3 = cc.publisher("minority/x", Publish::total().safe()).unwrap();
     match tokio::time::timeout(GUARD, p3.publish_confirmed("from the minority")).await {
         Ok(Err(ClientError::Blocked { reason })) => {
             assert!(reason.contains("primary component"), "{reason}")
         }
         other => panic!("{other:?}"),
     }
-    let plain = cc.publisher("minority/y", Ordering::Fifo, false).unwrap();
+    let plain = cc.publisher("minority/y", Ordering::Fifo).unwrap();
     match tokio::time::timeout(GUARD, plain.publish_confirmed("not safe either")).await {
         Ok(Err(ClientError::Blocked { .. })) => {}
         other => panic!("{other:?}"),
@@ -589,7 +587,7 @@ async fn a_minority_member_that_joined_with_state_is_resynchronised_after_the_he
     // its group's sending half, confirmed while its replica task reads.
     let confirmed = tokio::time::timeout(
         GUARD,
-        c_sender.multicast_confirmed(entry(40), Ordering::Total, false),
+        c_sender.multicast_confirmed(entry(40), Ordering::Total),
     )
     .await
     .expect("C's multicast was never confirmed");
@@ -727,8 +725,8 @@ async fn on_a_single_broker_a_confirmed_publish_is_accepted_and_a_safe_one_stabl
     let mut sub = subscribe(&sc, "a/**").await;
     assert!(sub.views().is_empty(), "a single broker has no groups");
     let c = b.client("pub").await;
-    let plain = c.publisher("a/plain", Ordering::Fifo, false).unwrap();
-    let safe = c.publisher("a/safe", Ordering::Total, true).unwrap();
+    let plain = c.publisher("a/plain", Ordering::Fifo).unwrap();
+    let safe = c.publisher("a/safe", Publish::total().safe()).unwrap();
     plain.publish("not awaited").await.unwrap();
     let conf = plain.publish_confirmed("accepted").await.unwrap();
     assert_eq!(
@@ -769,7 +767,7 @@ async fn a_publisher_faster_than_the_mesh_is_held_back_not_refused() {
     let sc = brokers[1].client("sub").await;
     let mut s = subscribe(&sc, "flood/**").await;
     let pc = brokers[0].client("pub").await;
-    let p = pc.publisher("flood/x", Ordering::Fifo, false).unwrap();
+    let p = pc.publisher("flood/x", Ordering::Fifo).unwrap();
     const N: usize = 5_000;
     // The subscriber reads as the messages come (more than its buffer of
     // 4096 are published: a reader that waited would rightly be cut off as
@@ -842,7 +840,7 @@ async fn a_pattern_starting_with_a_wildcard_reaches_every_group_even_later_ones(
     // Messages of every group arrive, including groups nobody joined.
     let pc = brokers[2].client("pub").await;
     for topic in ["early/a", "later/b", "fresh/c", "x/y/z"] {
-        let p = pc.publisher(topic, Ordering::Fifo, false).unwrap();
+        let p = pc.publisher(topic, Ordering::Fifo).unwrap();
         p.publish(topic.to_string()).await.unwrap();
     }
     pc.flush().await.unwrap();

@@ -126,7 +126,7 @@ async fn one_total_order_across(n: usize, prefix: &str) {
     for (i, b) in brokers.iter().enumerate() {
         let c = b.client("pub").await;
         let p = c
-            .publisher(&format!("orders/site{i}"), Ordering::Total, false)
+            .publisher(&format!("orders/site{i}"), Ordering::Total)
             .unwrap();
         pubs.push((c, p));
     }
@@ -218,7 +218,7 @@ async fn publishers_on_five_brokers_reach_every_subscriber_in_one_total_order() 
 
 #[tokio::test]
 async fn survivors_of_a_sigkill_under_load_agree_on_views_and_deliveries() {
-    use meshcast_client::Ordering;
+    use meshcast_client::{Ordering, Publish};
     let dir = TempDir::new("mesh-kill");
     certs(dir.path(), &["k1", "k2", "k3"]);
     let (a1, a2, a3) = (free_udp_addr(), free_udp_addr(), free_udp_addr());
@@ -265,7 +265,10 @@ async fn survivors_of_a_sigkill_under_load_agree_on_views_and_deliveries() {
     for (i, b) in [&k1, &k2, &k3].into_iter().enumerate() {
         let c = b.client("pub").await;
         let p = c
-            .publisher(&format!("orders/p{i}"), Ordering::Total, i == 2)
+            .publisher(
+                &format!("orders/p{i}"),
+                Publish::with(Ordering::Total).safe_if(i == 2),
+            )
             .unwrap();
         pubs.push((c, p));
     }
@@ -394,9 +397,7 @@ async fn a_partitioned_minority_blocks_and_rejoins_after_the_heal() {
     // The majority goes on delivering.
     let mut published = Vec::new();
     let p = brokers[1].client("pub").await;
-    let publisher = p
-        .publisher("orders/majority", Ordering::Total, false)
-        .unwrap();
+    let publisher = p.publisher("orders/majority", Ordering::Total).unwrap();
     publisher.publish("during the partition").await.unwrap();
     published.push(logs::published(
         "orders",
@@ -432,9 +433,7 @@ async fn a_partitioned_minority_blocks_and_rejoins_after_the_heal() {
     }
     // A publisher on the healed broker reaches the subscriber on p1.
     let p3 = brokers[2].client("pub3").await;
-    let publisher3 = p3
-        .publisher("orders/healed", Ordering::Total, false)
-        .unwrap();
+    let publisher3 = p3.publisher("orders/healed", Ordering::Total).unwrap();
     publisher3.publish("after the heal").await.unwrap();
     p3.flush().await.unwrap();
     published.push(logs::published(

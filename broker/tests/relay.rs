@@ -15,7 +15,7 @@ async fn traffic_survives_loss_and_delay_and_a_cut_ends_the_session() {
     let broker = BrokerProc::start(&[]);
     let relay = Relay::start(broker.addr).await;
     let mut opts = broker.options("through-relay");
-    opts.addr = relay.addr;
+    opts.servers = vec![relay.addr.into()];
     opts.idle_timeout = Duration::from_secs(2);
     let client = Client::connect(opts).await.unwrap();
     let mut sub = client.subscribe("r/**").await.unwrap();

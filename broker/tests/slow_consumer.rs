@@ -50,7 +50,7 @@ async fn a_session_that_stops_reading_is_disconnected_with_the_reason() {
     let fast = broker.client("fast").await;
     let mut fast_sub = fast.subscribe("flood").await.unwrap();
     let publisher = broker.client("pub").await;
-    let p = publisher.publisher("flood", Ordering::Fifo, false).unwrap();
+    let p = publisher.publisher("flood", Ordering::Fifo).unwrap();
     let payload = bytes::Bytes::from(vec![7u8; 1024]);
     // Far more than the QUIC windows and the 64-message queue can absorb.
     // The publisher stays within 32 messages of the fast subscriber, so only

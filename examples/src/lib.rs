@@ -3,18 +3,19 @@
 
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use meshcast_client::{Client, ClientOptions};
+use meshcast_client::{Client, ClientOptions, ServerAddr};
 use tokio::sync::mpsc;
 
 /// Flags every example takes (`--server`, `--ca`) plus its own.
 pub struct Flags {
-    /// The broker's client address (default `127.0.0.1:4810`, broker b1 of
-    /// `examples/mesh`).
-    pub server: SocketAddr,
+    /// The brokers' client addresses (default `127.0.0.1:4810`, broker b1
+    /// of `examples/mesh`); `--server` takes `HOST:PORT` or `IP:PORT`, or
+    /// several separated by commas (the client moves to the next one when
+    /// its connection is lost).
+    pub server: Vec<ServerAddr>,
     /// The CA to trust (default `examples/mesh/certs/ca.pem`).
     pub ca: PathBuf,
     /// The example's own flags, by name without `--`.
@@ -25,7 +26,7 @@ impl Flags {
     /// Parses `--flag value` pairs; `own` lists the example's own flags.
     pub fn parse(own: &[&str]) -> Result<Flags> {
         let mut flags = Flags {
-            server: "127.0.0.1:4810".parse()?,
+            server: ServerAddr::parse_list("127.0.0.1:4810")?,
             ca: PathBuf::from("examples/mesh/certs/ca.pem"),
             extra: HashMap::new(),
         };
@@ -33,7 +34,7 @@ impl Flags {
         while let Some(flag) = it.next() {
             let value = it.next().with_context(|| format!("{flag} needs a value"))?;
             match flag.trim_start_matches("--") {
-                "server" => flags.server = value.parse().context("--server")?,
+                "server" => flags.server = ServerAddr::parse_list(&value).context("--server")?,
                 "ca" => flags.ca = value.into(),
                 name if own.contains(&name) => {
                     flags.extra.insert(name.to_string(), value);
@@ -57,7 +58,9 @@ impl Flags {
 
     /// Connects to the broker as `name`.
     pub async fn connect(&self, name: &str) -> Result<Client> {
-        let opts = ClientOptions::new(self.server).ca_file(&self.ca).name(name);
+        let opts = ClientOptions::with_servers(self.server.clone())
+            .ca_file(&self.ca)
+            .name(name);
         Ok(Client::connect(opts).await?)
     }
 }

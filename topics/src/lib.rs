@@ -10,6 +10,8 @@
 //!   [digest](GroupMap::digest) brokers compare when they link.
 //! * [`SubscriptionIndex`]: subscription keys by pattern, answering "who
 //!   matches this topic" with sorted results and a bounded result cache.
+//! * [`foreign_syntax_warning`]: a warning for topics and patterns written
+//!   in another system's syntax (`orders.>`, `sensors/+/temp`).
 //!
 //! Every constructor validates its input and reports problems through an
 //! error enum ([`TopicError`], [`PatternError`], [`GroupMapError`]) whose
@@ -38,11 +40,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod foreign;
 mod group;
 mod index;
 mod pattern;
 mod topic;
 
+pub use foreign::foreign_syntax_warning;
 pub use group::{GroupMap, GroupMapError, GroupRule, MAX_GROUP_NAME_LEN, Reach};
 pub use index::{CacheStats, SubscriptionIndex};
 pub use pattern::{MAX_BRACE_DEPTH, Pattern, PatternError};

@@ -172,6 +172,19 @@ pub enum ClientMsg {
         /// Ask for a [`ServerMsg::Confirmed`], as [`Publish::confirm`].
         confirm: Option<u64>,
     },
+    /// Start a *tap*: a subscription that joins no group (mesh mode), so
+    /// that it is in no view and no member sees it; it gets the matching
+    /// messages its broker delivers. Answered like
+    /// [`ClientMsg::Subscribe`] (`Subscribed` with no views), ended with
+    /// [`ClientMsg::Unsubscribe`]. Added last, so every earlier message
+    /// keeps its encoding; a broker that predates it closes the session
+    /// with `ProtocolError`.
+    Tap {
+        /// Client-chosen id of the subscription.
+        id: u64,
+        /// The glob pattern.
+        pattern: String,
+    },
 }
 
 /// One installed view of a group, as a member sees it.
@@ -552,6 +565,22 @@ mod tests {
     }
 
     #[test]
+    fn tap_came_last_so_earlier_messages_keep_their_encoding() {
+        // bincode numbers enum variants: `Tap` must be the last variant, so
+        // a client built before it encodes every message the same way.
+        let mut out = BytesMut::new();
+        encode_client(&ClientMsg::Ping { id: 9 }, &mut out).unwrap();
+        assert_eq!(&out[4..], &[3, 9], "Ping is variant 3 with id 9");
+        out.clear();
+        let tap = ClientMsg::Tap {
+            id: 1,
+            pattern: "a".into(),
+        };
+        encode_client(&tap, &mut out).unwrap();
+        assert_eq!(out[4], 8, "Tap is variant 8, after Multicast");
+    }
+
+    #[test]
     fn messages_round_trip() {
         let msgs = [
             ClientMsg::Subscribe {
@@ -568,6 +597,10 @@ mod tests {
                 confirm: Some(3),
             }),
             ClientMsg::Ping { id: 9 },
+            ClientMsg::Tap {
+                id: 2,
+                pattern: "**".into(),
+            },
         ];
         let mut out = BytesMut::new();
         for m in &msgs {

@@ -128,6 +128,10 @@ pub(crate) struct Bridge {
     /// message this broker delivers, member of its group yet or not (every
     /// broker delivers every group's messages, in the group's order).
     every_group: HashSet<(SessionId, u64)>,
+    /// Taps (`ClientMsg::Tap`): subscriptions that join no group and get
+    /// every matching message this broker delivers, like `every_group`
+    /// ones, but are in no view.
+    taps: HashSet<(SessionId, u64)>,
     /// Members that joined with state and await their checkpoint: views
     /// installed meanwhile are held back here, because the deliveries the
     /// core holds back for the joiner (ordered in earlier views) come only
@@ -273,6 +277,7 @@ impl Bridge {
             max_confirms,
             parked: VecDeque::new(),
             every_group: HashSet::new(),
+            taps: HashSet::new(),
             awaiting_state: HashMap::new(),
             releasing: HashMap::new(),
             leaving: HashSet::new(),
@@ -394,8 +399,20 @@ impl Bridge {
             ClientMsg::Subscribe { id, pattern } => {
                 self.subscribe(router, session, id, pattern, out)
             }
+            ClientMsg::Tap { id, pattern } => match router.subscribe(session, id, pattern) {
+                // A tap joins no group: it is in no view, and gets every
+                // matching message this broker delivers (every broker
+                // delivers every group's messages, in the group's order).
+                Ok(_) => {
+                    self.taps.insert((session, id));
+                    let views = Vec::new();
+                    out.push(reply(session, &ServerMsg::Subscribed { id, views }));
+                }
+                Err(rejected) => out.push(reply(session, &rejected)),
+            },
             ClientMsg::Unsubscribe { id } => match router.unsubscribe(session, id) {
                 Ok(_) => {
+                    self.taps.remove(&(session, id));
                     self.every_group.remove(&(session, id));
                     for g in self.sub_groups.remove(&(session, id)).unwrap_or_default() {
                         self.release(session, g);
@@ -772,6 +789,7 @@ impl Bridge {
         }
         self.sub_groups.retain(|(s, _), _| *s != session);
         self.every_group.retain(|(s, _)| *s != session);
+        self.taps.retain(|(s, _)| *s != session);
         self.awaiting_state.retain(|(s, _), _| *s != session);
         self.releasing.retain(|(s, _), _| *s != session);
         self.leaving.retain(|(s, _)| *s != session);
@@ -924,7 +942,12 @@ impl Bridge {
         let awaiting = (d.publisher.broker.name == self.me && !d.deferred)
             .then_some(d.publisher.session)
             .filter(|s| self.confirms.get(s).is_some_and(|c| !c.is_empty()));
-        let everything: Vec<SessionId> = self.every_group.iter().map(|(s, _)| *s).collect();
+        let everything: Vec<SessionId> = self
+            .every_group
+            .iter()
+            .chain(&self.taps)
+            .map(|(s, _)| *s)
+            .collect();
         if sessions.is_empty() && everything.is_empty() && awaiting.is_none() {
             return;
         }
@@ -1558,6 +1581,55 @@ mod tests {
             ),
             "{got:?}"
         );
+    }
+
+    #[test]
+    fn a_tap_joins_no_group_and_gets_the_messages_its_broker_delivers() {
+        let mut t = setup(8);
+        // Group "a" exists with session 1 as its only member.
+        t.client(
+            1,
+            ClientMsg::Join {
+                id: 1,
+                group: "a".into(),
+                state: false,
+            },
+        );
+        t.output(view(2, "a", vec![member(1, 1)]));
+        while t.cmds.try_recv().is_ok() {}
+        // A tap on `**` is answered at once, with no views, and asks the
+        // core to join nothing.
+        let tap = ClientMsg::Tap {
+            id: 5,
+            pattern: "**".into(),
+        };
+        let got = t.client(2, tap);
+        assert!(
+            matches!(&got[..], [(2, ServerMsg::Subscribed { id: 5, views })] if views.is_empty()),
+            "{got:?}"
+        );
+        let mut joins = Vec::new();
+        while let Ok(cmd) = t.cmds.try_recv() {
+            if let ClientCmd::Join { group, .. } = cmd {
+                joins.push(group);
+            }
+        }
+        assert!(joins.is_empty(), "a tap joined {joins:?}");
+        // A later view of the group is not sent to it (it is no member);
+        // a message of the group is.
+        let got = t.output(view(3, "a", vec![member(1, 1)]));
+        assert!(got.iter().all(|(s, _)| *s != 2), "{got:?}");
+        t.client(1, publish("a/b", false, None));
+        let payload = t.published();
+        let got = t.output(delivered(payload, member(1, 1), vec![member(1, 1)]));
+        assert!(
+            got.iter()
+                .any(|(s, m)| *s == 2 && matches!(m, ServerMsg::Deliver(d) if d.topic == "a/b")),
+            "{got:?}"
+        );
+        // Unsubscribing ends it.
+        let got = t.client(2, ClientMsg::Unsubscribe { id: 5 });
+        assert!(matches!(&got[..], [(2, ServerMsg::Unsubscribed { id: 5 })]));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use meshcast_client::{ClientError, Group, GroupEvent, Subscription, SubscriptionEvent};
+use meshcast_client::{ClientError, Group, GroupEvent, Publish, Subscription, SubscriptionEvent};
 use meshcast_protocol::history::{self, Event, History, Log, Published, Text};
 use tokio::sync::{mpsc, oneshot};
 
@@ -337,7 +337,7 @@ impl Member {
                             deps.extend(sent.iter().cloned());
                             let record = published(&gname, &key, o, safe).after(deps);
                             sent.push(key.clone());
-                            let r = g.multicast(key, o, safe).await.map(|()| record);
+                            let r = g.multicast(key, Publish::with(o).safe_if(safe)).await.map(|()| record);
                             let _ = done.send(r);
                         }
                         Some(Cmd::Leave(done)) => break Some(done),

@@ -23,13 +23,55 @@ pub enum ClientError {
     /// The CA file or TLS setup is unusable.
     #[error("TLS setup: {0}")]
     Tls(String),
-    /// The broker could not be reached.
-    #[error("cannot connect to {addr}: {detail}")]
-    Connect {
-        /// The broker address.
+    /// A broker address is not `IP:PORT` or `HOST:PORT`.
+    #[error("invalid broker address {addr:?}: {reason}")]
+    InvalidAddress {
+        /// The address as given.
         addr: String,
-        /// What went wrong.
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The broker could not be reached (with several addresses: the last
+    /// one tried; the others failed too).
+    #[error("cannot connect to {addr}: {cause} ({detail})")]
+    Connect {
+        /// The broker address (as given, and what it resolved to).
+        addr: String,
+        /// The likely cause.
+        cause: ConnectCause,
+        /// What the network or TLS layer said.
         detail: String,
+    },
+    /// The connection to the broker was lost. Requests in flight were not
+    /// answered: a publish not yet confirmed may or may not have been
+    /// delivered (its outcome is unknown), and publishes queued since the
+    /// last [`crate::Client::flush`] may be missing. With
+    /// [`crate::ClientOptions::reconnect`] the client goes on with a new
+    /// session on another broker (see [`crate::SubscriptionEvent::Reconnected`]).
+    #[error("connection to {addr} lost, outcome unknown: {reason}")]
+    ConnectionLost {
+        /// The broker the connection was to.
+        addr: String,
+        /// Why it was lost.
+        reason: String,
+    },
+    /// A request was published but nobody answered before the timeout
+    /// ([`crate::Client::request`]).
+    #[error("no responders on {topic:?} within {timeout:?}")]
+    NoResponders {
+        /// The request's topic.
+        topic: String,
+        /// How long the request waited.
+        timeout: std::time::Duration,
+    },
+    /// The broker did not answer within [`crate::ClientOptions::close_timeout`]
+    /// (an unsubscribe or a leave); the session may be unusable.
+    #[error("{what}: no answer from the broker within {timeout:?}")]
+    TimedOut {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        timeout: std::time::Duration,
     },
     /// The handshake failed (version mismatch, refusal, ...).
     #[error("handshake with broker failed: {0}")]
@@ -82,6 +124,70 @@ pub enum ClientError {
         /// Why the session ended.
         reason: String,
     },
+}
+
+/// Why a connection attempt failed, as far as the client can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectCause {
+    /// The host name did not resolve.
+    Resolve,
+    /// No answer within [`crate::ClientOptions::connect_timeout`]: nothing
+    /// is listening there (is the broker running, is this its client port
+    /// `broker.client_listen`?), or UDP is dropped on the way.
+    NoAnswer {
+        /// How long the client waited.
+        after: std::time::Duration,
+    },
+    /// Something answered that does not speak the meshcast client protocol
+    /// (its TLS ALPN is not `meshcast-client`): typically a broker's peer
+    /// port (`broker.peer_listen`) instead of its client port.
+    WrongProtocol,
+    /// The broker's certificate is not valid for the TLS name the client
+    /// checked ([`crate::ClientOptions::server_name`], `--server-name`).
+    ServerName {
+        /// The name that was checked.
+        name: String,
+    },
+    /// The broker's certificate is not signed by the trusted CA
+    /// ([`crate::ClientOptions::ca_file`], `--ca`).
+    UnknownCa {
+        /// The CA file trusted.
+        ca: String,
+    },
+    /// The broker refused the session (see the detail).
+    Refused,
+    /// Anything else (see the detail).
+    Other,
+}
+
+impl std::fmt::Display for ConnectCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectCause::Resolve => f.write_str("the host name does not resolve"),
+            ConnectCause::NoAnswer { after } => write!(
+                f,
+                "no answer within {after:?}: nothing is listening there (is the broker \
+                 running, and is this its client port, broker.client_listen?) or UDP is blocked"
+            ),
+            ConnectCause::WrongProtocol => f.write_str(
+                "it does not speak the meshcast client protocol (TLS ALPN mismatch): is \
+                 this a broker's peer port (broker.peer_listen) instead of its client port?",
+            ),
+            ConnectCause::ServerName { name } => write!(
+                f,
+                "the broker's certificate is not valid for the name {name:?}: give the name \
+                 it was issued for with --server-name (ClientOptions::server_name)"
+            ),
+            ConnectCause::UnknownCa { ca } => write!(
+                f,
+                "the broker's certificate is not signed by the CA in {ca} (--ca, \
+                 ClientOptions::ca_file): use the cluster CA that issued it"
+            ),
+            ConnectCause::Refused => f.write_str("the broker refused the session"),
+            ConnectCause::Other => f.write_str("connection failed"),
+        }
+    }
 }
 
 impl ClientError {

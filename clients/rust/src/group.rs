@@ -1,12 +1,15 @@
 //! Process groups (mesh mode): membership views and multicast.
 
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::Stream;
 use meshcast_transport::client_proto::{ClientMsg, GroupDelivery, GroupViewInfo};
 use tokio::sync::mpsc;
 
-use crate::{ClientError, Confirmation, Handle, Ordering, Pending, Shared};
+use crate::{ClientError, Confirmation, Handle, Ordering, Pending, Publish, Shared};
 
 /// One installed view of a group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +118,12 @@ pub enum GroupEvent {
     /// checkpoint); messages delivered meanwhile may be missing. It stands
     /// for [`GroupEvent::Unblocked`] (no `Unblocked` follows it).
     Rejoined(Rejoined),
+    /// The connection to the broker was lost and the client opened a new
+    /// session and joined the group again: the new membership's view comes
+    /// next (then, for a member that joined with state, a fresh
+    /// checkpoint). It is a new member: messages delivered while the
+    /// client was away may be missing.
+    Reconnected(crate::Reconnected),
 }
 
 /// A request for this member's state, for a member joining the group.
@@ -188,6 +197,14 @@ impl Drop for StateRequest {
 /// meanwhile: what was delivered there is not replayed, the checkpoint
 /// carries it.
 ///
+/// When the client loses its connection and moves to another broker
+/// ([`crate::ClientOptions::reconnect`]), it joins the group again there:
+/// [`GroupEvent::Reconnected`], the new membership's view, and for a member
+/// that joined with state a fresh [`GroupEvent::State`]. It is a new
+/// member: what was delivered meanwhile is not replayed.
+///
+/// `Group` is a [`Stream`] of the same items as [`Group::next`].
+///
 /// Reading and sending are independent: [`Group::sender`] gives a
 /// cloneable [`GroupSender`] to multicast from another task while this one
 /// keeps reading (for example to answer a [`GroupEvent::StateRequest`]
@@ -195,12 +212,12 @@ impl Drop for StateRequest {
 ///
 /// ```no_run
 /// # async fn demo(client: meshcast_client::Client) -> Result<(), meshcast_client::ClientError> {
-/// use meshcast_client::{GroupEvent, Ordering};
+/// use meshcast_client::{GroupEvent, Publish};
 ///
 /// let (mut group, _state) = client.join_with_state("ledger").await?;
 /// let sender = group.sender();
 /// let write = tokio::spawn(async move {
-///     sender.multicast_confirmed("entry", Ordering::Total, true).await
+///     sender.multicast_confirmed("entry", Publish::total().safe()).await
 /// });
 /// while let Some(event) = group.next().await {
 ///     match event? {
@@ -246,31 +263,42 @@ impl Group {
     }
 
     /// The next view or message; `None` once the membership ended, after
-    /// an `Err` saying why if it ended abnormally.
+    /// an `Err` saying why if it ended abnormally. (`Group` is also a
+    /// [`Stream`] of the same items.)
     pub async fn next(&mut self) -> Option<Result<GroupEvent, ClientError>> {
-        if let Some(e) = self.backlog.pop_front() {
-            if let GroupEvent::View(v) = &e {
-                self.view = v.clone();
-            }
-            return Some(Ok(e));
-        }
-        match self.rx.recv().await {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<GroupEvent, ClientError>>> {
+        let event = match self.backlog.pop_front() {
+            Some(e) => Some(e),
+            None => match self.rx.poll_recv(cx) {
+                Poll::Ready(e) => e,
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        match event {
             Some(e) => {
                 if let GroupEvent::View(v) = &e {
                     self.view = v.clone();
                 }
-                Some(Ok(e))
+                Poll::Ready(Some(Ok(e)))
             }
             None => {
                 if self.left {
-                    return None;
+                    return Poll::Ready(None);
                 }
                 self.left = true;
-                self.failed
-                    .get()
-                    .cloned()
-                    .or_else(|| self.shared.closed.get().cloned())
-                    .map(Err)
+                Poll::Ready(
+                    self.failed
+                        .get()
+                        .cloned()
+                        .or_else(|| self.shared.closed.get().cloned())
+                        .map(Err),
+                )
             }
         }
     }
@@ -309,10 +337,9 @@ impl Group {
     pub async fn multicast(
         &self,
         payload: impl Into<Bytes>,
-        ordering: Ordering,
-        safe: bool,
+        declared: impl Into<Publish>,
     ) -> Result<(), ClientError> {
-        multicast(&self.shared, &self.name, payload.into(), ordering, safe).await
+        multicast(&self.shared, &self.name, payload.into(), declared.into()).await
     }
 
     /// Sends a message to every member and waits for the broker's
@@ -321,13 +348,14 @@ impl Group {
     pub async fn multicast_confirmed(
         &self,
         payload: impl Into<Bytes>,
-        ordering: Ordering,
-        safe: bool,
+        declared: impl Into<Publish>,
     ) -> Result<Confirmation, ClientError> {
-        multicast_confirmed(&self.shared, &self.name, payload.into(), ordering, safe).await
+        multicast_confirmed(&self.shared, &self.name, payload.into(), declared.into()).await
     }
 
-    /// Leaves the group and waits until the broker has removed the member.
+    /// Leaves the group and waits until the broker has removed the member,
+    /// at most [`crate::ClientOptions::close_timeout`]
+    /// ([`ClientError::TimedOut`]).
     pub async fn leave(mut self) -> Result<(), ClientError> {
         self.left = true;
         let id = self.shared.next_id();
@@ -343,8 +371,23 @@ impl Group {
                 group: self.name.clone(),
             })
             .await?;
-        while self.rx.recv().await.is_some() {}
-        Ok(())
+        let limit = self.shared.opts.close_timeout;
+        tokio::time::timeout(limit, async { while self.rx.recv().await.is_some() {} })
+            .await
+            .map_err(|_| ClientError::TimedOut {
+                what: format!("leave group {:?}", self.name),
+                timeout: limit,
+            })
+    }
+}
+
+/// The same items as [`Group::next`]: views, messages and mesh events in
+/// order, then one `Err` if the membership ended abnormally.
+impl Stream for Group {
+    type Item = Result<GroupEvent, ClientError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.poll_event(cx)
     }
 }
 
@@ -398,10 +441,9 @@ impl GroupSender {
     pub async fn multicast(
         &self,
         payload: impl Into<Bytes>,
-        ordering: Ordering,
-        safe: bool,
+        declared: impl Into<Publish>,
     ) -> Result<(), ClientError> {
-        multicast(&self.shared, &self.group, payload.into(), ordering, safe).await
+        multicast(&self.shared, &self.group, payload.into(), declared.into()).await
     }
 
     /// Sends a message to every member and waits for the broker's
@@ -412,10 +454,9 @@ impl GroupSender {
     pub async fn multicast_confirmed(
         &self,
         payload: impl Into<Bytes>,
-        ordering: Ordering,
-        safe: bool,
+        declared: impl Into<Publish>,
     ) -> Result<Confirmation, ClientError> {
-        multicast_confirmed(&self.shared, &self.group, payload.into(), ordering, safe).await
+        multicast_confirmed(&self.shared, &self.group, payload.into(), declared.into()).await
     }
 }
 
@@ -423,14 +464,13 @@ async fn multicast(
     shared: &Shared,
     group: &str,
     payload: Bytes,
-    ordering: Ordering,
-    safe: bool,
+    declared: Publish,
 ) -> Result<(), ClientError> {
     shared
         .send(&ClientMsg::Multicast {
             group: group.to_string(),
-            ordering,
-            safe,
+            ordering: declared.ordering(),
+            safe: declared.is_safe(),
             payload,
             confirm: None,
         })
@@ -441,13 +481,12 @@ async fn multicast_confirmed(
     shared: &Shared,
     group: &str,
     payload: Bytes,
-    ordering: Ordering,
-    safe: bool,
+    declared: Publish,
 ) -> Result<Confirmation, ClientError> {
     crate::confirmed(shared, |confirm| ClientMsg::Multicast {
         group: group.to_string(),
-        ordering,
-        safe,
+        ordering: declared.ordering(),
+        safe: declared.is_safe(),
         payload,
         confirm: Some(confirm),
     })

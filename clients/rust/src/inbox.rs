@@ -50,8 +50,8 @@ impl Inbox {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        let prefix = format!("_inbox/{:x}{:x}", nanos, shared.welcome.session);
-        let mut sub = subscribe_with(&shared, &format!("{prefix}/*"), None).await?;
+        let prefix = format!("_inbox/{:x}{:x}", nanos, shared.link().welcome.session);
+        let mut sub = subscribe_with(&shared, &format!("{prefix}/*"), false, None).await?;
         let inbox = Arc::new(Inbox {
             prefix,
             waiters: Mutex::new(HashMap::new()),

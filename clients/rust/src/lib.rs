@@ -3,13 +3,15 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), meshcast_client::ClientError> {
 //! use futures_util::StreamExt;
-//! use meshcast_client::{Client, ClientOptions, Ordering};
+//! use meshcast_client::{Client, ClientOptions, Publish};
 //!
-//! let opts = ClientOptions::new("127.0.0.1:4700".parse().unwrap())
-//!     .ca_file("/root/.local/share/meshcast/ca.pem");
+//! // Several brokers of one mesh: the client moves to the next one if its
+//! // connection is lost (see "Reconnecting" on `Client`).
+//! let opts = ClientOptions::parse("broker1.example.com:4700,broker2.example.com:4700")?
+//!     .ca_file("/etc/meshcast/ca.pem");
 //! let client = Client::connect(opts).await?;
 //! let mut sub = client.subscribe("orders/**").await?;
-//! let orders = client.publisher("orders/eu/created", Ordering::Total, false)?;
+//! let orders = client.publisher("orders/eu/created", Publish::total())?;
 //! orders.publish("order 1").await?;
 //! if let Some(Ok(msg)) = sub.next().await {
 //!     println!("{} {:?}", msg.topic, msg.payload);
@@ -18,6 +20,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! The types an application matches on are re-exported here:
+//! [`ClientError`] (with [`ConnectCause`], [`CloseCode`], [`RejectCode`]),
+//! [`Topic`], [`Pattern`], [`TopicError`], [`PatternError`].
+//!
 //! One client is one QUIC connection with one stream each way. Publishes are
 //! appended to a bounded outbox and written in batches; `subscribe` returns
 //! only once the broker has installed the subscription, so every matching
@@ -25,94 +31,45 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod connect;
 mod error;
 mod group;
 mod inbox;
+mod options;
 mod outbox;
+mod publish;
 mod reader;
+mod resume;
 mod subscription;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use meshcast_topics::{Pattern, Topic};
-use meshcast_transport::client_proto::{
-    self, ALPN_CLIENT, ClientHello, ClientMsg, CloseCode, PROTOCOL_VERSION, Publish, Welcome,
-};
-use meshcast_transport::{FrameReader, pki, quic};
+use meshcast_transport::client_proto::{self, ClientMsg, Welcome};
 use tokio::sync::{mpsc, oneshot};
 
-pub use error::ClientError;
+pub use error::{ClientError, ConnectCause};
 pub use group::{Group, GroupEvent, GroupMessage, GroupSender, Rejoined, StateRequest, View};
 pub use inbox::Gather;
-pub use meshcast_transport::client_proto::{Ordering, RejectCode, mesh_publisher_id};
-pub use subscription::{Message, Subscription, SubscriptionEvent};
+pub use meshcast_topics::{Pattern, PatternError, Topic, TopicError, foreign_syntax_warning};
+pub use meshcast_transport::client_proto::{
+    CloseCode, Ordering, PROTOCOL_VERSION, RejectCode, mesh_publisher_id,
+};
+pub use options::{ClientOptions, ServerAddr};
+pub use publish::Publish;
+pub use subscription::{Message, Reconnected, Subscription, SubscriptionEvent};
 
 use outbox::Outbox;
-
-/// How to reach and trust a broker.
-#[derive(Debug, Clone)]
-pub struct ClientOptions {
-    /// The broker's client address.
-    pub addr: SocketAddr,
-    /// PEM file of the CA that signed the broker's certificate.
-    pub ca_file: Option<PathBuf>,
-    /// Name the broker's certificate must carry (default `localhost`).
-    pub server_name: String,
-    /// A name for this client, shown in broker logs.
-    pub name: String,
-    /// Messages buffered per subscription before the client stops reading
-    /// from the broker (which then, if it persists, disconnects it as slow).
-    pub subscription_buffer: usize,
-    /// Bytes of unsent frames buffered before publishers wait.
-    pub outbox_bytes: usize,
-    /// Close the connection after this long without hearing from the broker.
-    /// The broker applies its own `limits.session_timeout_ms` the same way
-    /// (the smaller of the two is used); keep-alives every third of it keep
-    /// a live session open. A session that times out leaves its groups
-    /// through a view change the other members see.
-    pub idle_timeout: Duration,
-    /// Protocol version announced in the handshake (only tests change it).
-    pub protocol_version: u16,
-}
-
-impl ClientOptions {
-    /// Options for the broker at `addr` with defaults for everything else.
-    pub fn new(addr: SocketAddr) -> ClientOptions {
-        ClientOptions {
-            addr,
-            ca_file: None,
-            server_name: "localhost".into(),
-            name: "meshcast-client".into(),
-            subscription_buffer: 4096,
-            outbox_bytes: 1 << 20,
-            idle_timeout: Duration::from_secs(30),
-            protocol_version: PROTOCOL_VERSION,
-        }
-    }
-
-    /// Sets the CA file to trust.
-    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> ClientOptions {
-        self.ca_file = Some(path.into());
-        self
-    }
-
-    /// Sets the client name.
-    pub fn name(mut self, name: impl Into<String>) -> ClientOptions {
-        self.name = name.into();
-        self
-    }
-}
 
 /// A request waiting for the broker's answer.
 pub(crate) enum Pending {
     Subscribe {
         pattern: Pattern,
+        tap: bool,
         tx: mpsc::Sender<SubscriptionEvent>,
         failed: Arc<OnceLock<ClientError>>,
         reply: oneshot::Sender<Result<Vec<View>, ClientError>>,
@@ -120,6 +77,7 @@ pub(crate) enum Pending {
     Unsubscribe,
     Join {
         group: String,
+        state: bool,
         tx: mpsc::Sender<GroupEvent>,
         failed: Arc<OnceLock<ClientError>>,
         reply: oneshot::Sender<Result<View, ClientError>>,
@@ -128,10 +86,16 @@ pub(crate) enum Pending {
         group: String,
     },
     Ping {
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<Result<(), ClientError>>,
     },
     Confirm {
         reply: oneshot::Sender<Result<Confirmation, ClientError>>,
+    },
+    /// A subscription made again on a new session (after a reconnect).
+    Resubscribe,
+    /// A group joined again on a new session (after a reconnect).
+    Rejoin {
+        group: String,
     },
 }
 
@@ -148,16 +112,26 @@ pub struct Confirmation {
     pub stable: bool,
 }
 
+/// The current connection: replaced when the client reconnects.
+pub(crate) struct Link {
+    pub(crate) conn: quinn::Connection,
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) welcome: Welcome,
+    /// The broker's address, for messages.
+    pub(crate) label: String,
+    /// Its index in [`ClientOptions::servers`].
+    pub(crate) index: usize,
+}
+
 pub(crate) struct Shared {
-    conn: quinn::Connection,
-    endpoint: quinn::Endpoint,
+    link: Mutex<Link>,
     outbox: Outbox,
     pending: Mutex<HashMap<u64, Pending>>,
     next_id: AtomicU64,
-    welcome: Welcome,
     /// Why the session ended, once it has.
     closed: OnceLock<ClientError>,
-    /// The first publish the broker refused since the last `flush`.
+    /// The first publish the broker refused (or that a lost connection
+    /// left in doubt) since the last `flush`.
     rejection: Mutex<Option<ClientError>>,
     /// Whether the broker is outside the primary component (mesh mode).
     blocked: tokio::sync::watch::Sender<bool>,
@@ -166,7 +140,7 @@ pub(crate) struct Shared {
     publisher: AtomicU64,
     /// The inbox for answers to requests, made on first use.
     inbox: tokio::sync::OnceCell<Arc<inbox::Inbox>>,
-
+    opts: ClientOptions,
     subscription_buffer: usize,
 }
 
@@ -179,12 +153,28 @@ impl Shared {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub(crate) fn link(&self) -> std::sync::MutexGuard<'_, Link> {
+        self.link.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn conn(&self) -> quinn::Connection {
+        self.link().conn.clone()
+    }
+
     fn closed_error(&self) -> ClientError {
         self.closed
             .get()
             .cloned()
             .or_else(|| self.connection_reason())
             .unwrap_or_else(|| ClientError::closed("connection lost"))
+    }
+
+    /// Records the first refusal (or doubt) since the last `flush`.
+    pub(crate) fn set_rejection(&self, err: ClientError) {
+        let mut first = self.rejection.lock().unwrap_or_else(|p| p.into_inner());
+        if first.is_none() {
+            *first = Some(err);
+        }
     }
 
     /// Queues a small control frame without waiting for room (used where
@@ -203,7 +193,7 @@ impl Shared {
 
     /// The reason the connection closed, as the user should see it.
     pub(crate) fn connection_reason(&self) -> Option<ClientError> {
-        self.conn
+        self.conn()
             .close_reason()
             .map(|e| error::from_connection_error(&e))
     }
@@ -225,10 +215,33 @@ impl Shared {
     }
 }
 
-/// A connection to one broker.
+/// A session with a broker (or, with several addresses and
+/// [`ClientOptions::reconnect`], with one broker after another).
 ///
 /// Cloning is cheap; the session closes when [`Client::close`] is called or
 /// when the last clone, [`Publisher`] and [`Subscription`] is dropped.
+///
+/// # Reconnecting
+///
+/// When the connection is lost (the broker crashed or shut down, the
+/// network failed) and [`ClientOptions::reconnect`] is set, the client
+/// opens a new session with the next broker of [`ClientOptions::servers`]
+/// (the same one when it is the only one), then subscribes and joins again
+/// everything that was open. Each stream then yields
+/// [`SubscriptionEvent::Reconnected`] / [`GroupEvent::Reconnected`],
+/// followed by the views of its new memberships. The new session is a new
+/// member: messages delivered while the client was away are **not**
+/// replayed (they may be missing), a member that joined with state gets a
+/// fresh checkpoint, and this session's publishes are a new publisher
+/// stream. Requests that were in flight when the connection was lost fail
+/// with [`ClientError::ConnectionLost`]: a publish that was not confirmed
+/// may or may not have been delivered, and the next [`Client::flush`]
+/// reports the loss too. If the old broker still runs (the network failed,
+/// not the broker), it keeps the old session, and its memberships in the
+/// groups' views, until its `limits.session_timeout_ms` passes; the views
+/// then show the old member leave. A session ended on purpose (by
+/// [`Client::close`], or by the broker for a slow consumer or a protocol
+/// error) is not resumed.
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
@@ -249,7 +262,7 @@ impl Drop for Handle {
                 reason: "client dropped".into(),
             });
             self.shared
-                .conn
+                .conn()
                 .close(CloseCode::Normal.code().into(), b"client dropped");
         }
     }
@@ -257,108 +270,67 @@ impl Drop for Handle {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let link = self.shared.link();
         f.debug_struct("Client")
-            .field("session", &self.shared.welcome.session)
-            .field("broker", &self.shared.welcome.broker)
+            .field("session", &link.welcome.session)
+            .field("broker", &link.welcome.broker)
+            .field("server", &link.label)
             .finish()
     }
 }
 
 impl Client {
     /// Connects to the first broker of `addrs` that accepts the session,
-    /// trying them in order (the other options apply to each). Use it to
-    /// reach a mesh through any of its brokers, and again after a session is
-    /// lost to fail over to another broker; a new session is a new member,
-    /// so subscriptions and joins are made again.
+    /// trying them in order (the other options apply to each); the same as
+    /// [`Client::connect`] with [`ClientOptions::servers`] set to `addrs`.
     pub async fn connect_any(
         addrs: &[SocketAddr],
-        opts: ClientOptions,
+        mut opts: ClientOptions,
     ) -> Result<Client, ClientError> {
-        let mut last = ClientError::Connect {
-            addr: String::new(),
-            detail: "no broker address given".into(),
-        };
-        for addr in addrs {
-            let mut o = opts.clone();
-            o.addr = *addr;
-            match Client::connect(o).await {
-                Ok(c) => return Ok(c),
-                Err(e) => {
-                    tracing::debug!(%addr, error = %e, "broker unavailable, trying the next");
-                    last = e;
-                }
-            }
-        }
-        Err(last)
+        opts.servers = addrs.iter().copied().map(ServerAddr::Ip).collect();
+        Client::connect(opts).await
     }
 
-    /// Connects, performs the handshake and starts the reader and writer tasks.
+    /// Connects to the first broker of [`ClientOptions::servers`] that
+    /// accepts the session (each attempt bounded by
+    /// [`ClientOptions::connect_timeout`]), performs the handshake and
+    /// starts the reader and writer tasks. A failure says which address
+    /// failed and why, as far as the client can tell
+    /// ([`ClientError::Connect`] with a [`ConnectCause`]).
     pub async fn connect(opts: ClientOptions) -> Result<Client, ClientError> {
-        let connect_err = |detail: String| ClientError::Connect {
-            addr: opts.addr.to_string(),
-            detail,
-        };
-        let trust = match &opts.ca_file {
-            Some(path) => pki::load_certs(path).map_err(|e| ClientError::Tls(e.to_string()))?,
-            None => {
-                return Err(ClientError::Tls(
-                    "no CA file given: set ClientOptions::ca_file (the broker's ca.pem)".into(),
-                ));
-            }
-        };
-        let config = quic::client_config(&trust, None, ALPN_CLIENT, opts.idle_timeout)
-            .map_err(|e| ClientError::Tls(e.to_string()))?;
-        let mut endpoint = quic::bind_client(opts.addr).map_err(|e| connect_err(e.to_string()))?;
-        endpoint.set_default_client_config(config);
-        let conn = endpoint
-            .connect(opts.addr, &opts.server_name)
-            .map_err(|e| connect_err(e.to_string()))?
-            .await
-            .map_err(|e| connect_err(e.to_string()))?;
-        let (mut send, recv) = conn
-            .open_bi()
-            .await
-            .map_err(|e| connect_err(e.to_string()))?;
-        let hello = client_proto::encode_hello(
-            opts.protocol_version,
-            &ClientHello {
-                name: opts.name.clone(),
-            },
-        )
-        .map_err(|e| ClientError::Handshake(e.to_string()))?;
-        send.write_all(&hello)
-            .await
-            .map_err(|e| connect_err(e.to_string()))?;
-        // The broker's frames are bounded by its own limit; accept generously.
-        let mut frames = FrameReader::new(recv, meshcast_transport::wire::HARD_MAX_FRAME);
-        let welcome = match frames.read_one().await {
-            Ok(Some(body)) => client_proto::decode_welcome(&body)
-                .map_err(|e| ClientError::Handshake(e.to_string()))?,
-            Ok(None) | Err(_) => {
-                let reason = conn
-                    .close_reason()
-                    .map(|e| error::from_connection_error(&e).to_string())
-                    .unwrap_or_else(|| "stream closed during handshake".into());
-                return Err(ClientError::Handshake(reason));
-            }
-        };
-        let publisher = welcome.publisher;
-        let shared = Arc::new(Shared {
+        let opened = connect::open_any(&opts, 0).await?;
+        let connect::Opened {
             conn,
             endpoint,
+            welcome,
+            label,
+            index,
+            send,
+            frames,
+        } = opened;
+        let publisher = welcome.publisher;
+        let subscription_buffer = opts.subscription_buffer.max(1);
+        let shared = Arc::new(Shared {
+            link: Mutex::new(Link {
+                conn,
+                endpoint,
+                welcome,
+                label,
+                index,
+            }),
             outbox: Outbox::new(opts.outbox_bytes),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
-            welcome,
             closed: OnceLock::new(),
             rejection: Mutex::new(None),
             blocked: tokio::sync::watch::Sender::new(false),
             publisher: AtomicU64::new(publisher),
             inbox: tokio::sync::OnceCell::new(),
-
-            subscription_buffer: opts.subscription_buffer.max(1),
+            opts,
+            subscription_buffer,
         });
-        tokio::spawn(writer(shared.clone(), send));
+        let generation = shared.outbox.generation();
+        tokio::spawn(writer(shared.clone(), send, generation));
         tokio::spawn(reader::run(shared.clone(), frames));
         let handle = Arc::new(Handle {
             shared: shared.clone(),
@@ -366,8 +338,8 @@ impl Client {
         Ok(Client { shared, handle })
     }
 
-    /// This session's id (numbered from 1 on every broker start); it never
-    /// changes while the session lives.
+    /// This session's id (numbered from 1 on every broker start); it
+    /// changes only when the client reconnects (a new session).
     ///
     /// It is not, in a mesh, the publisher id that receivers see in
     /// [`Message::publisher`] and [`GroupMessage::publisher`]: that is
@@ -382,7 +354,7 @@ impl Client {
     /// announced by [`SubscriptionEvent::Rejoined`] /
     /// [`GroupEvent::Rejoined`]).
     pub fn session_id(&self) -> u64 {
-        self.shared.welcome.session
+        self.shared.link().welcome.session
     }
 
     /// The publisher id this session's messages carry from now on: what
@@ -396,9 +368,16 @@ impl Client {
         self.shared.publisher.load(AtomicOrdering::Acquire)
     }
 
-    /// The id of the broker this client is connected to.
-    pub fn broker_id(&self) -> &str {
-        &self.shared.welcome.broker
+    /// The id of the broker this client is connected to (another one after
+    /// a reconnect).
+    pub fn broker_id(&self) -> String {
+        self.shared.link().welcome.broker.clone()
+    }
+
+    /// The address of the broker this client is connected to, as given
+    /// (and, for a host name, as resolved).
+    pub fn server(&self) -> String {
+        self.shared.link().label.clone()
     }
 
     /// Whether the broker is outside the mesh's primary component. While it
@@ -427,7 +406,22 @@ impl Client {
     /// then a member of every group the pattern reaches, in the views that
     /// [`Subscription::views`] returns.
     pub async fn subscribe(&self, pattern: &str) -> Result<Subscription, ClientError> {
-        subscribe_with(&self.shared, pattern, Some(self.handle.clone())).await
+        subscribe_with(&self.shared, pattern, false, Some(self.handle.clone())).await
+    }
+
+    /// Reads the messages matching a pattern without becoming a member of
+    /// any group (a *tap*: for monitoring, logging, debugging). The session
+    /// does not appear in any view and gets no views; the members of the
+    /// groups (a replicated service counting its replicas, say) do not see
+    /// it. It receives the matching messages its broker delivers, each
+    /// group's in that group's order, from the moment the broker installed
+    /// it; but it has none of a member's guarantees across failures: when
+    /// its broker is cut off or the tap falls behind, messages may be
+    /// missing. On a single broker it is the same as
+    /// [`Client::subscribe`]. Needs a broker that knows the tap request
+    /// (an older one ends the session with a protocol error).
+    pub async fn tap(&self, pattern: &str) -> Result<Subscription, ClientError> {
+        subscribe_with(&self.shared, pattern, true, Some(self.handle.clone())).await
     }
 
     /// Joins a process group (the broker must be in mesh mode). Returns once
@@ -460,6 +454,7 @@ impl Client {
             id,
             Pending::Join {
                 group: group.to_string(),
+                state,
                 tx,
                 failed: failed.clone(),
                 reply,
@@ -496,25 +491,24 @@ impl Client {
         }
     }
 
-    /// A publisher for one topic with its declared ordering and `safe` flag.
+    /// A publisher for one topic, with its declaration: an [`Ordering`]
+    /// (`Ordering::Fifo`) or a [`Publish`] (`Publish::total().safe()`).
     pub fn publisher(
         &self,
         topic: &str,
-        ordering: Ordering,
-        safe: bool,
+        declared: impl Into<Publish>,
     ) -> Result<Publisher, ClientError> {
         Ok(Publisher {
             client: self.clone(),
             topic: Topic::new(topic)?,
-            ordering,
-            safe,
+            declared: declared.into(),
         })
     }
 
     /// Publishes one message with `fifo` ordering.
     pub async fn publish(&self, topic: &str, payload: impl Into<Bytes>) -> Result<(), ClientError> {
         let topic = Topic::new(topic)?;
-        self.publish_raw(&topic, Ordering::Fifo, false, payload.into(), None)
+        self.publish_raw(&topic, Publish::fifo(), payload.into(), None)
             .await
     }
 
@@ -529,13 +523,15 @@ impl Client {
             return Ok(());
         };
         let topic = Topic::new(to.as_str())?;
-        self.publish_raw(&topic, Ordering::Fifo, false, payload.into(), None)
+        self.publish_raw(&topic, Publish::fifo(), payload.into(), None)
             .await
     }
 
     /// Publishes a request on `topic` and gathers the subscribers' answers
     /// (sent with [`Client::reply`]) until `gather` is satisfied or
-    /// `timeout` passes; returns what arrived, in arrival order.
+    /// `timeout` passes; returns what arrived, in arrival order (with
+    /// [`Gather::Count`], possibly fewer than asked for). When nobody
+    /// answered before the timeout it is [`ClientError::NoResponders`].
     pub async fn request(
         &self,
         topic: &str,
@@ -550,13 +546,7 @@ impl Client {
         inbox.waiters().insert(id, tx);
         let reply_to = format!("{}/{id}", inbox.prefix);
         let sent = self
-            .publish_raw(
-                &topic,
-                Ordering::Fifo,
-                false,
-                payload.into(),
-                Some(reply_to),
-            )
+            .publish_raw(&topic, Publish::fifo(), payload.into(), Some(reply_to))
             .await;
         let mut replies = Vec::new();
         if sent.is_ok() {
@@ -571,7 +561,14 @@ impl Client {
             .await;
         }
         inbox.waiters().remove(&id);
-        sent.map(|()| replies)
+        sent?;
+        if replies.is_empty() {
+            return Err(ClientError::NoResponders {
+                topic: topic.as_str().to_string(),
+                timeout,
+            });
+        }
+        Ok(replies)
     }
 
     /// This client's inbox for answers, subscribed on first use.
@@ -586,17 +583,16 @@ impl Client {
     async fn publish_raw(
         &self,
         topic: &Topic,
-        ordering: Ordering,
-        safe: bool,
+        declared: Publish,
         payload: Bytes,
         reply_to: Option<String>,
     ) -> Result<(), ClientError> {
         self.check_payload(&payload)?;
         self.shared
-            .send(&ClientMsg::Publish(Publish {
+            .send(&ClientMsg::Publish(client_proto::Publish {
                 topic: topic.as_str().to_string(),
-                ordering,
-                safe,
+                ordering: declared.ordering(),
+                safe: declared.is_safe(),
                 payload,
                 reply_to,
                 confirm: None,
@@ -605,7 +601,7 @@ impl Client {
     }
 
     fn check_payload(&self, payload: &Bytes) -> Result<(), ClientError> {
-        let max = self.shared.welcome.max_payload as usize;
+        let max = self.shared.link().welcome.max_payload as usize;
         if payload.len() > max {
             return Err(ClientError::PayloadTooLarge {
                 size: payload.len(),
@@ -617,7 +613,8 @@ impl Client {
 
     /// Waits until the broker has processed everything this client sent
     /// before the call. Returns the first publish the broker refused since
-    /// the previous `flush`, if any.
+    /// the previous `flush`, if any, or [`ClientError::ConnectionLost`] if
+    /// the connection was lost since then (publishes may be missing).
     pub async fn flush(&self) -> Result<(), ClientError> {
         let id = self.shared.next_id();
         let (reply, answer) = oneshot::channel();
@@ -631,41 +628,46 @@ impl Client {
         guard.sent = true;
         let answered = answer.await;
         guard.disarm();
-        answered.map_err(|_| self.shared.closed_error())?;
         let rejected = self
             .shared
             .rejection
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+        answered.map_err(|_| self.shared.closed_error())??;
         match rejected {
             Some(e) => Err(e),
             None => Ok(()),
         }
     }
 
-    /// Flushes what is queued, then closes the session.
+    /// Flushes what is queued, then closes the session; bounded by
+    /// [`ClientOptions::close_timeout`] whatever the broker does.
     pub async fn close(self) {
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.flush()).await;
+        let limit = self.shared.opts.close_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        let _ = tokio::time::timeout_at(deadline, self.flush()).await;
         self.shared.set_closed(ClientError::Closed {
             code: Some(CloseCode::Normal),
             reason: "closed by client".into(),
         });
-        self.shared
-            .conn
-            .close(CloseCode::Normal.code().into(), b"client closed");
-        let _ =
-            tokio::time::timeout(Duration::from_secs(2), self.shared.endpoint.wait_idle()).await;
+        let (conn, endpoint) = {
+            let link = self.shared.link();
+            (link.conn.clone(), link.endpoint.clone())
+        };
+        conn.close(CloseCode::Normal.code().into(), b"client closed");
+        // Give the close a moment to reach the broker, within the bound.
+        let idle = deadline.min(tokio::time::Instant::now() + Duration::from_secs(2));
+        let _ = tokio::time::timeout_at(idle, endpoint.wait_idle()).await;
     }
 }
 
-/// Publishes to one topic with a fixed ordering declaration.
+/// Publishes to one topic with a fixed declaration ([`Publish`]).
 #[derive(Debug, Clone)]
 pub struct Publisher {
     client: Client,
     topic: Topic,
-    ordering: Ordering,
-    safe: bool,
+    declared: Publish,
 }
 
 impl Publisher {
@@ -674,11 +676,16 @@ impl Publisher {
         &self.topic
     }
 
+    /// How its messages are declared.
+    pub fn declared(&self) -> Publish {
+        self.declared
+    }
+
     /// Publishes one message. Returns once it is queued for sending; use
     /// [`Client::flush`] to wait until the broker has processed it.
     pub async fn publish(&self, payload: impl Into<Bytes>) -> Result<(), ClientError> {
         self.client
-            .publish_raw(&self.topic, self.ordering, self.safe, payload.into(), None)
+            .publish_raw(&self.topic, self.declared, payload.into(), None)
             .await
     }
 
@@ -688,9 +695,11 @@ impl Publisher {
     /// into the next view delivers it, even if this broker then fails);
     /// otherwise until the broker accepted it. A refusal is an `Err`; so is
     /// [`RejectCode::OutcomeUnknown`] when the broker was cut off from the
-    /// primary component before the message was stable. Cancelling the
-    /// wait does not take the message back. On a single broker a safe
-    /// message is stable once accepted.
+    /// primary component before the message was stable, and
+    /// [`ClientError::ConnectionLost`] when the connection was lost before
+    /// the confirmation came (the message may or may not be delivered).
+    /// Cancelling the wait does not take the message back. On a single
+    /// broker a safe message is stable once accepted.
     pub async fn publish_confirmed(
         &self,
         payload: impl Into<Bytes>,
@@ -699,10 +708,10 @@ impl Publisher {
         self.client.check_payload(&payload)?;
         let shared = &self.client.shared;
         confirmed(shared, |confirm| {
-            ClientMsg::Publish(Publish {
+            ClientMsg::Publish(client_proto::Publish {
                 topic: self.topic.as_str().to_string(),
-                ordering: self.ordering,
-                safe: self.safe,
+                ordering: self.declared.ordering(),
+                safe: self.declared.is_safe(),
                 payload,
                 reply_to: None,
                 confirm: Some(confirm),
@@ -735,11 +744,23 @@ pub(crate) async fn confirmed(
     }
 }
 
-/// Subscribes `pattern`; see [`Client::subscribe`]. `handle` keeps the
-/// session open while the subscription lives (`None` for internal ones).
+/// The message that makes subscription `id` (a tap or a subscription).
+pub(crate) fn subscribe_msg(id: u64, pattern: &Pattern, tap: bool) -> ClientMsg {
+    let pattern = pattern.as_str().to_string();
+    if tap {
+        ClientMsg::Tap { id, pattern }
+    } else {
+        ClientMsg::Subscribe { id, pattern }
+    }
+}
+
+/// Subscribes `pattern`; see [`Client::subscribe`] and [`Client::tap`].
+/// `handle` keeps the session open while the subscription lives (`None`
+/// for internal ones).
 pub(crate) async fn subscribe_with(
     shared: &Arc<Shared>,
     pattern: &str,
+    tap: bool,
     handle: Option<Arc<Handle>>,
 ) -> Result<Subscription, ClientError> {
     let pattern = Pattern::new(pattern)?;
@@ -751,6 +772,7 @@ pub(crate) async fn subscribe_with(
         id,
         Pending::Subscribe {
             pattern: pattern.clone(),
+            tap,
             tx,
             failed: failed.clone(),
             reply,
@@ -761,12 +783,7 @@ pub(crate) async fn subscribe_with(
         id,
         sent: false,
     };
-    shared
-        .send(&ClientMsg::Subscribe {
-            id,
-            pattern: pattern.as_str().to_string(),
-        })
-        .await?;
+    shared.send(&subscribe_msg(id, &pattern, tap)).await?;
     guard.sent = true;
     let result = answer.await;
     guard.disarm();
@@ -826,15 +843,28 @@ impl Drop for CancelGuard<'_> {
     }
 }
 
-async fn writer(shared: Arc<Shared>, mut send: quinn::SendStream) {
-    while let Some(data) = shared.outbox.take().await {
+/// Writes the outbox to the broker until the outbox closes or a reconnect
+/// starts a new generation (whose own writer takes over).
+pub(crate) async fn writer(shared: Arc<Shared>, mut send: quinn::SendStream, generation: u64) {
+    while let Some(data) = shared.outbox.take(generation).await {
         if let Err(e) = send.write_all(&data).await {
-            let reason = shared
-                .connection_reason()
-                .unwrap_or_else(|| ClientError::closed(format!("cannot write to broker: {e}")));
-            shared.set_closed(reason);
+            // The reader sees the connection end too and decides whether
+            // the client reconnects; unwritten data counts as lost there.
+            tracing::debug!(error = %e, "cannot write to broker");
             return;
         }
     }
     let _ = send.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_and_subscriptions_are_streams() {
+        fn is_stream<T: futures_util::Stream + Unpin>() {}
+        is_stream::<Group>();
+        is_stream::<Subscription>();
+    }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use meshcast_topics::{SubscriptionIndex, Topic};
+use meshcast_topics::{Pattern, SubscriptionIndex, Topic};
 use meshcast_transport::FrameReader;
 use meshcast_transport::client_proto::{self, ClientMsg, CloseCode, Delivery, ServerMsg};
 use tokio::sync::mpsc;
@@ -17,29 +17,36 @@ use crate::{
 };
 
 /// Where one subscription's events go.
-struct Route {
-    tx: mpsc::Sender<SubscriptionEvent>,
-    failed: Arc<OnceLock<ClientError>>,
-    pattern: String,
+pub(crate) struct Route {
+    pub(crate) tx: mpsc::Sender<SubscriptionEvent>,
+    pub(crate) failed: Arc<OnceLock<ClientError>>,
+    pub(crate) pattern: Pattern,
+    /// A tap (`ClientMsg::Tap`): in no group.
+    pub(crate) tap: bool,
+    /// Installed on the current session (false while it is subscribed
+    /// again after a reconnect: deliveries meant for other subscriptions
+    /// are not its).
+    pub(crate) live: bool,
     /// The groups its pattern reaches (mesh mode), whose views it receives.
-    groups: Vec<String>,
+    pub(crate) groups: Vec<String>,
     /// The pattern starts with a wildcard: it reaches every group, also
     /// groups whose first view comes after the subscription.
-    every_group: bool,
+    pub(crate) every_group: bool,
 }
 
-/// The reader's routing state.
+/// The reader's routing state; it outlives a connection (see
+/// `crate::resume`).
 #[derive(Default)]
-struct Routes {
-    subs: HashMap<u64, Route>,
-    groups: HashMap<String, GroupRoute>,
-    mesh: MeshPhase,
+pub(crate) struct Routes {
+    pub(crate) subs: HashMap<u64, Route>,
+    pub(crate) groups: HashMap<String, GroupRoute>,
+    pub(crate) mesh: MeshPhase,
 }
 
 /// Where the session stands towards the mesh's primary component, as the
 /// streams were told.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum MeshPhase {
+pub(crate) enum MeshPhase {
     /// In it (or not in a mesh).
     #[default]
     In,
@@ -111,40 +118,66 @@ fn mesh_step(phase: MeshPhase, msg: &ServerMsg) -> (Option<MeshEvent>, MeshPhase
 }
 
 /// Where one group membership's events go.
-struct GroupRoute {
-    tx: mpsc::Sender<GroupEvent>,
-    failed: Arc<OnceLock<ClientError>>,
+pub(crate) struct GroupRoute {
+    pub(crate) tx: mpsc::Sender<GroupEvent>,
+    pub(crate) failed: Arc<OnceLock<ClientError>>,
+    /// Joined with state (joined again with state after a reconnect).
+    pub(crate) state: bool,
 }
 
-/// Reads until the session ends, then records why.
+/// Reads until the session ends for good (moving to a new connection
+/// whenever `crate::resume` finds one), then records why.
 pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::RecvStream>) {
     let mut routes = Routes::default();
     let mut index: SubscriptionIndex<u64> = SubscriptionIndex::new(1024);
+    loop {
+        let reason = read_session(&shared, &mut frames, &mut routes, &mut index).await;
+        match crate::resume::after_loss(&shared, &mut routes, &mut index, reason).await {
+            Some(next) => frames = next,
+            None => return,
+        }
+    }
+}
+
+/// Reads one connection until it ends; returns why.
+async fn read_session(
+    shared: &Arc<Shared>,
+    frames: &mut FrameReader<quinn::RecvStream>,
+    routes: &mut Routes,
+    index: &mut SubscriptionIndex<u64>,
+) -> ClientError {
+    let shared = shared.clone();
     let mut batch: Vec<Bytes> = Vec::with_capacity(256);
-    let reason = loop {
+    loop {
         batch.clear();
         match frames.read_batch(&mut batch).await {
             Ok(true) => {}
-            Ok(false) => break ClientError::closed("broker closed the stream"),
-            Err(e) => break closed_reason(&shared, e).await,
+            Ok(false) => return ClientError::closed("broker closed the stream"),
+            Err(e) => return closed_reason(&shared, e).await,
         }
         for body in batch.drain(..) {
             match client_proto::decode_server(&body) {
-                Ok(ServerMsg::Deliver(d)) => deliver(&shared, &mut routes.subs, &mut index, d),
+                Ok(ServerMsg::Deliver(d)) => deliver(&shared, &mut routes.subs, index, d),
                 Ok(ServerMsg::Joined { id, view }) => {
                     let view: View = view.into();
                     // The session's subscriptions reaching the group see the
                     // view too (one message serves both).
-                    sub_view(&shared, &mut routes.subs, &mut index, &view);
-                    if let Some(Pending::Join {
+                    sub_view(&shared, &mut routes.subs, index, &view);
+                    let pending = shared.pending().remove(&id);
+                    if let Some(Pending::Rejoin { group }) = pending {
+                        // Joined again after a reconnect: the new view.
+                        group_event(&shared, &mut routes.groups, &group, GroupEvent::View(view));
+                    } else if let Some(Pending::Join {
                         group,
+                        state,
                         tx,
                         failed,
                         reply,
-                    }) = shared.pending().remove(&id)
+                    }) = pending
                     {
                         if reply.send(Ok(view)).is_ok() {
-                            routes.groups.insert(group, GroupRoute { tx, failed });
+                            let route = GroupRoute { tx, failed, state };
+                            routes.groups.insert(group, route);
                         } else {
                             let id = shared.next_id();
                             shared.pending().insert(
@@ -165,7 +198,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::Recv
                 }
                 Ok(ServerMsg::GroupView(v)) => {
                     let view: View = v.into();
-                    sub_view(&shared, &mut routes.subs, &mut index, &view);
+                    sub_view(&shared, &mut routes.subs, index, &view);
                     let group = view.group.clone();
                     group_event(&shared, &mut routes.groups, &group, GroupEvent::View(view));
                 }
@@ -195,12 +228,12 @@ pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::Recv
                     let (event, phase) = mesh_step(routes.mesh, &msg);
                     routes.mesh = phase;
                     if let Some(event) = event {
-                        mesh_event(&shared, &mut routes, &mut index, &event);
+                        mesh_event(&shared, routes, index, &event);
                     }
                 }
                 Ok(ServerMsg::Expelled { group, reason }) => {
                     let err = ClientError::Expelled { group, reason };
-                    expelled(&shared, &mut routes, &mut index, err);
+                    expelled(&shared, routes, index, err);
                 }
                 Ok(ServerMsg::State { group, data }) => {
                     group_event(&shared, &mut routes.groups, &group, GroupEvent::State(data));
@@ -210,16 +243,13 @@ pub(crate) async fn run(shared: Arc<Shared>, mut frames: FrameReader<quinn::Recv
                     let event = GroupEvent::Message(m.into());
                     group_event(&shared, &mut routes.groups, &group, event);
                 }
-                Ok(msg) => answer(&shared, &mut routes.subs, &mut index, msg),
+                Ok(msg) => answer(&shared, routes, index, msg),
                 Err(e) => {
                     tracing::warn!(error = %e, "undecodable frame from broker");
                 }
             }
         }
-    };
-    shared.set_closed(reason);
-    // Wake every waiter: dropping the pending replies fails their requests.
-    shared.pending().clear();
+    }
 }
 
 fn deliver(
@@ -245,10 +275,12 @@ fn deliver(
         safe: d.safe,
         reply_to: d.reply_to,
     });
+    let ids: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|id| routes.get(id).is_some_and(|r| r.live))
+        .collect();
     for (i, id) in ids.iter().enumerate() {
-        if !routes.contains_key(id) {
-            continue;
-        }
         // Clone for all but the last target; the last one takes the message.
         let m = if i + 1 == ids.len() {
             msg.take()
@@ -277,7 +309,7 @@ fn push(
             // Never block the reader (control replies queue behind it):
             // end this subscription, with its reason, instead.
             let err = ClientError::SlowSubscription {
-                pattern: route.pattern.clone(),
+                pattern: route.pattern.as_str().to_string(),
                 buffer: shared.subscription_buffer,
             };
             end_subscription(shared, routes, index, id, err);
@@ -291,7 +323,7 @@ fn push(
 }
 
 /// Ends subscription `id` with `err` and takes it back at the broker.
-fn end_subscription(
+pub(crate) fn end_subscription(
     shared: &Shared,
     routes: &mut HashMap<u64, Route>,
     index: &mut SubscriptionIndex<u64>,
@@ -315,7 +347,7 @@ fn sub_view(
 ) {
     let mut ids: Vec<u64> = routes
         .iter()
-        .filter(|(_, r)| r.every_group || r.groups.contains(&view.group))
+        .filter(|(_, r)| r.live && !r.tap && (r.every_group || r.groups.contains(&view.group)))
         .map(|(id, _)| *id)
         .collect();
     ids.sort_unstable();
@@ -327,6 +359,28 @@ fn sub_view(
             id,
             SubscriptionEvent::View(view.clone()),
         );
+    }
+}
+
+/// An event for every subscription and group membership (after a
+/// reconnect).
+pub(crate) fn reconnected(
+    shared: &Shared,
+    routes: &mut Routes,
+    index: &mut SubscriptionIndex<u64>,
+    info: &crate::Reconnected,
+) {
+    let mut ids: Vec<u64> = routes.subs.keys().copied().collect();
+    ids.sort_unstable();
+    for id in ids {
+        let event = SubscriptionEvent::Reconnected(info.clone());
+        push(shared, &mut routes.subs, index, id, event);
+    }
+    let mut groups: Vec<String> = routes.groups.keys().cloned().collect();
+    groups.sort_unstable();
+    for g in groups {
+        let event = GroupEvent::Reconnected(info.clone());
+        group_event(shared, &mut routes.groups, &g, event);
     }
 }
 
@@ -382,7 +436,7 @@ fn expelled(
 }
 
 /// Hands a group event to its member without ever blocking the reader.
-fn group_event(
+pub(crate) fn group_event(
     shared: &Shared,
     groups: &mut HashMap<String, GroupRoute>,
     group: &str,
@@ -417,18 +471,27 @@ fn group_event(
     }
 }
 
-fn answer(
-    shared: &Shared,
-    routes: &mut HashMap<u64, Route>,
-    index: &mut SubscriptionIndex<u64>,
-    msg: ServerMsg,
-) {
+fn answer(shared: &Shared, all: &mut Routes, index: &mut SubscriptionIndex<u64>, msg: ServerMsg) {
+    let routes = &mut all.subs;
     match msg {
         ServerMsg::Subscribed { id, views } => {
             let pending = shared.pending().remove(&id);
             match pending {
+                Some(Pending::Resubscribe) => {
+                    // Subscribed again after a reconnect: live from here,
+                    // with the views of its new memberships.
+                    let Some(route) = routes.get_mut(&id) else {
+                        return;
+                    };
+                    route.live = true;
+                    route.groups = views.iter().map(|v| v.group.clone()).collect();
+                    for v in views {
+                        push(shared, routes, index, id, SubscriptionEvent::View(v.into()));
+                    }
+                }
                 Some(Pending::Subscribe {
                     pattern,
+                    tap,
                     tx,
                     failed,
                     reply,
@@ -436,15 +499,16 @@ fn answer(
                     let groups = views.iter().map(|v| v.group.clone()).collect();
                     let views = views.into_iter().map(View::from).collect();
                     if reply.send(Ok(views)).is_ok() {
-                        let text = pattern.as_str().to_string();
-                        let every_group = pattern.starts_with_wildcard();
-                        index.insert(id, pattern);
+                        let every_group = !tap && pattern.starts_with_wildcard();
+                        index.insert(id, pattern.clone());
                         routes.insert(
                             id,
                             Route {
                                 tx,
                                 failed,
-                                pattern: text,
+                                pattern,
+                                tap,
+                                live: true,
                                 groups,
                                 every_group,
                             },
@@ -469,7 +533,7 @@ fn answer(
         }
         ServerMsg::Pong { id } => {
             if let Some(Pending::Ping { reply }) = shared.pending().remove(&id) {
-                let _ = reply.send(());
+                let _ = reply.send(Ok(()));
             }
         }
         ServerMsg::Confirmed { id, seq, stable } => {
@@ -497,12 +561,19 @@ fn answer(
                 Some(Pending::Join { reply, .. }) => {
                     let _ = reply.send(Err(err));
                 }
-                _ => {
-                    let mut first = shared.rejection.lock().unwrap_or_else(|p| p.into_inner());
-                    if first.is_none() {
-                        *first = Some(err);
+                Some(Pending::Resubscribe) => {
+                    // Refused on the new session: the subscription ends.
+                    if let Some(id) = id {
+                        end_subscription(shared, routes, index, id, err);
                     }
                 }
+                Some(Pending::Rejoin { group }) => {
+                    // Refused on the new session: the membership ends.
+                    if let Some(route) = all.groups.remove(&group) {
+                        let _ = route.failed.set(err);
+                    }
+                }
+                _ => shared.set_rejection(err),
             }
         }
         ServerMsg::Deliver(_)
@@ -522,7 +593,8 @@ fn answer(
 /// session resets the stream (carrying the close code) and then closes the
 /// connection with the full reason, so wait briefly for that reason.
 async fn closed_reason(shared: &Shared, e: meshcast_transport::FrameError) -> ClientError {
-    let wait = tokio::time::timeout(std::time::Duration::from_secs(2), shared.conn.closed());
+    let conn = shared.conn();
+    let wait = tokio::time::timeout(std::time::Duration::from_secs(2), conn.closed());
     match wait.await {
         Ok(c) => from_connection_error(&c),
         Err(_) => {

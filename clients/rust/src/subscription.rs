@@ -59,6 +59,38 @@ pub enum SubscriptionEvent {
     /// missing. It stands for [`SubscriptionEvent::Unblocked`] (no
     /// `Unblocked` follows it).
     Rejoined(Rejoined),
+    /// The connection to the broker was lost and the client opened a new
+    /// session, here on [`Reconnected::broker`], and subscribed again: the
+    /// views of the new memberships come next (mesh mode). This is a new
+    /// member, not the old one resumed: messages published while the
+    /// client was away may be missing, and one delivered just before the
+    /// loss may come again (its `publisher` and `seq` tell).
+    Reconnected(Reconnected),
+}
+
+/// The client moved to a new session after losing its connection
+/// ([`SubscriptionEvent::Reconnected`], [`crate::GroupEvent::Reconnected`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconnected {
+    /// Why the previous connection ended.
+    pub lost: String,
+    /// The address of the broker now connected to.
+    pub server: String,
+    /// That broker's id.
+    pub broker: String,
+    /// The new session's id.
+    pub session: u64,
+}
+
+impl std::fmt::Display for Reconnected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "reconnected to broker {} at {} as session {} after the connection was lost ({}); \
+             messages published meanwhile may be missing",
+            self.broker, self.server, self.session, self.lost
+        )
+    }
 }
 
 /// A stream of the messages matching one pattern.
@@ -81,6 +113,11 @@ pub enum SubscriptionEvent {
 /// follows and nothing was missed; otherwise [`SubscriptionEvent::Rejoined`]
 /// follows, then a new view of each group (the session rejoined them), and
 /// messages the primary component delivered meanwhile are not replayed.
+/// When the client loses its connection and moves to another broker
+/// ([`crate::ClientOptions::reconnect`]), [`SubscriptionEvent::Reconnected`]
+/// comes in its place, then the views of the new memberships: a new
+/// member, so messages published meanwhile may be missing.
+///
 /// The [`Stream`] of messages skips these events: read with `next_event`
 /// (or watch [`crate::Client::mesh_state`]) to see them.
 pub struct Subscription {
@@ -196,7 +233,9 @@ impl Subscription {
         }
     }
 
-    /// Ends the subscription and waits until the broker has removed it.
+    /// Ends the subscription and waits until the broker has removed it,
+    /// at most [`crate::ClientOptions::close_timeout`]
+    /// ([`ClientError::TimedOut`]).
     pub async fn unsubscribe(mut self) -> Result<(), ClientError> {
         self.unsubscribed = true;
         self.shared.pending().insert(self.id, Pending::Unsubscribe);
@@ -210,8 +249,13 @@ impl Subscription {
         }
         // The reader drops this route when the broker's answer arrives,
         // which closes the channel.
-        while self.rx.recv().await.is_some() {}
-        Ok(())
+        let limit = self.shared.opts.close_timeout;
+        tokio::time::timeout(limit, async { while self.rx.recv().await.is_some() {} })
+            .await
+            .map_err(|_| ClientError::TimedOut {
+                what: format!("unsubscribe {:?}", self.pattern.as_str()),
+                timeout: limit,
+            })
     }
 }
 

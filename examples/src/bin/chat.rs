@@ -21,11 +21,7 @@ async fn main() -> Result<()> {
     let client = flags.connect(&name).await?;
     // Topics chat/... belong to the group "chat"; its views say who is here.
     let mut room = client.subscribe(&format!("chat/{}/*", room_name)).await?;
-    let me = client.publisher(
-        &format!("chat/{}/{}", room_name, name),
-        Ordering::Total,
-        false,
-    )?;
+    let me = client.publisher(&format!("chat/{}/{}", room_name, name), Ordering::Total)?;
     let mut seen: BTreeSet<String> = room
         .view("chat")
         .map(|v| v.members.iter().cloned().collect())

@@ -11,6 +11,11 @@
 //! ```
 //!
 //! Commands on stdin: `set KEY VALUE`, `get KEY`, `dump`.
+//!
+//! The replica count is the group's view. To watch the store's traffic
+//! without becoming a member (and so a replica) of any group, use a tap:
+//! `meshcast sub --tap '**'`; a plain `meshcast sub '**'` joins every group
+//! and is counted.
 
 use std::collections::BTreeMap;
 
@@ -50,7 +55,7 @@ async fn main() -> Result<()> {
                 match (words.next(), words.next(), words.next()) {
                     (Some("set"), Some(k), Some(v)) if !k.contains('\t') => {
                         // Applied when it comes back in total order, like everyone else.
-                        group.multicast(format!("{k}\t{v}"), Ordering::Total, false).await?;
+                        group.multicast(format!("{k}\t{v}"), Ordering::Total).await?;
                     }
                     (Some("get"), Some(k), None) => match map.get(k) {
                         Some(v) => println!("{k} = {v}"),
@@ -82,6 +87,9 @@ async fn main() -> Result<()> {
                 Some(Ok(GroupEvent::Rejoined(r))) => {
                     println!("* rejoined as {}: updates may be missing, a fresh checkpoint follows", r.member)
                 }
+                // Moved to another broker (--server a,b,...): a new replica,
+                // re-synchronised by the checkpoint that follows.
+                Some(Ok(GroupEvent::Reconnected(r))) => println!("* {r}; a fresh checkpoint follows"),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => bail!("{e}"),
                 None => break,

@@ -45,8 +45,8 @@ async fn main() -> Result<()> {
             line = lines.recv() => {
                 let Some(line) = line else { break };
                 match line.trim() {
-                    "lock" => group.multicast(format!("req {me}"), Ordering::Total, false).await?,
-                    "unlock" => group.multicast(format!("rel {me}"), Ordering::Total, false).await?,
+                    "lock" => group.multicast(format!("req {me}"), Ordering::Total).await?,
+                    "unlock" => group.multicast(format!("rel {me}"), Ordering::Total).await?,
                     "who" => println!("holder: {:?}, waiting: {}", holder(&queue), queue.len().saturating_sub(1)),
                     _ => println!("commands: lock | unlock | who"),
                 }
