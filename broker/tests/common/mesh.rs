@@ -13,12 +13,31 @@ use std::path::Path;
 use crate::common::relay::Relay;
 use crate::common::{BrokerProc, GUARD, TempDir, run_cli, status};
 
-/// A loopback UDP address that was free a moment ago.
+/// A loopback UDP address that was free a moment ago, for a broker that
+/// binds it later (its peers must know it first). Taken below the kernel's
+/// ephemeral range (32768 and up), so no socket bound to port 0 meanwhile
+/// (a client, a relay) can take it before the broker binds it (or binds it
+/// again after a restart), and never handed out twice by this process.
 pub fn free_udp_addr() -> SocketAddr {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    use std::collections::HashSet;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap();
+    let given = given.get_or_insert_with(HashSet::new);
+    for _ in 0..10_000 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        if let Ok(s) = std::net::UdpSocket::bind(("127.0.0.1", port)) {
+            given.insert(port);
+            return s.local_addr().unwrap();
+        }
+    }
+    panic!("no free UDP port between 20000 and 32000")
 }
 
 /// Creates a cluster CA and a certificate for each of `names` in `dir`.
