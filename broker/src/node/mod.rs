@@ -8,8 +8,10 @@ mod bridge;
 mod core;
 pub mod membership_store;
 pub mod mesh;
+pub mod names;
 pub mod peers;
 mod session;
+mod telemetry;
 #[cfg(test)]
 mod testing;
 
@@ -31,6 +33,7 @@ use crate::router::{Router, RouterLimits};
 pub use self::bridge::{GroupStatus, LocalMember, MeshStatus};
 pub use self::core::CoreStats;
 use self::membership_store::{Bootstrap, MembershipStore, StoredMember};
+use self::names::Names;
 use self::peers::{PeerEvent, PeerHandle, PeerSettings};
 
 /// How long `--force-new-mesh` waits for the brokers of the stored last
@@ -84,6 +87,8 @@ pub enum StartError {
 pub(crate) struct Shared {
     config: Config,
     links: Links,
+    /// Readable names of brokers (configured ids for node names).
+    names: Names,
     /// Mesh mode: the task that owns the protocol core.
     mesh: Option<mesh::MeshHandle>,
     broker_id: String,
@@ -206,6 +211,16 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
         _ => Vec::new(),
     };
     let view_text = previous.as_ref().map(|v| v.describe()).unwrap_or_default();
+    telemetry::set_max_groups(limits.metrics_max_groups);
+    let names = Names::new(&broker_id, store.incarnation());
+    for p in &config.mesh.peers {
+        names.learn(&p.id, None);
+    }
+    for m in &remembered {
+        if let Some(b) = &m.broker {
+            names.learn(b, None);
+        }
+    }
     let (links, link_events) = start_links(
         &config,
         &identity,
@@ -248,7 +263,7 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
     // Mesh mode (peers configured): the protocol core orders everything.
     let mut mesh_handle = None;
     let mesh = if !mesh_mode {
-        log_links(link_events);
+        log_links(link_events, names.clone());
         None
     } else {
         let mut pcfg = protocol_config(&config);
@@ -293,6 +308,7 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
             link_events,
             out_tx,
             store,
+            names.clone(),
         );
         mesh_handle = Some(handle.clone());
         Some(core::MeshSide {
@@ -302,11 +318,12 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
                 links.incarnation,
                 groups.clone(),
                 limits.max_pending_confirms,
+                names.clone(),
             ),
             outputs: out_rx,
         })
     };
-    tokio::spawn(core::run(router, core_rx, queue, mesh));
+    tokio::spawn(core::run(router, core_rx, queue, mesh, groups.clone()));
     tracing::info!(
         broker = %broker_id,
         site = %config.broker.site,
@@ -317,6 +334,7 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
     );
     let shared = Arc::new(Shared {
         links,
+        names,
         mesh: mesh_handle,
         config,
         broker_id: broker_id.clone(),
@@ -327,9 +345,9 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
     let (stop, mut stopped) = watch::channel(false);
     let admin_addr = match shared.config.broker.admin_listen {
         Some(addr) => {
-            let status = status_fn(&shared, &groups, client_addr);
+            let endpoints = admin_endpoints(&shared, &groups, client_addr);
             Some(
-                admin::serve(addr, status, stop.subscribe())
+                admin::serve(addr, endpoints, stop.subscribe())
                     .await
                     .map_err(|source| StartError::Admin { addr, source })?,
             )
@@ -379,7 +397,11 @@ struct Status {
     core: Option<CoreStats>,
     peer_addr: SocketAddr,
     incarnation: u64,
+    /// Links heard from within `mesh.suspect_timeout_ms`.
     links: Vec<LinkStatus>,
+    /// Links still open but silent for longer than that (a peer that
+    /// crashed, until the connection's idle timeout closes it).
+    silent_links: Vec<LinkStatus>,
     link_errors: Vec<(SocketAddr, String)>,
 }
 
@@ -387,6 +409,10 @@ struct Status {
 struct LinkStatus {
     broker: String,
     incarnation: u64,
+    /// Milliseconds since frames last arrived.
+    heard_ms_ago: u64,
+    /// The connection's round-trip estimate, in milliseconds.
+    rtt_ms: f64,
 }
 
 /// The broker-to-broker side: the peer endpoint and its link manager.
@@ -495,6 +521,7 @@ async fn start_links(
         backoff: (mesh.reconnect_min(), mesh.reconnect_max()),
         handshake_timeout: config.limits.handshake_timeout(),
         live_within: Duration::from_millis(mesh.suspect_timeout_ms),
+        warn_every: Duration::from_millis(config.log.peer_warn_interval_ms),
     };
     let (tx, rx) = mpsc::channel(mesh.link_queue.min(65536));
     let peers = PeerHandle::start(endpoint, settings, tx);
@@ -509,15 +536,20 @@ async fn start_links(
 }
 
 /// Single-broker mode: links are only logged (nobody runs the protocol).
-fn log_links(mut rx: mpsc::Receiver<PeerEvent>) {
+fn log_links(mut rx: mpsc::Receiver<PeerEvent>, names: Names) {
     tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
             match event {
-                PeerEvent::Up { peer, hello } => tracing::info!(
-                    peer = %peer.broker, incarnation = peer.incarnation, site = %hello.site,
-                    "peer link up"
-                ),
+                PeerEvent::Up { peer, hello } => {
+                    names.learn(&peer.broker, Some(hello.incarnation));
+                    names.note_up(&peer.broker);
+                    tracing::info!(
+                        peer = %peer.broker, incarnation = peer.incarnation, site = %hello.site,
+                        "peer link up"
+                    )
+                }
                 PeerEvent::Down { peer, reason } => {
+                    names.note_down(&peer.broker, &reason);
                     tracing::info!(peer = %peer.broker, %reason, "peer link down")
                 }
                 PeerEvent::Frames { peer, .. } => {
@@ -547,7 +579,60 @@ fn protocol_config(config: &Config) -> meshcast_protocol::ProtocolConfig {
     }
 }
 
-fn status_fn(shared: &Arc<Shared>, groups: &GroupMap, client_addr: SocketAddr) -> admin::StatusFn {
+/// Everything the admin endpoint reports, gathered once per request.
+struct Snapshot {
+    core: Option<CoreStats>,
+    links: Vec<peers::LinkInfo>,
+}
+
+async fn snapshot(shared: &Shared) -> Snapshot {
+    let (tx, rx) = oneshot::channel();
+    let mut core = match shared.core.send(core::CoreMsg::Stats(tx)).await {
+        Ok(()) => rx.await.ok(),
+        Err(_) => None,
+    };
+    // The protocol core's own figures per group (sequencer, held
+    // and unstable messages), from the task that owns it.
+    let status = core.as_mut().and_then(|c| c.mesh.as_mut());
+    if let (Some(mesh), Some(status)) = (&shared.mesh, status) {
+        status.add_core_figures(&mesh.group_stats().await, &shared.names);
+    }
+    Snapshot {
+        core,
+        links: shared.links.peers.links(),
+    }
+}
+
+/// Whether the broker is ready to serve (`GET /healthz`): in mesh mode, in
+/// an installed mesh view and not blocked; a single broker once its core
+/// answers. `Err` says why not.
+fn readiness(shared: &Shared, snap: &Snapshot) -> Result<String, String> {
+    let Some(core) = &snap.core else {
+        return Err("the broker core does not answer".into());
+    };
+    if shared.mesh.is_none() {
+        return Ok("ready: single broker".into());
+    }
+    let Some(mesh) = &core.mesh else {
+        return Err("no mesh status".into());
+    };
+    let Some((view, members)) = &mesh.view else {
+        return Err("not in a mesh view yet (joining or waiting for peers)".into());
+    };
+    if mesh.blocked {
+        return Err(format!(
+            "blocked: outside the primary component (last view {view} of {})",
+            members.join(",")
+        ));
+    }
+    Ok(format!("ready: mesh view {view} of {}", members.join(",")))
+}
+
+fn admin_endpoints(
+    shared: &Arc<Shared>,
+    groups: &GroupMap,
+    client_addr: SocketAddr,
+) -> admin::Endpoints {
     let started = std::time::Instant::now();
     let digest = format!("{:016x}", groups.digest());
     let rules: Vec<(String, String)> = groups
@@ -555,23 +640,19 @@ fn status_fn(shared: &Arc<Shared>, groups: &GroupMap, client_addr: SocketAddr) -
         .iter()
         .map(|r| (r.prefix.clone(), r.group.clone()))
         .collect();
-    let shared = shared.clone();
-    Arc::new(move || {
-        let shared = shared.clone();
+    let for_status = shared.clone();
+    let status: admin::StatusFn = Arc::new(move || {
+        let shared = for_status.clone();
         let digest = digest.clone();
         let rules = rules.clone();
         Box::pin(async move {
-            let (tx, rx) = oneshot::channel();
-            let mut core = match shared.core.send(core::CoreMsg::Stats(tx)).await {
-                Ok(()) => rx.await.ok(),
-                Err(_) => None,
+            let snap = snapshot(&shared).await;
+            let link = |l: &peers::LinkInfo| LinkStatus {
+                broker: l.peer.broker.clone(),
+                incarnation: l.peer.incarnation,
+                heard_ms_ago: l.silent_ms,
+                rtt_ms: l.rtt.as_secs_f64() * 1000.0,
             };
-            // The protocol core's own figures per group (sequencer, held
-            // and unstable messages), from the task that owns it.
-            let status = core.as_mut().and_then(|c| c.mesh.as_mut());
-            if let (Some(mesh), Some(status)) = (&shared.mesh, status) {
-                status.add_core_figures(&mesh.group_stats().await);
-            }
             let status = Status {
                 broker: shared.broker_id.clone(),
                 site: shared.config.broker.site.clone(),
@@ -580,22 +661,71 @@ fn status_fn(shared: &Arc<Shared>, groups: &GroupMap, client_addr: SocketAddr) -
                 uptime_s: started.elapsed().as_secs(),
                 group_map_digest: digest,
                 group_rules: rules,
-                core,
+                core: snap.core,
                 peer_addr: shared.links.addr,
                 incarnation: shared.links.incarnation,
-                links: shared
-                    .links
-                    .peers
-                    .connected()
-                    .into_iter()
-                    .map(|p| LinkStatus {
-                        broker: p.broker,
-                        incarnation: p.incarnation,
-                    })
-                    .collect(),
+                links: snap.links.iter().filter(|l| l.live).map(link).collect(),
+                silent_links: snap.links.iter().filter(|l| !l.live).map(link).collect(),
                 link_errors: shared.links.peers.errors(),
             };
             serde_json::to_string_pretty(&status).unwrap_or_default() + "\n"
         })
-    })
+    });
+    let for_health = shared.clone();
+    let health: admin::HealthFn = Arc::new(move || {
+        let shared = for_health.clone();
+        Box::pin(async move {
+            let snap = snapshot(&shared).await;
+            readiness(&shared, &snap)
+        })
+    });
+    let for_metrics = shared.clone();
+    let refresh: admin::RefreshFn = Arc::new(move || {
+        let shared = for_metrics.clone();
+        Box::pin(async move {
+            let snap = snapshot(&shared).await;
+            telemetry::refresh(&metrics_snapshot(&snap));
+        })
+    });
+    admin::Endpoints {
+        status,
+        health,
+        refresh,
+    }
+}
+
+/// The gauges of `/metrics` from a snapshot.
+fn metrics_snapshot(snap: &Snapshot) -> telemetry::Snapshot {
+    let mut out = telemetry::Snapshot {
+        links: snap
+            .links
+            .iter()
+            .map(|l| telemetry::LinkFigures {
+                peer: l.peer.broker.clone(),
+                up: l.live,
+                rtt_s: l.rtt.as_secs_f64(),
+            })
+            .collect(),
+        ..telemetry::Snapshot::default()
+    };
+    let Some(core) = &snap.core else {
+        return out;
+    };
+    out.sessions = core.sessions;
+    out.queued_frames = core.queued_frames;
+    out.queued_bytes = core.queued_bytes;
+    out.max_session_frames = core.max_session_frames;
+    if let Some(mesh) = &core.mesh {
+        out.mesh_brokers = mesh.view.as_ref().map(|(_, m)| m.len());
+        for g in &mesh.group_status {
+            out.groups.push((
+                g.group.clone(),
+                g.held.unwrap_or(0),
+                g.unstable_own.unwrap_or(0),
+                g.decisions_held.unwrap_or(0),
+                g.queued_publishes.unwrap_or(0),
+            ));
+        }
+    }
+    out
 }

@@ -1,18 +1,27 @@
 //! A chat room over a meshcast mesh: lines typed on stdin are published to
-//! `chat/<room>/<name>`, and a glob subscription `chat/<room>/*` prints
+//! `chat/<room>/<name>`, and a glob subscription `chat/<room>/**` prints
 //! everyone's lines in one total order. The subscription is a member of the
 //! `chat` group (topics `chat/...` belong to it), and that group's views,
 //! which it delivers among the lines, announce who comes and goes.
+//!
+//! Views list members by id (`b1/s2`: broker and session), the same at
+//! every member. To say "bob joined" and "bob left", each participant
+//! announces its name and member id on `chat/<room>/_names/<name>` when it
+//! arrives and again whenever someone joins, so newcomers learn the names
+//! of those already there.
 //!
 //! ```sh
 //! cargo run -p meshcast-examples --bin chat -- --server 127.0.0.1:4810 \
 //!     --ca examples/mesh/certs/ca.pem --name alice --room lobby
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use anyhow::{Result, bail};
 use meshcast_client::{Ordering, SubscriptionEvent};
+
+/// Topic segment under the room for name announcements.
+const NAMES: &str = "_names";
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -20,16 +29,26 @@ async fn main() -> Result<()> {
     let (name, room_name) = (flags.get("name", "anonymous"), flags.get("room", "lobby"));
     let client = flags.connect(&name).await?;
     // Topics chat/... belong to the group "chat"; its views say who is here.
-    let mut room = client.subscribe(&format!("chat/{}/*", room_name)).await?;
-    let me = client.publisher(
-        &format!("chat/{}/{}", room_name, name),
+    let mut room = client.subscribe(&format!("chat/{room_name}/**")).await?;
+    let me = client.publisher(&format!("chat/{room_name}/{name}"), Ordering::Total, false)?;
+    let hello = client.publisher(
+        &format!("chat/{room_name}/{NAMES}/{name}"),
         Ordering::Total,
         false,
     )?;
-    let mut seen: BTreeSet<String> = room
-        .view("chat")
+    let view = room.view("chat").cloned();
+    let mut seen: BTreeSet<String> = view
+        .as_ref()
         .map(|v| v.members.iter().cloned().collect())
         .unwrap_or_default();
+    let mut my_id = view.map(|v| v.members[v.rank as usize].clone());
+    // Member id -> name, from the announcements; joiners not named yet.
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut unnamed: BTreeSet<String> = BTreeSet::new();
+    if let Some(id) = &my_id {
+        names.insert(id.clone(), name.clone());
+        hello.publish(id.clone()).await?;
+    }
     println!(
         "* you are in room {} with {} member(s)",
         room_name,
@@ -44,18 +63,49 @@ async fn main() -> Result<()> {
             },
             event = room.next_event() => match event {
                 Some(Ok(SubscriptionEvent::Message(m))) => {
-                    let who = m.topic.rsplit('/').next().unwrap_or("?");
-                    println!("{who}: {}", String::from_utf8_lossy(&m.payload));
+                    let mut path = m.topic.rsplit('/');
+                    let who = path.next().unwrap_or("?").to_string();
+                    if path.next() == Some(NAMES) {
+                        // An announcement: the payload is the member id.
+                        let id = String::from_utf8_lossy(&m.payload).to_string();
+                        if unnamed.remove(&id) {
+                            println!("* {who} joined");
+                        }
+                        names.insert(id, who);
+                    } else {
+                        println!("{who}: {}", String::from_utf8_lossy(&m.payload));
+                    }
                 }
                 Some(Ok(SubscriptionEvent::View(v))) => {
                     let now: BTreeSet<String> = v.members.iter().cloned().collect();
+                    let mut someone_new = false;
                     for m in now.difference(&seen) {
-                        println!("* {m} joined");
+                        if Some(m) == my_id.as_ref() {
+                            continue;
+                        }
+                        someone_new = true;
+                        match names.get(m) {
+                            Some(n) => println!("* {n} joined"),
+                            None => {
+                                unnamed.insert(m.clone());
+                            }
+                        }
                     }
                     for m in seen.difference(&now) {
-                        println!("* {m} left");
+                        unnamed.remove(m);
+                        match names.get(m) {
+                            Some(n) => println!("* {n} left"),
+                            None => println!("* {m} left"),
+                        }
                     }
                     seen = now;
+                    // After a partition this member rejoins under a new id.
+                    let id = v.members[v.rank as usize].clone();
+                    if my_id.as_ref() != Some(&id) || someone_new {
+                        names.insert(id.clone(), name.clone());
+                        hello.publish(id.clone()).await?;
+                        my_id = Some(id);
+                    }
                 }
                 Some(Ok(SubscriptionEvent::Blocked)) => {
                     println!("* blocked: this broker is cut off from the rest of the mesh")
@@ -71,5 +121,9 @@ async fn main() -> Result<()> {
         }
     }
     client.flush().await?;
+    // Close the session now, so the others see this member leave at once
+    // (not only after limits.session_timeout_ms).
+    drop(room);
+    client.close().await;
     Ok(())
 }
