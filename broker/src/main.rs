@@ -82,8 +82,9 @@ struct StatusArgs {
     /// The broker's admin address (broker.admin_listen).
     #[arg(long, env = "MESHCAST_ADMIN", default_value = "127.0.0.1:4702")]
     admin: SocketAddr,
-    /// Print each group (view, members, sequencer, what is queued for each
-    /// local member) as text instead of the whole JSON document.
+    /// Print the mesh view, the links and each group (view, members,
+    /// sequencer, what is queued for each local member) as text instead of
+    /// the whole JSON document.
     #[arg(long)]
     groups: bool,
 }
@@ -560,6 +561,46 @@ fn group_summary(status: &serde_json::Value) -> String {
             ""
         };
         out += &format!("broker {node}{blocked}\n");
+    }
+    if let Some(view) = mesh["view"][0].as_str() {
+        let brokers: Vec<&str> = mesh["view"][1]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b.as_str())
+            .collect();
+        out += &format!("mesh view {view}: {}\n", brokers.join(","));
+    }
+    let links: Vec<String> = status["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            format!(
+                "{} (rtt {:.1} ms)",
+                l["broker"].as_str().unwrap_or("?"),
+                l["rtt_ms"].as_f64().unwrap_or(0.0)
+            )
+        })
+        .collect();
+    let silent: Vec<String> = status["silent_links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            format!(
+                "{} (silent {} ms)",
+                l["broker"].as_str().unwrap_or("?"),
+                l["heard_ms_ago"]
+            )
+        })
+        .collect();
+    if !links.is_empty() || !silent.is_empty() {
+        out += &format!("links: {}", links.join(", "));
+        if !silent.is_empty() {
+            out += &format!("; silent: {}", silent.join(", "));
+        }
+        out += "\n";
     }
     for g in groups {
         let members = g["members"].as_array().map_or(0, Vec::len);

@@ -115,3 +115,23 @@ fn bench_prints_a_table_by_default() {
     // Not a terminal: no progress line on stderr.
     assert!(!err.contains('\r'), "{err:?}");
 }
+
+/// On a terminal, `bench` shows what it is doing on stderr while it runs.
+/// The terminal is a pseudo-terminal from util-linux `script`.
+#[test]
+fn bench_shows_progress_on_a_terminal() {
+    let bin = common::meshcast_bin();
+    let command = format!("{bin} bench --scenario latency --seconds 1 --rate 100");
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("util-linux `script` runs the command on a pseudo-terminal");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("latency: 100 message(s)/s for 1 s ("),
+        "{text:?}"
+    );
+    assert!(text.contains("latency (one-way, microseconds)"), "{text:?}");
+}
