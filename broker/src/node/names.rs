@@ -37,10 +37,16 @@ use meshcast_protocol::{MemberId, NodeId, ViewId};
 struct Known {
     /// Its configured id.
     id: String,
-    /// The incarnation its current process started with (from its link
-    /// handshake), if known.
-    base: Option<u64>,
+    /// The incarnations its processes started with (from link handshakes),
+    /// the last [`MAX_BASES`]. An incarnation is counted from the largest
+    /// of them not above it, so a view that still holds a restarted
+    /// broker's old incarnation reads the same before and after this
+    /// broker learned of the new process.
+    bases: std::collections::BTreeSet<u64>,
 }
+
+/// Process start incarnations remembered per broker.
+const MAX_BASES: usize = 8;
 
 /// The node-name-to-id map, shared by the runtime's tasks, with why each
 /// broker's link last went down (for the log line of a view without it).
@@ -62,18 +68,20 @@ impl Names {
     }
 
     /// Records broker `id`; `base` is the incarnation its process started
-    /// with, when a handshake said so (a later handshake replaces it: a
-    /// restarted broker has a new one).
+    /// with, when a handshake said so (a restarted broker has a new one).
     pub fn learn(&self, id: &str, base: Option<u64>) {
         let name = meshcast_config::node_name(id);
         let mut map = self.inner.write().unwrap_or_else(|p| p.into_inner());
         let entry = map.entry(name).or_insert_with(|| Known {
             id: id.to_string(),
-            base: None,
+            bases: Default::default(),
         });
         entry.id = id.to_string();
-        if base.is_some() {
-            entry.base = base;
+        if let Some(b) = base {
+            entry.bases.insert(b);
+            while entry.bases.len() > MAX_BASES {
+                entry.bases.pop_first();
+            }
         }
     }
 
@@ -133,13 +141,15 @@ impl Names {
         let Some(k) = map.get(&node.name) else {
             return format!("b{}#{}", node.name, node.incarnation);
         };
-        match k.base {
-            Some(base) if node.incarnation == base => k.id.clone(),
-            Some(base) if node.incarnation > base && node.incarnation - base < 1000 => {
+        if k.bases.is_empty() {
+            return k.id.clone();
+        }
+        match k.bases.range(..=node.incarnation).next_back() {
+            Some(&base) if node.incarnation == base => k.id.clone(),
+            Some(&base) if node.incarnation - base < 1000 => {
                 format!("{}#{}", k.id, node.incarnation - base)
             }
-            Some(_) => format!("{}#{}", k.id, node.incarnation),
-            None => k.id.clone(),
+            _ => format!("{}#{}", k.id, node.incarnation),
         }
     }
 
@@ -186,8 +196,14 @@ mod tests {
         names.learn("b2", Some(7));
         assert_eq!(names.node(NodeId::new(b2, 7)), "b2");
         assert_eq!(names.node(NodeId::new(b2, 9)), "b2#2");
-        // An incarnation older than the process's: the exact number.
+        // An incarnation older than any process known: the exact number.
         assert_eq!(names.node(NodeId::new(b2, 3)), "b2#3");
+        // b2 restarted (a new process from incarnation 20): its old
+        // incarnations read as before.
+        names.learn("b2", Some(20));
+        assert_eq!(names.node(NodeId::new(b2, 9)), "b2#2");
+        assert_eq!(names.node(NodeId::new(b2, 20)), "b2");
+        assert_eq!(names.node(NodeId::new(b2, 21)), "b2#1");
         assert_eq!(names.node_exact(NodeId::new(b2, 7)), "b2#7");
         let v = ViewId {
             counter: 12,
