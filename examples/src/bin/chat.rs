@@ -15,10 +15,9 @@
 //!     --ca examples/mesh/certs/ca.pem --name alice --room lobby
 //! ```
 
-use std::collections::{BTreeSet, HashMap};
-
 use anyhow::{Result, bail};
 use meshcast_client::{Ordering, SubscriptionEvent};
+use meshcast_examples::roster::Roster;
 
 /// Topic segment under the room for name announcements.
 const NAMES: &str = "_names";
@@ -36,23 +35,14 @@ async fn main() -> Result<()> {
         Ordering::Total,
         false,
     )?;
-    let view = room.view("chat").cloned();
-    let mut seen: BTreeSet<String> = view
-        .as_ref()
-        .map(|v| v.members.iter().cloned().collect())
-        .unwrap_or_default();
-    let mut my_id = view.map(|v| v.members[v.rank as usize].clone());
-    // Member id -> name, from the announcements; joiners not named yet.
-    let mut names: HashMap<String, String> = HashMap::new();
-    let mut unnamed: BTreeSet<String> = BTreeSet::new();
-    if let Some(id) = &my_id {
-        names.insert(id.clone(), name.clone());
-        hello.publish(id.clone()).await?;
+    let mut roster = Roster::new(&name, room.view("chat"));
+    if let Some(me) = roster.me() {
+        hello.publish(me.to_string()).await?;
     }
     println!(
         "* you are in room {} with {} member(s)",
         room_name,
-        seen.len()
+        roster.len()
     );
     let mut lines = meshcast_examples::stdin_lines();
     loop {
@@ -67,44 +57,21 @@ async fn main() -> Result<()> {
                     let who = path.next().unwrap_or("?").to_string();
                     if path.next() == Some(NAMES) {
                         // An announcement: the payload is the member id.
-                        let id = String::from_utf8_lossy(&m.payload).to_string();
-                        if unnamed.remove(&id) {
-                            println!("* {who} joined");
+                        let id = String::from_utf8_lossy(&m.payload);
+                        if let Some(line) = roster.announced(&id, &who) {
+                            println!("{line}");
                         }
-                        names.insert(id, who);
                     } else {
                         println!("{who}: {}", String::from_utf8_lossy(&m.payload));
                     }
                 }
                 Some(Ok(SubscriptionEvent::View(v))) => {
-                    let now: BTreeSet<String> = v.members.iter().cloned().collect();
-                    let mut someone_new = false;
-                    for m in now.difference(&seen) {
-                        if Some(m) == my_id.as_ref() {
-                            continue;
-                        }
-                        someone_new = true;
-                        match names.get(m) {
-                            Some(n) => println!("* {n} joined"),
-                            None => {
-                                unnamed.insert(m.clone());
-                            }
-                        }
+                    let change = roster.view(&v);
+                    for line in change.lines {
+                        println!("{line}");
                     }
-                    for m in seen.difference(&now) {
-                        unnamed.remove(m);
-                        match names.get(m) {
-                            Some(n) => println!("* {n} left"),
-                            None => println!("* {m} left"),
-                        }
-                    }
-                    seen = now;
-                    // After a partition this member rejoins under a new id.
-                    let id = v.members[v.rank as usize].clone();
-                    if my_id.as_ref() != Some(&id) || someone_new {
-                        names.insert(id.clone(), name.clone());
-                        hello.publish(id.clone()).await?;
-                        my_id = Some(id);
+                    if let Some(me) = change.announce {
+                        hello.publish(me).await?;
                     }
                 }
                 Some(Ok(SubscriptionEvent::Blocked)) => {
