@@ -5,6 +5,8 @@
 //! * [`node`] — the tokio/quinn runtime around it: sessions, the core task,
 //!   bounded queues, shutdown.
 //! * [`bench`] — the `meshcast bench` scenarios.
+//! * [`cli_output`] — what the `meshcast` command prints for people
+//!   (one-line errors, the bench table, `config check`).
 //!
 //! The mesh protocol (membership, views, ordering across brokers) lives in
 //! the sibling crate `meshcast-protocol`, which has no I/O at all.
@@ -12,5 +14,6 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod cli_output;
 pub mod node;
 pub mod router;

@@ -1,4 +1,5 @@
-//! The `meshcast` command: broker, pub, sub, demo and bench.
+//! The `meshcast` command: broker, pub, sub, demo, bench, status, certs
+//! and config.
 
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use futures_util::StreamExt;
-use meshcast_broker::{bench, node};
+use meshcast_broker::{bench, cli_output, node};
 use meshcast_client::{Client, ClientOptions, Ordering, Publish, SubscriptionEvent};
 use meshcast_config::Config;
 
@@ -33,12 +34,33 @@ enum Command {
     Sub(SubArgs),
     /// Start a broker, do a first publish/subscribe, and keep serving.
     Demo(DemoArgs),
-    /// Measure throughput and latency; prints one JSON line per result.
+    /// Measure throughput and latency; prints a summary table (or, with
+    /// --json, one JSON line per result).
     Bench(BenchArgs),
     /// Print a running broker's status (JSON from its admin endpoint).
     Status(StatusArgs),
     /// Create a cluster CA (or reuse the one in --out) and a certificate per broker.
     Certs(CertsArgs),
+    /// Work with configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file: print what is wrong, or "ok" and the
+    /// effective settings (exit status 1 on an error).
+    Check(ConfigCheckArgs),
+}
+
+#[derive(Args)]
+struct ConfigCheckArgs {
+    /// The configuration file (TOML).
+    file: PathBuf,
+    /// Also apply the MESHCAST_* environment variables, as a broker
+    /// started here would.
+    #[arg(long)]
+    env: bool,
 }
 
 #[derive(Args)]
@@ -60,8 +82,9 @@ struct StatusArgs {
     /// The broker's admin address (broker.admin_listen).
     #[arg(long, env = "MESHCAST_ADMIN", default_value = "127.0.0.1:4702")]
     admin: SocketAddr,
-    /// Print each group (view, members, sequencer, what is queued for each
-    /// local member) as text instead of the whole JSON document.
+    /// Print the mesh view, the links and each group (view, members,
+    /// sequencer, what is queued for each local member) as text instead of
+    /// the whole JSON document.
     #[arg(long)]
     groups: bool,
 }
@@ -276,21 +299,44 @@ struct BenchArgs {
     /// CA of that broker (or of those brokers).
     #[arg(long)]
     ca: Option<PathBuf>,
+    /// Print one JSON line per result (for scripts) instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 fn init_logs(level: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person watching a terminal: log files and journald
+    // get plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", cli_output::error_line(e.as_ref()));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Broker(args) => run_broker(args).await,
         Command::Pub(args) => run_pub(args).await,
@@ -299,7 +345,29 @@ async fn main() -> Result<()> {
         Command::Bench(args) => run_bench(args).await,
         Command::Status(args) => run_status(args).await,
         Command::Certs(args) => run_certs(args),
+        Command::Config(ConfigCommand::Check(args)) => run_config_check(args),
     }
+}
+
+/// `meshcast config check FILE`.
+fn run_config_check(args: ConfigCheckArgs) -> Result<()> {
+    let env = if args.env {
+        meshcast_config::process_env()
+    } else {
+        Vec::new()
+    };
+    let config = Config::load(Some(&args.file), env, &[])
+        .with_context(|| format!("{} is not a valid configuration", args.file.display()))?;
+    let problems = cli_output::config_problems(&config);
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{}: {p}", args.file.display());
+        }
+        bail!("{} has {} problem(s)", args.file.display(), problems.len());
+    }
+    println!("ok: {}", args.file.display());
+    print!("{}", cli_output::config_summary(&config));
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -344,7 +412,7 @@ async fn run_broker(args: BrokerArgs) -> Result<()> {
         .context("starting the broker")?;
     print_banner(&broker);
     if let Some(admin) = broker.admin_addr {
-        println!("admin endpoint on {admin} (GET /status, GET /metrics)");
+        println!("admin endpoint on {admin} (GET /status, GET /healthz, GET /metrics)");
     }
     shutdown_signal().await;
     tracing::info!("shutdown requested");
@@ -595,12 +663,59 @@ fn group_summary(status: &serde_json::Value) -> String {
         };
         out += &format!("broker {node}{blocked}\n");
     }
+    if let Some(view) = mesh["view"][0].as_str() {
+        let brokers: Vec<&str> = mesh["view"][1]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|b| b.as_str())
+            .collect();
+        out += &format!("mesh view {view}: {}\n", brokers.join(","));
+    }
+    let links: Vec<String> = status["links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            format!(
+                "{} (rtt {:.1} ms)",
+                l["broker"].as_str().unwrap_or("?"),
+                l["rtt_ms"].as_f64().unwrap_or(0.0)
+            )
+        })
+        .collect();
+    let silent: Vec<String> = status["silent_links"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            format!(
+                "{} (silent {} ms)",
+                l["broker"].as_str().unwrap_or("?"),
+                l["heard_ms_ago"]
+            )
+        })
+        .collect();
+    if !links.is_empty() || !silent.is_empty() {
+        out += &format!("links: {}", links.join(", "));
+        if !silent.is_empty() {
+            out += &format!("; silent: {}", silent.join(", "));
+        }
+        out += "\n";
+    }
     for g in groups {
         let members = g["members"].as_array().map_or(0, Vec::len);
+        let list: Vec<&str> = g["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.as_str())
+            .collect();
         out += &format!(
-            "group {} view {}: {members} member(s), sequencer {}\n",
+            "group {} view {}: {members} member(s) {}, sequencer {}\n",
             g["group"].as_str().unwrap_or("?"),
             g["view"].as_str().unwrap_or("?"),
+            list.join(","),
             g["sequencer"].as_str().unwrap_or("none"),
         );
         if !g["held"].is_null() {
@@ -610,9 +725,13 @@ fn group_summary(status: &serde_json::Value) -> String {
             );
         }
         for m in g["local"].as_array().into_iter().flatten() {
+            let who = match (m["member"].as_str(), m["name"].as_str()) {
+                (Some(member), Some(name)) if !name.is_empty() => format!("{member} {name}"),
+                (Some(member), _) => member.to_string(),
+                _ => format!("session {}", m["session"]),
+            };
             out += &format!(
-                "  session {} ({}): {} frame(s), {} byte(s) queued, {} awaiting confirmation\n",
-                m["session"],
+                "  {who} ({}): {} frame(s), {} byte(s) queued, {} awaiting confirmation\n",
                 m["by"].as_str().unwrap_or("?"),
                 m["queued_frames"],
                 m["queued_bytes"],
@@ -657,6 +776,7 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
         }
     };
     let target = bench::Target { opts: target };
+    let mut table = cli_output::BenchTable::default();
     for s in scenarios {
         match s {
             "fanout" => {
@@ -666,8 +786,18 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
                     subscribers: args.subscribers,
                     window: args.window,
                 };
-                for r in bench::fanout(&target, &params).await? {
-                    println!("{}", serde_json::to_string(&r)?);
+                let progress = cli_output::Progress::start(&format!(
+                    "fanout: {} message(s) of {:?} B to {} subscriber(s)",
+                    params.messages, params.sizes, params.subscribers
+                ));
+                let results = bench::fanout(&target, &params).await;
+                progress.stop();
+                for r in results? {
+                    if args.json {
+                        println!("{}", serde_json::to_string(&r)?);
+                    } else {
+                        table.fanout(&r);
+                    }
                 }
             }
             _ => {
@@ -676,14 +806,25 @@ async fn run_bench(args: BenchArgs) -> Result<()> {
                     duration: Duration::from_secs(args.seconds),
                     size: 128,
                 };
-                let r = bench::latency(&target, &params).await?;
-                println!("{}", serde_json::to_string(&r)?);
+                let progress = cli_output::Progress::start(&format!(
+                    "latency: {} message(s)/s for {} s",
+                    params.rate, args.seconds
+                ));
+                let r = bench::latency(&target, &params).await;
+                progress.stop();
+                let r = r?;
+                if args.json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    table.latency(&r);
+                }
             }
         }
     }
     if let Some(b) = embedded {
         b.shutdown().await;
     }
+    print!("{}", table.render());
     Ok(())
 }
 
@@ -708,10 +849,7 @@ async fn run_mesh_bench(args: &BenchArgs) -> Result<()> {
                 }
             })
             .collect();
-        for r in bench::mesh(&opts, &params).await? {
-            println!("{}", serde_json::to_string(&r)?);
-        }
-        return Ok(());
+        return print_mesh_results(args, &opts, &params).await;
     }
     let dir =
         TempDir(std::env::temp_dir().join(format!("meshcast-bench-mesh-{}", std::process::id())));
@@ -758,12 +896,35 @@ async fn run_mesh_bench(args: &BenchArgs) -> Result<()> {
         .iter()
         .map(|b| ClientOptions::new(b.client_addr).ca_file(&b.ca_cert))
         .collect();
-    for r in bench::mesh(&opts, &params).await? {
-        println!("{}", serde_json::to_string(&r)?);
-    }
+    let printed = print_mesh_results(args, &opts, &params).await;
     for b in brokers {
         b.shutdown().await;
     }
+    printed
+}
+
+/// Runs the mesh scenario and prints its results (table or JSON lines).
+async fn print_mesh_results(
+    args: &BenchArgs,
+    opts: &[ClientOptions],
+    params: &bench::MeshParams,
+) -> Result<()> {
+    let progress = cli_output::Progress::start(&format!(
+        "mesh: {} message(s) over {} broker(s), fifo, total and total+safe",
+        params.messages,
+        opts.len()
+    ));
+    let results = bench::mesh(opts, params).await;
+    progress.stop();
+    let mut table = cli_output::BenchTable::default();
+    for r in results? {
+        if args.json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            table.mesh(&r);
+        }
+    }
+    print!("{}", table.render());
     Ok(())
 }
 

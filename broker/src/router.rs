@@ -329,7 +329,13 @@ fn reject(id: Option<u64>, code: RejectCode, reason: String) -> ServerMsg {
 }
 
 /// An effect sending `msg` to `session`.
+///
+/// A refusal ([`ServerMsg::Rejected`]) is counted in the metric
+/// `meshcast_rejected_total{reason="<RejectCode>"}`.
 pub fn reply(session: SessionId, msg: &ServerMsg) -> Effect {
+    if let ServerMsg::Rejected { code, .. } = msg {
+        metrics::counter!("meshcast_rejected_total", "reason" => format!("{code:?}")).increment(1);
+    }
     // Replies are small control messages; encoding them cannot exceed limits.
     let frame = client_proto::encode_server(msg).unwrap_or_default();
     Effect::Reply { session, frame }

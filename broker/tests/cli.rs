@@ -203,6 +203,7 @@ fn bench_prints_one_json_line_per_result_and_checks_delivery() {
     let (status, out, err) = run_cli(
         &[
             "bench",
+            "--json",
             "--messages",
             "3000",
             "--sizes",
@@ -238,6 +239,7 @@ fn mesh_bench_checks_that_three_brokers_agree_on_the_order() {
     let (status, out, err) = run_cli(
         &[
             "bench",
+            "--json",
             "--scenario",
             "mesh",
             "--messages",

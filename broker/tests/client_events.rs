@@ -116,9 +116,10 @@ async fn a_cut_off_broker_s_streams_show_blocked_then_rejoined_in_place() {
     };
     assert_eq!(next_member(&mut room).await, Ev::Rejoined(r.clone()));
     assert_ne!(r.member, member_before);
-    assert!(
-        r.member
-            .ends_with(&format!("#{}/s{}", r.incarnation, c.session_id())),
+    // Readable: the broker id, `#<rejoins>` since it started, the session.
+    assert_eq!(
+        r.member,
+        format!("{}#1/s{}", c.broker_id(), c.session_id()),
         "{r:?}"
     );
     assert_ne!(r.publisher, publisher_before);

@@ -363,14 +363,18 @@ async fn a_corrupt_membership_file_stops_the_broker_naming_it() {
     );
 }
 
-/// The broker ids of a status document's view, by matching each member's
-/// node name against `ids`.
+/// Broker `id` as a status document's view lists it (`b2`, or `b2#<n>`
+/// after it rejoined n times).
 fn member_of(members: &[String], id: &str) -> Option<String> {
-    let name = meshcast_config::node_name(id);
     members
         .iter()
-        .find(|m| m.starts_with(&format!("b{name}#")))
+        .find(|m| *m == id || m.starts_with(&format!("{id}#")))
         .cloned()
+}
+
+/// The incarnation of the process at the other end of the link to `id`.
+fn link_incarnation(s: &serde_json::Value, id: &str) -> Option<u64> {
+    s["links"].as_array()?.iter().find(|l| l["broker"] == id)?["incarnation"].as_u64()
 }
 
 #[tokio::test]
@@ -379,6 +383,8 @@ async fn a_second_live_broker_with_the_same_id_is_refused_and_displaces_nobody()
     let brokers = mesh.start_all().await;
     let before = view_members(&common::status(brokers[0].admin).await);
     let real_b2 = member_of(&before, "b2").expect("b2 in the view");
+    let real_incarnation =
+        link_incarnation(&common::status(brokers[0].admin).await, "b2").expect("b1 linked to b2");
     // Another process presenting id b2 (b2's certificate, other ports),
     // pointed at b1.
     let impostor_addr = free_udp_addr();
@@ -439,6 +445,10 @@ async fn a_second_live_broker_with_the_same_id_is_refused_and_displaces_nobody()
             Some(real_b2.clone()),
             "{s}"
         );
+        if b.admin != brokers[1].admin {
+            // Still linked to the real b2's process, not the impostor.
+            assert_eq!(link_incarnation(&s, "b2"), Some(real_incarnation), "{s}");
+        }
         assert_eq!(s["core"]["mesh"]["blocked"], false, "{s}");
     }
     // Still refused (never let in) at the end.

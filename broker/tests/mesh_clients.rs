@@ -120,8 +120,10 @@ async fn subscribers_on_the_survivors_of_a_sigkill_see_the_same_views_among_the_
     .unwrap();
     assert!(ok.success(), "{err}");
     let line = format!(
-        "group orders view {}: 3 member(s), sequencer {}",
-        installed[2].id, sequencers[0]
+        "group orders view {}: 3 member(s) {}, sequencer {}",
+        installed[2].id,
+        installed[2].members.join(","),
+        sequencers[0]
     );
     assert!(text.contains(&line), "{line:?} not in {text}");
     assert!(text.contains("(subscription): 0 frame(s)"), "{text}");
@@ -251,11 +253,8 @@ async fn subscribers_on_the_survivors_of_a_sigkill_see_the_same_views_among_the_
 async fn publisher_id(c: &Client, b: &BrokerProc) -> u64 {
     let name = meshcast_config::node_name(&c.broker_id());
     let s = common::status(b.admin).await;
-    let node = s["core"]["mesh"]["node"].as_str().unwrap_or_default();
-    let incarnation: u64 = node
-        .rsplit('#')
-        .next()
-        .and_then(|i| i.parse().ok())
+    let incarnation = s["core"]["mesh"]["incarnation"]
+        .as_u64()
         .unwrap_or_else(|| panic!("no incarnation in {s}"));
     meshcast_client::mesh_publisher_id(name, incarnation, c.session_id())
 }
@@ -579,7 +578,11 @@ async fn a_minority_member_that_joined_with_state_is_resynchronised_after_the_he
         "the member rejoined under a new incarnation"
     );
     assert_eq!(*me_now, rejoined.member, "{rejoined:?}");
-    assert!(me_now.ends_with(&format!("#{}/s{}", rejoined.incarnation, cc.session_id())));
+    // Readable: the broker id, `#<rejoins>` since it started, the session.
+    assert_eq!(
+        *me_now,
+        format!("{}#1/s{}", cc.broker_id(), cc.session_id())
+    );
     // The session's publisher id from now on, also for the client.
     assert_ne!(rejoined.publisher, c_publisher_before);
     assert_eq!(cc.publisher_id(), rejoined.publisher);

@@ -376,6 +376,9 @@ pub struct LimitsConfig {
     pub match_cache_entries: usize,
     /// Publish batches queued from client sessions to the broker core; default 1024.
     pub publish_queue: usize,
+    /// Most distinct groups that get their own `group` label in the
+    /// metrics; later groups are counted under `_other`; default 1000.
+    pub metrics_max_groups: usize,
 }
 
 impl Default for LimitsConfig {
@@ -393,6 +396,7 @@ impl Default for LimitsConfig {
             max_pending_confirms: 10_000,
             match_cache_entries: 4096,
             publish_queue: 1024,
+            metrics_max_groups: 1000,
         }
     }
 }
@@ -458,12 +462,17 @@ pub struct LogConfig {
     /// A `tracing` env-filter directive, e.g. `info` or `info,meshcast=debug`;
     /// default `info`. `RUST_LOG`, if the binary honours it, is separate.
     pub level: String,
+    /// Least time between two warnings about the same unreachable peer
+    /// address, in milliseconds (the first failure is always logged);
+    /// default 30000.
+    pub peer_warn_interval_ms: u64,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             level: "info".to_string(),
+            peer_warn_interval_ms: 30_000,
         }
     }
 }

@@ -94,6 +94,8 @@ impl Config {
         at_least_one("limits.max_pending_confirms", l.max_pending_confirms as u64)?;
         at_least_one("limits.match_cache_entries", l.match_cache_entries as u64)?;
         at_least_one("limits.publish_queue", l.publish_queue as u64)?;
+        at_least_one("limits.metrics_max_groups", l.metrics_max_groups as u64)?;
+        at_least_one("log.peer_warn_interval_ms", self.log.peer_warn_interval_ms)?;
         if l.max_frame_bytes > MAX_FRAME_BYTES_LIMIT {
             return Err(ConfigError::invalid(
                 "limits.max_frame_bytes",

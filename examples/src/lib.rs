@@ -1,5 +1,7 @@
 //! Shared helpers for the meshcast example programs: flags, connecting, and
-//! reading stdin lines from async code.
+//! reading stdin lines from async code; [`roster`] names chat members.
+
+pub mod roster;
 
 use std::collections::HashMap;
 use std::io::BufRead;

@@ -195,7 +195,9 @@ pub struct GroupViewInfo {
     /// The view's id, `v<counter>@<coordinator>` (views of a group are
     /// totally ordered; every member sees the same ids).
     pub view: String,
-    /// Members, oldest first, as `b<node name>#<incarnation>/s<session>`.
+    /// Members, oldest first, as `<broker id>/s<session>` (`b1/s2`;
+    /// `b1#1/s2` once broker `b1` rejoined the mesh after a partition, the
+    /// number counting its rejoins since it started).
     pub members: Vec<String>,
     /// This session's rank in `members` (0 = oldest).
     pub rank: u32,
@@ -362,7 +364,7 @@ pub enum ServerMsg {
         /// the new incarnation; the session id does not change).
         publisher: u64,
         /// The session as the new views list it,
-        /// `b<node name>#<incarnation>/s<session>`.
+        /// `<broker id>#<rejoins>/s<session>` (e.g. `b1#1/s2`).
         member: String,
     },
     /// The session was removed from a group by the mesh (its membership

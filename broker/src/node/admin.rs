@@ -1,5 +1,6 @@
-//! The admin HTTP endpoint: `GET /metrics` (Prometheus text format) and
-//! `GET /status` (JSON). A deliberately tiny HTTP/1.1 responder: one request
+//! The admin HTTP endpoint: `GET /metrics` (Prometheus text format),
+//! `GET /status` (JSON) and `GET /healthz` (200 when ready, 503 with the
+//! reason otherwise). A deliberately tiny HTTP/1.1 responder: one request
 //! per connection, bounded request size and time.
 
 use std::net::SocketAddr;
@@ -25,11 +26,31 @@ fn prometheus() -> Option<&'static PrometheusHandle> {
 pub(crate) type StatusFn =
     std::sync::Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, String> + Send + Sync>;
 
+/// Says whether the broker is ready (`Ok`) or why not (`Err`).
+pub(crate) type HealthFn = std::sync::Arc<
+    dyn Fn() -> futures_util::future::BoxFuture<'static, Result<String, String>> + Send + Sync,
+>;
+
+/// Sets the state gauges before `/metrics` is rendered.
+pub(crate) type RefreshFn =
+    std::sync::Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// What the endpoint answers with.
+#[derive(Clone)]
+pub(crate) struct Endpoints {
+    /// `GET /status`.
+    pub status: StatusFn,
+    /// `GET /healthz`.
+    pub health: HealthFn,
+    /// Before `GET /metrics`.
+    pub refresh: RefreshFn,
+}
+
 /// Binds the admin listener and serves it in a background task until
 /// `stop` turns true.
 pub(crate) async fn serve(
     addr: SocketAddr,
-    status: StatusFn,
+    endpoints: Endpoints,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<SocketAddr> {
     let _ = prometheus();
@@ -46,16 +67,17 @@ pub(crate) async fn serve(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            let status = status.clone();
+            let endpoints = endpoints.clone();
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, status)).await;
+                let answered = answer(stream, endpoints);
+                let _ = tokio::time::timeout(Duration::from_secs(5), answered).await;
             });
         }
     });
     Ok(local)
 }
 
-async fn answer(mut stream: TcpStream, status: StatusFn) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, endpoints: Endpoints) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -79,19 +101,27 @@ async fn answer(mut stream: TcpStream, status: StatusFn) -> std::io::Result<()> 
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     match (method, path) {
         ("GET", "/metrics") => {
+            (endpoints.refresh)().await;
             let body = prometheus().map(|h| h.render()).unwrap_or_default();
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
         }
         ("GET", "/status") => {
-            let body = status().await;
+            let body = (endpoints.status)().await;
             respond(&mut stream, "200 OK", "application/json", &body).await
         }
+        ("GET", "/healthz") => match (endpoints.health)().await {
+            Ok(why) => respond(&mut stream, "200 OK", "text/plain", &(why + "\n")).await,
+            Err(why) => {
+                let body = format!("not ready: {why}\n");
+                respond(&mut stream, "503 Service Unavailable", "text/plain", &body).await
+            }
+        },
         ("GET", _) => {
             respond(
                 &mut stream,
                 "404 Not Found",
                 "text/plain",
-                "try /status or /metrics\n",
+                "try /status, /healthz or /metrics\n",
             )
             .await
         }

@@ -54,6 +54,7 @@ use meshcast_transport::wire;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::names::Names;
 use crate::router::{Effect, Router, SessionId, reply};
 
 /// What the broker puts in a protocol message's payload.
@@ -87,6 +88,11 @@ struct Explicit {
 pub(crate) struct Bridge {
     mesh: mpsc::Sender<ClientCmd>,
     me: u32,
+    /// Readable names of brokers, members and views.
+    names: Names,
+    /// Brokers of the last installed mesh view (to log only changes of
+    /// brokers at info level, with who left and joined).
+    last_mesh: Vec<meshcast_protocol::NodeId>,
     /// This broker's current incarnation (new after a rejoin).
     incarnation: u64,
     /// A rejoin in progress: the new incarnation and the sessions open
@@ -149,13 +155,17 @@ const MAX_GROUP_NAME: usize = 128;
 /// What the protocol core last reported, for `GET /status`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MeshStatus {
-    /// This broker in the protocol, `b<node name>#<incarnation>`; the
-    /// incarnation grows when it rejoins after being cut off.
+    /// This broker in the protocol: its id, with `#<n>` after it rejoined
+    /// the mesh n times since it started (see `node/names.rs`).
     pub node: Option<String>,
-    /// The installed mesh view: its id and members (`b<name>#<incarnation>`).
+    /// This broker's current incarnation number (grows when it rejoins
+    /// after being cut off).
+    pub incarnation: Option<u64>,
+    /// The installed mesh view: its id (`v<counter>@<coordinator>`) and
+    /// members (broker ids, oldest first).
     pub view: Option<(String, Vec<String>)>,
     /// Each group's installed view: group, view id and members
-    /// (`b<name>#<incarnation>/s<session>`, oldest first). The same as
+    /// (`<broker>/s<session>`, oldest first). The same as
     /// `group_status`, in a compact form.
     pub groups: Vec<(String, String, Vec<String>)>,
     /// Each group in detail: view, members, sequencer and local buffers.
@@ -192,12 +202,16 @@ pub struct GroupStatus {
 
 impl MeshStatus {
     /// Adds the protocol core's figures ([`meshcast_protocol::Broker::group_stats`]).
-    pub(crate) fn add_core_figures(&mut self, figures: &[meshcast_protocol::GroupStats]) {
+    pub(crate) fn add_core_figures(
+        &mut self,
+        figures: &[meshcast_protocol::GroupStats],
+        names: &Names,
+    ) {
         for g in &mut self.group_status {
             let Some(f) = figures.iter().find(|f| f.group == g.group) else {
                 continue;
             };
-            g.sequencer = f.sequencer.map(|n| n.to_string());
+            g.sequencer = f.sequencer.map(|n| names.node(n));
             g.held = Some(f.held);
             g.unstable_own = Some(f.unstable_own);
             g.decisions_held = Some(f.decisions_held);
@@ -211,6 +225,10 @@ impl MeshStatus {
 pub struct LocalMember {
     /// The session id.
     pub session: u64,
+    /// The session as views list it (`b1/s2`).
+    pub member: String,
+    /// The name its client gave in its hello (may be empty).
+    pub name: String,
     /// `join`, `join+state` or `subscription`.
     pub by: &'static str,
     /// Frames queued for the session and not yet written to it.
@@ -257,10 +275,13 @@ impl Bridge {
         incarnation: u64,
         groups: GroupMap,
         max_confirms: usize,
+        names: Names,
     ) -> Bridge {
         Bridge {
             mesh,
             me,
+            names,
+            last_mesh: Vec::new(),
             incarnation,
             rejoin: None,
             groups,
@@ -353,6 +374,8 @@ impl Bridge {
                     let (queued_frames, queued_bytes) = queue(m.session);
                     LocalMember {
                         session: m.session,
+                        member: self.names.member(*m),
+                        name: self.names.session_name(m.session),
                         by,
                         queued_frames,
                         queued_bytes,
@@ -360,13 +383,14 @@ impl Bridge {
                     }
                 })
                 .collect();
-            let members: Vec<String> = view.members.iter().map(|m| m.to_string()).collect();
+            let members = self.names.members(&view.members);
+            let id = self.names.view(view.id);
             status
                 .groups
-                .push((name.clone(), view.id.to_string(), members.clone()));
+                .push((name.clone(), id.clone(), members.clone()));
             status.group_status.push(GroupStatus {
                 group: name.clone(),
-                view: view.id.to_string(),
+                view: id,
                 members,
                 local,
                 ..GroupStatus::default()
@@ -623,8 +647,8 @@ impl Bridge {
             .position(|m| m.broker.name == self.me && m.session == session)?;
         Some(GroupViewInfo {
             group: view.group.clone(),
-            view: view.id.to_string(),
-            members: view.members.iter().map(|m| m.to_string()).collect(),
+            view: self.names.view(view.id),
+            members: self.names.members(&view.members),
             rank: rank as u32,
         })
     }
@@ -820,6 +844,7 @@ impl Bridge {
                     .filter(|m| m.broker.name == self.me)
                     .map(|m| m.session)
                     .collect();
+                self.log_group_view(&gv);
                 self.group_view(gv.view, &joined, out);
                 for session in with_state {
                     self.awaiting_state
@@ -879,11 +904,12 @@ impl Bridge {
                 }
             }
             Output::MeshView(v) => {
-                tracing::info!(view = %v.id, members = v.members.len(), "mesh view installed");
-                let members = v.members.iter().map(|m| m.to_string()).collect();
-                self.status.view = Some((v.id.to_string(), members));
+                self.log_mesh_view(&v);
+                let members = v.members.iter().map(|m| self.names.node(*m)).collect();
+                self.status.view = Some((self.names.view(v.id), members));
                 if let Some(me) = v.members.iter().find(|m| m.name == self.me) {
-                    self.status.node = Some(me.to_string());
+                    self.status.node = Some(self.names.node(*me));
+                    self.status.incarnation = Some(me.incarnation);
                 }
                 if self
                     .rejoin
@@ -894,7 +920,14 @@ impl Bridge {
                 }
             }
             Output::Blocked => {
-                tracing::warn!("this broker lost the primary component: blocked");
+                super::telemetry::blocked(true);
+                tracing::warn!(
+                    node = %self.status.node.clone().unwrap_or_default(),
+                    view = %self.status.view.as_ref().map_or("", |v| v.0.as_str()),
+                    "blocked: this broker lost the primary component (a majority of its mesh \
+                     view no longer confirms it); it delivers nothing and refuses publishes \
+                     until it is back"
+                );
                 self.status.blocked = true;
                 self.release_all(out);
                 out.extend(tell_everyone(
@@ -903,7 +936,11 @@ impl Bridge {
                 ));
             }
             Output::Unblocked => {
-                tracing::info!("this broker is in the primary component again");
+                super::telemetry::blocked(false);
+                tracing::warn!(
+                    node = %self.status.node.clone().unwrap_or_default(),
+                    "unblocked: this broker is in the primary component again"
+                );
                 self.status.blocked = false;
                 self.release_all(out);
                 out.extend(tell_everyone(
@@ -921,6 +958,108 @@ impl Bridge {
                 reason,
             } => self.expelled(group, member, reason, out),
             other => tracing::debug!(?other, "protocol output not used yet"),
+        }
+    }
+
+    /// Logs a new group view at debug (a client joining or leaving is
+    /// routine), with who joined and left, and counts it.
+    fn log_group_view(&self, gv: &meshcast_protocol::GroupViewChange) {
+        let before = self.views.get(&gv.view.group).map(|v| v.members.as_slice());
+        let left: Vec<String> = before
+            .unwrap_or_default()
+            .iter()
+            .filter(|m| !gv.view.members.contains(m))
+            .map(|m| self.names.member(*m))
+            .collect();
+        let cause = if gv.joined.is_empty() {
+            "leave"
+        } else {
+            "join"
+        };
+        super::telemetry::group_view_change(&gv.view.group, cause);
+        tracing::debug!(
+            group = %gv.view.group,
+            view = %self.names.view(gv.view.id),
+            members = gv.view.members.len(),
+            joined = %self.names.members(&gv.joined).join(","),
+            left = %left.join(","),
+            "group view installed"
+        );
+    }
+
+    /// Logs a new mesh view: at info (warn when brokers left) only when its
+    /// brokers changed, naming who left (and why, as far as this broker
+    /// knows) and who joined; a new view with the same brokers (a view
+    /// change for group membership) only at debug.
+    fn log_mesh_view(&mut self, v: &meshcast_protocol::MeshView) {
+        let id = self.names.view(v.id);
+        let members: Vec<String> = v.members.iter().map(|m| self.names.node(*m)).collect();
+        let members = members.join(",");
+        if self.last_mesh == v.members {
+            tracing::debug!(view = %id, %members, "mesh view installed (same brokers)");
+            return;
+        }
+        let first = self.last_mesh.is_empty();
+        let left: Vec<meshcast_protocol::NodeId> = self
+            .last_mesh
+            .iter()
+            .filter(|m| !v.members.contains(m))
+            .copied()
+            .collect();
+        let joined: Vec<meshcast_protocol::NodeId> = v
+            .members
+            .iter()
+            .filter(|m| !self.last_mesh.contains(m))
+            .copied()
+            .collect();
+        self.last_mesh = v.members.clone();
+        if first {
+            tracing::info!(view = %id, %members, "mesh view installed");
+            return;
+        }
+        let mut why_left = Vec::new();
+        for m in &left {
+            let cause = if joined.iter().any(|j| j.name == m.name) {
+                super::telemetry::view_change("restart");
+                "restarted or rejoined: a new incarnation replaced it".to_string()
+            } else {
+                super::telemetry::view_change("leave");
+                match self.names.down_reason(m.name) {
+                    Some(r) => format!("its link went down: {r}"),
+                    None => "suspected: not heard from within mesh.suspect_timeout_ms, \
+                             or excluded by the others"
+                        .to_string(),
+                }
+            };
+            why_left.push(format!("{} ({cause})", self.names.node_exact(*m)));
+        }
+        let new: Vec<String> = joined
+            .iter()
+            .filter(|j| !left.iter().any(|m| m.name == j.name))
+            .map(|j| {
+                super::telemetry::view_change("join");
+                self.names.node(*j)
+            })
+            .collect();
+        let joined: Vec<String> = joined.iter().map(|j| self.names.node_exact(*j)).collect();
+        if left.is_empty() {
+            tracing::info!(
+                view = %id,
+                %members,
+                joined = %joined.join(", "),
+                "mesh view installed: {} joined",
+                new.join(", ")
+            );
+        } else {
+            let gone: Vec<String> = left.iter().map(|m| self.names.broker(m.name)).collect();
+            tracing::warn!(
+                view = %id,
+                %members,
+                left = %why_left.join("; "),
+                joined = %joined.join(", "),
+                "mesh view installed: {} left",
+                gone.join(", ")
+            );
         }
     }
 
@@ -969,6 +1108,8 @@ impl Bridge {
         });
         let publisher = publisher_id(d.publisher);
         let ordering = from_protocol(d.ordering);
+        let handed = out.len();
+        let payload_len = body.payload.len();
         // Members that joined the group explicitly get every message.
         let mut members: Vec<(SessionId, u64)> = sessions
             .iter()
@@ -1012,6 +1153,8 @@ impl Bridge {
                 sessions.contains(&s) || (!d.deferred && everything.contains(&s))
             }));
         }
+        let copies = super::core::fanout_copies(&out[handed..]);
+        super::telemetry::delivered(&d.group, copies, payload_len);
         // After the message itself, so a publisher that also receives it
         // sees it before the confirmation.
         if let Some((session, id, seq)) = confirmed {
@@ -1169,8 +1312,14 @@ impl Bridge {
         new: meshcast_protocol::NodeId,
         out: &mut Vec<Effect>,
     ) {
-        tracing::warn!(%old, %new, "cut off from the primary component: rejoining the mesh, members rejoin with state transfer");
-        self.status.node = Some(new.to_string());
+        tracing::warn!(
+            old = %self.names.node_exact(old),
+            new = %self.names.node_exact(new),
+            "cut off from the primary component: rejoining the mesh as a new incarnation, \
+             members rejoin with state transfer"
+        );
+        self.status.node = Some(self.names.node(new));
+        self.status.incarnation = Some(new.incarnation);
         self.incarnation = new.incarnation;
         // Every session open now had its memberships and publisher id under
         // the old incarnation: each is told `Rejoined` once the new one is
@@ -1225,7 +1374,7 @@ impl Bridge {
             let msg = ServerMsg::Rejoined {
                 incarnation: new.incarnation,
                 publisher: publisher_id(member),
-                member: member.to_string(),
+                member: self.names.member(member),
             };
             out.push(reply(session, &msg));
         }
@@ -1238,7 +1387,12 @@ impl Bridge {
         reason: ExpelReason,
         out: &mut Vec<Effect>,
     ) {
-        tracing::warn!(%group, session = member.session, ?reason, "member expelled");
+        super::telemetry::expelled(match reason {
+            ExpelReason::Slow => "slow",
+            ExpelReason::TransferFailed => "transfer_failed",
+            ExpelReason::Partitioned => "partitioned",
+        });
+        tracing::warn!(%group, member = %self.names.member(member), ?reason, "member expelled");
         if member.broker.name != self.me {
             return;
         }
@@ -1347,7 +1501,7 @@ mod tests {
             router.open(s);
         }
         T {
-            bridge: Bridge::new(tx, ME, 1, groups, max_confirms),
+            bridge: Bridge::new(tx, ME, 1, groups, max_confirms, Names::default()),
             router,
             cmds,
         }

@@ -55,6 +55,12 @@ pub struct CoreStats {
     pub delivered: u64,
     /// Sessions disconnected because their queue filled.
     pub slow_consumers: u64,
+    /// Frames queued for local sessions and not yet written, summed.
+    pub queued_frames: usize,
+    /// Bytes of those frames.
+    pub queued_bytes: usize,
+    /// The most frames queued for any one session.
+    pub max_session_frames: usize,
     /// Mesh mode: the views the protocol core installed.
     pub mesh: Option<super::bridge::MeshStatus>,
 }
@@ -96,6 +102,8 @@ struct State {
     slow: HashSet<SessionId>,
     slow_consumers: u64,
     limits: QueueLimits,
+    /// The group map (for the group label of metrics).
+    groups: meshcast_topics::GroupMap,
 }
 
 /// The mesh side of the core in mesh mode: the bridge and the protocol
@@ -110,6 +118,7 @@ pub(crate) async fn run(
     mut rx: mpsc::Receiver<CoreMsg>,
     limits: QueueLimits,
     mut mesh: Option<MeshSide>,
+    groups: meshcast_topics::GroupMap,
 ) {
     let mut st = State {
         router,
@@ -119,6 +128,7 @@ pub(crate) async fn run(
         slow: HashSet::new(),
         slow_consumers: 0,
         limits,
+        groups,
     };
     let mut inbox = Vec::with_capacity(64);
     let mut effects = Vec::with_capacity(256);
@@ -181,11 +191,27 @@ pub(crate) async fn run(
                 }
                 CoreMsg::Batch { session, msgs } => {
                     for m in msgs {
+                        let publish = match &m {
+                            ClientMsg::Publish(p) => {
+                                let group = super::telemetry::group_of(&st.groups, &p.topic);
+                                super::telemetry::published(&group, p.payload.len());
+                                Some((group, p.payload.len()))
+                            }
+                            _ => None,
+                        };
                         match mesh.as_mut() {
                             Some(side) => {
                                 side.bridge.client(&mut st.router, session, m, &mut effects)
                             }
-                            None => st.router.handle(session, m, &mut effects),
+                            None => {
+                                let from = effects.len();
+                                st.router.handle(session, m, &mut effects);
+                                // Single broker: the copies handed out now.
+                                if let Some((group, bytes)) = publish {
+                                    let copies = fanout_copies(&effects[from..]);
+                                    super::telemetry::delivered(&group, copies, bytes);
+                                }
+                            }
                         }
                     }
                     st.collect(&mut effects);
@@ -204,7 +230,17 @@ pub(crate) async fn run(
                     st.sessions.remove(&session);
                 }
                 CoreMsg::Stats(reply) => {
+                    let (mut frames, mut bytes, mut max) = (0, 0, 0);
+                    for s in st.sessions.keys() {
+                        let (f, b) = st.queued(*s);
+                        frames += f;
+                        bytes += b;
+                        max = max.max(f);
+                    }
                     let _ = reply.send(CoreStats {
+                        queued_frames: frames,
+                        queued_bytes: bytes,
+                        max_session_frames: max,
                         sessions: st.router.session_count(),
                         subscriptions: st.router.subscription_count(),
                         delivered: st.router.delivered(),
@@ -216,6 +252,27 @@ pub(crate) async fn run(
         }
         st.flush();
     }
+}
+
+/// Sessions a batch of effects fans a message out to.
+pub(crate) fn fanout_copies(effects: &[Effect]) -> usize {
+    effects
+        .iter()
+        .map(|e| match e {
+            Effect::Fanout { targets, .. } => {
+                let mut n = 0;
+                let mut last = None;
+                for (s, _) in targets.iter() {
+                    if last != Some(*s) {
+                        last = Some(*s);
+                        n += 1;
+                    }
+                }
+                n
+            }
+            Effect::Reply { .. } => 0,
+        })
+        .sum()
 }
 
 impl State {
@@ -304,7 +361,7 @@ impl State {
             };
             self.router.close(session);
             self.slow_consumers += 1;
-            metrics::counter!("meshcast_slow_consumers_total").increment(1);
+            super::telemetry::slow_session();
             let limits = self.limits;
             tracing::warn!(session, "disconnecting slow consumer");
             out.kill.fire(

@@ -143,7 +143,19 @@ impl StoredView {
     /// `v7@b1#2 [b1#2, b2#1, b3#4]`, for logs and errors.
     pub fn describe(&self) -> String {
         let members: Vec<String> = self.members.iter().map(StoredMember::label).collect();
-        format!("{} [{}]", self.id, members.join(", "))
+        // The coordinator by its broker id when the view names it.
+        let coordinator = self.view_id.and_then(|v| {
+            let m = self.members.iter().find(|m| {
+                m.name == v.coordinator.name && m.incarnation == v.coordinator.incarnation
+            })?;
+            m.broker.as_ref()?;
+            Some(format!("v{}@{}", v.counter, m.label()))
+        });
+        format!(
+            "{} [{}]",
+            coordinator.as_deref().unwrap_or(&self.id),
+            members.join(", ")
+        )
     }
 }
 

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::membership_store::{MembershipStore, StoredView};
+use super::names::Names;
 use super::peers::{PeerEvent, PeerHandle, SendError};
 
 /// Handle to a running mesh task.
@@ -77,6 +78,7 @@ pub fn spawn(
     peer_events: mpsc::Receiver<PeerEvent>,
     local: mpsc::Sender<Vec<Output>>,
     store: MembershipStore,
+    names: Names,
 ) -> MeshHandle {
     let Bounds {
         max_outbox,
@@ -91,7 +93,7 @@ pub fn spawn(
         stats: stats_rx,
         local,
     };
-    tokio::spawn(run(core, max_outbox, peers, chans, store, limits));
+    tokio::spawn(run(core, max_outbox, peers, chans, store, limits, names));
     MeshHandle {
         cmds: tx,
         stats: stats_tx,
@@ -227,6 +229,7 @@ async fn run(
     chans: Channels,
     mut store: MembershipStore,
     limits: LinkLimits,
+    names: Names,
 ) {
     let Channels {
         mut peer_events,
@@ -239,6 +242,7 @@ async fn run(
     // Node names (u32) of the brokers we have linked to, to their ids and
     // peer addresses (for the membership file).
     let mut links = LinkState {
+        readable: names,
         names: HashMap::new(),
         reassembly: Reassembly::default(),
         limits,
@@ -345,6 +349,8 @@ async fn run(
 /// its sender is reset instead).
 /// What the mesh task keeps about its links.
 struct LinkState {
+    /// Readable names, shared with the rest of the runtime.
+    readable: Names,
     /// Node names of the brokers linked to, to their ids and addresses.
     names: Known,
     /// Fragmented messages being put together.
@@ -357,12 +363,20 @@ fn peer_input(ev: PeerEvent, links: &mut LinkState, peers: &PeerHandle, inputs: 
         PeerEvent::Up { peer, hello } => {
             let name = meshcast_config::node_name(&peer.broker);
             links.reassembly.reset(name);
+            links.readable.learn(&peer.broker, Some(hello.incarnation));
+            links.readable.note_up(&peer.broker);
+            tracing::info!(peer = %peer.broker, site = %hello.site, addr = %hello.peer_addr, "peer link up");
             links.names.insert(name, (peer.broker, hello.peer_addr));
             inputs.push(Input::LinkUp(NodeId::new(name, peer.incarnation)));
             gossip(peers);
         }
         PeerEvent::Down { peer, reason } => {
-            tracing::debug!(peer = %peer.broker, %reason, "link down");
+            if reason.contains("duplicate link") {
+                tracing::debug!(peer = %peer.broker, %reason, "peer link down");
+            } else {
+                tracing::info!(peer = %peer.broker, %reason, "peer link down");
+            }
+            links.readable.note_down(&peer.broker, &reason);
             let name = meshcast_config::node_name(&peer.broker);
             links.reassembly.reset(name);
             inputs.push(Input::LinkDown(NodeId::new(name, peer.incarnation)));
@@ -414,7 +428,7 @@ fn peer_input(ev: PeerEvent, links: &mut LinkState, peers: &PeerHandle, inputs: 
                     Ok(LinkMsg::Protocol(env))
                         if env.from.name != name || env.from.incarnation < peer.incarnation =>
                     {
-                        tracing::warn!(peer = %peer.broker, from = %env.from, "dropping the link of a peer that sent as another broker");
+                        tracing::warn!(peer = %peer.broker, from = %links.readable.node_exact(env.from), "dropping the link of a peer that sent as another broker");
                         peers.reset(&peer.broker);
                         return;
                     }
@@ -628,6 +642,7 @@ mod tests {
                 events,
                 tx,
                 store,
+                Names::new(name, 1),
             ),
             out,
             pending: Default::default(),

@@ -8,8 +8,11 @@ mod bridge;
 mod core;
 pub mod membership_store;
 pub mod mesh;
+pub mod names;
 pub mod peers;
+mod report;
 mod session;
+mod telemetry;
 #[cfg(test)]
 mod testing;
 
@@ -31,6 +34,7 @@ use crate::router::{Router, RouterLimits};
 pub use self::bridge::{GroupStatus, LocalMember, MeshStatus};
 pub use self::core::CoreStats;
 use self::membership_store::{Bootstrap, MembershipStore, StoredMember};
+use self::names::Names;
 use self::peers::{PeerEvent, PeerHandle, PeerSettings};
 
 /// How long `--force-new-mesh` waits for the brokers of the stored last
@@ -84,6 +88,8 @@ pub enum StartError {
 pub(crate) struct Shared {
     config: Config,
     links: Links,
+    /// Readable names of brokers (configured ids for node names).
+    names: Names,
     /// Mesh mode: the task that owns the protocol core.
     mesh: Option<mesh::MeshHandle>,
     broker_id: String,
@@ -206,6 +212,16 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
         _ => Vec::new(),
     };
     let view_text = previous.as_ref().map(|v| v.describe()).unwrap_or_default();
+    telemetry::set_max_groups(limits.metrics_max_groups);
+    let names = Names::new(&broker_id, store.incarnation());
+    for p in &config.mesh.peers {
+        names.learn(&p.id, None);
+    }
+    for m in &remembered {
+        if let Some(b) = &m.broker {
+            names.learn(b, None);
+        }
+    }
     let (links, link_events) = start_links(
         &config,
         &identity,
@@ -248,7 +264,7 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
     // Mesh mode (peers configured): the protocol core orders everything.
     let mut mesh_handle = None;
     let mesh = if !mesh_mode {
-        log_links(link_events);
+        log_links(link_events, names.clone());
         None
     } else {
         let mut pcfg = protocol_config(&config);
@@ -293,6 +309,7 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
             link_events,
             out_tx,
             store,
+            names.clone(),
         );
         mesh_handle = Some(handle.clone());
         Some(core::MeshSide {
@@ -302,11 +319,12 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
                 links.incarnation,
                 groups.clone(),
                 limits.max_pending_confirms,
+                names.clone(),
             ),
             outputs: out_rx,
         })
     };
-    tokio::spawn(core::run(router, core_rx, queue, mesh));
+    tokio::spawn(core::run(router, core_rx, queue, mesh, groups.clone()));
     tracing::info!(
         broker = %broker_id,
         site = %config.broker.site,
@@ -317,6 +335,7 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
     );
     let shared = Arc::new(Shared {
         links,
+        names,
         mesh: mesh_handle,
         config,
         broker_id: broker_id.clone(),
@@ -327,9 +346,9 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
     let (stop, mut stopped) = watch::channel(false);
     let admin_addr = match shared.config.broker.admin_listen {
         Some(addr) => {
-            let status = status_fn(&shared, &groups, client_addr);
+            let endpoints = report::admin_endpoints(&shared, &groups, client_addr);
             Some(
-                admin::serve(addr, status, stop.subscribe())
+                admin::serve(addr, endpoints, stop.subscribe())
                     .await
                     .map_err(|source| StartError::Admin { addr, source })?,
             )
@@ -364,29 +383,6 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
         core: core_tx,
         task,
     })
-}
-
-/// The JSON status document served on `/status`.
-#[derive(Debug, serde::Serialize)]
-struct Status {
-    broker: String,
-    site: String,
-    version: &'static str,
-    client_addr: SocketAddr,
-    uptime_s: u64,
-    group_map_digest: String,
-    group_rules: Vec<(String, String)>,
-    core: Option<CoreStats>,
-    peer_addr: SocketAddr,
-    incarnation: u64,
-    links: Vec<LinkStatus>,
-    link_errors: Vec<(SocketAddr, String)>,
-}
-
-#[derive(Debug, serde::Serialize)]
-struct LinkStatus {
-    broker: String,
-    incarnation: u64,
 }
 
 /// The broker-to-broker side: the peer endpoint and its link manager.
@@ -495,6 +491,7 @@ async fn start_links(
         backoff: (mesh.reconnect_min(), mesh.reconnect_max()),
         handshake_timeout: config.limits.handshake_timeout(),
         live_within: Duration::from_millis(mesh.suspect_timeout_ms),
+        warn_every: Duration::from_millis(config.log.peer_warn_interval_ms),
     };
     let (tx, rx) = mpsc::channel(mesh.link_queue.min(65536));
     let peers = PeerHandle::start(endpoint, settings, tx);
@@ -509,15 +506,20 @@ async fn start_links(
 }
 
 /// Single-broker mode: links are only logged (nobody runs the protocol).
-fn log_links(mut rx: mpsc::Receiver<PeerEvent>) {
+fn log_links(mut rx: mpsc::Receiver<PeerEvent>, names: Names) {
     tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
             match event {
-                PeerEvent::Up { peer, hello } => tracing::info!(
-                    peer = %peer.broker, incarnation = peer.incarnation, site = %hello.site,
-                    "peer link up"
-                ),
+                PeerEvent::Up { peer, hello } => {
+                    names.learn(&peer.broker, Some(hello.incarnation));
+                    names.note_up(&peer.broker);
+                    tracing::info!(
+                        peer = %peer.broker, incarnation = peer.incarnation, site = %hello.site,
+                        "peer link up"
+                    )
+                }
                 PeerEvent::Down { peer, reason } => {
+                    names.note_down(&peer.broker, &reason);
                     tracing::info!(peer = %peer.broker, %reason, "peer link down")
                 }
                 PeerEvent::Frames { peer, .. } => {
@@ -545,57 +547,4 @@ fn protocol_config(config: &Config) -> meshcast_protocol::ProtocolConfig {
         ack_delay: m.ack_delay_ms,
         ..meshcast_protocol::ProtocolConfig::default()
     }
-}
-
-fn status_fn(shared: &Arc<Shared>, groups: &GroupMap, client_addr: SocketAddr) -> admin::StatusFn {
-    let started = std::time::Instant::now();
-    let digest = format!("{:016x}", groups.digest());
-    let rules: Vec<(String, String)> = groups
-        .rules()
-        .iter()
-        .map(|r| (r.prefix.clone(), r.group.clone()))
-        .collect();
-    let shared = shared.clone();
-    Arc::new(move || {
-        let shared = shared.clone();
-        let digest = digest.clone();
-        let rules = rules.clone();
-        Box::pin(async move {
-            let (tx, rx) = oneshot::channel();
-            let mut core = match shared.core.send(core::CoreMsg::Stats(tx)).await {
-                Ok(()) => rx.await.ok(),
-                Err(_) => None,
-            };
-            // The protocol core's own figures per group (sequencer, held
-            // and unstable messages), from the task that owns it.
-            let status = core.as_mut().and_then(|c| c.mesh.as_mut());
-            if let (Some(mesh), Some(status)) = (&shared.mesh, status) {
-                status.add_core_figures(&mesh.group_stats().await);
-            }
-            let status = Status {
-                broker: shared.broker_id.clone(),
-                site: shared.config.broker.site.clone(),
-                version: env!("CARGO_PKG_VERSION"),
-                client_addr,
-                uptime_s: started.elapsed().as_secs(),
-                group_map_digest: digest,
-                group_rules: rules,
-                core,
-                peer_addr: shared.links.addr,
-                incarnation: shared.links.incarnation,
-                links: shared
-                    .links
-                    .peers
-                    .connected()
-                    .into_iter()
-                    .map(|p| LinkStatus {
-                        broker: p.broker,
-                        incarnation: p.incarnation,
-                    })
-                    .collect(),
-                link_errors: shared.links.peers.errors(),
-            };
-            serde_json::to_string_pretty(&status).unwrap_or_default() + "\n"
-        })
-    })
 }

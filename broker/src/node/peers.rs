@@ -91,6 +91,26 @@ pub struct PeerSettings {
     pub live_within: Duration,
     /// Dial addresses learned from hellos and gossip (`mesh.learn_peer_addresses`).
     pub learn_addresses: bool,
+    /// Least time between two warnings about the same unreachable peer
+    /// address (`log.peer_warn_interval_ms`); the first failure is always
+    /// logged.
+    pub warn_every: Duration,
+}
+
+/// One link as the status document shows it.
+#[derive(Debug, Clone)]
+pub struct LinkInfo {
+    /// The peer.
+    pub peer: PeerId,
+    /// Milliseconds since frames last arrived on it.
+    pub silent_ms: u64,
+    /// The connection's current round-trip estimate.
+    pub rtt: Duration,
+    /// Whether the connection is open and was heard from within
+    /// [`PeerSettings::live_within`]: a peer that was SIGKILLed stops
+    /// being live after that time, though its connection lingers until
+    /// the idle timeout.
+    pub live: bool,
 }
 
 /// Why a frame could not be queued.
@@ -242,7 +262,29 @@ impl PeerHandle {
         t.owners.iter().map(|(a, b)| (b.clone(), *a)).collect()
     }
 
-    /// Peers with a live link now.
+    /// Every link held now, with how recently it was heard from.
+    pub fn links(&self) -> Vec<LinkInfo> {
+        let now = self.now_ms();
+        let live_within = self.inner.settings.live_within.as_millis() as u64;
+        let t = self.table();
+        let mut out: Vec<LinkInfo> = t
+            .links
+            .values()
+            .map(|l| {
+                let silent_ms = now.saturating_sub(l.heard.load(Ordering::Relaxed));
+                LinkInfo {
+                    peer: l.peer.clone(),
+                    silent_ms,
+                    rtt: l.conn.rtt(),
+                    live: l.conn.close_reason().is_none() && silent_ms <= live_within,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.peer.broker.cmp(&b.peer.broker));
+        out
+    }
+
+    /// Peers with a link now (live or not; see [`PeerHandle::links`]).
     pub fn connected(&self) -> Vec<PeerId> {
         self.table()
             .links
@@ -512,6 +554,9 @@ fn dial_task(
 async fn dial_loop(handle: PeerHandle, addr: SocketAddr) {
     let s = handle.inner.settings.clone();
     let mut wait = s.backoff.0;
+    // Failed attempts since the last link, and when the last warning went out.
+    let mut failures = 0u64;
+    let mut warned: Option<Instant> = None;
     loop {
         let Some(name) = handle.table().known_addrs.get(&addr).cloned() else {
             break;
@@ -542,16 +587,41 @@ async fn dial_loop(handle: PeerHandle, addr: SocketAddr) {
                         t.errors.remove(&addr);
                     }
                     wait = s.backoff.0;
+                    if failures > 0 {
+                        tracing::info!(
+                            peer = %link.remote.broker, %addr, failures,
+                            "peer link up after failed attempts"
+                        );
+                    }
+                    failures = 0;
+                    warned = None;
                     if handle.install(link, s.local.broker.clone()).await {
                         let _ = conn.closed().await;
                         continue;
                     }
                 }
                 Err(e) => {
+                    // Both brokers of a pair dial at once and close the
+                    // second link ("duplicate link"): nothing is wrong.
+                    let duplicate = e.to_string().contains("duplicate link");
+                    if !duplicate {
+                        failures += 1;
+                    }
+                    let due = !duplicate && warned.is_none_or(|w| w.elapsed() >= s.warn_every);
                     if matches!(e, peer::PeerError::Incompatible { .. }) {
-                        tracing::error!(%addr, error = %e, "peer is incompatible");
+                        if due {
+                            tracing::error!(peer = %name, %addr, error = %e, "peer is incompatible");
+                            warned = Some(Instant::now());
+                        }
+                    } else if due {
+                        tracing::warn!(
+                            peer = %name, %addr, failures, error = %e,
+                            "cannot link to peer (retrying with backoff; this warning repeats \
+                             at most every log.peer_warn_interval_ms)"
+                        );
+                        warned = Some(Instant::now());
                     } else {
-                        tracing::debug!(%addr, error = %e, "peer dial failed");
+                        tracing::debug!(peer = %name, %addr, error = %e, "peer dial failed");
                     }
                     handle.table().errors.insert(addr, e.to_string());
                 }

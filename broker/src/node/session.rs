@@ -183,8 +183,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         let _ = shared.core.send(CoreMsg::Close { session }).await;
         return;
     }
-    tracing::info!(session, %remote, name = %hello.name, "client session opened");
-    metrics::gauge!("meshcast_sessions").increment(1.0);
+    let label = format!("{}/s{session}", shared.broker_id);
+    shared.names.session_opened(session, &hello.name);
+    tracing::info!(session = %label, %remote, name = %hello.name, "client session opened");
+    super::telemetry::client_connected();
 
     let writer = tokio::spawn(write_loop(send, rx, queued, kill.clone(), conn.clone()));
     let ended = tokio::select! {
@@ -192,8 +194,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         _ = kill.fired() => ReadEnd::Failed("ended by the broker".into()),
     };
     let _ = shared.core.send(CoreMsg::Close { session }).await;
+    let mut class = "error";
     let reason = match ended {
         ReadEnd::Finished => {
+            class = "finished";
             // The client finished its stream: the core answers what it sent
             // before, the writer drains that and finishes, then we close.
             let _ = tokio::time::timeout(limits.session_timeout(), writer).await;
@@ -206,6 +210,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
             let _ = tokio::time::timeout(KILL_GRACE * 4, writer).await;
             match kill.reason() {
                 Some((code, r)) => {
+                    class = match code {
+                        CloseCode::SlowConsumer => "slow_consumer",
+                        CloseCode::Shutdown => "shutdown",
+                        _ => "closed_by_broker",
+                    };
                     close(&conn, *code, r);
                     r.clone()
                 }
@@ -213,8 +222,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
             }
         }
     };
-    metrics::gauge!("meshcast_sessions").decrement(1.0);
-    tracing::info!(session, %remote, %reason, "client session closed");
+    super::telemetry::client_disconnected(class);
+    shared.names.session_closed(session);
+    tracing::info!(session = %label, %remote, name = %hello.name, %reason, "client session closed");
 }
 
 async fn refuse(
@@ -223,6 +233,7 @@ async fn refuse(
     code: CloseCode,
     reason: &str,
 ) {
+    super::telemetry::client_refused();
     if let Ok(frame) = client_proto::encode_welcome(Err(reason)) {
         let _ = send.write_all(&frame).await;
         let _ = send.finish();

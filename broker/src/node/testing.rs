@@ -59,6 +59,7 @@ pub fn link_node(
         handshake_timeout: Duration::from_secs(5),
         live_within: Duration::from_secs(1),
         learn_addresses: true,
+        warn_every: Duration::from_secs(30),
     };
     (PeerHandle::start(ep, settings, tx), events)
 }

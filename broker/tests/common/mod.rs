@@ -68,6 +68,17 @@ impl BrokerProc {
 
     /// Like [`BrokerProc::start_in`] with extra `meshcast broker` arguments.
     pub fn start_with_args(dir: TempDir, sets: &[&str], args: &[&str]) -> BrokerProc {
+        Self::start_with_stderr(dir, sets, args, Stdio::inherit())
+    }
+
+    /// Like [`BrokerProc::start_with_args`], with the broker's standard
+    /// error (its log) going to `stderr`, e.g. a file a test reads.
+    pub fn start_with_stderr(
+        dir: TempDir,
+        sets: &[&str],
+        args: &[&str],
+        stderr: Stdio,
+    ) -> BrokerProc {
         let mut cmd = Command::new(meshcast_bin());
         cmd.arg("broker")
             .arg("--data-dir")
@@ -88,7 +99,7 @@ impl BrokerProc {
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         let mut child = cmd.spawn().expect("spawn meshcast broker");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();

@@ -18,7 +18,8 @@ pub struct View {
     pub group: String,
     /// The view's id; every member sees the same ids in the same order.
     pub id: String,
-    /// Members, oldest first (`b<node name>#<incarnation>/s<session>`).
+    /// Members, oldest first (`<broker id>/s<session>`, e.g. `b1/s2`;
+    /// `b1#1/s2` after broker `b1` rejoined the mesh once).
     pub members: Vec<String>,
     /// This member's rank in `members` (0 = oldest).
     pub rank: u32,
@@ -54,7 +55,7 @@ pub struct Rejoined {
     /// ([`crate::mesh_publisher_id`] with the new incarnation).
     pub publisher: u64,
     /// The session as the new views list it in [`View::members`]
-    /// (`b<node name>#<incarnation>/s<session>`).
+    /// (`<broker id>#<rejoins>/s<session>`, e.g. `b1#1/s2`).
     pub member: String,
 }
 

@@ -347,8 +347,8 @@ impl Client {
     /// mesh the publisher id is
     /// [`mesh_publisher_id`]`(node_name(broker_id), incarnation, session_id)`,
     /// where `incarnation` is the broker's current one (shown in its status
-    /// as `core.mesh.node`, `b<node name>#<incarnation>`, and in views as
-    /// the `#<incarnation>` of `b<node name>#<incarnation>/s<session_id>`):
+    /// as `core.mesh.incarnation`; views list the session as
+    /// `<broker id>/s<session_id>`):
     /// unique across restarts, and new after the broker rejoins the mesh
     /// (the session's later messages are then a new publisher stream,
     /// announced by [`SubscriptionEvent::Rejoined`] /
