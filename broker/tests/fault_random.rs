@@ -26,8 +26,9 @@
 //! so a relay cut only holds until the first relink. The relays still add
 //! loss and delay while a link goes through them.
 //!
-//! Both tests are `#[ignore]`d until their open failures are fixed (see
-//! their attributes); run them with `--ignored`. `MESHCAST_FAULT_SEED` / `MESHCAST_FAULT_SEEDS`
+//! The randomized test is `#[ignore]`d until its open failure is fixed
+//! (see its attribute); run it with `--ignored`. The rolling restart runs
+//! in `cargo test`. `MESHCAST_FAULT_SEED` / `MESHCAST_FAULT_SEEDS`
 //! choose the seeds (default `DEFAULT_SEEDS`); a seed fixes the schedule,
 //! not the processes' timing. `MESHCAST_FAULT_DUMP=<dir>` writes every
 //! client log in full there before the check:
@@ -1030,7 +1031,7 @@ fn seeds() -> Vec<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "open failures: seed 6 (release, reproducible): two safe publishes confirmed stable at their brokers right after a frozen minority was excluded reach no subscriber; seed 1 (debug build): a member that joined gm never sees anything; seeds 2-5 and 7-12 passed in release"]
+#[ignore = "open failure: rarely (seeds 26 and 41, about 1 run in 10 of either) a member that joined with state records two checkpoints; seeds 1-41 passed otherwise in release"]
 async fn random_faults_on_real_brokers_keep_every_log_correct() {
     let _one = ONE_MESH.lock().await;
     let seeds = seeds();
@@ -1064,7 +1065,6 @@ static ONE_MESH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// a broker not restarted since, or confirmed stable); every log passes the
 /// history checker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "flaky (passed 4 of 4 runs here, failed 1 of 1 in a CI run): a member whose broker was stopped with SIGTERM sometimes never sees its stream end, so the test waits for its final marker (the same symptom as seed 1 of the randomized test)"]
 async fn a_rolling_restart_under_load_loses_nothing_for_members_that_stay() {
     let _one = ONE_MESH.lock().await;
     let started = Instant::now();

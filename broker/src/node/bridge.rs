@@ -1454,7 +1454,9 @@ fn tell_everyone(router: &Router, msg: &ServerMsg) -> Option<Effect> {
 /// of membership and state-transfer problems).
 fn trace_output(o: &Output) {
     match o {
+        // Deliveries only at their own target (there are many).
         Output::Deliver(d) => tracing::trace!(
+            target: "meshcast_broker::node::bridge::deliveries",
             group = %d.group, view = %d.view, id = ?d.id, targets = ?d.targets,
             deferred = d.deferred, "deliver"
         ),

@@ -101,12 +101,21 @@ pub struct ExtraFaults {
     /// incarnation wherever the first still holds a link); the first keeps
     /// running, alone, for 0.5–3 s.
     pub duplicates: bool,
+    /// Providers answer state requests 1–80 ms later (from their state at
+    /// the request), not at once: views, deliveries and failures happen
+    /// in between, as with real clients.
+    pub late_replies: bool,
 }
 
 impl ExtraFaults {
     /// Any of them?
     pub fn any(&self) -> bool {
-        self.clocks || self.pauses || self.one_way || self.three_way || self.duplicates
+        self.clocks
+            || self.pauses
+            || self.one_way
+            || self.three_way
+            || self.duplicates
+            || self.late_replies
     }
 
     /// Drawn from their own stream of `seed`: each with probability 1/2.
@@ -120,6 +129,7 @@ impl ExtraFaults {
             one_way: flip(),
             three_way: flip(),
             duplicates: flip(),
+            late_replies: flip(),
         }
     }
 }
@@ -696,10 +706,19 @@ impl Sim {
                     self.checker
                         .on_state_request(&transfer.group, provider, transfer.view);
                     let state = self.checker.app_state(&transfer.group, provider);
-                    replies.push(ClientCmd::StateReply {
+                    let reply = ClientCmd::StateReply {
                         transfer,
                         data: checker::encode_state(&state),
-                    });
+                    };
+                    match who {
+                        // As a client does: it answers from its state at the
+                        // request's place in its stream, some time later.
+                        Who::Node(name) if self.opts.extra.late_replies => {
+                            let at = self.now + 1 + self.xrand(80);
+                            self.push(at, Event::Client { name, cmd: reply });
+                        }
+                        _ => replies.push(reply),
+                    }
                 }
                 Output::StateDelivered { transfer, data } => {
                     self.checker.on_state_delivered(
