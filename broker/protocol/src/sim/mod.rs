@@ -781,6 +781,7 @@ impl Sim {
                 count,
             }));
         }
+        self.checker.end_of_batch();
         for a in answers {
             match who {
                 Who::Node(n) => self.input(n, a),
