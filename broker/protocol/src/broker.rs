@@ -745,7 +745,14 @@ impl Broker {
                     broker: self.id,
                     session,
                 };
-
+                // A join of this member still waiting here (its client's, or
+                // the one a rejoin queued for it) is cancelled: its client
+                // left, and a later join is a new membership, which must not
+                // be confused with a view that applied the old join.
+                self.requests.retain(|(_, r)| {
+                    !matches!(r, GroupRequest::Join { group: g, member: m, .. }
+                        if *g == group && *m == member)
+                });
                 self.push_request(GroupRequest::Leave { group, member });
             }
             ClientCmd::StateReply { transfer, data } => return self.on_state_reply(transfer, data),

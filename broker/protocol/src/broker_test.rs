@@ -1384,3 +1384,31 @@ fn leaving_and_joining_again_in_one_view_change_gets_a_checkpoint_first() {
         "delivered to the re-joined member before its checkpoint: {early:?}"
     );
 }
+
+/// A leave cancels a join of the same member still waiting to be reported
+/// (its client's, or one a rejoin queued for it): only the leave goes out,
+/// so a later join of the same session is the only join of its new
+/// membership (real brokers: a view applying the cancelled join was taken
+/// for the new membership's, and it got two checkpoints).
+#[test]
+fn a_leave_cancels_a_join_of_the_member_that_was_not_sent_yet() {
+    // Not admitted anywhere yet: requests wait here.
+    let mut x = Broker::new(b(1), cfg(false), 1);
+    x.handle(T0, join_g(4, true)).unwrap();
+    x.handle(T0, join_g(5, true)).unwrap();
+    let leave = Input::Client(ClientCmd::Leave {
+        session: 4,
+        group: "g".into(),
+    });
+    x.handle(T0, leave).unwrap();
+    let pending: Vec<String> = x
+        .requests
+        .iter()
+        .map(|(_, r)| match r {
+            crate::wire::GroupRequest::Join { member, .. } => format!("join s{}", member.session),
+            crate::wire::GroupRequest::Leave { member, .. } => format!("leave s{}", member.session),
+            r => format!("{r:?}"),
+        })
+        .collect();
+    assert_eq!(pending, vec!["join s5", "leave s4"]);
+}

@@ -1251,6 +1251,11 @@ impl Bridge {
                 }
                 _ => ServerMsg::GroupView(info),
             };
+            // Views held until its checkpoint came (in this batch of core
+            // outputs) and not released yet come before this one.
+            if let Some(held) = self.releasing.remove(&key) {
+                out.extend(held.into_iter().map(|(_, e)| e));
+            }
             match self.awaiting_state.get_mut(&key) {
                 // Waiting for its checkpoint: this view comes after the
                 // deliveries held back with it.
@@ -1757,6 +1762,9 @@ mod tests {
             data: Some(b"s".to_vec()),
         };
         t.bridge.output(&mut t.router, state, &mut out);
+        // A later view in the same batch comes after the released ones.
+        let later = view(5, "a", vec![member(1, 2), member(1, 9)]);
+        t.bridge.output(&mut t.router, later, &mut out);
         t.bridge.end_of_batch(&mut out);
         let got: Vec<String> = sent(&mut out)
             .into_iter()
@@ -1766,7 +1774,7 @@ mod tests {
                 m => format!("{m:?}"),
             })
             .collect();
-        assert_eq!(got, vec!["v3@b7#1", "state", "v4@b7#1"]);
+        assert_eq!(got, vec!["v3@b7#1", "state", "v4@b7#1", "v5@b7#1"]);
     }
 
     #[test]

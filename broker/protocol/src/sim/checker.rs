@@ -349,6 +349,8 @@ impl Checker {
                 members: gv.members.clone(),
                 me: *m,
             });
+            // Views still to be released come before this one.
+            self.release_views(&key, None);
             let awaiting = self
                 .members
                 .get(&key)

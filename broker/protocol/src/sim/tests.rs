@@ -201,6 +201,10 @@ fn regression_seeds() {
         // excluded (a one-way loss, a stand-in for a crashed broker): that
         // member moved on without delivering it (2065335).
         2065335,
+        // Strict positions: a view installed in the batch that handed a
+        // joiner its checkpoint went out before the views held for it
+        // (the runtime's bridge had the same bug) (6000105).
+        6000105,
     ] {
         // As the seed ran when it failed, and with the extra faults.
         let r = run_with(seed, SimOptions::from_seed(seed).without_extra());
