@@ -267,7 +267,9 @@ impl Broker {
     /// restarted broker can say it (see [`crate::wire::Returning`]). Values
     /// that remove nobody need not be kept: they can only be chosen with
     /// the acceptance of every member of the base view, so any member a
-    /// restarted broker could stand in with knows of them.
+    /// restarted broker could stand in with knows of them (and a member
+    /// commits one it learned of only once every proposed member is known
+    /// to have accepted it, never on a majority).
     pub fn accepted_base(&self) -> Option<ViewId> {
         self.accepted
             .as_ref()

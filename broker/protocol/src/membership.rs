@@ -249,15 +249,24 @@ impl Broker {
             return;
         }
         let base = &e.view.members;
-        let count = base
-            .iter()
-            .filter(|m| {
-                **m == ballot.coordinator
-                    || **m == self.id
-                    || self.accept_seen.get(*m) == Some(&ballot)
-            })
-            .count();
-        if count * 2 <= base.len() {
+        let known = |m: &NodeId| {
+            *m == ballot.coordinator || *m == self.id || self.accept_seen.get(m) == Some(&ballot)
+        };
+        // A value that removes a broker is made durable by whoever accepts
+        // it, so a restarted broker standing in for its old incarnation
+        // still reports it: a majority of the base view is enough. One that
+        // removes nobody is not kept across a restart (`accepted_base`), so
+        // a later ballot counting a restarted stand-in could miss it: only
+        // every proposed member's acceptance proves it (sim seed 2032346:
+        // a broker committed such a value on the coordinator's and its own
+        // acceptance, the coordinator restarted, and the third broker with
+        // the stand-in chose another successor of the same view).
+        let removes = value.prev_members.iter().any(|m| !value.view.contains(*m));
+        if removes {
+            if base.iter().filter(|m| known(m)).count() * 2 <= base.len() {
+                return;
+            }
+        } else if !value.view.members.iter().all(known) {
             return;
         }
         let mut to: BTreeSet<NodeId> = value.view.members.iter().copied().collect();
