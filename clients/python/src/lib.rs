@@ -671,7 +671,7 @@ struct NativeClient {
 
 #[allow(clippy::too_many_arguments)]
 #[pyfunction]
-#[pyo3(signature = (servers, ca=None, name=None, server_name=None, connect_timeout=None, reconnect=None, subscription_buffer=None))]
+#[pyo3(signature = (servers, ca=None, name=None, server_name=None, connect_timeout=None, reconnect=None, subscription_buffer=None, idle_timeout=None))]
 fn connect<'py>(
     py: Python<'py>,
     servers: &str,
@@ -681,6 +681,7 @@ fn connect<'py>(
     connect_timeout: Option<f64>,
     reconnect: Option<f64>,
     subscription_buffer: Option<usize>,
+    idle_timeout: Option<f64>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut opts = ClientOptions::parse(servers).map_err(py_err)?;
     if let Some(ca) = ca {
@@ -698,6 +699,9 @@ fn connect<'py>(
     if let Some(r) = reconnect {
         // A negative number: never reconnect.
         opts = opts.reconnect((r >= 0.0).then(|| seconds(r, "reconnect")).transpose()?);
+    }
+    if let Some(t) = idle_timeout {
+        opts = opts.idle_timeout(seconds(t, "idle_timeout")?);
     }
     if let Some(n) = subscription_buffer {
         if n == 0 {

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, TypeVar
 
@@ -195,9 +196,7 @@ class Mesh:
                 b.ca = self.ca
                 self.brokers.append(b)
             for b in self.brokers:
-                wait_until(
-                    lambda b=b: _mesh_ready(b, n), f"a {n}-broker view at {b.addr}"
-                )
+                wait_until(partial(_mesh_ready, b, n), f"a {n}-broker view at {b.addr}")
         except BaseException:
             self.stop()
             raise

@@ -590,6 +590,7 @@ def connect(
     connect_timeout: Optional[float] = None,
     reconnect: Union[float, bool, None] = None,
     subscription_buffer: Optional[int] = None,
+    idle_timeout: Optional[float] = None,
 ) -> Connecting:
     """Connects to a broker: ``"127.0.0.1:4700"``, or several brokers of one
     mesh (a list, or one comma-separated string), tried in order.
@@ -603,7 +604,10 @@ def connect(
     never with one). ``subscription_buffer``: events buffered per
     subscription or group before the client stops reading (default 4096);
     one the application does not read in time ends with
-    :class:`SlowSubscription`.
+    :class:`SlowSubscription`. ``idle_timeout``: seconds without hearing
+    from the broker before the connection counts as lost (default 30; the
+    broker's ``limits.session_timeout_ms`` applies too): how long a broker
+    that vanished without closing takes to be noticed.
 
     Await the result (``client = await meshcast.connect(...)``) or use it
     with ``async with``. A failure raises :class:`ConnectError` (with its
@@ -629,6 +633,7 @@ def connect(
             connect_timeout=connect_timeout,
             reconnect=again,
             subscription_buffer=subscription_buffer,
+            idle_timeout=idle_timeout,
         )
 
     return Connecting(make)

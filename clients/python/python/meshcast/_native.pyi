@@ -15,6 +15,7 @@ def connect(
     connect_timeout: Optional[float] = None,
     reconnect: Optional[float] = None,
     subscription_buffer: Optional[int] = None,
+    idle_timeout: Optional[float] = None,
 ) -> Awaitable[NativeClient]: ...
 
 class Message:
