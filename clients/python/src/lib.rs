@@ -22,8 +22,8 @@ use meshcast_client::{
     Client, ClientError, ClientOptions, Confirmation, Gather, Group, GroupEvent, GroupSender,
     Ordering, Publish, Publisher, StateRequest, Subscription, SubscriptionEvent,
 };
-use pyo3::exceptions::PyValueError;
 use pyo3::IntoPyObjectExt;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
 use pyo3_async_runtimes::tokio::{future_into_py, get_runtime};
@@ -89,7 +89,10 @@ fn build_err(py: Python<'_>, e: &ClientError) -> PyResult<PyErr> {
         ClientError::Encode(_) => ("EncodeError", vec![]),
         ClientError::SlowSubscription { pattern, buffer } => (
             "SlowSubscription",
-            vec![("pattern", obj(py, pattern)?), ("buffer", obj(py, *buffer)?)],
+            vec![
+                ("pattern", obj(py, pattern)?),
+                ("buffer", obj(py, *buffer)?),
+            ],
         ),
         ClientError::Expelled { group, reason } => (
             "Expelled",
@@ -165,7 +168,11 @@ fn payload(obj: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     }
     // Only what supports the buffer protocol (`bytes(12)` would make 12
     // zero bytes).
-    let view = obj.py().import("builtins")?.getattr("memoryview")?.call1((obj,))?;
+    let view = obj
+        .py()
+        .import("builtins")?
+        .getattr("memoryview")?
+        .call1((obj,))?;
     let b = obj.py().get_type::<PyBytes>().call1((view,))?;
     Ok(Bytes::copy_from_slice(b.cast::<PyBytes>()?.as_bytes()))
 }
@@ -189,8 +196,11 @@ fn ordering_name(o: Ordering) -> &'static str {
 }
 
 fn seconds(s: f64, what: &str) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(s)
-        .map_err(|_| PyValueError::new_err(format!("{what} must be a non-negative number of seconds, not {s}")))
+    Duration::try_from_secs_f64(s).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{what} must be a non-negative number of seconds, not {s}"
+        ))
+    })
 }
 
 /// A message delivered to a subscription (or an answer to a request).
@@ -211,7 +221,11 @@ impl Message {
         format!(
             "Message(topic={:?}, payload={}, publisher={}, seq={}, ordering={:?}, safe={})",
             self.topic.bind(py).to_string(),
-            self.payload.bind(py).repr().map(|r| r.to_string()).unwrap_or_default(),
+            self.payload
+                .bind(py)
+                .repr()
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
             self.publisher,
             self.seq,
             self.ordering,
@@ -339,7 +353,11 @@ impl GroupMessage {
     fn __repr__(&self, py: Python<'_>) -> String {
         format!(
             "GroupMessage(payload={}, publisher={}, seq={}, ordering={:?})",
-            self.payload.bind(py).repr().map(|r| r.to_string()).unwrap_or_default(),
+            self.payload
+                .bind(py)
+                .repr()
+                .map(|r| r.to_string())
+                .unwrap_or_default(),
             self.publisher,
             self.seq,
             self.ordering
@@ -587,7 +605,10 @@ fn message(
     )
 }
 
-fn any<T: pyo3::PyClass + Into<PyClassInitializer<T>>>(py: Python<'_>, v: T) -> PyResult<Py<PyAny>> {
+fn any<T: pyo3::PyClass + Into<PyClassInitializer<T>>>(
+    py: Python<'_>,
+    v: T,
+) -> PyResult<Py<PyAny>> {
     Ok(Py::new(py, v)?.into_any())
 }
 
@@ -705,7 +726,9 @@ fn connect<'py>(
     }
     if let Some(n) = subscription_buffer {
         if n == 0 {
-            return Err(PyValueError::new_err("subscription_buffer must be at least 1"));
+            return Err(PyValueError::new_err(
+                "subscription_buffer must be at least 1",
+            ));
         }
         opts.subscription_buffer = n;
     }
@@ -717,7 +740,12 @@ fn connect<'py>(
 
 #[pymethods]
 impl NativeClient {
-    fn subscribe<'py>(&self, py: Python<'py>, pattern: String, tap: bool) -> PyResult<Bound<'py, PyAny>> {
+    fn subscribe<'py>(
+        &self,
+        py: Python<'py>,
+        pattern: String,
+        tap: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
         future_into_py(py, async move {
             let sub = if tap {
@@ -741,7 +769,12 @@ impl NativeClient {
         Ok(NativePublisher { publisher })
     }
 
-    fn join<'py>(&self, py: Python<'py>, group: String, state: bool) -> PyResult<Bound<'py, PyAny>> {
+    fn join<'py>(
+        &self,
+        py: Python<'py>,
+        group: String,
+        state: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
         future_into_py(py, async move {
             let (g, checkpoint) = if state {
@@ -805,7 +838,12 @@ impl NativeClient {
         })
     }
 
-    fn reply<'py>(&self, py: Python<'py>, reply_to: String, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn reply<'py>(
+        &self,
+        py: Python<'py>,
+        reply_to: String,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let data = payload(data)?;
         let client = self.client.clone();
         let request = meshcast_client::Message {
@@ -873,13 +911,21 @@ impl NativePublisher {
         }
     }
 
-    fn publish<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn publish<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let data = payload(data)?;
         let p = self.publisher.clone();
         future_into_py(py, async move { p.publish(data).await.map_err(py_err) })
     }
 
-    fn publish_confirmed<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    fn publish_confirmed<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let data = payload(data)?;
         let p = self.publisher.clone();
         future_into_py(py, async move {
