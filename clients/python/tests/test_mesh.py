@@ -238,3 +238,30 @@ def test_sigkilled_broker_is_seen_as_a_view_change() -> None:
         asyncio.run(main())
     finally:
         mesh.stop()
+
+
+def test_state_requests_answered_by_hand(mesh: Mesh) -> None:
+    b1, _, b3 = mesh.brokers
+
+    async def main() -> None:
+        async with b1.connect("old") as a, b3.connect("new") as b:
+            ga = await a.join("manual")  # no provider: requests are yielded
+
+            async def answer() -> meshcast.StateRequest:
+                async for event in ga:
+                    if isinstance(event, meshcast.StateRequest):
+                        assert not event.answered
+                        assert event.reply(b"state by hand")
+                        assert event.answered
+                        assert not event.reply(b"twice")  # only the first counts
+                        return event
+                raise AssertionError("group ended")
+
+            answering = asyncio.ensure_future(answer())
+            gb = await within(b.join("manual", state=lambda: b"unused"), "join with state")
+            assert gb.checkpoint == b"state by hand"
+            await within(answering)
+            await gb.leave()
+            await ga.leave()
+
+    asyncio.run(main())
