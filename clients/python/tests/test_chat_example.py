@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import subprocess
@@ -18,11 +19,6 @@ def cargo_bin(name: str, package: str) -> str:
     subprocess.run(
         ["cargo", "build", "--quiet", "-p", package, "--bin", name], cwd=REPO, check=True
     )
-    meshcast = os.environ.get("MESHCAST_BIN")
-    if meshcast:  # the same target directory
-        return os.path.join(os.path.dirname(meshcast), name)
-    import json
-
     meta = subprocess.run(
         ["cargo", "metadata", "--format-version=1", "--no-deps"],
         cwd=REPO,
