@@ -233,3 +233,21 @@ def test_cancelling_a_read_loses_nothing(broker: Broker) -> None:
 
 
 GUARD_SHORT = 20.0
+
+
+def test_several_addresses_are_tried_in_order(broker: Broker) -> None:
+    from conftest import free_udp_addr
+
+    async def main() -> None:
+        nobody = free_udp_addr()  # nothing listens there
+        async with meshcast.connect([nobody, broker.addr], ca=broker.ca, connect_timeout=1.0) as c:
+            assert broker.addr in c.server
+            assert c.session_id >= 1 and c.broker_id
+            sub = await c.subscribe("multi/*")
+            await c.publish("multi/x", b"ok")
+            assert (await within(sub.__anext__())).payload == b"ok"
+        with pytest.raises(meshcast.ConnectError) as e:
+            await meshcast.connect(nobody, ca=broker.ca, connect_timeout=0.5)
+        assert e.value.cause == "no_answer"
+
+    asyncio.run(main())
