@@ -13,6 +13,7 @@
 //! events loses nothing: they stay in the buffer for the next `take()`.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,11 +27,116 @@ use pyo3::IntoPyObjectExt;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString};
-use pyo3_async_runtimes::tokio::{future_into_py, get_runtime};
+use pyo3_async_runtimes::tokio::get_runtime;
 use tokio::sync::watch;
 
 /// Most events one `fill()` moves into the buffer.
 const BATCH: usize = 4096;
+
+// ---------------------------------------------------------------- bridge
+
+/// Native futures not yet finished (completed, failed or cancelled).
+static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Turns a Rust future into an asyncio future of the running loop.
+///
+/// The future runs on the tokio runtime without the GIL. When it is done,
+/// a tokio thread takes the GIL once to hand the outcome to the loop
+/// (`call_soon_threadsafe`), and counts the future out of [`IN_FLIGHT`]
+/// only after it let go of the GIL again, so that [`drain`] at exit knows
+/// when no thread will touch Python any more. Cancelling the asyncio
+/// future drops the Rust future (its work is cancelled as in Rust) and
+/// touches nothing in Python.
+fn future_into_py<F, T>(py: Python<'_>, fut: F) -> PyResult<Bound<'_, PyAny>>
+where
+    F: std::future::Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'py> IntoPyObject<'py> + Send + 'static,
+{
+    static GET_LOOP: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    static RESOLVE: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+    let get_loop = GET_LOOP.get_or_try_init(py, || {
+        py.import("asyncio")?
+            .getattr("get_running_loop")
+            .map(Bound::unbind)
+    })?;
+    let resolve = RESOLVE
+        .get_or_try_init(py, || {
+            py.import("meshcast._bridge")?
+                .getattr("resolve")
+                .map(Bound::unbind)
+        })?
+        .clone_ref(py);
+    let event_loop = get_loop.bind(py).call0()?;
+    let py_fut = event_loop.call_method0("create_future")?;
+    let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel::<()>();
+    py_fut.call_method1(
+        "add_done_callback",
+        (OnCancel {
+            tx: Mutex::new(Some(cancel_tx)),
+        },),
+    )?;
+    let event_loop = event_loop.unbind();
+    let target = py_fut.clone().unbind();
+    IN_FLIGHT.fetch_add(1, AtomicOrdering::AcqRel);
+    get_runtime().spawn(async move {
+        let outcome = tokio::select! {
+            r = fut => Some(r),
+            _ = cancel_rx => None,
+        };
+        match outcome {
+            Some(r) => Python::attach(|py| {
+                let (exc, value) = match r.and_then(|v| v.into_py_any(py)) {
+                    Ok(v) => (py.None(), v),
+                    Err(e) => (e.into_value(py).into_any(), py.None()),
+                };
+                // The loop may be closed already: nothing waits then.
+                let _ = event_loop
+                    .bind(py)
+                    .call_method1("call_soon_threadsafe", (resolve, target, exc, value));
+                drop(event_loop);
+            }),
+            None => {
+                // Cancelled: the references go without the GIL (PyO3
+                // releases them the next time a thread holds it).
+                drop((event_loop, target, resolve));
+            }
+        }
+        IN_FLIGHT.fetch_sub(1, AtomicOrdering::AcqRel);
+    });
+    Ok(py_fut)
+}
+
+/// The done-callback of a bridged future: cancels the Rust side when the
+/// asyncio future was cancelled.
+#[pyclass(module = "meshcast._native")]
+struct OnCancel {
+    tx: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+#[pymethods]
+impl OnCancel {
+    fn __call__(&self, fut: &Bound<'_, PyAny>) -> PyResult<()> {
+        if fut.call_method0("cancelled")?.is_truthy()? {
+            if let Some(tx) = lock(&self.tx).take() {
+                let _ = tx.send(());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Waits (without the GIL) until no native future is in flight, at most
+/// `timeout` seconds. Registered with `atexit`: a tokio thread that takes the
+/// GIL while the interpreter finalizes aborts the process.
+#[pyfunction]
+fn drain(py: Python<'_>, timeout: f64) {
+    py.detach(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs_f64(timeout.max(0.0));
+        while IN_FLIGHT.load(AtomicOrdering::Acquire) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+}
 
 // ---------------------------------------------------------------- errors
 
@@ -1095,6 +1201,7 @@ fn version() -> &'static str {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(connect, m)?)?;
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add_function(wrap_pyfunction!(drain, m)?)?;
     m.add_class::<NativeClient>()?;
     m.add_class::<NativePublisher>()?;
     m.add_class::<NativeSubscription>()?;

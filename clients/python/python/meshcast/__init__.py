@@ -20,6 +20,7 @@ takes every event already received.
 
 from __future__ import annotations
 
+import atexit
 import inspect
 from collections import deque
 from types import TracebackType
@@ -71,6 +72,10 @@ from .errors import (
 )
 
 __version__: str = _native.version()
+
+# Let the client's threads finish handing over results before the
+# interpreter finalizes (one that touches Python then would abort it).
+atexit.register(_native.drain, 2.0)
 
 __all__ = [
     "connect",

@@ -7,6 +7,7 @@ from .errors import MeshcastError
 _Payload = Union[bytes, bytearray, memoryview, str]
 
 def version() -> str: ...
+def drain(timeout: float) -> None: ...
 def connect(
     servers: str,
     ca: Optional[str] = None,
