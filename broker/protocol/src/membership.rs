@@ -249,9 +249,12 @@ impl Broker {
             return;
         }
         let base = &e.view.members;
-        let known = |m: &NodeId| {
-            *m == ballot.coordinator || *m == self.id || self.accept_seen.get(m) == Some(&ballot)
-        };
+        // The coordinator counts only once it is seen to have accepted: it
+        // may hold its own acceptance (its grants to excluded brokers) and
+        // accept a higher ballot meanwhile (sim seed 2024823: a member
+        // committed a value its coordinator never accepted, while the
+        // coordinator accepted and installed another successor).
+        let known = |m: &NodeId| *m == self.id || self.accept_seen.get(m) == Some(&ballot);
         // A value that removes a broker is made durable by whoever accepts
         // it, so a restarted broker standing in for its old incarnation
         // still reports it: a majority of the base view is enough. One that

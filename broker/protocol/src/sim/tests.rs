@@ -205,6 +205,11 @@ fn regression_seeds() {
         // joiner its checkpoint went out before the views held for it
         // (the runtime's bridge had the same bug) (6000105).
         6000105,
+        // Two successors of one view: a member committed a value (removing
+        // a broker) counting its coordinator as accepted, but the
+        // coordinator was holding its own acceptance for its lease grants
+        // and accepted a higher ballot instead (2024823, 2072072).
+        2024823, 2072072,
     ] {
         // As the seed ran when it failed, and with the extra faults.
         let r = run_with(seed, SimOptions::from_seed(seed).without_extra());
