@@ -88,6 +88,18 @@ impl Broker {
             let l = self.lease_until.entry(from).or_insert(Time(0));
             *l = (*l).max(end);
         }
+        // A member suspected by force (it ignored two rounds) that echoes a
+        // stamp sent after the force was set hears this broker again: both
+        // directions work, so the force ends (a broker that was frozen for a
+        // moment is not excluded by the next view change, which could leave
+        // a view one more failure blocks; fault seed 103).
+        if let Some(until) = self.forced.get(&from).copied() {
+            let set = until.0.saturating_sub(2 * self.cfg.flush_timeout);
+            if hb.echoes.iter().any(|(n, t)| *n == me && *t > set) {
+                self.forced.remove(&from);
+                self.round_failures.remove(&from);
+            }
+        }
         if !self.flushing() && !self.echoed.contains(&from) {
             self.send_heartbeat(&[from]);
         }
