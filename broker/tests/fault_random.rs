@@ -1031,7 +1031,7 @@ fn seeds() -> Vec<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "open failure: rarely (seeds 26 and 41, about 1 run in 10 of either) a member that joined with state records two checkpoints; seeds 1-41 passed otherwise in release"]
+#[ignore = "open failures (release runs of 1-114): seed 97 once left both survivors of a kill blocked; seed 114 once gave a joiner a checkpoint matching no member's state; the two-checkpoint failures of seeds 26, 41 and 89 are fixed but the fix was not seen on a traced failure. Run: MESHCAST_FAULT_SEED=1 MESHCAST_FAULT_SEEDS=200 cargo test --release -p meshcast-broker --test fault_random -- --ignored --nocapture random_faults"]
 async fn random_faults_on_real_brokers_keep_every_log_correct() {
     let _one = ONE_MESH.lock().await;
     let seeds = seeds();

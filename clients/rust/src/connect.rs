@@ -45,7 +45,10 @@ pub(crate) async fn open_any(opts: &ClientOptions, start: usize) -> Result<Opene
             }
         }
     }
-    Err(last.expect("at least one server was tried"))
+    Err(last.unwrap_or_else(|| ClientError::InvalidAddress {
+        addr: String::new(),
+        reason: "no broker address given".into(),
+    }))
 }
 
 /// Opens a session with `opts.servers[index]`.

@@ -877,6 +877,15 @@ impl Sim {
         }
     }
 
+    /// Cuts every link of broker `v` (see [`Sim::cut`]).
+    fn cut_all(&mut self, v: u32, down_for: Option<u64>) {
+        for p in 0..self.opts.brokers as u32 {
+            if p != v {
+                self.cut(v, p, down_for);
+            }
+        }
+    }
+
     fn link_up(&mut self, a: u32, b: u32) {
         if !self.alive(a) || !self.alive(b) || self.sides.get(&a) != self.sides.get(&b) {
             return;
@@ -1018,11 +1027,7 @@ impl Sim {
             let v = victims[self.rand(victims.len() as u64) as usize];
             self.stats.crashes += 1;
             self.stats.faults += 1;
-            for p in 0..n {
-                if p != v {
-                    self.cut(v, p, None);
-                }
-            }
+            self.cut_all(v, None);
             if self.trace {
                 eprintln!("{:>6} CRASH b{v}", self.now);
             }
@@ -1195,11 +1200,7 @@ impl Sim {
             return;
         }
         let v = cands[self.xrand(cands.len() as u64) as usize];
-        for p in 0..self.opts.brokers as u32 {
-            if p != v {
-                self.cut(v, p, None);
-            }
-        }
+        self.cut_all(v, None);
         let node = &mut self.nodes[v as usize];
         let Some(broker) = node.broker.take() else {
             return;
@@ -1268,11 +1269,7 @@ impl Sim {
             eprintln!("{:>6} MAJORITY CRASH {down:?}", self.now);
         }
         for v in down {
-            for p in 0..n {
-                if p != v {
-                    self.cut(v, p, None);
-                }
-            }
+            self.cut_all(v, None);
             // Kept: with a majority gone, a lost data directory is gone for
             // good (only an operator's `--force-new-mesh` helps then).
             self.crash(v, false);
@@ -1550,11 +1547,7 @@ impl Sim {
                         Event::Input { name, input } => self.input(name, input),
                         Event::PauseCut { name, until } => {
                             let d = until.saturating_sub(self.now) + 1 + self.xrand(20);
-                            for p in 0..self.opts.brokers as u32 {
-                                if p != name {
-                                    self.cut(name, p, Some(d));
-                                }
-                            }
+                            self.cut_all(name, Some(d));
                         }
                         Event::OneWayEnd { from, to } => {
                             self.one_way.remove(&(from, to));
