@@ -30,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
 mod error;
 mod load;
 mod validate;
@@ -40,6 +41,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use auth::{
+    Action, AuthConfig, CertName, MAX_USER_NAME_LEN, PermissionRule, TokenHash, UserConfig,
+    auth_digest,
+};
 pub use error::{ConfigError, Origin};
 pub use load::{ENV_PREFIX, default_data_dir, known_keys, process_env};
 pub use validate::{MAX_FRAME_BYTES_LIMIT, MAX_GROUP_FIELD_LEN, MAX_NAME_LEN, MAX_TIMEOUT_MS};
@@ -72,6 +77,12 @@ pub struct Config {
     pub groups: Vec<GroupRule>,
     /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[auth]`: client authentication; unset means development mode
+    /// (clients need no credentials).
+    pub auth: AuthConfig,
+    /// `[[permissions]]`: what authenticated users may do (deny wins; with
+    /// `[auth]` set, what no rule allows is refused).
+    pub permissions: Vec<PermissionRule>,
 }
 
 impl Default for Config {
@@ -94,7 +105,15 @@ impl Config {
             tls: TlsConfig::default(),
             groups: Vec::new(),
             log: LogConfig::default(),
+            auth: AuthConfig::default(),
+            permissions: Vec::new(),
         }
+    }
+
+    /// [`auth_digest`] of `[auth]` and `[[permissions]]`: what brokers of
+    /// one mesh compare, with the group map, when they link.
+    pub fn auth_digest(&self) -> u64 {
+        auth_digest(&self.auth, &self.permissions)
     }
 
     /// The broker id to use: `broker.id` if set, otherwise `broker-<client port>`
