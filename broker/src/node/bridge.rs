@@ -55,7 +55,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::names::Names;
+use crate::permissions::Target;
 use crate::router::{Effect, Router, SessionId, reply};
+use meshcast_config::Action;
 
 /// What the broker puts in a protocol message's payload.
 #[derive(Debug, Serialize, Deserialize)]
@@ -448,7 +450,9 @@ impl Bridge {
             },
             ClientMsg::Publish(p) => self.publish(router, session, p, out),
             ping @ ClientMsg::Ping { .. } => router.handle(session, ping, out),
-            ClientMsg::Join { id, group, state } => self.join(session, id, group, state, out),
+            ClientMsg::Join { id, group, state } => {
+                self.join(router, session, id, group, state, out)
+            }
             ClientMsg::StateReply { token, data } => {
                 if let Some(transfer) = self.transfers.remove(&(session, token)) {
                     let reply = ClientCmd::StateReply {
@@ -491,6 +495,10 @@ impl Bridge {
                             reason,
                         },
                     ));
+                }
+                let target = Target::Group(&group);
+                if let Err(refused) = router.check(session, confirm, Action::Publish, target) {
+                    return out.push(reply(session, &refused));
                 }
                 if let Err(refused) = self
                     .refuse_if_blocked(confirm)
@@ -555,7 +563,7 @@ impl Bridge {
         }
         self.sub_groups.insert((session, id), groups);
         if waiting.is_empty() {
-            out.push(self.subscribed(session, id));
+            out.push(self.subscribed(router, session, id));
         } else {
             self.pending.push(PendingSub {
                 session,
@@ -566,13 +574,14 @@ impl Bridge {
     }
 
     /// The answer to an installed subscription: the current view of each
-    /// group it reaches.
-    fn subscribed(&self, session: SessionId, id: u64) -> Effect {
+    /// group it reaches (whose views its user may see).
+    fn subscribed(&self, router: &Router, session: SessionId, id: u64) -> Effect {
         let views = self
             .sub_groups
             .get(&(session, id))
             .into_iter()
             .flatten()
+            .filter(|g| router.may_see_views(session, g))
             .filter_map(|g| self.views.get(g))
             .filter_map(|v| self.view_info(v, session))
             .collect();
@@ -581,6 +590,7 @@ impl Bridge {
 
     fn join(
         &mut self,
+        router: &Router,
         session: SessionId,
         id: u64,
         group: String,
@@ -594,6 +604,15 @@ impl Bridge {
         };
         if let Err(reason) = check_group(&group) {
             return out.push(reply(session, &refuse(reason)));
+        }
+        let allowed = router
+            .check(session, Some(id), Action::Join, Target::Group(&group))
+            .and_then(|()| match state {
+                true => router.check(session, Some(id), Action::JoinState, Target::Group(&group)),
+                false => Ok(()),
+            });
+        if let Err(refused) = allowed {
+            return out.push(reply(session, &refused));
         }
         let key = (session, group.clone());
         if self.explicit.contains_key(&key) {
@@ -845,7 +864,7 @@ impl Bridge {
                     .map(|m| m.session)
                     .collect();
                 self.log_group_view(&gv);
-                self.group_view(gv.view, &joined, out);
+                self.group_view(router, gv.view, &joined, out);
                 for session in with_state {
                     self.awaiting_state
                         .entry((session, group.clone()))
@@ -1115,7 +1134,11 @@ impl Bridge {
         let ordering = from_protocol(d.ordering);
         let handed = out.len();
         let payload_len = body.payload.len();
-        // Members that joined the group explicitly get every message.
+        // Members that joined the group explicitly get every message: every
+        // multicast, and every publish on a topic its user may read.
+        let topic = (!body.topic.is_empty())
+            .then(|| Topic::new(body.topic.as_str()).ok())
+            .flatten();
         let mut members: Vec<(SessionId, u64)> = sessions
             .iter()
             .filter(|s| {
@@ -1123,6 +1146,7 @@ impl Bridge {
                     .get(&(**s, d.group.clone()))
                     .is_some_and(|e| e.installed)
             })
+            .filter(|s| topic.as_ref().is_none_or(|t| router.may_read(**s, t)))
             .map(|s| (*s, 0))
             .collect();
         if !members.is_empty() {
@@ -1209,7 +1233,13 @@ impl Bridge {
         }
     }
 
-    fn group_view(&mut self, view: GroupView, joined: &[SessionId], out: &mut Vec<Effect>) {
+    fn group_view(
+        &mut self,
+        router: &Router,
+        view: GroupView,
+        joined: &[SessionId],
+        out: &mut Vec<Effect>,
+    ) {
         let group = view.group.clone();
         let local: Vec<SessionId> = view
             .members
@@ -1249,7 +1279,12 @@ impl Bridge {
                         view: info,
                     }
                 }
-                _ => ServerMsg::GroupView(info),
+                Some(_) => ServerMsg::GroupView(info),
+                // A member through its subscriptions only: the view lists
+                // the group's members, which its user may not be allowed
+                // to see.
+                None if !router.may_see_views(*session, &group) => continue,
+                None => ServerMsg::GroupView(info),
             };
             // Views held until its checkpoint came (in this batch of core
             // outputs) and not released yet come before this one.
@@ -1285,7 +1320,7 @@ impl Bridge {
             }
         });
         for (session, id) in done {
-            out.push(self.subscribed(session, id));
+            out.push(self.subscribed(router, session, id));
         }
     }
 

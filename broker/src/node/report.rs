@@ -19,6 +19,11 @@ struct Status {
     client_addr: SocketAddr,
     uptime_s: u64,
     group_map_digest: String,
+    /// Digest of `[auth]` and `[[permissions]]` (0 in development mode),
+    /// compared between brokers with the group map's.
+    auth_digest: String,
+    /// Whether clients must authenticate (`[auth]`).
+    auth: bool,
     group_rules: Vec<(String, String)>,
     core: Option<CoreStats>,
     peer_addr: SocketAddr,
@@ -126,6 +131,8 @@ pub(super) fn admin_endpoints(
                 client_addr,
                 uptime_s: started.elapsed().as_secs(),
                 group_map_digest: digest,
+                auth_digest: format!("{:016x}", shared.config.auth_digest()),
+                auth: shared.auth.enabled(),
                 group_rules: rules,
                 core: snap.core,
                 peer_addr: shared.links.addr,
