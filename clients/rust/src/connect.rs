@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use meshcast_transport::client_proto::{self, ALPN_CLIENT, ClientHello, Welcome};
+use meshcast_transport::client_proto::{self, ALPN_CLIENT, ClientHello, CloseCode, Welcome};
+use meshcast_transport::handshake::HandshakeError;
 use meshcast_transport::{FrameReader, pki, quic};
 
 use crate::error::{self, ConnectCause};
@@ -39,6 +40,9 @@ pub(crate) async fn open_any(opts: &ClientOptions, start: usize) -> Result<Opene
         let index = (start + k) % n;
         match open(opts, index).await {
             Ok(o) => return Ok(o),
+            // The brokers of a mesh share their [auth]: the others would
+            // refuse the same credentials.
+            Err(e @ ClientError::Unauthenticated { .. }) => return Err(e),
             Err(e) => {
                 tracing::debug!(server = %opts.servers[index], error = %e, "broker unavailable");
                 last = Some(e);
@@ -60,7 +64,15 @@ pub(crate) async fn open(opts: &ClientOptions, index: usize) -> Result<Opened, C
         )
     })?;
     let trust = pki::load_certs(ca).map_err(|e| ClientError::Tls(e.to_string()))?;
-    let config = quic::client_config(&trust, None, ALPN_CLIENT, opts.idle_timeout)
+    let identity = match &opts.client_cert {
+        Some((cert, key)) => Some(pki::TlsIdentity {
+            cert_chain: pki::load_certs(cert).map_err(|e| ClientError::Tls(e.to_string()))?,
+            key: pki::load_key(key).map_err(|e| ClientError::Tls(e.to_string()))?,
+            trust: trust.clone(),
+        }),
+        None => None,
+    };
+    let config = quic::client_config(&trust, identity.as_ref(), ALPN_CLIENT, opts.idle_timeout)
         .map_err(|e| ClientError::Tls(e.to_string()))?;
     let addrs = resolve(server, opts.connect_timeout).await?;
     let name = opts.tls_name(server);
@@ -148,38 +160,78 @@ async fn attempt(
     let connecting = endpoint
         .connect(addr, name)
         .map_err(|e| failed(&e, ConnectCause::Other))?;
+    // In TLS 1.3 the broker judges a client certificate after the client
+    // finished its side of the handshake, so its refusal may show up as
+    // the connection's close reason at any later step.
+    let cert_refused = |e: &quinn::ConnectionError| {
+        refused_certificate(e).then(|| ClientError::Unauthenticated {
+            addr: label.to_string(),
+            reason: format!("the broker refused the client certificate ({e})"),
+        })
+    };
     let conn = connecting.await.map_err(|e| {
-        let cause = classify(&e, name, opts);
-        failed(&e, cause)
+        cert_refused(&e).unwrap_or_else(|| {
+            let cause = classify(&e, name, opts);
+            failed(&e, cause)
+        })
     })?;
-    let (mut send, recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| failed(&e, ConnectCause::Other))?;
+    let later = |e: &dyn std::fmt::Display| {
+        conn.close_reason()
+            .and_then(|c| cert_refused(&c))
+            .unwrap_or_else(|| failed(e, ConnectCause::Other))
+    };
+    let (mut send, recv) = conn.open_bi().await.map_err(|e| later(&e))?;
     let hello = client_proto::encode_hello(
         opts.protocol_version,
         &ClientHello {
             name: opts.name.clone(),
+            token: opts.token.clone(),
         },
     )
     .map_err(|e| ClientError::Handshake(e.to_string()))?;
-    send.write_all(&hello)
-        .await
-        .map_err(|e| failed(&e, ConnectCause::Other))?;
+    send.write_all(&hello).await.map_err(|e| later(&e))?;
     // The broker's frames are bounded by its own limit; accept generously.
     let mut frames = FrameReader::new(recv, meshcast_transport::wire::HARD_MAX_FRAME);
     let welcome = match frames.read_one().await {
-        Ok(Some(body)) => client_proto::decode_welcome(&body)
-            .map_err(|e| ClientError::Handshake(e.to_string()))?,
+        Ok(Some(body)) => match client_proto::decode_welcome(&body) {
+            Ok(w) => w,
+            Err(HandshakeError::RefusedWith { code, reason })
+                if code == CloseCode::Unauthenticated.code() =>
+            {
+                return Err(ClientError::Unauthenticated {
+                    addr: label.to_string(),
+                    reason,
+                });
+            }
+            Err(e) => return Err(ClientError::Handshake(e.to_string())),
+        },
         Ok(None) | Err(_) => {
-            let reason = conn
-                .close_reason()
+            let closed = conn.close_reason();
+            if let Some(refused) = closed.as_ref().and_then(cert_refused) {
+                return Err(refused);
+            }
+            let reason = closed
                 .map(|e| error::from_connection_error(&e).to_string())
                 .unwrap_or_else(|| "stream closed during handshake".into());
             return Err(ClientError::Handshake(reason));
         }
     };
     Ok((conn, endpoint, welcome, send, frames))
+}
+
+/// Whether the broker's TLS stack refused this client's certificate (one
+/// not under its `auth.client_ca`): the broker closed the connection with
+/// a TLS alert about the certificate (bad_certificate 42, unknown_ca 48,
+/// access_denied 49, decrypt_error 51, certificate_required 116; QUIC
+/// carries alert N as the crypto error 0x100 + N).
+fn refused_certificate(e: &quinn::ConnectionError) -> bool {
+    match e {
+        quinn::ConnectionError::ConnectionClosed(c) => matches!(
+            u64::from(c.error_code).checked_sub(0x100),
+            Some(42 | 48 | 49 | 51 | 116)
+        ),
+        _ => false,
+    }
 }
 
 /// The likely cause of a failed QUIC/TLS connection.

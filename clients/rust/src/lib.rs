@@ -56,6 +56,7 @@ pub use error::{ClientError, ConnectCause};
 pub use group::{Group, GroupEvent, GroupMessage, GroupSender, Rejoined, StateRequest, View};
 pub use inbox::Gather;
 pub use meshcast_topics::{Pattern, PatternError, Topic, TopicError, foreign_syntax_warning};
+pub use meshcast_transport::Secret;
 pub use meshcast_transport::client_proto::{
     CloseCode, Ordering, PROTOCOL_VERSION, RejectCode, mesh_publisher_id,
 };
@@ -372,6 +373,12 @@ impl Client {
     /// a reconnect).
     pub fn broker_id(&self) -> String {
         self.shared.link().welcome.broker.clone()
+    }
+
+    /// The user the broker authenticated this session as (`None` on a
+    /// broker in development mode, without `[auth]`).
+    pub fn user(&self) -> Option<String> {
+        self.shared.link().welcome.user.clone()
     }
 
     /// The address of the broker this client is connected to, as given
