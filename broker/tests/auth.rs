@@ -473,3 +473,81 @@ async fn answers_go_only_to_the_inbox_of_a_request_received() {
         Err(ClientError::PermissionDenied { .. })
     ));
 }
+
+#[tokio::test]
+async fn brokers_with_different_permissions_refuse_to_link() {
+    let dir = TempDir::new("auth-digest");
+    mesh::certs(dir.path(), &["d1", "d2"]);
+    let (a1, a2) = (mesh::free_udp_addr(), mesh::free_udp_addr());
+    let read = "{users=[\"*\"],allow=[\"subscribe\"],topics=[\"**\"]}";
+    let write = "{users=[\"*\"],allow=[\"subscribe\",\"publish\"],topics=[\"**\"]}";
+    let mut one = auth_sets(&[("alice", "pw-alice", &[])], &[read]);
+    one.push("mesh.bootstrap=true".into());
+    // Same users and roles, other token hash: not part of the digest (hashes
+    // are rotated broker by broker); another rule: part of it.
+    let mut two = auth_sets(&[("alice", "pw-alice-2", &[])], &[write]);
+    two.push("mesh.bootstrap=false".into());
+    let d1 = mesh::broker(dir.path(), "d1", a1, &[("d2", a2)], &one);
+    let d2 = mesh::broker(dir.path(), "d2", a2, &[("d1", a1)], &two);
+    for b in [&d1, &d2] {
+        let s = mesh::wait_for(b.admin, "a refusal", |s| {
+            s["link_errors"].as_array().is_some_and(|e| !e.is_empty())
+        })
+        .await;
+        let err = s["link_errors"][0][1].as_str().unwrap();
+        assert!(err.contains("configuration digest mismatch"), "{err}");
+        assert!(err.contains("[[permissions]]"), "{err}");
+        assert_eq!(s["links"].as_array().unwrap().len(), 0);
+        assert_eq!(s["auth"], true);
+    }
+    let (s1, s2) = (
+        common::status(d1.admin).await,
+        common::status(d2.admin).await,
+    );
+    assert_eq!(s1["group_map_digest"], s2["group_map_digest"]);
+    assert_ne!(s1["auth_digest"], s2["auth_digest"]);
+}
+
+#[tokio::test]
+async fn a_token_is_rotated_broker_by_broker_with_the_mesh_linked() {
+    let dir = TempDir::new("auth-rotate");
+    mesh::certs(dir.path(), &["t1", "t2"]);
+    let (a1, a2) = (mesh::free_udp_addr(), mesh::free_udp_addr());
+    let (old, new) = (hash("old-secret-1"), hash("new-secret-2"));
+    let users = |hashes: &[&str]| {
+        let list: Vec<String> = hashes.iter().map(|h| format!("\"{h}\"")).collect();
+        format!(
+            "auth.users=[{{name=\"alice\",token_hashes=[{}]}}]",
+            list.join(",")
+        )
+    };
+    let rules = format!("permissions=[{OPEN_RULE}]");
+    let mut extra = mesh::fast();
+    extra.push(rules);
+    // t2 already accepts the new secret beside the old one; t1 not yet.
+    let mut one = extra.clone();
+    one.extend([users(&[&old]), "mesh.bootstrap=true".into()]);
+    let mut two = extra.clone();
+    two.extend([users(&[&old, &new]), "mesh.bootstrap=false".into()]);
+    let t1 = mesh::broker(dir.path(), "t1", a1, &[("t2", a2)], &one);
+    let t2 = mesh::broker(dir.path(), "t2", a2, &[("t1", a1)], &two);
+    for b in [&t1, &t2] {
+        mesh::wait_mesh(b, 2).await;
+    }
+    for b in [&t1, &t2] {
+        let c = connect(b.options("old").token("alice:old-secret-1")).await;
+        assert_eq!(c.unwrap().user().as_deref(), Some("alice"));
+    }
+    assert!(
+        connect(t2.options("new").token("alice:new-secret-2"))
+            .await
+            .is_ok()
+    );
+    let err = connect(t1.options("new").token("alice:new-secret-2"))
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(ClientError::Unauthenticated { .. })),
+        "{err:?}"
+    );
+}
