@@ -139,7 +139,7 @@ async fn a_token_never_appears_in_logs_status_metrics_or_the_data_directory() {
     let b = BrokerProc::start_with_stderr(data, &sets, &[], Stdio::from(file));
 
     let refused = connect(b.options("bad").token(format!("alice:{bad}"))).await;
-    let err = refused.err().expect("refused");
+    let err = refused.expect_err("refused");
     assert!(!format!("{err} {err:?}").contains(bad), "{err:?}");
     let opts = b.options("good").token(format!("alice:{good}"));
     assert!(!format!("{opts:?}").contains(good));
@@ -224,8 +224,7 @@ async fn a_client_certificate_names_its_user() {
     let (c2, k2) = cert(&other);
     let err = connect(b.options("carol2").client_cert(&c2, &k2))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(
         matches!(err, ClientError::Unauthenticated { .. }),
         "{err:?}"
