@@ -30,6 +30,8 @@ __all__ = [
     "Blocked",
     "Rejected",
     "Closed",
+    "Unauthenticated",
+    "PermissionDenied",
 ]
 
 
@@ -137,4 +139,21 @@ class Closed(MeshcastError, ConnectionError):
     when the broker gave one (``"normal"``, ``"slow_consumer"``, ...)."""
 
     code: Optional[str]
+    reason: str
+
+
+class Unauthenticated(MeshcastError, ConnectionError):
+    """The broker refused the session: no credentials where it requires
+    them, an unknown user or wrong token, or a client certificate it does
+    not accept. Nothing happened on the broker."""
+
+    addr: str
+    reason: str
+
+
+class PermissionDenied(MeshcastError):
+    """The broker refused a request because the session's user may not do
+    it; ``reason`` names the user, the action, the topic or group and the
+    rule. The session stays open."""
+
     reason: str
