@@ -550,3 +550,42 @@ async fn a_token_is_rotated_broker_by_broker_with_the_mesh_linked() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn the_cli_authenticates_with_a_token_from_the_environment_or_a_file() {
+    let sets = auth_sets(&[("alice", "cli-secret-1", &[])], &[OPEN_RULE]);
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let b = BrokerProc::start(&sets);
+    let (addr, ca) = (b.addr.to_string(), b.ca.display().to_string());
+    let args = ["pub", "--server", &addr, "--ca", &ca, "cli/t", "hello"];
+    let (status, _, err) = run_cli(&args, None);
+    assert!(!status.success());
+    assert!(err.contains("not authenticated"), "{err}");
+    let token_file = b.dir.path().join("token");
+    std::fs::write(&token_file, "alice:cli-secret-1\n").unwrap();
+    let file = token_file.display().to_string();
+    let with_file = [
+        "pub",
+        "--server",
+        &addr,
+        "--ca",
+        &ca,
+        "--token-file",
+        &file,
+        "cli/t",
+        "hi",
+    ];
+    let (status, _, err) = run_cli(&with_file, None);
+    assert!(status.success(), "{err}");
+    let out = std::process::Command::new(common::meshcast_bin())
+        .args(args)
+        .env("MESHCAST_TOKEN", "alice:wrong-secret")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("not authenticated"),
+        "{err}"
+    );
+    assert!(!err.contains("wrong-secret"), "{err}");
+}
