@@ -304,11 +304,21 @@ impl Group {
         }
     }
 
-    /// Reads until the checkpoint arrives, keeping other events for later.
+    /// Reads until the checkpoint arrives, keeping later-relevant events
+    /// for later.
+    ///
+    /// The join completes where the checkpoint was taken. If the broker
+    /// was cut off and rejoined the group meanwhile, the checkpoint is the
+    /// rejoined membership's, taken at its (later) view: the views before
+    /// it become the group's current view, and the `Blocked`, `Unblocked`
+    /// and `Rejoined` of a membership the application never saw are not
+    /// reported (nothing was delivered to it before the checkpoint).
     pub(crate) async fn wait_for_state(&mut self) -> Result<Option<Bytes>, ClientError> {
         loop {
             match self.rx.recv().await {
                 Some(GroupEvent::State(data)) => return Ok(data),
+                Some(GroupEvent::View(v)) => self.view = v,
+                Some(GroupEvent::Blocked | GroupEvent::Unblocked | GroupEvent::Rejoined(_)) => {}
                 Some(other) => self.backlog.push_back(other),
                 None => {
                     self.left = true;
