@@ -100,6 +100,11 @@ pub enum GroupEvent {
     /// (`None` when it is the group's first member). It comes again, after
     /// a new view, when the member's broker was cut off from the primary
     /// component and rejoined it: replace the local state with it.
+    ///
+    /// It is the state at the last view before it: usually the view that
+    /// admitted the member, but if the member giving the state left during
+    /// the transfer, a later view (the views in between come first, with
+    /// no messages: the checkpoint holds what was delivered in them).
     State(Option<Bytes>),
     /// A new member asks for this member's state at exactly this point of
     /// the stream: answer with [`StateRequest::reply`].
