@@ -172,6 +172,11 @@ pub struct MeshStatus {
     pub group_status: Vec<GroupStatus>,
     /// Whether this broker is outside the primary component.
     pub blocked: bool,
+    /// Memberships of a mesh view change in progress at this broker (the
+    /// value it accepted, the round it coordinates), brokers as in `view`;
+    /// empty when none is. A mesh that looks whole may still be about to
+    /// install a view without a broker that was unreachable a moment ago.
+    pub pending_views: Vec<Vec<String>>,
 }
 
 /// One group as `GET /status` shows it.
@@ -201,14 +206,16 @@ pub struct GroupStatus {
 }
 
 impl MeshStatus {
-    /// Adds the protocol core's figures ([`meshcast_protocol::Broker::group_stats`]).
-    pub(crate) fn add_core_figures(
-        &mut self,
-        figures: &[meshcast_protocol::GroupStats],
-        names: &Names,
-    ) {
+    /// Adds the protocol core's figures ([`meshcast_protocol::Broker::group_stats`],
+    /// [`meshcast_protocol::Broker::pending_views`]).
+    pub(crate) fn add_core_figures(&mut self, figures: &super::mesh::CoreFigures, names: &Names) {
+        self.pending_views = figures
+            .pending_views
+            .iter()
+            .map(|v| v.iter().map(|n| names.node(*n)).collect())
+            .collect();
         for g in &mut self.group_status {
-            let Some(f) = figures.iter().find(|f| f.group == g.group) else {
+            let Some(f) = figures.groups.iter().find(|f| f.group == g.group) else {
                 continue;
             };
             g.sequencer = f.sequencer.map(|n| names.node(n));
