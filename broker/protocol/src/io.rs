@@ -163,6 +163,12 @@ pub struct GroupViewChange {
     /// Joiners that will get an [`Output::StateDelivered`] before any
     /// delivery.
     pub with_state: Vec<MemberId>,
+    /// Members of this broker in `joined` whose join this broker had
+    /// withdrawn (a `Leave` came after the coordinator had already
+    /// collected the join): the view applies the old request, and the
+    /// membership ends with the pending leave. It is not the client's
+    /// current membership, nor a later join of the same session.
+    pub withdrawn: Vec<MemberId>,
 }
 
 /// One message delivered to local members of a group.

@@ -174,6 +174,11 @@ pub struct MeshStatus {
     pub group_status: Vec<GroupStatus>,
     /// Whether this broker is outside the primary component.
     pub blocked: bool,
+    /// Memberships of a mesh view change in progress at this broker (the
+    /// value it accepted, the round it coordinates), brokers as in `view`;
+    /// empty when none is. A mesh that looks whole may still be about to
+    /// install a view without a broker that was unreachable a moment ago.
+    pub pending_views: Vec<Vec<String>>,
 }
 
 /// One group as `GET /status` shows it.
@@ -203,14 +208,16 @@ pub struct GroupStatus {
 }
 
 impl MeshStatus {
-    /// Adds the protocol core's figures ([`meshcast_protocol::Broker::group_stats`]).
-    pub(crate) fn add_core_figures(
-        &mut self,
-        figures: &[meshcast_protocol::GroupStats],
-        names: &Names,
-    ) {
+    /// Adds the protocol core's figures ([`meshcast_protocol::Broker::group_stats`],
+    /// [`meshcast_protocol::Broker::pending_views`]).
+    pub(crate) fn add_core_figures(&mut self, figures: &super::mesh::CoreFigures, names: &Names) {
+        self.pending_views = figures
+            .pending_views
+            .iter()
+            .map(|v| v.iter().map(|n| names.node(*n)).collect())
+            .collect();
         for g in &mut self.group_status {
-            let Some(f) = figures.iter().find(|f| f.group == g.group) else {
+            let Some(f) = figures.groups.iter().find(|f| f.group == g.group) else {
                 continue;
             };
             g.sequencer = f.sequencer.map(|n| names.node(n));
@@ -850,17 +857,20 @@ impl Bridge {
         match output {
             Output::Deliver(d) => self.deliver(router, d, out),
             Output::GroupView(gv) => {
+                // A withdrawn join is the membership the client left, not
+                // a later join of the same session: it ends with the leave.
+                let current = |m: &&MemberId| m.broker.name == self.me && !gv.withdrawn.contains(m);
                 let with_state: Vec<SessionId> = gv
                     .with_state
                     .iter()
-                    .filter(|m| m.broker.name == self.me)
+                    .filter(current)
                     .map(|m| m.session)
                     .collect();
                 let group = gv.view.group.clone();
                 let joined: Vec<SessionId> = gv
                     .joined
                     .iter()
-                    .filter(|m| m.broker.name == self.me)
+                    .filter(current)
                     .map(|m| m.session)
                     .collect();
                 self.log_group_view(&gv);
@@ -1577,6 +1587,7 @@ mod tests {
             },
             joined: Vec::new(),
             with_state: Vec::new(),
+            withdrawn: Vec::new(),
         })
     }
 
@@ -1747,6 +1758,78 @@ mod tests {
         let got = t.output(Output::GroupView(gv));
         assert!(
             matches!(&got[..], [(2, ServerMsg::Joined { id: 3, .. })]),
+            "{got:?}"
+        );
+    }
+
+    /// Fault seed 172: a join the coordinator had collected before the
+    /// client left (here the core's re-join after a partition) is applied
+    /// in a view after the leave; the core reports it as `withdrawn`. That
+    /// view and its checkpoint belong to the membership the client left:
+    /// the session's new join starts with the later view that applies the
+    /// leave and the new join, and gets exactly one checkpoint (it got the
+    /// withdrawn join's view and checkpoint, then a second checkpoint).
+    #[test]
+    fn a_withdrawn_join_is_not_the_session_s_new_membership() {
+        let mut t = setup(8);
+        let join = |id| ClientMsg::Join {
+            id,
+            group: "a".into(),
+            state: true,
+        };
+        let joined_view = |counter, withdrawn: bool| {
+            let Output::GroupView(mut gv) = view(counter, "a", vec![member(1, 7), member(1, 2)])
+            else {
+                unreachable!()
+            };
+            gv.joined = vec![member(1, 2)];
+            gv.with_state = vec![member(1, 2)];
+            if withdrawn {
+                gv.withdrawn = vec![member(1, 2)];
+            }
+            Output::GroupView(gv)
+        };
+        let checkpoint = |counter, data: &[u8]| Output::StateDelivered {
+            transfer: TransferId {
+                group: "a".into(),
+                joiner: member(1, 2),
+                view: ViewId {
+                    counter,
+                    coordinator: node(1),
+                },
+            },
+            data: Some(data.to_vec()),
+        };
+        assert!(t.client(2, join(1)).is_empty());
+        let got = t.client(
+            2,
+            ClientMsg::Leave {
+                id: 2,
+                group: "a".into(),
+            },
+        );
+        assert!(
+            matches!(&got[..], [(2, ServerMsg::Left { id: 2 })]),
+            "{got:?}"
+        );
+        assert!(t.client(2, join(3)).is_empty());
+        // The withdrawn join is applied: nothing for the session.
+        let got = t.output(joined_view(3, true));
+        assert!(
+            got.is_empty(),
+            "a withdrawn join answered the new one: {got:?}"
+        );
+        let got = t.output(checkpoint(3, b"old"));
+        assert!(got.is_empty(), "the withdrawn join's checkpoint: {got:?}");
+        // The view applying the leave and the new join, then its checkpoint.
+        let got = t.output(joined_view(4, false));
+        assert!(
+            matches!(&got[..], [(2, ServerMsg::Joined { id: 3, .. })]),
+            "{got:?}"
+        );
+        let got = t.output(checkpoint(4, b"new"));
+        assert!(
+            matches!(&got[..], [(2, ServerMsg::State { data: Some(d), .. })] if d == "new"),
             "{got:?}"
         );
     }
@@ -2213,6 +2296,7 @@ mod tests {
                 },
                 joined: with_state.clone(),
                 with_state,
+                withdrawn: Vec::new(),
             })
         };
         // The join view goes out at once: `join` returns with it.
@@ -2505,6 +2589,7 @@ mod tests {
                 },
                 joined: joiners.clone(),
                 with_state: joiners,
+                withdrawn: Vec::new(),
             })
         };
         let got = t.output(with_state(2, vec![other, member(1, 1)], vec![member(1, 1)]));
@@ -2580,6 +2665,7 @@ mod tests {
             },
             joined: vec![member(2, 1)],
             with_state: vec![member(2, 1)],
+            withdrawn: Vec::new(),
         });
         let transfer = TransferId {
             group: "a".into(),

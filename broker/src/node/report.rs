@@ -65,7 +65,7 @@ async fn snapshot(shared: &Shared) -> Snapshot {
     // and unstable messages), from the task that owns it.
     let status = core.as_mut().and_then(|c| c.mesh.as_mut());
     if let (Some(mesh), Some(status)) = (&shared.mesh, status) {
-        status.add_core_figures(&mesh.group_stats().await, &shared.names);
+        status.add_core_figures(&mesh.figures().await, &shared.names);
     }
     Snapshot {
         core,

@@ -443,6 +443,12 @@ impl Client {
     /// later message (`None` when it is the first member). Members of such a
     /// group answer [`GroupEvent::StateRequest`]s with their state at that
     /// point of the stream.
+    ///
+    /// The returned group's [`Group::view`] is the view the checkpoint was
+    /// taken in. That is normally the join view; if the broker was cut off
+    /// and rejoined the group before the checkpoint came, it is the rejoined
+    /// membership's view (and the checkpoint is that membership's), and the
+    /// cut-off is not reported as events, since nothing had been delivered.
     pub async fn join_with_state(
         &self,
         group: &str,

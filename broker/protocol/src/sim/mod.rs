@@ -556,6 +556,21 @@ impl Sim {
     }
 
     /// Runs `input` on broker `name` and processes its outputs.
+    /// Tells the checker of a client's join or leave as its core gets it.
+    fn note_client_membership(&mut self, name: u32, input: &Input) {
+        match input {
+            Input::Client(ClientCmd::Join { session, group, .. }) => {
+                self.checker
+                    .on_client_membership(name, *session, group, true);
+            }
+            Input::Client(ClientCmd::Leave { session, group }) => {
+                self.checker
+                    .on_client_membership(name, *session, group, false);
+            }
+            _ => {}
+        }
+    }
+
     fn input(&mut self, name: u32, input: Input) {
         if self.paused(name) {
             if !matches!(input, Input::Timeout) {
@@ -572,6 +587,10 @@ impl Sim {
                 }
             }
         }
+        if self.nodes[name as usize].broker.is_none() {
+            return;
+        }
+        self.note_client_membership(name, &input);
         let Some(b) = self.nodes[name as usize].broker.as_mut() else {
             return;
         };
@@ -598,6 +617,12 @@ impl Sim {
             return;
         }
         let now = Time(self.local(name as usize, self.now));
+        if self.nodes[name as usize].broker.is_none() {
+            return;
+        }
+        for input in &inputs {
+            self.note_client_membership(name, input);
+        }
         let Some(b) = self.nodes[name as usize].broker.as_mut() else {
             return;
         };
