@@ -109,6 +109,11 @@ pub(crate) struct Bridge {
     /// still list the session belong to the old membership, not to a new
     /// join of the same session (only a view that reports it joined does).
     leaving: HashSet<(SessionId, String)>,
+    /// The view in which each current membership's join was installed
+    /// (the core reported it joined, not withdrawn). A view that lists a
+    /// session without one belongs to a membership its client left or
+    /// withdrew, and so does a checkpoint of a transfer older than it.
+    member_since: HashMap<(SessionId, String), ViewId>,
     sub_groups: HashMap<(SessionId, u64), Vec<String>>,
     pending: Vec<PendingSub>,
     status: MeshStatus,
@@ -311,6 +316,7 @@ impl Bridge {
             awaiting_state: HashMap::new(),
             releasing: HashMap::new(),
             leaving: HashSet::new(),
+            member_since: HashMap::new(),
         }
     }
 
@@ -689,6 +695,7 @@ impl Bridge {
         if *n == 0 {
             self.refs.remove(&key);
             self.joined.remove(&key);
+            self.member_since.remove(&key);
             self.leaving.insert(key.clone());
             let (session, group) = key;
             self.command(ClientCmd::Leave { session, group });
@@ -843,6 +850,7 @@ impl Bridge {
         self.awaiting_state.retain(|(s, _), _| *s != session);
         self.releasing.retain(|(s, _), _| *s != session);
         self.leaving.retain(|(s, _)| *s != session);
+        self.member_since.retain(|(s, _), _| *s != session);
         self.pending.retain(|p| p.session != session);
         self.explicit.retain(|(s, _), _| *s != session);
         self.transfers.retain(|(s, _), _| *s != session);
@@ -910,9 +918,16 @@ impl Bridge {
             }
             Output::StateDelivered { transfer, data } => {
                 let key = (transfer.joiner.session, transfer.group.clone());
-                if transfer.joiner.broker.name == self.me && self.leaving.contains(&key) {
-                    // The checkpoint of a membership that left meanwhile,
-                    // not of a new join of the same session.
+                let current = self
+                    .member_since
+                    .get(&key)
+                    .is_some_and(|since| *since <= transfer.view);
+                if transfer.joiner.broker.name == self.me
+                    && (self.leaving.contains(&key) || !current)
+                {
+                    // The checkpoint of a membership that left meanwhile
+                    // (or whose join was withdrawn), not of a new join of
+                    // the same session.
                     return;
                 }
                 if transfer.joiner.broker.name == self.me {
@@ -1264,17 +1279,21 @@ impl Bridge {
             .retain(|(s, g)| *g != group || local.contains(s));
         for session in &local {
             let key = (*session, group.clone());
-            if self.leaving.contains(&key) {
-                if !joined.contains(session) {
-                    // The old membership, still there until its leave is
-                    // applied: not the session's new join (if it joined
-                    // again), which starts in the view reporting it joined.
-                    continue;
-                }
+            let reported = joined.contains(session);
+            if reported {
                 self.leaving.remove(&key);
             }
             // A session that left meanwhile is not told.
             if !self.refs.contains_key(&key) {
+                continue;
+            }
+            if reported {
+                self.member_since.insert(key.clone(), view.id);
+            } else if self.leaving.contains(&key) || !self.member_since.contains_key(&key) {
+                // The old membership, still there until its leave is
+                // applied, or a join its client withdrew: not the
+                // session's new join (if it joined again), which starts in
+                // the view reporting it joined (fault seeds 3 and 53).
                 continue;
             }
             self.joined.insert(key.clone());
@@ -1386,6 +1405,7 @@ impl Bridge {
         // and a fresh checkpoint instead).
         self.joined.clear();
         self.leaving.clear();
+        self.member_since.clear();
         self.awaiting_state.clear();
         // Whether a `safe` message not yet stable here reaches the others
         // is decided by the primary component, out of sight: say so rather
@@ -1462,6 +1482,7 @@ impl Bridge {
         };
         self.awaiting_state.remove(&key);
         self.releasing.remove(&key);
+        self.member_since.remove(&key);
         self.explicit.remove(&key);
         if self.refs.remove(&key).is_some() {
             // The client ends the membership and every subscription that
@@ -1544,6 +1565,9 @@ mod tests {
         bridge: Bridge,
         router: Router,
         cmds: mpsc::Receiver<ClientCmd>,
+        /// Each group's members in the last view output, to report new
+        /// members as joined the way the core does.
+        members: HashMap<String, Vec<MemberId>>,
     }
 
     fn setup(max_confirms: usize) -> T {
@@ -1561,6 +1585,7 @@ mod tests {
             bridge: Bridge::new(tx, ME, 1, groups, max_confirms, Names::default()),
             router,
             cmds,
+            members: HashMap::new(),
         }
     }
 
@@ -1613,10 +1638,33 @@ mod tests {
             sent(&mut out)
         }
 
+        /// Hands the bridge one core output, with the core's joins (see
+        /// [`T::joins`]).
         fn output(&mut self, o: Output) -> Vec<(SessionId, ServerMsg)> {
+            let o = self.joins(o);
             let mut out = Vec::new();
             self.bridge.output(&mut self.router, o, &mut out);
             sent(&mut out)
+        }
+
+        /// A group view that reports no joins gets the core's: members
+        /// not in the group's last view (tests that mean a leave-and-join
+        /// say so themselves).
+        fn joins(&mut self, mut o: Output) -> Output {
+            if let Output::GroupView(gv) = &mut o {
+                let before = self.members.entry(gv.view.group.clone()).or_default();
+                if gv.joined.is_empty() {
+                    gv.joined = gv
+                        .view
+                        .members
+                        .iter()
+                        .filter(|m| !before.contains(m))
+                        .copied()
+                        .collect();
+                }
+                *before = gv.view.members.clone();
+            }
+            o
         }
 
         /// The payload the last `ClientCmd::Publish` carried.
@@ -1830,6 +1878,100 @@ mod tests {
         let got = t.output(checkpoint(4, b"new"));
         assert!(
             matches!(&got[..], [(2, ServerMsg::State { data: Some(d), .. })] if d == "new"),
+            "{got:?}"
+        );
+    }
+
+    /// Fault seed 53: the client left and joined again while its broker
+    /// was cut off, before the bridge saw the core's rejoin; the core had
+    /// queued a re-join of the old membership, which the coordinator
+    /// applied although the leave withdrew it. Neither that view nor its
+    /// checkpoint is the new join's (the bridge, which had forgotten the
+    /// leave at the rejoin, answered the new join with them, and the
+    /// client later got the new join's own checkpoint too).
+    #[test]
+    fn a_join_withdrawn_across_a_rejoin_does_not_answer_the_new_join() {
+        let mut t = setup(8);
+        let join = |id| ClientMsg::Join {
+            id,
+            group: "a".into(),
+            state: true,
+        };
+        let transfer_at = |counter| TransferId {
+            group: "a".into(),
+            joiner: member(2, 2),
+            view: ViewId {
+                counter,
+                coordinator: node(1),
+            },
+        };
+        assert!(t.client(2, join(1)).is_empty());
+        let Output::GroupView(mut gv) = view(2, "a", vec![member(1, 2)]) else {
+            unreachable!()
+        };
+        gv.with_state = vec![member(1, 2)];
+        let got = t.output(Output::GroupView(gv));
+        assert!(
+            matches!(&got[..], [(2, ServerMsg::Joined { id: 1, .. })]),
+            "{got:?}"
+        );
+        t.output(Output::Blocked);
+        let got = t.client(
+            2,
+            ClientMsg::Leave {
+                id: 2,
+                group: "a".into(),
+            },
+        );
+        assert!(
+            matches!(&got[..], [(2, ServerMsg::Left { id: 2 })]),
+            "{got:?}"
+        );
+        assert!(t.client(2, join(3)).is_empty());
+        let mut got = t.output(Output::Rejoining {
+            old: node(1),
+            new: node(2),
+        });
+        got.extend(t.output(Output::Expelled {
+            group: "a".into(),
+            member: member(1, 2),
+            reason: ExpelReason::Partitioned,
+        }));
+        got.extend(t.output(mesh_view(9, vec![NodeId::new(ME + 1, 1), node(2)])));
+        got.retain(|(_, m)| !matches!(m, ServerMsg::Rejoined { .. }));
+        assert!(got.is_empty(), "{got:?}");
+        // The withdrawn re-join of the old membership, and its checkpoint.
+        let Output::GroupView(mut gv) = view(30, "a", vec![member(2, 2)]) else {
+            unreachable!()
+        };
+        gv.joined = vec![member(2, 2)];
+        gv.with_state = vec![member(2, 2)];
+        gv.withdrawn = vec![member(2, 2)];
+        let mut got = t.output(Output::GroupView(gv));
+        got.extend(t.output(Output::StateDelivered {
+            transfer: transfer_at(30),
+            data: Some(b"old".to_vec()),
+        }));
+        assert!(
+            got.is_empty(),
+            "the withdrawn join answered the new one: {got:?}"
+        );
+        // The view applying the leave and the new join, then its checkpoint.
+        let Output::GroupView(mut gv) = view(32, "a", vec![member(2, 2)]) else {
+            unreachable!()
+        };
+        gv.joined = vec![member(2, 2)];
+        gv.with_state = vec![member(2, 2)];
+        let mut got = t.output(Output::GroupView(gv));
+        got.extend(t.output(Output::StateDelivered {
+            transfer: transfer_at(32),
+            data: Some(b"new".to_vec()),
+        }));
+        assert!(
+            matches!(&got[..], [
+                (2, ServerMsg::Joined { id: 3, .. }),
+                (2, ServerMsg::State { data: Some(d), .. }),
+            ] if d == "new"),
             "{got:?}"
         );
     }
@@ -2528,7 +2670,8 @@ mod tests {
         let mut out = Vec::new();
         for o in [
             mesh_view(9, vec![NodeId::new(ME + 1, 1), node(2)]),
-            view(10, "a", vec![member(2, 1), member(2, 2)]),
+            // The members re-joined under the new incarnation.
+            t.joins(view(10, "a", vec![member(2, 1), member(2, 2)])),
             Output::Unblocked,
         ] {
             t.bridge.output(&mut t.router, o, &mut out);
