@@ -126,10 +126,12 @@ pub struct Checker {
     /// state requests with its state; otherwise it joins without and, like
     /// a subscription, answers with an empty checkpoint.
     keeps_state: HashMap<(u32, u64, String), bool>,
-    /// Per client membership `(broker name, session, group)`: whether the
-    /// client's latest request to its broker's core is a join, and the
-    /// members its broker reported joined (not withdrawn) since then.
-    client_joins: HashMap<(u32, u64, String), (bool, HashSet<MemberId>)>,
+    /// Per client membership `(broker process, session, group)`: whether
+    /// the client's latest request to its broker's core is a join, and the
+    /// members its broker reported joined (not withdrawn) since then. The
+    /// process is named by its current id (moved along when it rejoins),
+    /// so a duplicate process of the same broker name is another one.
+    client_joins: HashMap<(NodeId, u64, String), (bool, HashSet<MemberId>)>,
 }
 
 /// How long after a view's successor that excludes a broker was installed
@@ -174,14 +176,29 @@ impl Checker {
     }
 
     /// A client asked its broker's core to join (`join`) or leave `group`.
-    pub fn on_client_membership(&mut self, name: u32, session: u64, group: &str, join: bool) {
+    pub fn on_client_membership(&mut self, node: NodeId, session: u64, group: &str, join: bool) {
         let e = self
             .client_joins
-            .entry((name, session, group.to_string()))
+            .entry((node, session, group.to_string()))
             .or_default();
         e.0 = join;
         if join {
             e.1.clear();
+        }
+    }
+
+    /// A broker process rejoined as `new`: its clients' requests go on.
+    pub fn on_rejoining(&mut self, old: NodeId, new: NodeId) {
+        let moved: Vec<_> = self
+            .client_joins
+            .keys()
+            .filter(|(n, _, _)| *n == old)
+            .cloned()
+            .collect();
+        for k in moved {
+            if let Some(v) = self.client_joins.remove(&k) {
+                self.client_joins.insert((new, k.1, k.2), v);
+            }
         }
     }
 
@@ -205,7 +222,7 @@ impl Checker {
             if ev.withdrawn.contains(m) {
                 continue;
             }
-            let key = (m.broker.name, m.session, group.clone());
+            let key = (m.broker, m.session, group.clone());
             let Some((wants, seen)) = self.client_joins.get_mut(&key) else {
                 continue;
             };

@@ -558,14 +558,15 @@ impl Sim {
     /// Runs `input` on broker `name` and processes its outputs.
     /// Tells the checker of a client's join or leave as its core gets it.
     fn note_client_membership(&mut self, name: u32, input: &Input) {
+        let node = self.nodes[name as usize].id;
         match input {
             Input::Client(ClientCmd::Join { session, group, .. }) => {
                 self.checker
-                    .on_client_membership(name, *session, group, true);
+                    .on_client_membership(node, *session, group, true);
             }
             Input::Client(ClientCmd::Leave { session, group }) => {
                 self.checker
-                    .on_client_membership(name, *session, group, false);
+                    .on_client_membership(node, *session, group, false);
             }
             _ => {}
         }
@@ -759,7 +760,8 @@ impl Sim {
                 }
                 Output::Blocked => self.checker.on_blocked(node, true),
                 Output::Unblocked => self.checker.on_blocked(node, false),
-                Output::Rejoining { old: _, new } => {
+                Output::Rejoining { old, new } => {
+                    self.checker.on_rejoining(old, new);
                     match who {
                         Who::Node(n) => self.nodes[n as usize].id = new,
                         Who::Zombie(k) => self.zombies[k].id = new,
