@@ -756,6 +756,10 @@ impl Broker {
                     !matches!(r, GroupRequest::Join { group: g, member: m, .. }
                         if *g == group && *m == member)
                 });
+                self.out.push_back(Output::LeaveTaken {
+                    session,
+                    group: group.clone(),
+                });
                 self.push_request(GroupRequest::Leave { group, member });
             }
             ClientCmd::StateReply { transfer, data } => return self.on_state_reply(transfer, data),

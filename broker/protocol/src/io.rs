@@ -142,6 +142,17 @@ pub enum Output {
         /// Its payload, as given in [`ClientCmd::Publish`].
         payload: Bytes,
     },
+    /// The core took a [`ClientCmd::Leave`]: a join of that session and
+    /// group it reports after this is one asked for after the leave (a
+    /// view may still apply a join asked for before it, the core's
+    /// re-join after a partition included, until this output: such views
+    /// belong to the membership the client left).
+    LeaveTaken {
+        /// The session that left.
+        session: u64,
+        /// The group it left.
+        group: String,
+    },
     /// A local member was removed from a group by the protocol.
     Expelled {
         /// Group.

@@ -105,9 +105,12 @@ pub(crate) struct Bridge {
     refs: HashMap<(SessionId, String), usize>,
     /// Joins installed in their group's view.
     joined: HashSet<(SessionId, String)>,
-    /// Memberships whose leave the core has not applied yet: views that
-    /// still list the session belong to the old membership, not to a new
-    /// join of the same session (only a view that reports it joined does).
+    /// Memberships whose leave the core has not taken yet
+    /// ([`Output::LeaveTaken`]): until it has, every view listing the
+    /// session (even one reporting it joined: the core may apply a join
+    /// asked for before the leave, its own re-join after a partition
+    /// included) belongs to the old membership, not to a new join of the
+    /// same session.
     leaving: HashSet<(SessionId, String)>,
     /// The view in which each current membership's join was installed
     /// (the core reported it joined, not withdrawn). A view that lists a
@@ -998,6 +1001,9 @@ impl Bridge {
                 ));
             }
             Output::Rejoining { old, new } => self.rejoining(router, old, new, out),
+            Output::LeaveTaken { session, group } => {
+                self.leaving.remove(&(session, group));
+            }
             Output::Unsent {
                 session, payload, ..
             } => self.unsent(session, &payload, out),
@@ -1274,15 +1280,9 @@ impl Bridge {
             .collect();
         self.joined
             .retain(|(s, g)| *g != group || local.contains(s));
-        // A leave took effect once a view no longer lists the session.
-        self.leaving
-            .retain(|(s, g)| *g != group || local.contains(s));
         for session in &local {
             let key = (*session, group.clone());
-            let reported = joined.contains(session);
-            if reported {
-                self.leaving.remove(&key);
-            }
+            let reported = joined.contains(session) && !self.leaving.contains(&key);
             // A session that left meanwhile is not told.
             if !self.refs.contains_key(&key) {
                 continue;
@@ -1404,7 +1404,8 @@ impl Bridge {
         // held for them are dropped (the rejoined member gets a new view
         // and a fresh checkpoint instead).
         self.joined.clear();
-        self.leaving.clear();
+        // (`leaving` stays: the core takes each leave in order, before or
+        // after this rejoin, and says so.)
         self.member_since.clear();
         self.awaiting_state.clear();
         // Whether a `safe` message not yet stable here reaches the others
@@ -1798,7 +1799,8 @@ mod tests {
             got.is_empty(),
             "the old membership's checkpoint reached the new join: {got:?}"
         );
-        // The view that applied the leave and the join.
+        // The core takes the leave, then a view applies it and the join.
+        assert!(t.output(leave_taken(2, "a")).is_empty());
         let Output::GroupView(mut gv) = view(4, "a", vec![member(1, 7), member(1, 2)]) else {
             unreachable!()
         };
@@ -1861,6 +1863,7 @@ mod tests {
             "{got:?}"
         );
         assert!(t.client(2, join(3)).is_empty());
+        assert!(t.output(leave_taken(2, "a")).is_empty());
         // The withdrawn join is applied: nothing for the session.
         let got = t.output(joined_view(3, true));
         assert!(
@@ -1938,6 +1941,7 @@ mod tests {
             reason: ExpelReason::Partitioned,
         }));
         got.extend(t.output(mesh_view(9, vec![NodeId::new(ME + 1, 1), node(2)])));
+        got.extend(t.output(leave_taken(2, "a")));
         got.retain(|(_, m)| !matches!(m, ServerMsg::Rejoined { .. }));
         assert!(got.is_empty(), "{got:?}");
         // The withdrawn re-join of the old membership, and its checkpoint.
@@ -1967,6 +1971,78 @@ mod tests {
             transfer: transfer_at(32),
             data: Some(b"new".to_vec()),
         }));
+        assert!(
+            matches!(&got[..], [
+                (2, ServerMsg::Joined { id: 3, .. }),
+                (2, ServerMsg::State { data: Some(d), .. }),
+            ] if d == "new"),
+            "{got:?}"
+        );
+    }
+
+    /// Fault seed 186: as in seed 53, but the core applied the old
+    /// membership's re-join before it took the leave, so it reports that
+    /// join as an ordinary one. Until the core says it took the leave, a
+    /// join it reports is one asked for before the leave.
+    #[test]
+    fn a_join_applied_before_the_core_took_the_leave_is_the_old_membership_s() {
+        let mut t = setup(8);
+        let join = |id| ClientMsg::Join {
+            id,
+            group: "a".into(),
+            state: true,
+        };
+        let joined_at = |counter| {
+            let Output::GroupView(mut gv) = view(counter, "a", vec![member(2, 2)]) else {
+                unreachable!()
+            };
+            gv.joined = vec![member(2, 2)];
+            gv.with_state = vec![member(2, 2)];
+            Output::GroupView(gv)
+        };
+        let checkpoint = |counter, data: &[u8]| Output::StateDelivered {
+            transfer: TransferId {
+                group: "a".into(),
+                joiner: member(2, 2),
+                view: ViewId {
+                    counter,
+                    coordinator: node(1),
+                },
+            },
+            data: Some(data.to_vec()),
+        };
+        assert!(t.client(2, join(1)).is_empty());
+        t.output(view(2, "a", vec![member(1, 2)]));
+        t.output(Output::Blocked);
+        t.output(Output::Rejoining {
+            old: node(1),
+            new: node(2),
+        });
+        t.output(Output::Expelled {
+            group: "a".into(),
+            member: member(1, 2),
+            reason: ExpelReason::Partitioned,
+        });
+        t.output(mesh_view(9, vec![NodeId::new(ME + 1, 1), node(2)]));
+        // The client leaves and joins again; the core has not taken the
+        // leave when it installs the old membership's re-join.
+        t.client(
+            2,
+            ClientMsg::Leave {
+                id: 2,
+                group: "a".into(),
+            },
+        );
+        assert!(t.client(2, join(3)).is_empty());
+        let mut got = t.output(joined_at(33));
+        got.extend(t.output(checkpoint(33, b"old")));
+        assert!(
+            got.is_empty(),
+            "the old membership answered the new join: {got:?}"
+        );
+        assert!(t.output(leave_taken(2, "a")).is_empty());
+        let mut got = t.output(joined_at(35));
+        got.extend(t.output(checkpoint(35, b"new")));
         assert!(
             matches!(&got[..], [
                 (2, ServerMsg::Joined { id: 3, .. }),
@@ -2582,6 +2658,13 @@ mod tests {
             .filter(|(s, _)| *s == session)
             .map(|(_, m)| kind(m))
             .collect()
+    }
+
+    fn leave_taken(session: SessionId, group: &str) -> Output {
+        Output::LeaveTaken {
+            session,
+            group: group.into(),
+        }
     }
 
     fn mesh_view(counter: u64, members: Vec<NodeId>) -> Output {

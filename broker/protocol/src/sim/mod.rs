@@ -760,6 +760,9 @@ impl Sim {
                 }
                 Output::Blocked => self.checker.on_blocked(node, true),
                 Output::Unblocked => self.checker.on_blocked(node, false),
+                // The simulated clients track their joins and leaves as
+                // the core takes them (see `note_client_membership`).
+                Output::LeaveTaken { .. } => {}
                 Output::Rejoining { old, new } => {
                     self.checker.on_rejoining(old, new);
                     match who {
