@@ -1735,11 +1735,7 @@ mod tests {
     #[test]
     fn a_join_after_a_leave_starts_with_the_view_that_reports_it_joined() {
         let mut t = setup(8);
-        let join = |id| ClientMsg::Join {
-            id,
-            group: "a".into(),
-            state: true,
-        };
+        let join = join_with_state;
         assert!(t.client(2, join(1)).is_empty());
         let got = t.output(view(2, "a", vec![member(1, 2)]));
         assert!(
@@ -1827,11 +1823,7 @@ mod tests {
     #[test]
     fn a_withdrawn_join_is_not_the_session_s_new_membership() {
         let mut t = setup(8);
-        let join = |id| ClientMsg::Join {
-            id,
-            group: "a".into(),
-            state: true,
-        };
+        let join = join_with_state;
         let joined_view = |counter, withdrawn: bool| {
             let Output::GroupView(mut gv) = view(counter, "a", vec![member(1, 7), member(1, 2)])
             else {
@@ -1844,17 +1836,7 @@ mod tests {
             }
             Output::GroupView(gv)
         };
-        let checkpoint = |counter, data: &[u8]| Output::StateDelivered {
-            transfer: TransferId {
-                group: "a".into(),
-                joiner: member(1, 2),
-                view: ViewId {
-                    counter,
-                    coordinator: node(1),
-                },
-            },
-            data: Some(data.to_vec()),
-        };
+        let checkpoint = |counter, data: &[u8]| state_of(member(1, 2), counter, data);
         assert!(t.client(2, join(1)).is_empty());
         let got = t.client(
             2,
@@ -1900,19 +1882,8 @@ mod tests {
     #[test]
     fn a_join_withdrawn_across_a_rejoin_does_not_answer_the_new_join() {
         let mut t = setup(8);
-        let join = |id| ClientMsg::Join {
-            id,
-            group: "a".into(),
-            state: true,
-        };
-        let transfer_at = |counter| TransferId {
-            group: "a".into(),
-            joiner: member(2, 2),
-            view: ViewId {
-                counter,
-                coordinator: node(1),
-            },
-        };
+        let join = join_with_state;
+        let checkpoint = |counter, data: &[u8]| state_of(member(2, 2), counter, data);
         assert!(t.client(2, join(1)).is_empty());
         let Output::GroupView(mut gv) = view(2, "a", vec![member(1, 2)]) else {
             unreachable!()
@@ -1957,10 +1928,7 @@ mod tests {
         gv.with_state = vec![member(2, 2)];
         gv.withdrawn = vec![member(2, 2)];
         let mut got = t.output(Output::GroupView(gv));
-        got.extend(t.output(Output::StateDelivered {
-            transfer: transfer_at(30),
-            data: Some(b"old".to_vec()),
-        }));
+        got.extend(t.output(checkpoint(30, b"old")));
         assert!(
             got.is_empty(),
             "the withdrawn join answered the new one: {got:?}"
@@ -1972,10 +1940,7 @@ mod tests {
         gv.joined = vec![member(2, 2)];
         gv.with_state = vec![member(2, 2)];
         let mut got = t.output(Output::GroupView(gv));
-        got.extend(t.output(Output::StateDelivered {
-            transfer: transfer_at(32),
-            data: Some(b"new".to_vec()),
-        }));
+        got.extend(t.output(checkpoint(32, b"new")));
         assert!(
             matches!(&got[..], [
                 (2, ServerMsg::Joined { id: 3, .. }),
@@ -1992,11 +1957,7 @@ mod tests {
     #[test]
     fn a_join_applied_before_the_core_took_the_leave_is_the_old_membership_s() {
         let mut t = setup(8);
-        let join = |id| ClientMsg::Join {
-            id,
-            group: "a".into(),
-            state: true,
-        };
+        let join = join_with_state;
         let joined_at = |counter| {
             let Output::GroupView(mut gv) = view(counter, "a", vec![member(2, 2)]) else {
                 unreachable!()
@@ -2005,17 +1966,7 @@ mod tests {
             gv.with_state = vec![member(2, 2)];
             Output::GroupView(gv)
         };
-        let checkpoint = |counter, data: &[u8]| Output::StateDelivered {
-            transfer: TransferId {
-                group: "a".into(),
-                joiner: member(2, 2),
-                view: ViewId {
-                    counter,
-                    coordinator: node(1),
-                },
-            },
-            data: Some(data.to_vec()),
-        };
+        let checkpoint = |counter, data: &[u8]| state_of(member(2, 2), counter, data);
         assert!(t.client(2, join(1)).is_empty());
         t.output(view(2, "a", vec![member(1, 2)]));
         t.output(Output::Blocked);
@@ -2663,6 +2614,30 @@ mod tests {
             .filter(|(s, _)| *s == session)
             .map(|(_, m)| kind(m))
             .collect()
+    }
+
+    /// A client's join of group `a` with state.
+    fn join_with_state(id: u64) -> ClientMsg {
+        ClientMsg::Join {
+            id,
+            group: "a".into(),
+            state: true,
+        }
+    }
+
+    /// `joiner`'s checkpoint of group `a`, of its transfer at view `counter`.
+    fn state_of(joiner: MemberId, counter: u64, data: &[u8]) -> Output {
+        Output::StateDelivered {
+            transfer: TransferId {
+                group: "a".into(),
+                joiner,
+                view: ViewId {
+                    counter,
+                    coordinator: node(1),
+                },
+            },
+            data: Some(data.to_vec()),
+        }
     }
 
     fn leave_taken(session: SessionId, group: &str) -> Output {
