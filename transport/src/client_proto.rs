@@ -273,6 +273,13 @@ pub enum RejectCode {
     /// again once it is back (`MeshState { blocked: false }` or
     /// [`ServerMsg::Rejoined`]), or through another broker.
     Blocked,
+    /// The session published faster than the broker allows
+    /// (`limits.publish_messages_per_s` with `limits.publish_burst`, or
+    /// `limits.publish_bytes_per_s`): the message was not sent; the session
+    /// stays open. Added last, without a version change: every other code
+    /// keeps its encoding (a client from before it cannot decode this
+    /// refusal, which only a broker with a publish rate configured sends).
+    RateLimited,
 }
 
 /// Broker to client, after the handshake.
@@ -418,6 +425,12 @@ pub enum CloseCode {
     HandshakeTimeout = 6,
     /// The broker has reached `limits.max_sessions`.
     TooManySessions = 7,
+    /// The client's source address already has
+    /// `limits.max_connections_per_address` connections open.
+    TooManyFromAddress = 8,
+    /// The client's user already has `limits.max_connections_per_user`
+    /// sessions open.
+    TooManyForUser = 9,
 }
 
 impl CloseCode {
@@ -438,6 +451,8 @@ impl CloseCode {
             Shutdown,
             HandshakeTimeout,
             TooManySessions,
+            TooManyFromAddress,
+            TooManyForUser,
         ]
         .into_iter()
         .find(|c| c.code() as u64 == code)
@@ -656,6 +671,8 @@ mod tests {
             CloseCode::Normal,
             CloseCode::SlowConsumer,
             CloseCode::TooManySessions,
+            CloseCode::TooManyFromAddress,
+            CloseCode::TooManyForUser,
         ] {
             assert_eq!(CloseCode::from_code(c.code() as u64), Some(c));
         }

@@ -6,6 +6,7 @@
 mod admin;
 mod bridge;
 mod core;
+mod limits;
 pub mod membership_store;
 pub mod mesh;
 pub mod names;
@@ -96,6 +97,8 @@ pub(crate) struct Shared {
     core: mpsc::Sender<core::CoreMsg>,
     sessions: AtomicUsize,
     next_session: AtomicU64,
+    /// Connections per source address and sessions per user.
+    connections: Arc<limits::ConnectionCounts>,
 }
 
 /// A running broker.
@@ -174,7 +177,14 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
     let limits = &config.limits;
     // A client session not heard from (keep-alives included) for
     // `session_timeout_ms` ends; its members then leave their groups.
-    let server = quic::server_config(&identity, &[ALPN_CLIENT], false, limits.session_timeout())?;
+    // A client may open `max_streams_per_session` bidirectional streams
+    // and no unidirectional one.
+    let mut server =
+        quic::server_config(&identity, &[ALPN_CLIENT], false, limits.session_timeout())?;
+    server.transport_config(Arc::new(quic::client_session_transport_config(
+        limits.session_timeout(),
+        limits.max_streams_per_session,
+    )));
     let endpoint = quic::bind_server(config.broker.client_listen, server)?;
     let client_addr = endpoint.local_addr().unwrap_or(config.broker.client_listen);
     let broker_id = if config.broker.id.is_empty() {
@@ -333,6 +343,7 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
         group_map_digest = format!("{:016x}", groups.digest()),
         "broker listening for clients"
     );
+    let connections = Arc::new(limits::ConnectionCounts::new(&config.limits));
     let shared = Arc::new(Shared {
         links,
         names,
@@ -342,6 +353,7 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
         core: core_tx.clone(),
         sessions: AtomicUsize::new(0),
         next_session: AtomicU64::new(1),
+        connections,
     });
     let (stop, mut stopped) = watch::channel(false);
     let admin_addr = match shared.config.broker.admin_listen {

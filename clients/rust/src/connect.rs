@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use meshcast_transport::client_proto::{self, ALPN_CLIENT, ClientHello, Welcome};
+use meshcast_transport::client_proto::{
+    self, ALPN_CLIENT, ClientHello, CloseCode, HandshakeError, Welcome,
+};
 use meshcast_transport::{FrameReader, pki, quic};
 
 use crate::error::{self, ConnectCause};
@@ -149,13 +151,15 @@ async fn attempt(
         .connect(addr, name)
         .map_err(|e| failed(&e, ConnectCause::Other))?;
     let conn = connecting.await.map_err(|e| {
-        let cause = classify(&e, name, opts);
-        failed(&e, cause)
+        limit_close(&e).unwrap_or_else(|| {
+            let cause = classify(&e, name, opts);
+            failed(&e, cause)
+        })
     })?;
-    let (mut send, recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| failed(&e, ConnectCause::Other))?;
+    let (mut send, recv) = match conn.open_bi().await {
+        Ok(streams) => streams,
+        Err(e) => return Err(refusal(&conn).await.unwrap_or_else(|| failed(&e, ConnectCause::Other))),
+    };
     let hello = client_proto::encode_hello(
         opts.protocol_version,
         &ClientHello {
@@ -163,15 +167,25 @@ async fn attempt(
         },
     )
     .map_err(|e| ClientError::Handshake(e.to_string()))?;
-    send.write_all(&hello)
-        .await
-        .map_err(|e| failed(&e, ConnectCause::Other))?;
+    if let Err(e) = send.write_all(&hello).await {
+        return Err(refusal(&conn).await.unwrap_or_else(|| failed(&e, ConnectCause::Other)));
+    }
     // The broker's frames are bounded by its own limit; accept generously.
     let mut frames = FrameReader::new(recv, meshcast_transport::wire::HARD_MAX_FRAME);
     let welcome = match frames.read_one().await {
-        Ok(Some(body)) => client_proto::decode_welcome(&body)
-            .map_err(|e| ClientError::Handshake(e.to_string()))?,
+        Ok(Some(body)) => match client_proto::decode_welcome(&body) {
+            Ok(w) => w,
+            Err(e @ HandshakeError::Refused(_)) => {
+                return Err(refusal(&conn)
+                    .await
+                    .unwrap_or_else(|| ClientError::Handshake(e.to_string())));
+            }
+            Err(e) => return Err(ClientError::Handshake(e.to_string())),
+        },
         Ok(None) | Err(_) => {
+            if let Some(refused) = refusal(&conn).await {
+                return Err(refused);
+            }
             let reason = conn
                 .close_reason()
                 .map(|e| error::from_connection_error(&e).to_string())
@@ -180,6 +194,38 @@ async fn attempt(
         }
     };
     Ok((conn, endpoint, welcome, send, frames))
+}
+
+/// How long a refused handshake waits for the broker's close (which
+/// carries the refusal's code) after the refusal itself.
+const REFUSAL_CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// When the broker refused the session for one of its limits, that
+/// refusal as [`ClientError::Closed`] with its close code (waiting briefly
+/// for the close, which follows the refusal); otherwise `None`.
+async fn refusal(conn: &quinn::Connection) -> Option<ClientError> {
+    let closed = tokio::time::timeout(REFUSAL_CLOSE_WAIT, conn.closed())
+        .await
+        .ok()?;
+    limit_close(&closed)
+}
+
+/// A connection closed by the broker for one of its limits, as
+/// [`ClientError::Closed`] with the close code.
+fn limit_close(closed: &quinn::ConnectionError) -> Option<ClientError> {
+    match error::from_connection_error(closed) {
+        e @ ClientError::Closed {
+            code:
+                Some(
+                    CloseCode::TooManySessions
+                    | CloseCode::TooManyFromAddress
+                    | CloseCode::TooManyForUser
+                    | CloseCode::HandshakeTimeout,
+                ),
+            ..
+        } => Some(e),
+        _ => None,
+    }
 }
 
 /// The likely cause of a failed QUIC/TLS connection.
