@@ -43,7 +43,8 @@ use serde::{Deserialize, Serialize};
 pub use error::{ConfigError, Origin};
 pub use load::{ENV_PREFIX, default_data_dir, known_keys, process_env};
 pub use validate::{
-    MAX_FRAME_BYTES_LIMIT, MAX_GROUP_FIELD_LEN, MAX_NAME_LEN, MAX_STREAMS_PER_SESSION, MAX_TIMEOUT_MS,
+    MAX_FRAME_BYTES_LIMIT, MAX_GROUP_FIELD_LEN, MAX_NAME_LEN, MAX_STREAMS_PER_SESSION,
+    MAX_TIMEOUT_MS,
 };
 
 /// Default address for client connections (QUIC): `127.0.0.1:4700`.

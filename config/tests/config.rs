@@ -674,7 +674,10 @@ fn abuse_limits_are_checked_naming_the_key() {
         "limits.publish_bytes_per_s",
     );
     assert_eq!(value, "1000");
-    assert!(msg.contains("at least limits.max_payload_bytes (1048576)"), "{msg}");
+    assert!(
+        msg.contains("at least limits.max_payload_bytes (1048576)"),
+        "{msg}"
+    );
     load_sets(&["limits.publish_bytes_per_s=1048576"]).unwrap();
     let (_, msg) = expect_invalid(
         load_sets(&["limits.max_streams_per_session=1025"]),

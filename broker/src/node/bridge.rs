@@ -423,8 +423,9 @@ impl Bridge {
         msg: ClientMsg,
         out: &mut Vec<Effect>,
     ) {
-        if let ClientMsg::Subscribe { id, .. } | ClientMsg::Tap { id, .. } | ClientMsg::Join { id, .. } =
-            &msg
+        if let ClientMsg::Subscribe { id, .. }
+        | ClientMsg::Tap { id, .. }
+        | ClientMsg::Join { id, .. } = &msg
         {
             if let Err(refused) = self.membership_room(router, session, *id) {
                 return out.push(reply(session, &refused));
@@ -698,7 +699,12 @@ impl Bridge {
     /// Refuses a new subscription, tap or join (request `id`) of `session`
     /// when its subscriptions and explicit joins together already reach
     /// `limits.max_subscriptions_per_session`.
-    fn membership_room(&self, router: &Router, session: SessionId, id: u64) -> Result<(), ServerMsg> {
+    fn membership_room(
+        &self,
+        router: &Router,
+        session: SessionId,
+        id: u64,
+    ) -> Result<(), ServerMsg> {
         let subs = router.subscriptions_of(session);
         let joins = self.join_counts.get(&session).copied().unwrap_or(0);
         let max = router.max_subscriptions_per_session();
@@ -1752,11 +1758,24 @@ mod tests {
                 group: "g5".into(),
             },
         );
-        assert!(matches!(&got[..], [(1, ServerMsg::Left { id: 10 })]), "{got:?}");
+        assert!(
+            matches!(&got[..], [(1, ServerMsg::Left { id: 10 })]),
+            "{got:?}"
+        );
         assert!(t.client(1, join(11, "g8")).is_empty());
         let got = t.client(1, join(12, "g9"));
         assert!(
-            matches!(&got[..], [(1, ServerMsg::Rejected { id: Some(12), code: RejectCode::LimitReached, .. })]),
+            matches!(
+                &got[..],
+                [(
+                    1,
+                    ServerMsg::Rejected {
+                        id: Some(12),
+                        code: RejectCode::LimitReached,
+                        ..
+                    }
+                )]
+            ),
             "{got:?}"
         );
         // Closing the session forgets its joins.

@@ -126,10 +126,7 @@ impl ConnectionCounts {
     /// A place for a new connection from `remote`, or its refusal
     /// (`limits.max_connections_per_address`). IPv4 addresses mapped into
     /// IPv6 count as the IPv4 address.
-    pub(crate) fn admit_address(
-        self: &Arc<Self>,
-        remote: SocketAddr,
-    ) -> Result<Slot, Refusal> {
+    pub(crate) fn admit_address(self: &Arc<Self>, remote: SocketAddr) -> Result<Slot, Refusal> {
         let ip = remote.ip().to_canonical();
         match take(&self.addresses, &ip, self.max_per_address) {
             Ok(()) => Ok(Slot {
@@ -446,8 +443,12 @@ mod tests {
         let refusal = counts.admit_address(a).unwrap_err();
         assert_eq!(refusal.code, CloseCode::TooManyFromAddress);
         assert!(
-            refusal.reason.contains("10.0.0.1 already has 2 connections open")
-                && refusal.reason.contains("limits.max_connections_per_address = 2"),
+            refusal
+                .reason
+                .contains("10.0.0.1 already has 2 connections open")
+                && refusal
+                    .reason
+                    .contains("limits.max_connections_per_address = 2"),
             "{}",
             refusal.reason
         );
@@ -461,7 +462,9 @@ mod tests {
         let refusal = counts.admit_user(&user).unwrap_err();
         assert_eq!(refusal.code, CloseCode::TooManyForUser);
         assert!(
-            refusal.reason.contains("limits.max_connections_per_user = 1"),
+            refusal
+                .reason
+                .contains("limits.max_connections_per_user = 1"),
             "{}",
             refusal.reason
         );

@@ -158,7 +158,11 @@ async fn attempt(
     })?;
     let (mut send, recv) = match conn.open_bi().await {
         Ok(streams) => streams,
-        Err(e) => return Err(refusal(&conn).await.unwrap_or_else(|| failed(&e, ConnectCause::Other))),
+        Err(e) => {
+            return Err(refusal(&conn)
+                .await
+                .unwrap_or_else(|| failed(&e, ConnectCause::Other)));
+        }
     };
     let hello = client_proto::encode_hello(
         opts.protocol_version,
@@ -168,7 +172,9 @@ async fn attempt(
     )
     .map_err(|e| ClientError::Handshake(e.to_string()))?;
     if let Err(e) = send.write_all(&hello).await {
-        return Err(refusal(&conn).await.unwrap_or_else(|| failed(&e, ConnectCause::Other)));
+        return Err(refusal(&conn)
+            .await
+            .unwrap_or_else(|| failed(&e, ConnectCause::Other)));
     }
     // The broker's frames are bounded by its own limit; accept generously.
     let mut frames = FrameReader::new(recv, meshcast_transport::wire::HARD_MAX_FRAME);
