@@ -54,8 +54,9 @@ pub(crate) struct Pending {
 /// call `handle(now, Input::Timeout)` once [`Broker::poll_timeout`] is
 /// reached. It performs no I/O, reads no clock and draws randomness only
 /// from the seeded generator given to [`Broker::new`], so the same inputs
-/// always produce the same outputs.
-#[derive(Debug)]
+/// always produce the same outputs. A clone is an independent copy of the
+/// state (for tests and fuzzing: one state, many inputs).
+#[derive(Debug, Clone)]
 pub struct Broker {
     pub(crate) id: NodeId,
     pub(crate) cfg: ProtocolConfig,
