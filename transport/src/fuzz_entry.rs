@@ -239,8 +239,9 @@ mod tests {
     use super::*;
 
     type Entry = fn(&[u8]);
+    type Seeds = fn() -> Vec<Vec<u8>>;
 
-    const TARGETS: [(&str, Entry, fn() -> Vec<Vec<u8>>); 3] = [
+    const TARGETS: [(&str, Entry, Seeds); 3] = [
         ("client_msg", client_msg, client_msg_seeds),
         ("server_msg", server_msg, server_msg_seeds),
         ("handshake", handshake, handshake_seeds),
