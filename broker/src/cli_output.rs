@@ -75,6 +75,18 @@ pub fn config_problems(config: &Config) -> Vec<String> {
     if let Err(e) = meshcast_topics::GroupMap::new(rules) {
         problems.push(format!("groups: {}", error_line(&e)));
     }
+    if let Some(ca) = &config.auth.client_ca {
+        if let Err(e) = meshcast_transport::pki::load_certs(ca) {
+            problems.push(format!("auth.client_ca: {}", error_line(&e)));
+        }
+    }
+    if config.auth.enabled() && config.permissions.is_empty() {
+        problems.push(
+            "[auth] is set but there is no [[permissions]] rule: authenticated clients would be \
+             refused every publish, subscribe and join (deny by default)"
+                .to_string(),
+        );
+    }
     problems
 }
 
@@ -116,6 +128,22 @@ pub fn config_summary(config: &Config) -> String {
         None => "development CA in data_dir".to_string(),
     };
     let _ = writeln!(out, "  tls            {tls}");
+    let auth = &config.auth;
+    let auth_line = if auth.enabled() {
+        format!(
+            "{}{} user(s), {} permission rule(s), digest {:016x}",
+            match &auth.client_ca {
+                Some(ca) => format!("client certificates under {}, ", ca.display()),
+                None => String::new(),
+            },
+            auth.users.len(),
+            config.permissions.len(),
+            config.auth_digest()
+        )
+    } else {
+        "off (development mode: clients are not authenticated)".to_string()
+    };
+    let _ = writeln!(out, "  auth           {auth_line}");
     let _ = writeln!(out, "  groups         {} rule(s)", config.groups.len());
     let _ = writeln!(out, "  log.level      {}", config.log.level);
     out

@@ -2,8 +2,10 @@
 //!
 //! * [`router`] — the sans-IO local delivery state machine: subscriptions,
 //!   per-publisher numbering, encode-once fan-out.
+//! * [`permissions`] — `[[permissions]]` compiled for checking (sans-IO,
+//!   used by the router).
 //! * [`node`] — the tokio/quinn runtime around it: sessions, the core task,
-//!   bounded queues, shutdown.
+//!   bounded queues, shutdown, client authentication (`node::auth`).
 //! * [`bench`] — the `meshcast bench` scenarios.
 //! * [`cli_output`] — what the `meshcast` command prints for people
 //!   (one-line errors, the bench table, `config check`).
@@ -20,4 +22,5 @@ pub mod cli_output;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz_entry;
 pub mod node;
+pub mod permissions;
 pub mod router;

@@ -44,6 +44,19 @@ enum Command {
     /// Work with configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Client authentication helpers.
+    #[command(subcommand)]
+    Auth(AuthCommand),
+}
+
+#[derive(Subcommand)]
+enum AuthCommand {
+    /// Print the stored form (an argon2id PHC string) of a secret, for
+    /// `[[auth.users]] token_hashes`. The secret is read from standard
+    /// input (its first line), or asked for without echo on a terminal;
+    /// never from the command line. A client then authenticates with the
+    /// token `USER:SECRET`.
+    Hash,
 }
 
 #[derive(Subcommand)]
@@ -172,6 +185,25 @@ struct ConnectArgs {
     /// to be noticed, and left for the next --server address.
     #[arg(long, default_value_t = 30.0)]
     idle_timeout: f64,
+    /// Token to authenticate with, `USER:SECRET`. Prefer the environment
+    /// variable or --token-file: a command line is visible to other users
+    /// of the machine.
+    #[arg(
+        long,
+        env = "MESHCAST_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    token: Option<String>,
+    /// File whose first line is the token (`USER:SECRET`).
+    #[arg(long, env = "MESHCAST_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Client certificate (PEM) to authenticate with (with --key).
+    #[arg(long, env = "MESHCAST_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long, env = "MESHCAST_KEY", requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 impl ConnectArgs {
@@ -198,6 +230,21 @@ impl ConnectArgs {
         if let Some(r) = self.reconnect {
             let r = seconds(r, "reconnect")?;
             opts = opts.reconnect((!r.is_zero()).then_some(r));
+        }
+        if let Some(t) = &self.token {
+            opts = opts.token(t.as_str());
+        }
+        if let Some(f) = &self.token_file {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("--token-file {}", f.display()))?;
+            let token = meshcast_client::Secret::new(text.lines().next().unwrap_or("").trim());
+            if token.is_empty() {
+                bail!("--token-file {}: the first line is empty", f.display());
+            }
+            opts = opts.token(token);
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            opts = opts.client_cert(cert, key);
         }
         Ok(opts)
     }
@@ -346,7 +393,39 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => run_status(args).await,
         Command::Certs(args) => run_certs(args),
         Command::Config(ConfigCommand::Check(args)) => run_config_check(args),
+        Command::Auth(AuthCommand::Hash) => run_auth_hash(),
     }
+}
+
+/// `meshcast auth hash`: the secret from standard input (or a prompt),
+/// its argon2id PHC string on standard output.
+fn run_auth_hash() -> Result<()> {
+    use argon2::password_hash::{PasswordHasher, SaltString, rand_core::OsRng};
+    use std::io::IsTerminal;
+    let secret = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("secret: ").context("reading the secret")?;
+        let again = rpassword::prompt_password("again: ").context("reading the secret")?;
+        if first != again {
+            bail!("the two entries differ");
+        }
+        meshcast_client::Secret::new(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the secret from standard input")?;
+        meshcast_client::Secret::new(line.trim_end_matches(['\n', '\r']))
+    };
+    if secret.is_empty() {
+        bail!("empty secret: give it on standard input (e.g. from a file) or at the prompt");
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    let hash = argon2::Argon2::default()
+        .hash_password(secret.expose().as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("hashing the secret: {e}"))?;
+    println!("{hash}");
+    Ok(())
 }
 
 /// `meshcast config check FILE`.

@@ -6,12 +6,19 @@
 //! publisher's messages, and encodes every delivered message exactly once,
 //! however many sessions receive it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use meshcast_config::Action;
 use meshcast_topics::{Pattern, SubscriptionIndex, Topic};
 use meshcast_transport::client_proto::{self, ClientMsg, Delivery, Publish, RejectCode, ServerMsg};
+
+use crate::permissions::{Denied, Grants, Target};
+
+/// First segment of the topics that carry answers to requests: a client's
+/// inbox is `_inbox/<its own name>/...`.
+pub const INBOX: &str = "_inbox";
 
 /// A client session's id, unique within one broker run.
 pub type SessionId = u64;
@@ -50,10 +57,65 @@ pub enum Effect {
     },
 }
 
+/// Bounds of the permission bookkeeping kept per authenticated session.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthLimits {
+    /// Topics whose read permission a session remembers
+    /// (`auth.permission_cache_entries`); the cache is emptied when full.
+    pub cache_entries: usize,
+    /// Requests delivered to a session that it may still answer, newest
+    /// kept (`auth.reply_window`).
+    pub reply_window: usize,
+}
+
+impl Default for AuthLimits {
+    fn default() -> Self {
+        AuthLimits {
+            cache_entries: 1024,
+            reply_window: 1024,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Session {
     subs: HashMap<u64, Pattern>,
     published: u64,
+    /// The user's permissions; `None` in development mode (no checks).
+    grants: Option<Arc<Grants>>,
+    /// Whether the user may read a topic, as last checked.
+    readable: HashMap<Topic, bool>,
+    /// Subscriptions to the session's own inbox (`_inbox/<name>/...`).
+    inbox_subs: HashSet<u64>,
+    /// Requests delivered to the session, newest last: (reply address,
+    /// request topic). Answering one needs `reply` on its topic.
+    requests: VecDeque<(String, Topic)>,
+}
+
+impl Session {
+    /// Whether the session may receive a message on `topic` through
+    /// subscription `id` (its own inbox, or a topic it may read).
+    fn may_receive(&mut self, id: u64, topic: &Topic, limits: AuthLimits) -> bool {
+        self.inbox_subs.contains(&id) || self.may_read(topic, limits)
+    }
+
+    /// Whether the user may read `topic` (`subscribe` on it).
+    fn may_read(&mut self, topic: &Topic, limits: AuthLimits) -> bool {
+        let Some(grants) = &self.grants else {
+            return true;
+        };
+        if let Some(ok) = self.readable.get(topic) {
+            return *ok;
+        }
+        let ok = grants
+            .check(Action::Subscribe, Target::Topic(topic))
+            .is_ok();
+        if self.readable.len() >= limits.cache_entries {
+            self.readable.clear();
+        }
+        self.readable.insert(topic.clone(), ok);
+        ok
+    }
 }
 
 /// The local router.
@@ -62,7 +124,12 @@ pub struct Router {
     index: SubscriptionIndex<SubKey>,
     sessions: HashMap<SessionId, Session>,
     limits: RouterLimits,
+    auth: AuthLimits,
     delivered: u64,
+}
+
+fn denied(id: Option<u64>, d: Denied) -> ServerMsg {
+    reject(id, RejectCode::PermissionDenied, d.to_string())
 }
 
 impl Router {
@@ -72,13 +139,59 @@ impl Router {
             index: SubscriptionIndex::new(limits.match_cache_entries),
             sessions: HashMap::new(),
             limits,
+            auth: AuthLimits::default(),
             delivered: 0,
         }
     }
 
-    /// Registers a new session.
+    /// Sets the bounds of the per-session permission bookkeeping.
+    pub fn with_auth_limits(mut self, auth: AuthLimits) -> Router {
+        self.auth = auth;
+        self
+    }
+
+    /// Registers a new session (development mode: no permission checks).
     pub fn open(&mut self, session: SessionId) {
         self.sessions.entry(session).or_default();
+    }
+
+    /// Registers a new session of an authenticated user whose requests
+    /// and deliveries are checked against `grants` (`None`: development
+    /// mode, nothing checked).
+    pub fn open_as(&mut self, session: SessionId, grants: Option<Arc<Grants>>) {
+        self.sessions.entry(session).or_default().grants = grants;
+    }
+
+    /// Checks `action` on `target` for `session`: `Ok` in development
+    /// mode; the refusal (carrying `id`) otherwise.
+    pub fn check(
+        &self,
+        session: SessionId,
+        id: Option<u64>,
+        action: Action,
+        target: Target<'_>,
+    ) -> Result<(), ServerMsg> {
+        match self.sessions.get(&session).and_then(|s| s.grants.as_ref()) {
+            Some(g) => g.check(action, target).map_err(|d| denied(id, d)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `session`'s user may see the views of `group` that reach it
+    /// through a subscription (`subscribe` on the group); always in
+    /// development mode.
+    pub fn may_see_views(&self, session: SessionId, group: &str) -> bool {
+        self.check(session, None, Action::Subscribe, Target::Group(group))
+            .is_ok()
+    }
+
+    /// Whether `session` may receive a message on `topic` (outside its
+    /// inbox): always in development mode.
+    pub fn may_read(&mut self, session: SessionId, topic: &Topic) -> bool {
+        let auth = self.auth;
+        self.sessions
+            .get_mut(&session)
+            .is_some_and(|s| s.may_read(topic, auth))
     }
 
     /// Forgets a session and all its subscriptions.
@@ -218,6 +331,13 @@ impl Router {
         }
         let p = Pattern::new(pattern)
             .map_err(|e| reject(Some(id), RejectCode::InvalidPattern, e.to_string()))?;
+        let inbox = match &state.grants {
+            Some(g) => subscribe_allowed(g, &p).map_err(|d| denied(Some(id), d))?,
+            None => false,
+        };
+        if inbox {
+            state.inbox_subs.insert(id);
+        }
         state.subs.insert(id, p.clone());
         self.index.insert((session, id), p.clone());
         Ok(p)
@@ -226,10 +346,10 @@ impl Router {
     /// Removes a subscription, returning its pattern; the error is the
     /// rejection to send back.
     pub fn unsubscribe(&mut self, session: SessionId, id: u64) -> Result<Pattern, ServerMsg> {
-        let removed = self
-            .sessions
-            .get_mut(&session)
-            .and_then(|state| state.subs.remove(&id));
+        let removed = self.sessions.get_mut(&session).and_then(|state| {
+            state.inbox_subs.remove(&id);
+            state.subs.remove(&id)
+        });
         match removed {
             Some(p) => {
                 self.index.remove(&(session, id));
@@ -286,6 +406,12 @@ impl Router {
                 )
             })?;
         }
+        if let Some(state) = self.sessions.get(&session) {
+            if let Some(g) = &state.grants {
+                publish_allowed(g, state, &topic, p.reply_to.is_some())
+                    .map_err(|d| denied(p.confirm, d))?;
+            }
+        }
         let seq = self.next_seq(session).ok_or_else(|| {
             reject(
                 p.confirm,
@@ -312,15 +438,39 @@ impl Router {
         allowed: impl Fn(SessionId) -> bool,
     ) -> Option<Effect> {
         let mut targets = self.index.matches(topic);
-        if targets.iter().any(|(s, _)| !allowed(*s)) {
+        let auth = self.auth;
+        let sessions = &mut self.sessions;
+        let mut readable = |(s, id): &SubKey| {
+            sessions
+                .get_mut(s)
+                .is_some_and(|state| state.may_receive(*id, topic, auth))
+        };
+        if targets.iter().any(|k| !allowed(k.0) || !readable(k)) {
             targets = targets
                 .iter()
-                .filter(|(s, _)| allowed(*s))
+                .filter(|k| allowed(k.0) && readable(k))
                 .copied()
                 .collect();
         }
         if targets.is_empty() {
             return None;
+        }
+        // A request: each authenticated receiver may answer it (if it may
+        // reply on its topic) until it falls out of its reply window.
+        if let Some(reply_to) = &delivery.reply_to {
+            let mut last = None;
+            for (s, _) in targets.iter() {
+                if last == Some(*s) {
+                    continue;
+                }
+                last = Some(*s);
+                if let Some(state) = self.sessions.get_mut(s).filter(|st| st.grants.is_some()) {
+                    if state.requests.len() >= self.auth.reply_window.max(1) {
+                        state.requests.pop_front();
+                    }
+                    state.requests.push_back((reply_to.clone(), topic.clone()));
+                }
+            }
         }
         match client_proto::encode_server(&ServerMsg::Deliver(delivery)) {
             Ok(frame) => {
@@ -332,6 +482,75 @@ impl Router {
                 None
             }
         }
+    }
+}
+
+/// Whether grants `g` let a session subscribe to `p`; `Ok(true)` for a
+/// subscription to the session's own inbox.
+///
+/// - `_inbox/<name>/...` with a literal name: the session's inbox, for a
+///   user who may send requests at all (what reaches it is only answers to
+///   its own requests: see [`publish_allowed`]);
+/// - a pattern with no wildcard: `subscribe` on that topic;
+/// - any other pattern: the user needs some rule allowing `subscribe`; what
+///   it matches is then filtered at delivery, topic by topic, so a `**` or
+///   `*/x` subscription gets only what the user may read.
+fn subscribe_allowed(g: &Grants, p: &Pattern) -> Result<bool, Denied> {
+    let prefix = p.literal_prefix();
+    if prefix.first() == Some(&INBOX) && prefix.len() >= 2 && g.allows_any_topic(Action::Request) {
+        return Ok(true);
+    }
+    if let Some(topic) = p.as_topic() {
+        g.check(Action::Subscribe, Target::Topic(&topic))?;
+        return Ok(false);
+    }
+    if !g.allows_any_topic(Action::Subscribe) {
+        return Err(Denied {
+            user: g.user().to_string(),
+            action: Action::Subscribe.name(),
+            target: format!("pattern {:?}", p.as_str()),
+            why: "no [[permissions]] rule allows subscribe for this user (deny by default)".into(),
+        });
+    }
+    Ok(false)
+}
+
+/// Whether a session with grants `g` may publish on `topic`: a request
+/// (`reply_to` set) needs `request` on it; an answer (a topic under
+/// `_inbox/`) needs a request with that reply address delivered to the
+/// session and `reply` on that request's topic, unless `publish` on the
+/// inbox topic itself is allowed; anything else needs `publish`.
+fn publish_allowed(
+    g: &Grants,
+    state: &Session,
+    topic: &Topic,
+    request: bool,
+) -> Result<(), Denied> {
+    if request {
+        return g.check(Action::Request, Target::Topic(topic));
+    }
+    if topic.first_segment() != INBOX {
+        return g.check(Action::Publish, Target::Topic(topic));
+    }
+    let publish = g.check(Action::Publish, Target::Topic(topic));
+    if publish.is_ok() {
+        return publish;
+    }
+    match state
+        .requests
+        .iter()
+        .rev()
+        .find(|(to, _)| to == topic.as_str())
+    {
+        Some((_, asked_on)) => g.check(Action::Reply, Target::Topic(asked_on)),
+        None => Err(Denied {
+            user: g.user().to_string(),
+            action: Action::Reply.name(),
+            target: format!("topic {:?}", topic.as_str()),
+            why: "no request with this reply address was delivered to this session (answers \
+                  go only to the inboxes of requests it received)"
+                .into(),
+        }),
     }
 }
 

@@ -43,8 +43,14 @@ impl Bystander {
 }
 
 async fn handshake(raw: &mut RawSession) -> FrameReader<quinn::RecvStream> {
-    let hello =
-        client_proto::encode_hello(PROTOCOL_VERSION, &ClientHello { name: "raw".into() }).unwrap();
+    let hello = client_proto::encode_hello(
+        PROTOCOL_VERSION,
+        &ClientHello {
+            name: "raw".into(),
+            ..ClientHello::default()
+        },
+    )
+    .unwrap();
     raw.send.write_all(&hello).await.unwrap();
     let recv = raw.recv.take().expect("the session's stream");
     let mut frames = FrameReader::new(recv, 1 << 20);

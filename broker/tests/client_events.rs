@@ -151,3 +151,78 @@ async fn a_cut_off_broker_s_streams_show_blocked_then_rejoined_in_place() {
         }
     }
 }
+
+/// Fault seed 114 of the randomized test: a member joining with state on a
+/// broker that is cut off (and excluded) before its checkpoint comes is
+/// rejoined by the broker; the checkpoint it then gets is the rejoined
+/// membership's, taken at the rejoined view. `join_with_state` must return
+/// that view with it (it returned the first join view, so the application
+/// applied a later state as of an earlier view, then saw `Blocked` and
+/// `Rejoined` of a membership it had not seen deliver anything).
+#[tokio::test]
+async fn a_checkpoint_after_a_rejoin_comes_with_the_rejoined_view() {
+    let dir = TempDir::new("mc-events-state");
+    let mesh = RelayedMesh::start(dir.path(), "f", 3, &fast()).await;
+    let b = &mesh.brokers;
+    for x in b {
+        wait_mesh(x, 3).await;
+    }
+    let p = b[0].client("provider").await;
+    let (mut provider, first) = tokio::time::timeout(GUARD, p.join_with_state("repl"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, None, "the first member gets no checkpoint");
+    let c = b[2].client("joiner").await;
+    let joining = tokio::spawn(async move {
+        let r = c.join_with_state("repl").await;
+        (c, r)
+    });
+    // The provider's view with the joiner, then the request for its state:
+    // held unanswered (dropping it would answer with an empty checkpoint).
+    let mut held = None;
+    while held.is_none() {
+        match tokio::time::timeout(GUARD, provider.next()).await {
+            Ok(Some(Ok(GroupEvent::View(_)))) => {}
+            Ok(Some(Ok(GroupEvent::StateRequest(r)))) => held = Some(r),
+            other => panic!("provider: {other:?}"),
+        }
+    }
+    // Cut the joiner's broker off until the others exclude it, then heal.
+    mesh.isolate(2, true);
+    wait_for(b[2].admin, "f3 to block", |s| {
+        s["core"]["mesh"]["blocked"] == true
+    })
+    .await;
+    for x in &b[..2] {
+        wait_mesh(x, 2).await;
+    }
+    mesh.isolate(2, false);
+    // The rejoined member asks again: this answer is its checkpoint.
+    loop {
+        match tokio::time::timeout(GUARD, provider.next()).await {
+            Ok(Some(Ok(GroupEvent::View(_)))) => {}
+            Ok(Some(Ok(GroupEvent::StateRequest(r)))) => {
+                r.reply("fresh");
+                break;
+            }
+            other => panic!("provider: {other:?}"),
+        }
+    }
+    drop(held);
+    let (c, joined) = tokio::time::timeout(GUARD, joining).await.unwrap().unwrap();
+    let (mut g, state) = joined.unwrap();
+    assert_eq!(state.as_deref(), Some(&b"fresh"[..]));
+    // The view the checkpoint belongs to: the rejoined membership's.
+    let me = &g.view().members[g.view().rank as usize];
+    assert_eq!(
+        *me,
+        format!("{}#1/s{}", c.broker_id(), c.session_id()),
+        "{:?}",
+        g.view()
+    );
+    // Next comes what follows the checkpoint, not the cut-off's events.
+    let tx = provider.sender();
+    tx.multicast("after", Ordering::Total).await.unwrap();
+    assert_eq!(next_member(&mut g).await, Ev::Msg("after".into()));
+}

@@ -551,7 +551,14 @@ impl World {
                 for a in &admins {
                     let s = common::status(*a).await;
                     let m = &s["core"]["mesh"];
-                    ok &= m["blocked"] == false && m["view"][1].as_array().map(Vec::len) == Some(n);
+                    // No view change under way either: one that started
+                    // while a broker was unreachable may still remove it
+                    // (fault seed 59: a view without a broker that had
+                    // woken was installed after the mesh looked whole, and
+                    // the next fault then took a majority of that view).
+                    ok &= m["blocked"] == false
+                        && m["view"][1].as_array().map(Vec::len) == Some(n)
+                        && m["pending_views"].as_array().is_some_and(Vec::is_empty);
                     ids.insert(m["view"][0].to_string());
                 }
                 if ok && ids.len() == 1 {

@@ -91,8 +91,11 @@ async fn connect_eventually(broker: &BrokerProc, name: &str) -> Client {
 
 /// Sends the hello on a raw session and reads the welcome.
 async fn handshake(raw: &mut RawSession) -> FrameReader<quinn::RecvStream> {
-    let hello =
-        client_proto::encode_hello(PROTOCOL_VERSION, &ClientHello { name: "raw".into() }).unwrap();
+    let hello = ClientHello {
+        name: "raw".into(),
+        token: None,
+    };
+    let hello = client_proto::encode_hello(PROTOCOL_VERSION, &hello).unwrap();
     raw.send.write_all(&hello).await.unwrap();
     let mut frames = FrameReader::new(raw.recv.take().unwrap(), 1 << 20);
     let welcome = frames.read_one().await.unwrap().unwrap();
@@ -160,8 +163,9 @@ async fn connections_per_address_are_limited() {
     bystander.still_works().await;
 }
 
-/// `limits.max_connections_per_user`: until clients authenticate, a
-/// session's user is `anonymous@<source address>`; a second session of
+/// `limits.max_connections_per_user`: without `[auth]` (development mode),
+/// a session's user is `anonymous@<source address>` (with it, the
+/// authenticated user: `tests/auth.rs`); a second session of
 /// that user is refused at the handshake with `TooManyForUser`, the first
 /// keeps working.
 #[tokio::test]

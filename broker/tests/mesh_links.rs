@@ -91,7 +91,7 @@ async fn a_group_map_mismatch_is_refused_naming_both_digests() {
         })
         .await;
         let err = s["link_errors"][0][1].as_str().unwrap();
-        assert!(err.contains("group map digest mismatch"), "{err}");
+        assert!(err.contains("configuration digest mismatch"), "{err}");
         assert!(
             err.contains("broker m1") && err.contains("broker m2"),
             "{err}"

@@ -21,6 +21,7 @@ async fn a_session_that_stops_reading_is_disconnected_with_the_reason() {
         PROTOCOL_VERSION,
         &ClientHello {
             name: "stuck".into(),
+            ..ClientHello::default()
         },
     )
     .unwrap();

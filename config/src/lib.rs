@@ -30,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
 mod error;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz_entry;
@@ -42,6 +43,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use auth::{
+    Action, AuthConfig, CertName, MAX_USER_NAME_LEN, PermissionRule, TokenHash, UserConfig,
+    auth_digest,
+};
 pub use error::{ConfigError, Origin};
 pub use load::{ENV_PREFIX, default_data_dir, known_keys, process_env};
 pub use validate::{
@@ -77,6 +82,12 @@ pub struct Config {
     pub groups: Vec<GroupRule>,
     /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[auth]`: client authentication; unset means development mode
+    /// (clients need no credentials).
+    pub auth: AuthConfig,
+    /// `[[permissions]]`: what authenticated users may do (deny wins; with
+    /// `[auth]` set, what no rule allows is refused).
+    pub permissions: Vec<PermissionRule>,
 }
 
 impl Default for Config {
@@ -99,7 +110,15 @@ impl Config {
             tls: TlsConfig::default(),
             groups: Vec::new(),
             log: LogConfig::default(),
+            auth: AuthConfig::default(),
+            permissions: Vec::new(),
         }
+    }
+
+    /// [`auth_digest`] of `[auth]` and `[[permissions]]`: what brokers of
+    /// one mesh compare, with the group map, when they link.
+    pub fn auth_digest(&self) -> u64 {
+        auth_digest(&self.auth, &self.permissions)
     }
 
     /// The broker id to use: `broker.id` if set, otherwise `broker-<client port>`
@@ -367,8 +386,9 @@ pub struct LimitsConfig {
     /// (handshakes in progress included); default 1000. A connection over
     /// it is closed at once with the close code `TooManyFromAddress`.
     pub max_connections_per_address: usize,
-    /// Most client sessions at once of one user; default 1000. Until
-    /// clients authenticate, a session's user is its source IP address
+    /// Most client sessions at once of one user; default 1000. With
+    /// `[auth]`, a session's user is the one it authenticated as (counted
+    /// once authenticated); without it, its source IP address
     /// (`anonymous@<ip>`), so this acts like `max_connections_per_address`
     /// counted after the handshake. A session over it is refused with the
     /// close code `TooManyForUser`.

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 
 use toml::{Table, Value};
 
-use crate::{Config, ConfigError, GroupRule, Origin, PeerConfig, TlsConfig};
+use crate::{
+    Action, Config, ConfigError, GroupRule, Origin, PeerConfig, PermissionRule, TlsConfig,
+    TokenHash, UserConfig,
+};
 
 /// Prefix of the environment variables that override configuration keys:
 /// `MESHCAST_<SECTION>__<KEY>`, e.g. `MESHCAST_BROKER__CLIENT_LISTEN`.
@@ -195,6 +198,21 @@ fn template() -> Table {
     config.mesh.peers = vec![PeerConfig {
         id: "p".to_string(),
         addr: crate::DEFAULT_PEER_LISTEN,
+    }];
+    config.auth.client_ca = Some(PathBuf::from("client-ca.pem"));
+    config.auth.users = vec![UserConfig {
+        name: "u".to_string(),
+        roles: vec!["r".to_string()],
+        token_hashes: vec![TokenHash("h".to_string())],
+    }];
+    config.permissions = vec![PermissionRule {
+        name: "n".to_string(),
+        users: vec!["u".to_string()],
+        roles: vec!["r".to_string()],
+        allow: vec![Action::Publish],
+        deny: vec![Action::Publish],
+        topics: vec!["t".to_string()],
+        groups: vec!["g".to_string()],
     }];
     Table::try_from(&config).expect("the configuration serializes to a TOML table")
 }

@@ -224,6 +224,8 @@ impl Config {
             }
         }
 
+        crate::auth::validate(&self.auth, &self.permissions)?;
+
         let level = &self.log.level;
         if level.trim().is_empty() || level.chars().any(char::is_control) {
             return Err(ConfigError::invalid(

@@ -11,14 +11,22 @@ use serde::{Deserialize, Serialize};
 use crate::handshake;
 use crate::wire::{self, WireError};
 
+pub use crate::secret::Secret;
+
 pub use crate::handshake::{HandshakeError, MAGIC};
 
 /// ALPN protocol name of client connections.
 pub const ALPN_CLIENT: &[u8] = b"meshcast-client";
 
 /// Version of the client protocol spoken by this build (2: `Welcome`
-/// carries the session's publisher id, `ServerMsg::Rejoined`).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// carries the session's publisher id, `ServerMsg::Rejoined`; 3: the hello
+/// carries a token, the welcome the authenticated user, a refusal its
+/// [`CloseCode`]).
+pub const PROTOCOL_VERSION: u16 = 3;
+
+/// Oldest client protocol version a broker of this build accepts (a
+/// version-2 client has no token; it may authenticate by certificate).
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 
 /// How a publisher asks for its messages on a topic to be ordered.
 ///
@@ -63,10 +71,19 @@ impl std::str::FromStr for Ordering {
 }
 
 /// What the client says first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct ClientHello {
     /// A free-form client name, for logs and status.
     pub name: String,
+    /// The client's token, `USER:SECRET`, if it authenticates with one
+    /// (version 3 and later; never printed: see [`Secret`]).
+    pub token: Option<Secret>,
+}
+
+/// [`ClientHello`] as protocol version 2 encodes it (no token).
+#[derive(Serialize, Deserialize)]
+struct ClientHelloV2 {
+    name: String,
 }
 
 /// The broker's answer to an accepted [`ClientHello`].
@@ -90,6 +107,19 @@ pub struct Welcome {
     pub site: String,
     /// Largest payload the broker accepts, in bytes.
     pub max_payload: u32,
+    /// The user the session is authenticated as (version 3 and later);
+    /// `None` on a broker without authentication (development mode).
+    pub user: Option<String>,
+}
+
+/// [`Welcome`] as protocol version 2 encodes it (no user).
+#[derive(Serialize, Deserialize)]
+struct WelcomeV2 {
+    session: u64,
+    publisher: u64,
+    broker: String,
+    site: String,
+    max_payload: u32,
 }
 
 /// A message published by a client.
@@ -273,12 +303,18 @@ pub enum RejectCode {
     /// again once it is back (`MeshState { blocked: false }` or
     /// [`ServerMsg::Rejoined`]), or through another broker.
     Blocked,
+    /// The session's user may not do this (`[[permissions]]`); the reason
+    /// names the user, the action, the topic or group, and the rule that
+    /// denied it (or that none allowed it). Added after `Blocked`, so the
+    /// earlier codes keep their encoding.
+    PermissionDenied,
     /// The session published faster than the broker allows
     /// (`limits.publish_messages_per_s` with `limits.publish_burst`, or
     /// `limits.publish_bytes_per_s`): the message was not sent; the session
-    /// stays open. Added last, without a version change: every other code
-    /// keeps its encoding (a client from before it cannot decode this
-    /// refusal, which only a broker with a publish rate configured sends).
+    /// stays open. Added last (after `PermissionDenied`), without a version
+    /// change: every other code keeps its encoding (a client from before it
+    /// cannot decode this refusal, which only a broker with a publish rate
+    /// configured sends).
     RateLimited,
 }
 
@@ -425,12 +461,15 @@ pub enum CloseCode {
     HandshakeTimeout = 6,
     /// The broker has reached `limits.max_sessions`.
     TooManySessions = 7,
+    /// The client did not authenticate: no credentials, an unknown user, a
+    /// wrong token, or a certificate the broker does not accept.
+    Unauthenticated = 8,
     /// The client's source address already has
     /// `limits.max_connections_per_address` connections open.
-    TooManyFromAddress = 8,
+    TooManyFromAddress = 9,
     /// The client's user already has `limits.max_connections_per_user`
     /// sessions open.
-    TooManyForUser = 9,
+    TooManyForUser = 10,
 }
 
 impl CloseCode {
@@ -451,6 +490,7 @@ impl CloseCode {
             Shutdown,
             HandshakeTimeout,
             TooManySessions,
+            Unauthenticated,
             TooManyFromAddress,
             TooManyForUser,
         ]
@@ -490,19 +530,79 @@ pub fn mesh_publisher_id(node_name: u32, incarnation: u64, session: u64) -> u64 
 }
 
 /// Encodes the client's handshake frame for protocol `version`
-/// (normally [`PROTOCOL_VERSION`]; tests use others).
+/// (normally [`PROTOCOL_VERSION`]; tests use others). Version 2 carries no
+/// token.
 pub fn encode_hello(version: u16, hello: &ClientHello) -> Result<Bytes, WireError> {
+    if version <= 2 {
+        let v2 = ClientHelloV2 {
+            name: hello.name.clone(),
+        };
+        return handshake::encode_hello("client hello", version, &v2);
+    }
     handshake::encode_hello("client hello", version, hello)
 }
 
 /// Decodes a client handshake body, checking magic and version.
 pub fn decode_hello(body: &[u8]) -> Result<ClientHello, HandshakeError> {
-    handshake::decode_hello("client hello", PROTOCOL_VERSION, body)
+    decode_hello_versioned(body).map(|(_, hello)| hello)
 }
 
-/// Encodes the broker's answer: a welcome, or a refusal with a reason.
+/// [`decode_hello`], also returning the client's protocol version (from
+/// [`MIN_PROTOCOL_VERSION`] to [`PROTOCOL_VERSION`]): the welcome must be
+/// encoded for it.
+pub fn decode_hello_versioned(body: &[u8]) -> Result<(u16, ClientHello), HandshakeError> {
+    let (version, rest) = handshake::split_hello(body, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION)?;
+    if version == 2 {
+        let v2: ClientHelloV2 = wire::decode_body("client hello", rest)?;
+        let hello = ClientHello {
+            name: v2.name,
+            token: None,
+        };
+        return Ok((version, hello));
+    }
+    Ok((version, wire::decode_body("client hello", rest)?))
+}
+
+/// Encodes the broker's answer for a client of this build's version: a
+/// welcome, or a refusal with a reason.
 pub fn encode_welcome(answer: Result<&Welcome, &str>) -> Result<Bytes, WireError> {
-    handshake::encode_answer("welcome", PROTOCOL_VERSION, answer)
+    encode_welcome_for(PROTOCOL_VERSION, answer)
+}
+
+/// Encodes the broker's answer for a client speaking `version`.
+pub fn encode_welcome_for(
+    version: u16,
+    answer: Result<&Welcome, &str>,
+) -> Result<Bytes, WireError> {
+    match answer {
+        Ok(w) if version <= 2 => {
+            let v2 = WelcomeV2 {
+                session: w.session,
+                publisher: w.publisher,
+                broker: w.broker.clone(),
+                site: w.site.clone(),
+                max_payload: w.max_payload,
+            };
+            handshake::encode_answer("welcome", version, Ok(&v2))
+        }
+        Ok(w) => handshake::encode_answer("welcome", version, Ok(w)),
+        Err(reason) => handshake::encode_answer::<Welcome>("welcome", version, Err(reason)),
+    }
+}
+
+/// Encodes a refusal with its close code for a client speaking `version`:
+/// from version 3 the code travels in the answer
+/// ([`HandshakeError::RefusedWith`] on the client), before that only the
+/// reason does.
+pub fn encode_refusal_for(version: u16, code: CloseCode, reason: &str) -> Result<Bytes, WireError> {
+    if version >= 3 {
+        return Ok(handshake::encode_coded_refusal(
+            version,
+            code.code(),
+            reason,
+        ));
+    }
+    encode_welcome_for(version, Err(reason))
 }
 
 /// Decodes the broker's handshake answer.
@@ -540,18 +640,25 @@ mod tests {
 
     #[test]
     fn hello_round_trips() {
-        let f = encode_hello(PROTOCOL_VERSION, &ClientHello { name: "t".into() }).unwrap();
-        let hello = decode_hello(&f[4..]).unwrap();
-        assert_eq!(hello.name, "t");
+        let hello = ClientHello {
+            name: "t".into(),
+            token: Some(Secret::new("u:s")),
+        };
+        let f = encode_hello(PROTOCOL_VERSION, &hello).unwrap();
+        assert_eq!(decode_hello_versioned(&f[4..]).unwrap(), (3, hello));
+        // A version-2 client (no token) is still understood.
+        let f = encode_hello(2, &ClientHello::default()).unwrap();
+        let (v, old) = decode_hello_versioned(&f[4..]).unwrap();
+        assert_eq!((v, old.token), (2, None));
     }
 
     #[test]
     fn wrong_version_is_named() {
-        let f = encode_hello(99, &ClientHello { name: "t".into() }).unwrap();
+        let f = encode_hello(99, &ClientHello::default()).unwrap();
         let err = decode_hello(&f[4..]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unsupported protocol version 99 (this side speaks version 2)"
+            "unsupported protocol version 99 (this side speaks version 3)"
         );
     }
 
@@ -576,9 +683,20 @@ mod tests {
             broker: "b".into(),
             site: "s".into(),
             max_payload: 10,
+            user: Some("alice".into()),
         };
         let f = encode_welcome(Ok(&w)).unwrap();
         assert_eq!(decode_welcome(&f[4..]).unwrap(), w);
+        let f = encode_refusal_for(3, CloseCode::Unauthenticated, "no token").unwrap();
+        match decode_welcome(&f[4..]) {
+            Err(HandshakeError::RefusedWith { code, reason }) => {
+                assert_eq!((code, reason.as_str()), (8, "no token"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // A version-2 client gets the plain refusal it can read.
+        let f = encode_refusal_for(2, CloseCode::Unauthenticated, "no token").unwrap();
+        assert_eq!(f[4 + 6], 1, "status 1: plain refusal");
     }
 
     #[test]
@@ -671,6 +789,7 @@ mod tests {
             CloseCode::Normal,
             CloseCode::SlowConsumer,
             CloseCode::TooManySessions,
+            CloseCode::Unauthenticated,
             CloseCode::TooManyFromAddress,
             CloseCode::TooManyForUser,
         ] {

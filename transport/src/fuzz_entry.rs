@@ -171,6 +171,7 @@ pub fn server_msg_seeds() -> Vec<Vec<u8>> {
         RejectCode::InvalidTopic,
         RejectCode::LimitReached,
         RejectCode::Blocked,
+        RejectCode::PermissionDenied,
         RejectCode::RateLimited,
     ] {
         msgs.push(ServerMsg::Rejected {
@@ -189,6 +190,7 @@ pub fn handshake_seeds() -> Vec<Vec<u8>> {
     let body = |frame: Bytes| frame[4..].to_vec();
     let hello = ClientHello {
         name: "meshcast-sub".into(),
+        token: Some(client_proto::Secret::new("alice:s3cret-s3cret")),
     };
     let welcome = Welcome {
         session: 1,
@@ -196,6 +198,7 @@ pub fn handshake_seeds() -> Vec<Vec<u8>> {
         broker: "b1".into(),
         site: "paris".into(),
         max_payload: 1 << 20,
+        user: Some("alice".into()),
     };
     let peer = PeerHello {
         broker: "b1".into(),
@@ -207,8 +210,26 @@ pub fn handshake_seeds() -> Vec<Vec<u8>> {
     let v = client_proto::PROTOCOL_VERSION;
     vec![
         body(client_proto::encode_hello(v, &hello).expect("encodes")),
+        body(client_proto::encode_hello(2, &hello).expect("encodes")),
         body(client_proto::encode_hello(42, &hello).expect("encodes")),
         body(client_proto::encode_welcome(Ok(&welcome)).expect("encodes")),
+        body(client_proto::encode_welcome_for(2, Ok(&welcome)).expect("encodes")),
+        body(
+            client_proto::encode_refusal_for(
+                v,
+                client_proto::CloseCode::TooManyForUser,
+                "user alice already has 1 sessions open",
+            )
+            .expect("encodes"),
+        ),
+        body(
+            client_proto::encode_refusal_for(
+                v,
+                client_proto::CloseCode::Unauthenticated,
+                "authentication failed",
+            )
+            .expect("encodes"),
+        ),
         body(
             client_proto::encode_welcome(Err("broker has reached limits.max_sessions"))
                 .expect("encodes"),

@@ -35,6 +35,15 @@ pub enum HandshakeError {
     /// The other side refused the session.
     #[error("refused: {0}")]
     Refused(String),
+    /// The other side refused the session with a machine-readable code
+    /// (client protocol 3 and later: a [`crate::client_proto::CloseCode`]).
+    #[error("refused: {reason}")]
+    RefusedWith {
+        /// The code.
+        code: u32,
+        /// Why, for people.
+        reason: String,
+    },
     /// The body after magic and version was malformed.
     #[error(transparent)]
     Malformed(#[from] WireError),
@@ -86,6 +95,20 @@ fn check_version(body: &[u8], supported: u16) -> Result<&[u8], HandshakeError> {
     Ok(&body[HEADER..])
 }
 
+/// Checks magic and that the version is within `min..=max`; returns the
+/// version and the body after it (for protocols that accept several).
+pub fn split_hello(body: &[u8], min: u16, max: u16) -> Result<(u16, &[u8]), HandshakeError> {
+    check_magic(body)?;
+    let got = u16::from_le_bytes([body[4], body[5]]);
+    if !(min..=max).contains(&got) {
+        return Err(HandshakeError::UnsupportedVersion {
+            got,
+            supported: max,
+        });
+    }
+    Ok((got, &body[HEADER..]))
+}
+
 /// Encodes a hello frame (length prefix included) for protocol `version`.
 pub fn encode_hello<T: Serialize>(
     what: &'static str,
@@ -127,6 +150,17 @@ pub fn encode_answer<T: Serialize>(
     Ok(finish(out))
 }
 
+/// Encodes a refusal carrying a machine-readable `code` (status 2), which
+/// a receiver decodes as [`HandshakeError::RefusedWith`]. Only for a peer
+/// that understands it; others get [`encode_answer`]'s plain refusal.
+pub fn encode_coded_refusal(version: u16, code: u32, reason: &str) -> Bytes {
+    let mut out = start(version);
+    out.put_u8(2);
+    out.put_u32_le(code);
+    out.put_slice(reason.as_bytes());
+    finish(out)
+}
+
 /// Decodes an answer; a refusal is readable whatever its version.
 pub fn decode_answer<T: DeserializeOwned>(
     what: &'static str,
@@ -138,6 +172,13 @@ pub fn decode_answer<T: DeserializeOwned>(
         return Err(HandshakeError::Refused(
             String::from_utf8_lossy(&body[HEADER + 1..]).into_owned(),
         ));
+    }
+    if body.get(HEADER) == Some(&2) && body.len() >= HEADER + 5 {
+        let c = &body[HEADER + 1..HEADER + 5];
+        return Err(HandshakeError::RefusedWith {
+            code: u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+            reason: String::from_utf8_lossy(&body[HEADER + 5..]).into_owned(),
+        });
     }
     let rest = check_version(body, supported)?;
     match rest.split_first() {

@@ -6,8 +6,10 @@
 //! * [`handshake`] is the versioned first frame of every stream.
 //! * [`client_proto`] defines the client ↔ broker messages and handshake.
 //! * [`peer`] is the broker-to-broker link handshake (mutual TLS).
-//! * [`quic`] builds quinn endpoints (rustls with the ring provider, TLS 1.3).
+//! * [`quic`] builds quinn endpoints (rustls with the aws-lc-rs provider, TLS
+//!   1.3 only, X25519MLKEM768 key exchange preferred).
 //! * [`pki`] creates the development CA and loads PEM files.
+//! * [`secret`] keeps tokens out of logs and `Debug` output.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -19,9 +21,11 @@ pub mod handshake;
 pub mod peer;
 pub mod pki;
 pub mod quic;
+pub mod secret;
 pub mod wire;
 
 pub use framing::{FrameError, FrameReader};
 pub use pki::{DevPki, PkiError, TlsIdentity};
 pub use quic::TransportError;
+pub use secret::Secret;
 pub use wire::WireError;

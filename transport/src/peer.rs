@@ -31,7 +31,9 @@ pub struct PeerHello {
     pub incarnation: u64,
     /// Site (data centre) label.
     pub site: String,
-    /// Digest of the group map; must be equal on every broker.
+    /// Digest of the group map, mixed with that of `[auth]` and
+    /// `[[permissions]]` when authentication is on; must be equal on every
+    /// broker.
     pub group_map_digest: u64,
     /// Address other brokers dial to reach this one.
     pub peer_addr: String,
@@ -79,8 +81,10 @@ pub enum PeerError {
 pub fn compatibility(local: &PeerHello, remote: &PeerHello) -> Result<(), String> {
     if local.group_map_digest != remote.group_map_digest {
         return Err(format!(
-            "group map digest mismatch: broker {} has {:016x}, broker {} has {:016x} \
-             (the [[groups]] rules must be identical on every broker)",
+            "configuration digest mismatch: broker {} has {:016x}, broker {} has {:016x} \
+             (the [[groups]] rules, and with [auth] the users' names and roles, \
+             auth.cert_name and the [[permissions]] rules, must be identical on every broker; \
+             `meshcast status` shows group_map_digest and auth_digest separately)",
             local.broker, local.group_map_digest, remote.broker, remote.group_map_digest
         ));
     }

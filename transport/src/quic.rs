@@ -1,4 +1,5 @@
-//! QUIC endpoint configuration (quinn + rustls with the ring provider).
+//! QUIC endpoint configuration (quinn + rustls with the aws-lc-rs provider,
+//! TLS 1.3 only, hybrid post-quantum key exchange preferred).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,8 +41,12 @@ pub enum TransportError {
     },
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+/// The one rustls crypto provider of meshcast: aws-lc-rs, whose key
+/// exchange groups start with the hybrid post-quantum X25519MLKEM768 (the
+/// `prefer-post-quantum` feature), then X25519, P-256 and P-384 for peers
+/// without it. Used for every client and peer link, both ends.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Transport parameters tuned for many small messages on few connections.
@@ -72,34 +77,87 @@ pub fn client_session_transport_config(
     t
 }
 
-/// Server side configuration: our identity, accepted ALPN names, and whether
-/// clients must present a certificate signed by our trusted CA (mutual TLS).
-pub fn server_config(
+/// Whether a server asks the other side for a certificate, and which CA
+/// certificates that certificate must chain to.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientCerts<'a> {
+    /// No client certificate is asked for (client port without client
+    /// certificate authentication).
+    None,
+    /// A certificate chaining to one of these CAs is required (peer links:
+    /// the cluster CA).
+    Required(&'a [CertificateDer<'static>]),
+    /// A certificate is asked for but optional; one that is presented must
+    /// chain to one of these CAs (client port with `auth.client_ca`: a
+    /// client may also authenticate with a token instead).
+    Optional(&'a [CertificateDer<'static>]),
+}
+
+/// The rustls side of [`server_config`]: TLS 1.3 only, our identity, the
+/// accepted ALPN names and the client certificate policy.
+pub fn tls_server_config(
     identity: &TlsIdentity,
     alpn: &[&[u8]],
-    require_client_cert: bool,
-    idle_timeout: Duration,
-) -> Result<quinn::ServerConfig, TransportError> {
+    client_certs: ClientCerts<'_>,
+) -> Result<rustls::ServerConfig, TransportError> {
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?;
-    let builder = if require_client_cert {
-        let roots = root_store(&identity.trust)?;
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider())
-                .build()
-                .map_err(|e| TransportError::BadCa(e.to_string()))?;
-        builder.with_client_cert_verifier(verifier)
-    } else {
-        builder.with_no_client_auth()
+    let verifier = |roots: &[CertificateDer<'static>], optional: bool| {
+        let roots = root_store(roots)?;
+        let b =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider());
+        let b = if optional {
+            b.allow_unauthenticated()
+        } else {
+            b
+        };
+        b.build().map_err(|e| TransportError::BadCa(e.to_string()))
+    };
+    let builder = match client_certs {
+        ClientCerts::None => builder.with_no_client_auth(),
+        ClientCerts::Required(roots) => builder.with_client_cert_verifier(verifier(roots, false)?),
+        ClientCerts::Optional(roots) => builder.with_client_cert_verifier(verifier(roots, true)?),
     };
     let mut tls =
         builder.with_single_cert(identity.cert_chain.clone(), identity.key.clone_key())?;
     tls.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    Ok(tls)
+}
+
+/// Server side configuration: our identity, accepted ALPN names, and
+/// whether and under which CA the other side must present a certificate
+/// (mutual TLS).
+pub fn server_config(
+    identity: &TlsIdentity,
+    alpn: &[&[u8]],
+    client_certs: ClientCerts<'_>,
+    idle_timeout: Duration,
+) -> Result<quinn::ServerConfig, TransportError> {
+    let tls = tls_server_config(identity, alpn, client_certs)?;
     let quic =
         QuicServerConfig::try_from(tls).map_err(|e| TransportError::QuicTls(e.to_string()))?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
     cfg.transport_config(Arc::new(transport_config(idle_timeout)));
     Ok(cfg)
+}
+
+/// The rustls side of [`client_config`]: TLS 1.3 only, the CA certificates
+/// to trust, our own certificate if any, and the ALPN name to ask for.
+pub fn tls_client_config(
+    trust: &[CertificateDer<'static>],
+    identity: Option<&TlsIdentity>,
+    alpn: &[u8],
+) -> Result<rustls::ClientConfig, TransportError> {
+    let roots = root_store(trust)?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots);
+    let mut tls = match identity {
+        Some(id) => builder.with_client_auth_cert(id.cert_chain.clone(), id.key.clone_key())?,
+        None => builder.with_no_client_auth(),
+    };
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    Ok(tls)
 }
 
 /// Client side configuration: the CA certificates to trust, an optional
@@ -110,15 +168,7 @@ pub fn client_config(
     alpn: &[u8],
     idle_timeout: Duration,
 ) -> Result<quinn::ClientConfig, TransportError> {
-    let roots = root_store(trust)?;
-    let builder = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots);
-    let mut tls = match identity {
-        Some(id) => builder.with_client_auth_cert(id.cert_chain.clone(), id.key.clone_key())?,
-        None => builder.with_no_client_auth(),
-    };
-    tls.alpn_protocols = vec![alpn.to_vec()];
+    let tls = tls_client_config(trust, identity, alpn)?;
     let quic =
         QuicClientConfig::try_from(tls).map_err(|e| TransportError::QuicTls(e.to_string()))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));

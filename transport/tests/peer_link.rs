@@ -44,7 +44,13 @@ fn hello(name: &str, digest: u64) -> PeerHello {
 /// A broker endpoint that both accepts and dials with mutual TLS.
 fn endpoint(id: &pki::TlsIdentity) -> (quinn::Endpoint, SocketAddr) {
     let idle = Duration::from_secs(10);
-    let server = quic::server_config(id, &[ALPN_PEER], true, idle).unwrap();
+    let server = quic::server_config(
+        id,
+        &[ALPN_PEER],
+        quic::ClientCerts::Required(&id.trust),
+        idle,
+    )
+    .unwrap();
     let mut ep = quic::bind_server("127.0.0.1:0".parse().unwrap(), server).unwrap();
     ep.set_default_client_config(
         quic::client_config(&id.trust, Some(id), ALPN_PEER, idle).unwrap(),

@@ -261,7 +261,8 @@ impl Broker {
 
     /// Memberships this broker may be about to install: the value it
     /// accepted and the members of the round it coordinates (for the
-    /// simulator's fault budget).
+    /// simulator's fault budget, and the runtime's status: a test that
+    /// injects faults waits until no view change is under way).
     pub fn pending_views(&self) -> Vec<Vec<NodeId>> {
         let mut v = Vec::new();
         if let Some((_, inst)) = &self.accepted {
@@ -805,6 +806,10 @@ impl Broker {
                 self.requests.retain(|(_, r)| {
                     !matches!(r, GroupRequest::Join { group: g, member: m, .. }
                         if *g == group && *m == member)
+                });
+                self.out.push_back(Output::LeaveTaken {
+                    session,
+                    group: group.clone(),
                 });
                 self.push_request(GroupRequest::Leave { group, member });
             }

@@ -142,6 +142,17 @@ pub enum Output {
         /// Its payload, as given in [`ClientCmd::Publish`].
         payload: Bytes,
     },
+    /// The core took a [`ClientCmd::Leave`]: a join of that session and
+    /// group it reports after this is one asked for after the leave (a
+    /// view may still apply a join asked for before it, the core's
+    /// re-join after a partition included, until this output: such views
+    /// belong to the membership the client left).
+    LeaveTaken {
+        /// The session that left.
+        session: u64,
+        /// The group it left.
+        group: String,
+    },
     /// A local member was removed from a group by the protocol.
     Expelled {
         /// Group.
@@ -163,6 +174,12 @@ pub struct GroupViewChange {
     /// Joiners that will get an [`Output::StateDelivered`] before any
     /// delivery.
     pub with_state: Vec<MemberId>,
+    /// Members of this broker in `joined` whose join this broker had
+    /// withdrawn (a `Leave` came after the coordinator had already
+    /// collected the join): the view applies the old request, and the
+    /// membership ends with the pending leave. It is not the client's
+    /// current membership, nor a later join of the same session.
+    pub withdrawn: Vec<MemberId>,
 }
 
 /// One message delivered to local members of a group.

@@ -1077,6 +1077,35 @@ impl Broker {
             .rank(self.id)
             .expect("member of the installed view");
         self.out.push_back(Output::MeshView(inst.view.clone()));
+        // Joins of this broker's members this install applies: requests
+        // still live here. A local member listed as joined without one
+        // had its join withdrawn by a leave after the coordinator
+        // collected it (fault seed 172).
+        let applied_here = inst
+            .applied
+            .iter()
+            .find(|(n, _)| *n == self.id)
+            .map_or(0, |a| a.1);
+        let live_join = |group: &str, member: &MemberId| {
+            self.requests.iter().any(|(seq, r)| {
+                *seq <= applied_here
+                    && matches!(r, GroupRequest::Join { group: g, member: m, .. }
+                        if g == group && m == member)
+            })
+        };
+        let withdrawn: BTreeMap<String, Vec<MemberId>> = inst
+            .groups
+            .iter()
+            .map(|gi| {
+                let w = gi
+                    .joined
+                    .iter()
+                    .filter(|m| m.broker == self.id && !live_join(&gi.group, m))
+                    .copied()
+                    .collect();
+                (gi.group.clone(), w)
+            })
+            .collect();
         self.peers_flushing.clear();
         self.pending_accept = None;
         let mut groups = BTreeMap::new();
@@ -1094,6 +1123,7 @@ impl Broker {
                     },
                     joined: gi.joined.clone(),
                     with_state: gi.transfers.iter().map(|t| t.0).collect(),
+                    withdrawn: withdrawn.get(&gi.group).cloned().unwrap_or_default(),
                 }));
             }
             if !gi.members.is_empty() {
@@ -1112,6 +1142,7 @@ impl Broker {
                     },
                     joined: Vec::new(),
                     with_state: Vec::new(),
+                    withdrawn: Vec::new(),
                 }));
             }
         }

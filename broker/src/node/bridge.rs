@@ -55,7 +55,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::names::Names;
+use crate::permissions::Target;
 use crate::router::{Effect, Router, SessionId, reply};
+use meshcast_config::Action;
 
 /// What the broker puts in a protocol message's payload.
 #[derive(Debug, Serialize, Deserialize)]
@@ -103,10 +105,18 @@ pub(crate) struct Bridge {
     refs: HashMap<(SessionId, String), usize>,
     /// Joins installed in their group's view.
     joined: HashSet<(SessionId, String)>,
-    /// Memberships whose leave the core has not applied yet: views that
-    /// still list the session belong to the old membership, not to a new
-    /// join of the same session (only a view that reports it joined does).
+    /// Memberships whose leave the core has not taken yet
+    /// ([`Output::LeaveTaken`]): until it has, every view listing the
+    /// session (even one reporting it joined: the core may apply a join
+    /// asked for before the leave, its own re-join after a partition
+    /// included) belongs to the old membership, not to a new join of the
+    /// same session.
     leaving: HashSet<(SessionId, String)>,
+    /// The view in which each current membership's join was installed
+    /// (the core reported it joined, not withdrawn). A view that lists a
+    /// session without one belongs to a membership its client left or
+    /// withdrew, and so does a checkpoint of a transfer older than it.
+    member_since: HashMap<(SessionId, String), ViewId>,
     sub_groups: HashMap<(SessionId, u64), Vec<String>>,
     pending: Vec<PendingSub>,
     status: MeshStatus,
@@ -175,6 +185,11 @@ pub struct MeshStatus {
     pub group_status: Vec<GroupStatus>,
     /// Whether this broker is outside the primary component.
     pub blocked: bool,
+    /// Memberships of a mesh view change in progress at this broker (the
+    /// value it accepted, the round it coordinates), brokers as in `view`;
+    /// empty when none is. A mesh that looks whole may still be about to
+    /// install a view without a broker that was unreachable a moment ago.
+    pub pending_views: Vec<Vec<String>>,
 }
 
 /// One group as `GET /status` shows it.
@@ -204,14 +219,16 @@ pub struct GroupStatus {
 }
 
 impl MeshStatus {
-    /// Adds the protocol core's figures ([`meshcast_protocol::Broker::group_stats`]).
-    pub(crate) fn add_core_figures(
-        &mut self,
-        figures: &[meshcast_protocol::GroupStats],
-        names: &Names,
-    ) {
+    /// Adds the protocol core's figures ([`meshcast_protocol::Broker::group_stats`],
+    /// [`meshcast_protocol::Broker::pending_views`]).
+    pub(crate) fn add_core_figures(&mut self, figures: &super::mesh::CoreFigures, names: &Names) {
+        self.pending_views = figures
+            .pending_views
+            .iter()
+            .map(|v| v.iter().map(|n| names.node(*n)).collect())
+            .collect();
         for g in &mut self.group_status {
-            let Some(f) = figures.iter().find(|f| f.group == g.group) else {
+            let Some(f) = figures.groups.iter().find(|f| f.group == g.group) else {
                 continue;
             };
             g.sequencer = f.sequencer.map(|n| names.node(n));
@@ -306,6 +323,7 @@ impl Bridge {
             awaiting_state: HashMap::new(),
             releasing: HashMap::new(),
             leaving: HashSet::new(),
+            member_since: HashMap::new(),
         }
     }
 
@@ -460,7 +478,9 @@ impl Bridge {
             },
             ClientMsg::Publish(p) => self.publish(router, session, p, out),
             ping @ ClientMsg::Ping { .. } => router.handle(session, ping, out),
-            ClientMsg::Join { id, group, state } => self.join(session, id, group, state, out),
+            ClientMsg::Join { id, group, state } => {
+                self.join(router, session, id, group, state, out)
+            }
             ClientMsg::StateReply { token, data } => {
                 if let Some(transfer) = self.transfers.remove(&(session, token)) {
                     let reply = ClientCmd::StateReply {
@@ -504,6 +524,10 @@ impl Bridge {
                             reason,
                         },
                     ));
+                }
+                let target = Target::Group(&group);
+                if let Err(refused) = router.check(session, confirm, Action::Publish, target) {
+                    return out.push(reply(session, &refused));
                 }
                 if let Err(refused) = self
                     .refuse_if_blocked(confirm)
@@ -568,7 +592,7 @@ impl Bridge {
         }
         self.sub_groups.insert((session, id), groups);
         if waiting.is_empty() {
-            out.push(self.subscribed(session, id));
+            out.push(self.subscribed(router, session, id));
         } else {
             self.pending.push(PendingSub {
                 session,
@@ -579,13 +603,14 @@ impl Bridge {
     }
 
     /// The answer to an installed subscription: the current view of each
-    /// group it reaches.
-    fn subscribed(&self, session: SessionId, id: u64) -> Effect {
+    /// group it reaches (whose views its user may see).
+    fn subscribed(&self, router: &Router, session: SessionId, id: u64) -> Effect {
         let views = self
             .sub_groups
             .get(&(session, id))
             .into_iter()
             .flatten()
+            .filter(|g| router.may_see_views(session, g))
             .filter_map(|g| self.views.get(g))
             .filter_map(|v| self.view_info(v, session))
             .collect();
@@ -594,6 +619,7 @@ impl Bridge {
 
     fn join(
         &mut self,
+        router: &Router,
         session: SessionId,
         id: u64,
         group: String,
@@ -607,6 +633,15 @@ impl Bridge {
         };
         if let Err(reason) = check_group(&group) {
             return out.push(reply(session, &refuse(reason)));
+        }
+        let allowed = router
+            .check(session, Some(id), Action::Join, Target::Group(&group))
+            .and_then(|()| match state {
+                true => router.check(session, Some(id), Action::JoinState, Target::Group(&group)),
+                false => Ok(()),
+            });
+        if let Err(refused) = allowed {
+            return out.push(reply(session, &refused));
         }
         let key = (session, group.clone());
         if self.explicit.contains_key(&key) {
@@ -677,6 +712,7 @@ impl Bridge {
         if *n == 0 {
             self.refs.remove(&key);
             self.joined.remove(&key);
+            self.member_since.remove(&key);
             self.leaving.insert(key.clone());
             let (session, group) = key;
             self.command(ClientCmd::Leave { session, group });
@@ -869,6 +905,7 @@ impl Bridge {
         self.awaiting_state.retain(|(s, _), _| *s != session);
         self.releasing.retain(|(s, _), _| *s != session);
         self.leaving.retain(|(s, _)| *s != session);
+        self.member_since.retain(|(s, _), _| *s != session);
         self.pending.retain(|p| p.session != session);
         self.explicit.retain(|(s, _), _| *s != session);
         self.join_counts.remove(&session);
@@ -884,21 +921,24 @@ impl Bridge {
         match output {
             Output::Deliver(d) => self.deliver(router, d, out),
             Output::GroupView(gv) => {
+                // A withdrawn join is the membership the client left, not
+                // a later join of the same session: it ends with the leave.
+                let current = |m: &&MemberId| m.broker.name == self.me && !gv.withdrawn.contains(m);
                 let with_state: Vec<SessionId> = gv
                     .with_state
                     .iter()
-                    .filter(|m| m.broker.name == self.me)
+                    .filter(current)
                     .map(|m| m.session)
                     .collect();
                 let group = gv.view.group.clone();
                 let joined: Vec<SessionId> = gv
                     .joined
                     .iter()
-                    .filter(|m| m.broker.name == self.me)
+                    .filter(current)
                     .map(|m| m.session)
                     .collect();
                 self.log_group_view(&gv);
-                self.group_view(gv.view, &joined, out);
+                self.group_view(router, gv.view, &joined, out);
                 for session in with_state {
                     self.awaiting_state
                         .entry((session, group.clone()))
@@ -934,9 +974,16 @@ impl Bridge {
             }
             Output::StateDelivered { transfer, data } => {
                 let key = (transfer.joiner.session, transfer.group.clone());
-                if transfer.joiner.broker.name == self.me && self.leaving.contains(&key) {
-                    // The checkpoint of a membership that left meanwhile,
-                    // not of a new join of the same session.
+                let current = self
+                    .member_since
+                    .get(&key)
+                    .is_some_and(|since| *since <= transfer.view);
+                if transfer.joiner.broker.name == self.me
+                    && (self.leaving.contains(&key) || !current)
+                {
+                    // The checkpoint of a membership that left meanwhile
+                    // (or whose join was withdrawn), not of a new join of
+                    // the same session.
                     return;
                 }
                 if transfer.joiner.broker.name == self.me {
@@ -1007,6 +1054,9 @@ impl Bridge {
                 ));
             }
             Output::Rejoining { old, new } => self.rejoining(router, old, new, out),
+            Output::LeaveTaken { session, group } => {
+                self.leaving.remove(&(session, group));
+            }
             Output::Unsent {
                 session, payload, ..
             } => self.unsent(session, &payload, out),
@@ -1168,7 +1218,11 @@ impl Bridge {
         let ordering = from_protocol(d.ordering);
         let handed = out.len();
         let payload_len = body.payload.len();
-        // Members that joined the group explicitly get every message.
+        // Members that joined the group explicitly get every message: every
+        // multicast, and every publish on a topic its user may read.
+        let topic = (!body.topic.is_empty())
+            .then(|| Topic::new(body.topic.as_str()).ok())
+            .flatten();
         let mut members: Vec<(SessionId, u64)> = sessions
             .iter()
             .filter(|s| {
@@ -1176,6 +1230,7 @@ impl Bridge {
                     .get(&(**s, d.group.clone()))
                     .is_some_and(|e| e.installed)
             })
+            .filter(|s| topic.as_ref().is_none_or(|t| router.may_read(**s, t)))
             .map(|s| (*s, 0))
             .collect();
         if !members.is_empty() {
@@ -1262,7 +1317,13 @@ impl Bridge {
         }
     }
 
-    fn group_view(&mut self, view: GroupView, joined: &[SessionId], out: &mut Vec<Effect>) {
+    fn group_view(
+        &mut self,
+        router: &Router,
+        view: GroupView,
+        joined: &[SessionId],
+        out: &mut Vec<Effect>,
+    ) {
         let group = view.group.clone();
         let local: Vec<SessionId> = view
             .members
@@ -1272,22 +1333,20 @@ impl Bridge {
             .collect();
         self.joined
             .retain(|(s, g)| *g != group || local.contains(s));
-        // A leave took effect once a view no longer lists the session.
-        self.leaving
-            .retain(|(s, g)| *g != group || local.contains(s));
         for session in &local {
             let key = (*session, group.clone());
-            if self.leaving.contains(&key) {
-                if !joined.contains(session) {
-                    // The old membership, still there until its leave is
-                    // applied: not the session's new join (if it joined
-                    // again), which starts in the view reporting it joined.
-                    continue;
-                }
-                self.leaving.remove(&key);
-            }
+            let reported = joined.contains(session) && !self.leaving.contains(&key);
             // A session that left meanwhile is not told.
             if !self.refs.contains_key(&key) {
+                continue;
+            }
+            if reported {
+                self.member_since.insert(key.clone(), view.id);
+            } else if self.leaving.contains(&key) || !self.member_since.contains_key(&key) {
+                // The old membership, still there until its leave is
+                // applied, or a join its client withdrew: not the
+                // session's new join (if it joined again), which starts in
+                // the view reporting it joined (fault seeds 3 and 53).
                 continue;
             }
             self.joined.insert(key.clone());
@@ -1302,7 +1361,12 @@ impl Bridge {
                         view: info,
                     }
                 }
-                _ => ServerMsg::GroupView(info),
+                Some(_) => ServerMsg::GroupView(info),
+                // A member through its subscriptions only: the view lists
+                // the group's members, which its user may not be allowed
+                // to see.
+                None if !router.may_see_views(*session, &group) => continue,
+                None => ServerMsg::GroupView(info),
             };
             // Views held until its checkpoint came (in this batch of core
             // outputs) and not released yet come before this one.
@@ -1338,7 +1402,7 @@ impl Bridge {
             }
         });
         for (session, id) in done {
-            out.push(self.subscribed(session, id));
+            out.push(self.subscribed(router, session, id));
         }
     }
 
@@ -1393,7 +1457,9 @@ impl Bridge {
         // held for them are dropped (the rejoined member gets a new view
         // and a fresh checkpoint instead).
         self.joined.clear();
-        self.leaving.clear();
+        // (`leaving` stays: the core takes each leave in order, before or
+        // after this rejoin, and says so.)
+        self.member_since.clear();
         self.awaiting_state.clear();
         // Whether a `safe` message not yet stable here reaches the others
         // is decided by the primary component, out of sight: say so rather
@@ -1470,6 +1536,7 @@ impl Bridge {
         };
         self.awaiting_state.remove(&key);
         self.releasing.remove(&key);
+        self.member_since.remove(&key);
         if self.explicit.remove(&key).is_some() {
             self.joins_changed(member.session, false);
         }
@@ -1554,6 +1621,9 @@ mod tests {
         bridge: Bridge,
         router: Router,
         cmds: mpsc::Receiver<ClientCmd>,
+        /// Each group's members in the last view output, to report new
+        /// members as joined the way the core does.
+        members: HashMap<String, Vec<MemberId>>,
     }
 
     fn setup(max_confirms: usize) -> T {
@@ -1571,6 +1641,7 @@ mod tests {
             bridge: Bridge::new(tx, ME, 1, groups, max_confirms, Names::default()),
             router,
             cmds,
+            members: HashMap::new(),
         }
     }
 
@@ -1597,6 +1668,7 @@ mod tests {
             },
             joined: Vec::new(),
             with_state: Vec::new(),
+            withdrawn: Vec::new(),
         })
     }
 
@@ -1622,10 +1694,33 @@ mod tests {
             sent(&mut out)
         }
 
+        /// Hands the bridge one core output, with the core's joins (see
+        /// [`T::joins`]).
         fn output(&mut self, o: Output) -> Vec<(SessionId, ServerMsg)> {
+            let o = self.joins(o);
             let mut out = Vec::new();
             self.bridge.output(&mut self.router, o, &mut out);
             sent(&mut out)
+        }
+
+        /// A group view that reports no joins gets the core's: members
+        /// not in the group's last view (tests that mean a leave-and-join
+        /// say so themselves).
+        fn joins(&mut self, mut o: Output) -> Output {
+            if let Output::GroupView(gv) = &mut o {
+                let before = self.members.entry(gv.view.group.clone()).or_default();
+                if gv.joined.is_empty() {
+                    gv.joined = gv
+                        .view
+                        .members
+                        .iter()
+                        .filter(|m| !before.contains(m))
+                        .copied()
+                        .collect();
+                }
+                *before = gv.view.members.clone();
+            }
+            o
         }
 
         /// The payload the last `ClientCmd::Publish` carried.
@@ -1860,7 +1955,8 @@ mod tests {
             got.is_empty(),
             "the old membership's checkpoint reached the new join: {got:?}"
         );
-        // The view that applied the leave and the join.
+        // The core takes the leave, then a view applies it and the join.
+        assert!(t.output(leave_taken(2, "a")).is_empty());
         let Output::GroupView(mut gv) = view(4, "a", vec![member(1, 7), member(1, 2)]) else {
             unreachable!()
         };
@@ -1868,6 +1964,246 @@ mod tests {
         let got = t.output(Output::GroupView(gv));
         assert!(
             matches!(&got[..], [(2, ServerMsg::Joined { id: 3, .. })]),
+            "{got:?}"
+        );
+    }
+
+    /// Fault seed 172: a join the coordinator had collected before the
+    /// client left (here the core's re-join after a partition) is applied
+    /// in a view after the leave; the core reports it as `withdrawn`. That
+    /// view and its checkpoint belong to the membership the client left:
+    /// the session's new join starts with the later view that applies the
+    /// leave and the new join, and gets exactly one checkpoint (it got the
+    /// withdrawn join's view and checkpoint, then a second checkpoint).
+    #[test]
+    fn a_withdrawn_join_is_not_the_session_s_new_membership() {
+        let mut t = setup(8);
+        let join = |id| ClientMsg::Join {
+            id,
+            group: "a".into(),
+            state: true,
+        };
+        let joined_view = |counter, withdrawn: bool| {
+            let Output::GroupView(mut gv) = view(counter, "a", vec![member(1, 7), member(1, 2)])
+            else {
+                unreachable!()
+            };
+            gv.joined = vec![member(1, 2)];
+            gv.with_state = vec![member(1, 2)];
+            if withdrawn {
+                gv.withdrawn = vec![member(1, 2)];
+            }
+            Output::GroupView(gv)
+        };
+        let checkpoint = |counter, data: &[u8]| Output::StateDelivered {
+            transfer: TransferId {
+                group: "a".into(),
+                joiner: member(1, 2),
+                view: ViewId {
+                    counter,
+                    coordinator: node(1),
+                },
+            },
+            data: Some(data.to_vec()),
+        };
+        assert!(t.client(2, join(1)).is_empty());
+        let got = t.client(
+            2,
+            ClientMsg::Leave {
+                id: 2,
+                group: "a".into(),
+            },
+        );
+        assert!(
+            matches!(&got[..], [(2, ServerMsg::Left { id: 2 })]),
+            "{got:?}"
+        );
+        assert!(t.client(2, join(3)).is_empty());
+        assert!(t.output(leave_taken(2, "a")).is_empty());
+        // The withdrawn join is applied: nothing for the session.
+        let got = t.output(joined_view(3, true));
+        assert!(
+            got.is_empty(),
+            "a withdrawn join answered the new one: {got:?}"
+        );
+        let got = t.output(checkpoint(3, b"old"));
+        assert!(got.is_empty(), "the withdrawn join's checkpoint: {got:?}");
+        // The view applying the leave and the new join, then its checkpoint.
+        let got = t.output(joined_view(4, false));
+        assert!(
+            matches!(&got[..], [(2, ServerMsg::Joined { id: 3, .. })]),
+            "{got:?}"
+        );
+        let got = t.output(checkpoint(4, b"new"));
+        assert!(
+            matches!(&got[..], [(2, ServerMsg::State { data: Some(d), .. })] if d == "new"),
+            "{got:?}"
+        );
+    }
+
+    /// Fault seed 53: the client left and joined again while its broker
+    /// was cut off, before the bridge saw the core's rejoin; the core had
+    /// queued a re-join of the old membership, which the coordinator
+    /// applied although the leave withdrew it. Neither that view nor its
+    /// checkpoint is the new join's (the bridge, which had forgotten the
+    /// leave at the rejoin, answered the new join with them, and the
+    /// client later got the new join's own checkpoint too).
+    #[test]
+    fn a_join_withdrawn_across_a_rejoin_does_not_answer_the_new_join() {
+        let mut t = setup(8);
+        let join = |id| ClientMsg::Join {
+            id,
+            group: "a".into(),
+            state: true,
+        };
+        let transfer_at = |counter| TransferId {
+            group: "a".into(),
+            joiner: member(2, 2),
+            view: ViewId {
+                counter,
+                coordinator: node(1),
+            },
+        };
+        assert!(t.client(2, join(1)).is_empty());
+        let Output::GroupView(mut gv) = view(2, "a", vec![member(1, 2)]) else {
+            unreachable!()
+        };
+        gv.with_state = vec![member(1, 2)];
+        let got = t.output(Output::GroupView(gv));
+        assert!(
+            matches!(&got[..], [(2, ServerMsg::Joined { id: 1, .. })]),
+            "{got:?}"
+        );
+        t.output(Output::Blocked);
+        let got = t.client(
+            2,
+            ClientMsg::Leave {
+                id: 2,
+                group: "a".into(),
+            },
+        );
+        assert!(
+            matches!(&got[..], [(2, ServerMsg::Left { id: 2 })]),
+            "{got:?}"
+        );
+        assert!(t.client(2, join(3)).is_empty());
+        let mut got = t.output(Output::Rejoining {
+            old: node(1),
+            new: node(2),
+        });
+        got.extend(t.output(Output::Expelled {
+            group: "a".into(),
+            member: member(1, 2),
+            reason: ExpelReason::Partitioned,
+        }));
+        got.extend(t.output(mesh_view(9, vec![NodeId::new(ME + 1, 1), node(2)])));
+        got.extend(t.output(leave_taken(2, "a")));
+        got.retain(|(_, m)| !matches!(m, ServerMsg::Rejoined { .. }));
+        assert!(got.is_empty(), "{got:?}");
+        // The withdrawn re-join of the old membership, and its checkpoint.
+        let Output::GroupView(mut gv) = view(30, "a", vec![member(2, 2)]) else {
+            unreachable!()
+        };
+        gv.joined = vec![member(2, 2)];
+        gv.with_state = vec![member(2, 2)];
+        gv.withdrawn = vec![member(2, 2)];
+        let mut got = t.output(Output::GroupView(gv));
+        got.extend(t.output(Output::StateDelivered {
+            transfer: transfer_at(30),
+            data: Some(b"old".to_vec()),
+        }));
+        assert!(
+            got.is_empty(),
+            "the withdrawn join answered the new one: {got:?}"
+        );
+        // The view applying the leave and the new join, then its checkpoint.
+        let Output::GroupView(mut gv) = view(32, "a", vec![member(2, 2)]) else {
+            unreachable!()
+        };
+        gv.joined = vec![member(2, 2)];
+        gv.with_state = vec![member(2, 2)];
+        let mut got = t.output(Output::GroupView(gv));
+        got.extend(t.output(Output::StateDelivered {
+            transfer: transfer_at(32),
+            data: Some(b"new".to_vec()),
+        }));
+        assert!(
+            matches!(&got[..], [
+                (2, ServerMsg::Joined { id: 3, .. }),
+                (2, ServerMsg::State { data: Some(d), .. }),
+            ] if d == "new"),
+            "{got:?}"
+        );
+    }
+
+    /// Fault seed 186: as in seed 53, but the core applied the old
+    /// membership's re-join before it took the leave, so it reports that
+    /// join as an ordinary one. Until the core says it took the leave, a
+    /// join it reports is one asked for before the leave.
+    #[test]
+    fn a_join_applied_before_the_core_took_the_leave_is_the_old_membership_s() {
+        let mut t = setup(8);
+        let join = |id| ClientMsg::Join {
+            id,
+            group: "a".into(),
+            state: true,
+        };
+        let joined_at = |counter| {
+            let Output::GroupView(mut gv) = view(counter, "a", vec![member(2, 2)]) else {
+                unreachable!()
+            };
+            gv.joined = vec![member(2, 2)];
+            gv.with_state = vec![member(2, 2)];
+            Output::GroupView(gv)
+        };
+        let checkpoint = |counter, data: &[u8]| Output::StateDelivered {
+            transfer: TransferId {
+                group: "a".into(),
+                joiner: member(2, 2),
+                view: ViewId {
+                    counter,
+                    coordinator: node(1),
+                },
+            },
+            data: Some(data.to_vec()),
+        };
+        assert!(t.client(2, join(1)).is_empty());
+        t.output(view(2, "a", vec![member(1, 2)]));
+        t.output(Output::Blocked);
+        t.output(Output::Rejoining {
+            old: node(1),
+            new: node(2),
+        });
+        t.output(Output::Expelled {
+            group: "a".into(),
+            member: member(1, 2),
+            reason: ExpelReason::Partitioned,
+        });
+        t.output(mesh_view(9, vec![NodeId::new(ME + 1, 1), node(2)]));
+        // The client leaves and joins again; the core has not taken the
+        // leave when it installs the old membership's re-join.
+        t.client(
+            2,
+            ClientMsg::Leave {
+                id: 2,
+                group: "a".into(),
+            },
+        );
+        assert!(t.client(2, join(3)).is_empty());
+        let mut got = t.output(joined_at(33));
+        got.extend(t.output(checkpoint(33, b"old")));
+        assert!(
+            got.is_empty(),
+            "the old membership answered the new join: {got:?}"
+        );
+        assert!(t.output(leave_taken(2, "a")).is_empty());
+        let mut got = t.output(joined_at(35));
+        got.extend(t.output(checkpoint(35, b"new")));
+        assert!(
+            matches!(&got[..], [
+                (2, ServerMsg::Joined { id: 3, .. }),
+                (2, ServerMsg::State { data: Some(d), .. }),
+            ] if d == "new"),
             "{got:?}"
         );
     }
@@ -2334,6 +2670,7 @@ mod tests {
                 },
                 joined: with_state.clone(),
                 with_state,
+                withdrawn: Vec::new(),
             })
         };
         // The join view goes out at once: `join` returns with it.
@@ -2479,6 +2816,13 @@ mod tests {
             .collect()
     }
 
+    fn leave_taken(session: SessionId, group: &str) -> Output {
+        Output::LeaveTaken {
+            session,
+            group: group.into(),
+        }
+    }
+
     fn mesh_view(counter: u64, members: Vec<NodeId>) -> Output {
         Output::MeshView(meshcast_protocol::MeshView {
             id: ViewId {
@@ -2565,7 +2909,8 @@ mod tests {
         let mut out = Vec::new();
         for o in [
             mesh_view(9, vec![NodeId::new(ME + 1, 1), node(2)]),
-            view(10, "a", vec![member(2, 1), member(2, 2)]),
+            // The members re-joined under the new incarnation.
+            t.joins(view(10, "a", vec![member(2, 1), member(2, 2)])),
             Output::Unblocked,
         ] {
             t.bridge.output(&mut t.router, o, &mut out);
@@ -2626,6 +2971,7 @@ mod tests {
                 },
                 joined: joiners.clone(),
                 with_state: joiners,
+                withdrawn: Vec::new(),
             })
         };
         let got = t.output(with_state(2, vec![other, member(1, 1)], vec![member(1, 1)]));
@@ -2701,6 +3047,7 @@ mod tests {
             },
             joined: vec![member(2, 1)],
             with_state: vec![member(2, 1)],
+            withdrawn: Vec::new(),
         });
         let transfer = TransferId {
             group: "a".into(),

@@ -32,6 +32,8 @@ pub(crate) enum CoreMsg {
         session: SessionId,
         out: SessionOut,
         publisher: tokio::sync::oneshot::Sender<u64>,
+        /// The user's permissions (`None`: development mode).
+        grants: Option<Arc<crate::permissions::Grants>>,
     },
     /// Requests read from a session, in order.
     Batch {
@@ -182,8 +184,9 @@ pub(crate) async fn run(
                     session,
                     out,
                     publisher,
+                    grants,
                 } => {
-                    st.router.open(session);
+                    st.router.open_as(session, grants);
                     st.sessions.insert(session, out);
                     let id = match mesh.as_ref() {
                         Some(m) => m.bridge.publisher_of(session),

@@ -24,23 +24,38 @@ use crate::router::SessionId;
 
 /// Who a session is, for `limits.max_connections_per_user`.
 ///
-/// Clients do not authenticate yet, so every session is anonymous and its
-/// user is its source IP address (`anonymous@127.0.0.1`); the client name
-/// in the hello is not an identity (anyone can claim any name). Once
-/// sessions authenticate, the authenticated user name takes its place.
+/// With `[auth]` configured, the user the session authenticated as (by
+/// token or client certificate). Without it (development mode) every
+/// session is anonymous and its user is its source IP address
+/// (`anonymous@127.0.0.1`); the client name in the hello is never an
+/// identity (anyone can claim any name). The two never share a count, even
+/// for a user whose name looks like an anonymous one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct Identity(String);
+pub(crate) enum Identity {
+    /// An unauthenticated session, by its source address.
+    Anonymous(IpAddr),
+    /// An authenticated user, by name.
+    User(String),
+}
 
 impl Identity {
     /// The identity of an unauthenticated session from `remote`.
     pub(crate) fn anonymous(remote: SocketAddr) -> Identity {
-        Identity(format!("anonymous@{}", remote.ip().to_canonical()))
+        Identity::Anonymous(remote.ip().to_canonical())
+    }
+
+    /// The identity of a session authenticated as `user`.
+    pub(crate) fn user(user: &str) -> Identity {
+        Identity::User(user.to_string())
     }
 }
 
 impl std::fmt::Display for Identity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Identity::Anonymous(ip) => write!(f, "anonymous@{ip}"),
+            Identity::User(name) => f.write_str(name),
+        }
     }
 }
 
@@ -471,5 +486,22 @@ mod tests {
         drop(u1);
         let _u2 = counts.admit_user(&user).unwrap();
         assert_eq!(counts.users.lock().unwrap().len(), 1);
+
+        // An authenticated user is counted by name, apart from anonymous
+        // sessions (even one whose name reads like an anonymous identity).
+        let alice = Identity::user("alice");
+        assert_eq!(alice.to_string(), "alice");
+        let _a1 = counts.admit_user(&alice).unwrap();
+        assert_eq!(
+            counts
+                .admit_user(&Identity::user("alice"))
+                .unwrap_err()
+                .code,
+            CloseCode::TooManyForUser
+        );
+        let _look_alike = counts
+            .admit_user(&Identity::user("anonymous@10.0.0.1"))
+            .unwrap();
+        assert_eq!(counts.users.lock().unwrap().len(), 3);
     }
 }

@@ -30,7 +30,17 @@ use super::peers::{PeerEvent, PeerHandle, SendError};
 #[derive(Clone)]
 pub struct MeshHandle {
     cmds: mpsc::Sender<ClientCmd>,
-    stats: mpsc::Sender<oneshot::Sender<Vec<GroupStats>>>,
+    stats: mpsc::Sender<oneshot::Sender<CoreFigures>>,
+}
+
+/// The protocol core's figures, read from the task that owns it.
+#[derive(Debug, Clone, Default)]
+pub struct CoreFigures {
+    /// Per group: sequencer, held and unstable messages, queued publishes.
+    pub groups: Vec<GroupStats>,
+    /// Memberships of a mesh view change in progress here (the value this
+    /// broker accepted, the round it coordinates); empty when none is.
+    pub pending_views: Vec<Vec<meshcast_protocol::NodeId>>,
 }
 
 impl MeshHandle {
@@ -47,9 +57,15 @@ impl MeshHandle {
     /// The core's figures for every group (sequencer, held and unstable
     /// messages, queued publishes); empty if the mesh task is gone.
     pub async fn group_stats(&self) -> Vec<GroupStats> {
+        self.figures().await.groups
+    }
+
+    /// The core's figures: per group, and any view change in progress;
+    /// empty if the mesh task is gone.
+    pub async fn figures(&self) -> CoreFigures {
         let (tx, rx) = oneshot::channel();
         if self.stats.send(tx).await.is_err() {
-            return Vec::new();
+            return CoreFigures::default();
         }
         rx.await.unwrap_or_default()
     }
@@ -104,7 +120,7 @@ pub fn spawn(
 struct Channels {
     peer_events: mpsc::Receiver<PeerEvent>,
     cmds: mpsc::Receiver<ClientCmd>,
-    stats: mpsc::Receiver<oneshot::Sender<Vec<GroupStats>>>,
+    stats: mpsc::Receiver<oneshot::Sender<CoreFigures>>,
     local: mpsc::Sender<Vec<Output>>,
 }
 
@@ -267,7 +283,10 @@ async fn run(
             },
             _ = sleep_until(deadline) => inputs.push(Input::Timeout),
             Some(reply) = stats.recv() => {
-                let _ = reply.send(core.group_stats());
+                let _ = reply.send(CoreFigures {
+                    groups: core.group_stats(),
+                    pending_views: core.pending_views(),
+                });
                 continue;
             }
         }

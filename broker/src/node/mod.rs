@@ -4,6 +4,7 @@
 //! TLS files are configured, spawns the core task and accepts sessions.
 
 mod admin;
+pub mod auth;
 mod bridge;
 mod core;
 mod limits;
@@ -30,7 +31,7 @@ use meshcast_transport::peer::{ALPN_PEER, PeerHello};
 use meshcast_transport::{DevPki, pki, quic};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::router::{Router, RouterLimits};
+use crate::router::{AuthLimits, Router, RouterLimits};
 
 pub use self::bridge::{GroupStatus, LocalMember, MeshStatus};
 pub use self::core::CoreStats;
@@ -76,6 +77,9 @@ pub enum StartError {
         /// The brokers that answered, with their addresses.
         answered: Vec<String>,
     },
+    /// `auth.client_ca` could not be loaded.
+    #[error("auth.client_ca: {0}")]
+    ClientCa(pki::PkiError),
     /// The admin HTTP endpoint could not be bound.
     #[error("binding the admin endpoint broker.admin_listen = {addr}: {source}")]
     Admin {
@@ -99,6 +103,10 @@ pub(crate) struct Shared {
     next_session: AtomicU64,
     /// Connections per source address and sessions per user.
     connections: Arc<limits::ConnectionCounts>,
+    /// Client authentication (`[auth]`).
+    auth: auth::Authenticator,
+    /// `[[permissions]]`, compiled; `None` in development mode.
+    policy: Option<crate::permissions::Policy>,
 }
 
 /// A running broker.
@@ -175,12 +183,27 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
         return Err(StartError::MeshNeedsCa);
     }
     let limits = &config.limits;
+    // Client certificates are asked for only with `auth.client_ca`, and are
+    // optional then (a client may present a token instead): the session
+    // handshake refuses a client with neither.
+    let client_ca = match &config.auth.client_ca {
+        Some(path) => pki::load_certs(path).map_err(StartError::ClientCa)?,
+        None => Vec::new(),
+    };
+    let client_certs = match config.auth.client_ca {
+        Some(_) => quic::ClientCerts::Optional(&client_ca),
+        None => quic::ClientCerts::None,
+    };
     // A client session not heard from (keep-alives included) for
     // `session_timeout_ms` ends; its members then leave their groups.
     // A client may open `max_streams_per_session` bidirectional streams
     // and no unidirectional one.
-    let mut server =
-        quic::server_config(&identity, &[ALPN_CLIENT], false, limits.session_timeout())?;
+    let mut server = quic::server_config(
+        &identity,
+        &[ALPN_CLIENT],
+        client_certs,
+        limits.session_timeout(),
+    )?;
     server.transport_config(Arc::new(quic::client_session_transport_config(
         limits.session_timeout(),
         limits.max_streams_per_session,
@@ -196,7 +219,15 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
         max_payload_bytes: limits.max_payload_bytes as usize,
         max_subscriptions_per_session: limits.max_subscriptions_per_session,
         match_cache_entries: limits.match_cache_entries,
+    })
+    .with_auth_limits(AuthLimits {
+        cache_entries: config.auth.permission_cache_entries,
+        reply_window: config.auth.reply_window,
     });
+    let authenticator = auth::Authenticator::new(&config.auth);
+    let policy = authenticator
+        .enabled()
+        .then(|| crate::permissions::Policy::new(&config.permissions));
     let (core_tx, core_rx) = mpsc::channel(limits.publish_queue);
     let queue = core::QueueLimits {
         frames: limits.subscriber_queue,
@@ -236,7 +267,7 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
         &config,
         &identity,
         &broker_id,
-        groups.digest(),
+        config_digest(groups.digest(), config.auth_digest()),
         store.incarnation(),
         &remembered,
         (&probe, &view_text),
@@ -341,8 +372,22 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
         %client_addr,
         groups = groups.rules().len(),
         group_map_digest = format!("{:016x}", groups.digest()),
+        auth_digest = format!("{:016x}", config.auth_digest()),
         "broker listening for clients"
     );
+    if authenticator.enabled() {
+        tracing::info!(
+            client_certificates = config.auth.client_ca.is_some(),
+            users = config.auth.users.len(),
+            permission_rules = config.permissions.len(),
+            "clients must authenticate ([auth]); what no [[permissions]] rule allows is refused"
+        );
+    } else {
+        tracing::warn!(
+            "clients are not authenticated (no [auth] configured: development mode): any \
+             client that reaches broker.client_listen may publish, subscribe and join anything"
+        );
+    }
     let connections = Arc::new(limits::ConnectionCounts::new(&config.limits));
     let shared = Arc::new(Shared {
         links,
@@ -354,6 +399,8 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
         sessions: AtomicUsize::new(0),
         next_session: AtomicU64::new(1),
         connections,
+        auth: authenticator,
+        policy,
     });
     let (stop, mut stopped) = watch::channel(false);
     let admin_addr = match shared.config.broker.admin_listen {
@@ -404,6 +451,27 @@ pub(crate) struct Links {
     incarnation: u64,
 }
 
+/// The digest brokers compare when they link (`PeerHello::group_map_digest`):
+/// the group map's, mixed with `[auth]` and `[[permissions]]`'s when
+/// authentication is on ([`meshcast_config::auth_digest`]), so brokers of
+/// one mesh agree on both. In development mode it is the group map's alone,
+/// as brokers of earlier versions send it.
+pub fn config_digest(group_map: u64, auth: u64) -> u64 {
+    if auth == 0 {
+        return group_map;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in group_map
+        .to_le_bytes()
+        .into_iter()
+        .chain(auth.to_le_bytes())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 /// A seed for the protocol core's randomness, different on every start.
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
@@ -435,7 +503,12 @@ async fn start_links(
     (probe, view_text): (&[StoredMember], &str),
 ) -> Result<(Links, mpsc::Receiver<PeerEvent>), StartError> {
     let idle = config.limits.idle_timeout();
-    let server = quic::server_config(identity, &[ALPN_PEER], true, idle)?;
+    let server = quic::server_config(
+        identity,
+        &[ALPN_PEER],
+        quic::ClientCerts::Required(&identity.trust),
+        idle,
+    )?;
     let mut endpoint = quic::bind_server(config.broker.peer_listen, server)?;
     endpoint.set_default_client_config(quic::client_config(
         &identity.trust,

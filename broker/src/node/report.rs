@@ -19,6 +19,11 @@ struct Status {
     client_addr: SocketAddr,
     uptime_s: u64,
     group_map_digest: String,
+    /// Digest of `[auth]` and `[[permissions]]` (0 in development mode),
+    /// compared between brokers with the group map's.
+    auth_digest: String,
+    /// Whether clients must authenticate (`[auth]`).
+    auth: bool,
     group_rules: Vec<(String, String)>,
     core: Option<CoreStats>,
     peer_addr: SocketAddr,
@@ -60,7 +65,7 @@ async fn snapshot(shared: &Shared) -> Snapshot {
     // and unstable messages), from the task that owns it.
     let status = core.as_mut().and_then(|c| c.mesh.as_mut());
     if let (Some(mesh), Some(status)) = (&shared.mesh, status) {
-        status.add_core_figures(&mesh.group_stats().await, &shared.names);
+        status.add_core_figures(&mesh.figures().await, &shared.names);
     }
     Snapshot {
         core,
@@ -126,6 +131,8 @@ pub(super) fn admin_endpoints(
                 client_addr,
                 uptime_s: started.elapsed().as_secs(),
                 group_map_digest: digest,
+                auth_digest: format!("{:016x}", shared.config.auth_digest()),
+                auth: shared.auth.enabled(),
                 group_rules: rules,
                 core: snap.core,
                 peer_addr: shared.links.addr,

@@ -114,7 +114,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
         let mut frames = FrameReader::new(recv, MAX_HELLO);
         match frames.read_one().await {
-            Ok(Some(body)) => Ok((send, frames, client_proto::decode_hello(&body))),
+            Ok(Some(body)) => Ok((send, frames, client_proto::decode_hello_versioned(&body))),
             Ok(None) => Err("stream ended before the handshake".to_string()),
             Err(e) => Err(format!("handshake: {e}")),
         }
@@ -137,7 +137,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         }
         Ok(Ok(parts)) => parts,
     };
-    let hello = match hello {
+    let (version, hello) = match hello {
         Ok(h) => h,
         Err(e) => {
             let code = match e {
@@ -146,7 +146,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
             };
             let reason = e.to_string();
             tracing::info!(%remote, %reason, "refusing client");
-            refuse(&conn, &mut send, code, &reason).await;
+            refuse(
+                &conn,
+                &mut send,
+                client_proto::MIN_PROTOCOL_VERSION,
+                code,
+                &reason,
+            )
+            .await;
             return;
         }
     };
@@ -155,15 +162,83 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
             "broker has reached limits.max_sessions = {}",
             limits.max_sessions
         );
-        refuse(&conn, &mut send, CloseCode::TooManySessions, &reason).await;
+        refuse(
+            &conn,
+            &mut send,
+            version,
+            CloseCode::TooManySessions,
+            &reason,
+        )
+        .await;
         return;
     }
-    let identity = Identity::anonymous(remote);
+    // Authentication, before anything else happens for this client: no
+    // session, no core message, no group change for a refused one.
+    let certs = super::auth::peer_certs(&conn);
+    let verdict = tokio::time::timeout(
+        limits.handshake_timeout(),
+        shared
+            .auth
+            .authenticate(hello.token.as_ref(), certs.as_deref()),
+    )
+    .await;
+    let principal = match verdict {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            let reason = e.to_string();
+            let user = hello
+                .token
+                .as_ref()
+                .and_then(|t| shared.auth.known_user(t))
+                .unwrap_or("");
+            tracing::info!(%remote, name = %hello.name, user, %reason, "client refused");
+            super::telemetry::auth_failed();
+            refuse(
+                &conn,
+                &mut send,
+                version,
+                CloseCode::Unauthenticated,
+                &reason,
+            )
+            .await;
+            return;
+        }
+        Err(_) => {
+            let reason = "authentication failed: the credentials could not be verified within \
+                          limits.handshake_timeout_ms (the broker is busy verifying others)";
+            tracing::info!(%remote, name = %hello.name, "client refused: verification timed out");
+            super::telemetry::auth_failed();
+            refuse(
+                &conn,
+                &mut send,
+                version,
+                CloseCode::Unauthenticated,
+                reason,
+            )
+            .await;
+            return;
+        }
+    };
+    let grants = principal.as_ref().map(|p| {
+        Arc::new(match &shared.policy {
+            Some(policy) => policy.grants(&p.user, &p.roles),
+            None => crate::permissions::Policy::new(&[]).grants(&p.user, &p.roles),
+        })
+    });
+    let user = principal.as_ref().map(|p| p.user.clone());
+    // `limits.max_connections_per_user` counts the authenticated user (its
+    // source address without `[auth]`), so only once authentication has
+    // succeeded: a client cannot use up another user's sessions by
+    // claiming its name.
+    let identity = match &user {
+        Some(name) => Identity::user(name),
+        None => Identity::anonymous(remote),
+    };
     let _user_slot = match shared.connections.admit_user(&identity) {
         Ok(slot) => slot,
         Err(refused) => {
-            tracing::info!(%remote, reason = %refused.reason, "refusing client");
-            refuse(&conn, &mut send, refused.code, &refused.reason).await;
+            tracing::info!(%remote, name = %hello.name, reason = %refused.reason, "refusing client");
+            refuse(&conn, &mut send, version, refused.code, &refused.reason).await;
             return;
         }
     };
@@ -187,6 +262,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         session,
         out,
         publisher: publisher_tx,
+        grants,
     };
     if shared.core.send(open).await.is_err() {
         return;
@@ -198,10 +274,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
             broker: shared.broker_id.clone(),
             site: shared.config.broker.site.clone(),
             max_payload: limits.max_payload_bytes,
+            user: user.clone(),
         },
         Err(_) => return,
     };
-    let written = match client_proto::encode_welcome(Ok(&welcome)) {
+    let written = match client_proto::encode_welcome_for(version, Ok(&welcome)) {
         Ok(frame) => send.write_all(&frame).await.is_ok(),
         Err(_) => false,
     };
@@ -211,7 +288,15 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     }
     let label = format!("{}/s{session}", shared.broker_id);
     shared.names.session_opened(session, &hello.name);
-    tracing::info!(session = %label, %remote, name = %hello.name, "client session opened");
+    match &principal {
+        Some(p) => tracing::info!(
+            session = %label, %remote, name = %hello.name, user = %p.user, auth = p.method.name(),
+            "client session opened"
+        ),
+        None => {
+            tracing::info!(session = %label, %remote, name = %hello.name, "client session opened")
+        }
+    }
     super::telemetry::client_connected();
 
     let writer = tokio::spawn(write_loop(send, rx, queued, kill.clone(), conn.clone()));
@@ -256,11 +341,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
 async fn refuse(
     conn: &quinn::Connection,
     send: &mut quinn::SendStream,
+    version: u16,
     code: CloseCode,
     reason: &str,
 ) {
     super::telemetry::client_refused();
-    if let Ok(frame) = client_proto::encode_welcome(Err(reason)) {
+    if let Ok(frame) = client_proto::encode_refusal_for(version, code, reason) {
         let _ = send.write_all(&frame).await;
         let _ = send.finish();
         // Give the refusal a moment to reach the client before closing.

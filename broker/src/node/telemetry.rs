@@ -127,6 +127,12 @@ pub fn client_refused() {
     metrics::counter!("meshcast_client_refused_total").increment(1);
 }
 
+/// A client was refused because it did not authenticate (counted in
+/// `meshcast_client_refused_total` too).
+pub fn auth_failed() {
+    metrics::counter!("meshcast_auth_failures_total").increment(1);
+}
+
 /// This broker's mesh state changed: `blocked` (outside the primary
 /// component) or not.
 pub fn blocked(blocked: bool) {

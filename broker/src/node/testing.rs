@@ -26,7 +26,13 @@ pub fn endpoint(dir: &Path, name: &str, addr: SocketAddr) -> quinn::Endpoint {
     }
     let id = pki::load_identity(&cert, &key, &dir.join("ca.pem")).unwrap();
     let idle = Duration::from_secs(5);
-    let server = quic::server_config(&id, &[ALPN_PEER], true, idle).unwrap();
+    let server = quic::server_config(
+        &id,
+        &[ALPN_PEER],
+        quic::ClientCerts::Required(&id.trust),
+        idle,
+    )
+    .unwrap();
     let mut ep = quic::bind_server(addr, server).unwrap();
     ep.set_default_client_config(
         quic::client_config(&id.trust, Some(&id), ALPN_PEER, idle).unwrap(),

@@ -315,7 +315,9 @@ impl Member {
             log.push(Event::State {
                 group: group.clone(),
                 keys: Some(decode_checkpoint(data)),
-                at: None,
+                // A checkpoint is taken at the last view before it (the
+                // join view, or a later one if the transfer was re-based).
+                at: Some(g.view().id.clone()),
             });
         }
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -370,11 +372,16 @@ impl Member {
                                 view: None,
                             }))
                         }
-                        Some(Ok(GroupEvent::State(data))) => rec.push(Event::State {
-                            group: gname.clone(),
-                            keys: Some(decode_checkpoint(&data)),
-                            at: None,
-                        }),
+                        Some(Ok(GroupEvent::State(data))) => {
+                            // Taken at the last view before it: views up to
+                            // a re-based transfer's point come first.
+                            let at = last_view(&rec.log.lock().unwrap(), &gname).map(|v| v.id.clone());
+                            rec.push(Event::State {
+                                group: gname.clone(),
+                                keys: Some(decode_checkpoint(&data)),
+                                at,
+                            })
+                        }
                         Some(Ok(GroupEvent::StateRequest(r))) => {
                             let s = state(&rec.log.lock().unwrap()).join("\n");
                             r.reply(s);

@@ -192,6 +192,13 @@ fn build_err(py: Python<'_>, e: &ClientError) -> PyResult<PyErr> {
             ],
         ),
         ClientError::Handshake(_) => ("HandshakeError", vec![]),
+        ClientError::Unauthenticated { addr, reason } => (
+            "Unauthenticated",
+            vec![("addr", obj(py, addr)?), ("reason", obj(py, reason)?)],
+        ),
+        ClientError::PermissionDenied { reason } => {
+            ("PermissionDenied", vec![("reason", obj(py, reason)?)])
+        }
         ClientError::Encode(_) => ("EncodeError", vec![]),
         ClientError::SlowSubscription { pattern, buffer } => (
             "SlowSubscription",
@@ -205,6 +212,7 @@ fn build_err(py: Python<'_>, e: &ClientError) -> PyResult<PyErr> {
             vec![("group", obj(py, group)?), ("reason", obj(py, reason)?)],
         ),
         ClientError::Blocked { reason } => ("Blocked", vec![("reason", obj(py, reason)?)]),
+        ClientError::RateLimited { reason } => ("RateLimited", vec![("reason", obj(py, reason)?)]),
         ClientError::Rejected { code, reason } => (
             "Rejected",
             vec![
@@ -798,7 +806,7 @@ struct NativeClient {
 
 #[allow(clippy::too_many_arguments)]
 #[pyfunction]
-#[pyo3(signature = (servers, ca=None, name=None, server_name=None, connect_timeout=None, reconnect=None, subscription_buffer=None, idle_timeout=None))]
+#[pyo3(signature = (servers, ca=None, name=None, server_name=None, connect_timeout=None, reconnect=None, subscription_buffer=None, idle_timeout=None, token=None, cert=None, key=None))]
 fn connect<'py>(
     py: Python<'py>,
     servers: &str,
@@ -809,8 +817,19 @@ fn connect<'py>(
     reconnect: Option<f64>,
     subscription_buffer: Option<usize>,
     idle_timeout: Option<f64>,
+    token: Option<String>,
+    cert: Option<std::path::PathBuf>,
+    key: Option<std::path::PathBuf>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut opts = ClientOptions::parse(servers).map_err(py_err)?;
+    if let Some(t) = token {
+        opts = opts.token(t);
+    }
+    match (cert, key) {
+        (Some(c), Some(k)) => opts = opts.client_cert(c, k),
+        (None, None) => {}
+        _ => return Err(PyValueError::new_err("cert and key go together")),
+    }
     if let Some(ca) = ca {
         opts = opts.ca_file(ca);
     }

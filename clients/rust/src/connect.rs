@@ -41,6 +41,9 @@ pub(crate) async fn open_any(opts: &ClientOptions, start: usize) -> Result<Opene
         let index = (start + k) % n;
         match open(opts, index).await {
             Ok(o) => return Ok(o),
+            // The brokers of a mesh share their [auth]: the others would
+            // refuse the same credentials.
+            Err(e @ ClientError::Unauthenticated { .. }) => return Err(e),
             Err(e) => {
                 tracing::debug!(server = %opts.servers[index], error = %e, "broker unavailable");
                 last = Some(e);
@@ -62,7 +65,15 @@ pub(crate) async fn open(opts: &ClientOptions, index: usize) -> Result<Opened, C
         )
     })?;
     let trust = pki::load_certs(ca).map_err(|e| ClientError::Tls(e.to_string()))?;
-    let config = quic::client_config(&trust, None, ALPN_CLIENT, opts.idle_timeout)
+    let identity = match &opts.client_cert {
+        Some((cert, key)) => Some(pki::TlsIdentity {
+            cert_chain: pki::load_certs(cert).map_err(|e| ClientError::Tls(e.to_string()))?,
+            key: pki::load_key(key).map_err(|e| ClientError::Tls(e.to_string()))?,
+            trust: trust.clone(),
+        }),
+        None => None,
+    };
+    let config = quic::client_config(&trust, identity.as_ref(), ALPN_CLIENT, opts.idle_timeout)
         .map_err(|e| ClientError::Tls(e.to_string()))?;
     let addrs = resolve(server, opts.connect_timeout).await?;
     let name = opts.tls_name(server);
@@ -151,15 +162,18 @@ async fn attempt(
         .connect(addr, name)
         .map_err(|e| failed(&e, ConnectCause::Other))?;
     let conn = connecting.await.map_err(|e| {
-        limit_close(&e).unwrap_or_else(|| {
+        refused_by(&e, label).unwrap_or_else(|| {
             let cause = classify(&e, name, opts);
             failed(&e, cause)
         })
     })?;
+    // A step failing after the QUIC handshake may be the broker's refusal
+    // (a certificate it does not accept, one of its limits): its close
+    // says so.
     let (mut send, recv) = match conn.open_bi().await {
         Ok(streams) => streams,
         Err(e) => {
-            return Err(refusal(&conn)
+            return Err(refusal(&conn, label)
                 .await
                 .unwrap_or_else(|| failed(&e, ConnectCause::Other)));
         }
@@ -168,11 +182,12 @@ async fn attempt(
         opts.protocol_version,
         &ClientHello {
             name: opts.name.clone(),
+            token: opts.token.clone(),
         },
     )
     .map_err(|e| ClientError::Handshake(e.to_string()))?;
     if let Err(e) = send.write_all(&hello).await {
-        return Err(refusal(&conn)
+        return Err(refusal(&conn, label)
             .await
             .unwrap_or_else(|| failed(&e, ConnectCause::Other)));
     }
@@ -181,15 +196,35 @@ async fn attempt(
     let welcome = match frames.read_one().await {
         Ok(Some(body)) => match client_proto::decode_welcome(&body) {
             Ok(w) => w,
-            Err(e @ HandshakeError::Refused(_)) => {
-                return Err(refusal(&conn)
+            Err(HandshakeError::RefusedWith { code, reason })
+                if code == CloseCode::Unauthenticated.code() =>
+            {
+                return Err(ClientError::Unauthenticated {
+                    addr: label.to_string(),
+                    reason,
+                });
+            }
+            // Protocol 3: the refusal carries its close code; one of the
+            // broker's limits is returned as the close it is followed by.
+            Err(HandshakeError::RefusedWith { code, reason })
+                if CloseCode::from_code(u64::from(code)).is_some_and(is_limit) =>
+            {
+                return Err(ClientError::Closed {
+                    code: CloseCode::from_code(u64::from(code)),
+                    reason,
+                });
+            }
+            // An older broker's (or an older protocol's) refusal carries
+            // only its reason: the close that follows has the code.
+            Err(e @ (HandshakeError::Refused(_) | HandshakeError::RefusedWith { .. })) => {
+                return Err(refusal(&conn, label)
                     .await
                     .unwrap_or_else(|| ClientError::Handshake(e.to_string())));
             }
             Err(e) => return Err(ClientError::Handshake(e.to_string())),
         },
         Ok(None) | Err(_) => {
-            if let Some(refused) = refusal(&conn).await {
+            if let Some(refused) = refusal(&conn, label).await {
                 return Err(refused);
             }
             let reason = conn
@@ -206,31 +241,65 @@ async fn attempt(
 /// carries the refusal's code) after the refusal itself.
 const REFUSAL_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
-/// When the broker refused the session for one of its limits, that
-/// refusal as [`ClientError::Closed`] with its close code (waiting briefly
-/// for the close, which follows the refusal); otherwise `None`.
-async fn refusal(conn: &quinn::Connection) -> Option<ClientError> {
+/// When the broker refused the session (a client certificate it does not
+/// accept, missing credentials, or one of its limits), that refusal typed:
+/// [`ClientError::Unauthenticated`], or [`ClientError::Closed`] with the
+/// limit's close code. Waits briefly for the close, which follows the
+/// refusal; `None` for any other failure.
+async fn refusal(conn: &quinn::Connection, label: &str) -> Option<ClientError> {
     let closed = tokio::time::timeout(REFUSAL_CLOSE_WAIT, conn.closed())
         .await
         .ok()?;
-    limit_close(&closed)
+    refused_by(&closed, label)
 }
 
-/// A connection closed by the broker for one of its limits, as
-/// [`ClientError::Closed`] with the close code.
-fn limit_close(closed: &quinn::ConnectionError) -> Option<ClientError> {
+/// A connection closed by the broker's refusal, typed (see [`refusal`]).
+/// In TLS 1.3 the broker judges a client certificate after the client
+/// finished its side of the handshake, so its refusal may show up as the
+/// connection's close reason at any later step.
+fn refused_by(closed: &quinn::ConnectionError, label: &str) -> Option<ClientError> {
+    if refused_certificate(closed) {
+        return Some(ClientError::Unauthenticated {
+            addr: label.to_string(),
+            reason: format!("the broker refused the client certificate ({closed})"),
+        });
+    }
     match error::from_connection_error(closed) {
-        e @ ClientError::Closed {
-            code:
-                Some(
-                    CloseCode::TooManySessions
-                    | CloseCode::TooManyFromAddress
-                    | CloseCode::TooManyForUser
-                    | CloseCode::HandshakeTimeout,
-                ),
-            ..
-        } => Some(e),
+        ClientError::Closed {
+            code: Some(CloseCode::Unauthenticated),
+            reason,
+        } => Some(ClientError::Unauthenticated {
+            addr: label.to_string(),
+            reason,
+        }),
+        e @ ClientError::Closed { code: Some(c), .. } if is_limit(c) => Some(e),
         _ => None,
+    }
+}
+
+/// Whether `code` closes a connection for one of the broker's limits.
+fn is_limit(code: CloseCode) -> bool {
+    matches!(
+        code,
+        CloseCode::TooManySessions
+            | CloseCode::TooManyFromAddress
+            | CloseCode::TooManyForUser
+            | CloseCode::HandshakeTimeout
+    )
+}
+
+/// Whether the broker's TLS stack refused this client's certificate (one
+/// not under its `auth.client_ca`): the broker closed the connection with
+/// a TLS alert about the certificate (bad_certificate 42, unknown_ca 48,
+/// access_denied 49, decrypt_error 51, certificate_required 116; QUIC
+/// carries alert N as the crypto error 0x100 + N).
+fn refused_certificate(e: &quinn::ConnectionError) -> bool {
+    match e {
+        quinn::ConnectionError::ConnectionClosed(c) => matches!(
+            u64::from(c.error_code).checked_sub(0x100),
+            Some(42 | 48 | 49 | 51 | 116)
+        ),
+        _ => false,
     }
 }
 

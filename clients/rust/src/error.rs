@@ -73,6 +73,27 @@ pub enum ClientError {
         /// How long.
         timeout: std::time::Duration,
     },
+    /// The broker refused the session because the client did not
+    /// authenticate: no credentials where the broker requires them, an
+    /// unknown user or wrong token ([`crate::ClientOptions::token`]), or a
+    /// client certificate it does not accept
+    /// ([`crate::ClientOptions::client_cert`]). Nothing happened on the
+    /// broker. Not retried on other brokers: they share the configuration.
+    #[error("not authenticated by {addr}: {reason}")]
+    Unauthenticated {
+        /// The broker address.
+        addr: String,
+        /// The broker's reason (never the secret).
+        reason: String,
+    },
+    /// The broker refused a request because the session's user may not do
+    /// it (`[[permissions]]`); the reason names the user, the action, the
+    /// topic or group and the rule. The session stays open.
+    #[error("{reason}")]
+    PermissionDenied {
+        /// The broker's explanation.
+        reason: String,
+    },
     /// The handshake failed (version mismatch, refusal, ...).
     #[error("handshake with broker failed: {0}")]
     Handshake(String),

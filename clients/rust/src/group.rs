@@ -100,6 +100,11 @@ pub enum GroupEvent {
     /// (`None` when it is the group's first member). It comes again, after
     /// a new view, when the member's broker was cut off from the primary
     /// component and rejoined it: replace the local state with it.
+    ///
+    /// It is the state at the last view before it: usually the view that
+    /// admitted the member, but if the member giving the state left during
+    /// the transfer, a later view (the views in between come first, with
+    /// no messages: the checkpoint holds what was delivered in them).
     State(Option<Bytes>),
     /// A new member asks for this member's state at exactly this point of
     /// the stream: answer with [`StateRequest::reply`].
@@ -304,11 +309,21 @@ impl Group {
         }
     }
 
-    /// Reads until the checkpoint arrives, keeping other events for later.
+    /// Reads until the checkpoint arrives, keeping later-relevant events
+    /// for later.
+    ///
+    /// The join completes where the checkpoint was taken. If the broker
+    /// was cut off and rejoined the group meanwhile, the checkpoint is the
+    /// rejoined membership's, taken at its (later) view: the views before
+    /// it become the group's current view, and the `Blocked`, `Unblocked`
+    /// and `Rejoined` of a membership the application never saw are not
+    /// reported (nothing was delivered to it before the checkpoint).
     pub(crate) async fn wait_for_state(&mut self) -> Result<Option<Bytes>, ClientError> {
         loop {
             match self.rx.recv().await {
                 Some(GroupEvent::State(data)) => return Ok(data),
+                Some(GroupEvent::View(v)) => self.view = v,
+                Some(GroupEvent::Blocked | GroupEvent::Unblocked | GroupEvent::Rejoined(_)) => {}
                 Some(other) => self.backlog.push_back(other),
                 None => {
                     self.left = true;

@@ -44,13 +44,25 @@ impl Inbox {
 
     /// Subscribes the inbox and starts routing its messages.
     pub(crate) async fn start(shared: Arc<Shared>) -> Result<Arc<Inbox>, ClientError> {
-        // Unique across the mesh: the broker's id would do, but may hold
-        // characters a topic cannot; a clock-and-session tag is enough.
+        // Unique across the mesh and hard to guess (on a broker with
+        // [auth], a client may subscribe to its own inbox by name): the
+        // clock, the session and the process's random hasher keys.
+        use std::hash::{BuildHasher, Hasher};
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        let prefix = format!("_inbox/{:x}{:x}", nanos, shared.link().welcome.session);
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(nanos);
+        h.write_u64(shared.link().welcome.session);
+        let mut h2 = std::collections::hash_map::RandomState::new().build_hasher();
+        h2.write_u64(h.finish());
+        let prefix = format!(
+            "_inbox/{:x}{:016x}{:016x}",
+            shared.link().welcome.session,
+            h.finish(),
+            h2.finish()
+        );
         let mut sub = subscribe_with(&shared, &format!("{prefix}/*"), false, None).await?;
         let inbox = Arc::new(Inbox {
             prefix,

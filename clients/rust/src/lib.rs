@@ -56,6 +56,7 @@ pub use error::{ClientError, ConnectCause};
 pub use group::{Group, GroupEvent, GroupMessage, GroupSender, Rejoined, StateRequest, View};
 pub use inbox::Gather;
 pub use meshcast_topics::{Pattern, PatternError, Topic, TopicError, foreign_syntax_warning};
+pub use meshcast_transport::Secret;
 pub use meshcast_transport::client_proto::{
     CloseCode, Ordering, PROTOCOL_VERSION, RejectCode, mesh_publisher_id,
 };
@@ -374,6 +375,12 @@ impl Client {
         self.shared.link().welcome.broker.clone()
     }
 
+    /// The user the broker authenticated this session as (`None` on a
+    /// broker in development mode, without `[auth]`).
+    pub fn user(&self) -> Option<String> {
+        self.shared.link().welcome.user.clone()
+    }
+
     /// The address of the broker this client is connected to, as given
     /// (and, for a host name, as resolved).
     pub fn server(&self) -> String {
@@ -436,6 +443,12 @@ impl Client {
     /// later message (`None` when it is the first member). Members of such a
     /// group answer [`GroupEvent::StateRequest`]s with their state at that
     /// point of the stream.
+    ///
+    /// The returned group's [`Group::view`] is the view the checkpoint was
+    /// taken in. That is normally the join view; if the broker was cut off
+    /// and rejoined the group before the checkpoint came, it is the rejoined
+    /// membership's view (and the checkpoint is that membership's), and the
+    /// cut-off is not reported as events, since nothing had been delivered.
     pub async fn join_with_state(
         &self,
         group: &str,

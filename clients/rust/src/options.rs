@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use meshcast_transport::Secret;
 use meshcast_transport::client_proto::PROTOCOL_VERSION;
 
 use crate::ClientError;
@@ -120,6 +121,12 @@ pub struct ClientOptions {
     pub server_name: Option<String>,
     /// A name for this client, shown in broker logs.
     pub name: String,
+    /// The token to authenticate with, `USER:SECRET` (brokers with
+    /// `[[auth.users]]`). Never printed: `{:?}` shows `<redacted>`.
+    pub token: Option<Secret>,
+    /// A client certificate (PEM, leaf first) and its private key (PEM) to
+    /// authenticate with (brokers with `auth.client_ca`).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     /// Messages buffered per subscription before the client stops reading
     /// from the broker (which then, if it persists, disconnects it as slow).
     pub subscription_buffer: usize,
@@ -170,6 +177,8 @@ impl ClientOptions {
             ca_file: None,
             server_name: None,
             name: "meshcast-client".into(),
+            token: None,
+            client_cert: None,
             subscription_buffer: 4096,
             outbox_bytes: 1 << 20,
             idle_timeout: Duration::from_secs(30),
@@ -198,6 +207,25 @@ impl ClientOptions {
     /// host name, or `localhost` for IP addresses).
     pub fn server_name(mut self, name: impl Into<String>) -> ClientOptions {
         self.server_name = Some(name.into());
+        self
+    }
+
+    /// Sets the token to authenticate with: `USER:SECRET`, as the broker's
+    /// `[[auth.users]]` entry for USER has a hash of SECRET (`meshcast auth
+    /// hash`).
+    pub fn token(mut self, token: impl Into<Secret>) -> ClientOptions {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Sets the client certificate and key files (PEM) to present to
+    /// brokers that authenticate clients by certificate.
+    pub fn client_cert(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> ClientOptions {
+        self.client_cert = Some((cert.into(), key.into()));
         self
     }
 
@@ -272,6 +300,16 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let opts = ClientOptions::parse("127.0.0.1:4700")
+            .unwrap()
+            .token("alice:hunter2");
+        let text = format!("{opts:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("redacted"), "{text}");
     }
 
     #[test]

@@ -546,6 +546,9 @@ fn answer(shared: &Shared, all: &mut Routes, index: &mut SubscriptionIndex<u64>,
                 meshcast_transport::client_proto::RejectCode::Blocked => {
                     ClientError::Blocked { reason }
                 }
+                meshcast_transport::client_proto::RejectCode::PermissionDenied => {
+                    ClientError::PermissionDenied { reason }
+                }
                 meshcast_transport::client_proto::RejectCode::RateLimited => {
                     ClientError::RateLimited { reason }
                 }

@@ -80,6 +80,8 @@ pub(crate) async fn after_loss(
         let attempt = connect::open_any(&shared.opts, old_index + 1);
         match tokio::time::timeout_at(deadline, attempt).await {
             Ok(Ok(opened)) => break opened,
+            // Refused credentials are refused by every broker of a mesh.
+            Ok(Err(e @ ClientError::Unauthenticated { .. })) => return give_up(e),
             Ok(Err(e)) => last = e,
             Err(_) => {}
         }

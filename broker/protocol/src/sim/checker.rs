@@ -126,6 +126,12 @@ pub struct Checker {
     /// state requests with its state; otherwise it joins without and, like
     /// a subscription, answers with an empty checkpoint.
     keeps_state: HashMap<(u32, u64, String), bool>,
+    /// Per client membership `(broker process, session, group)`: whether
+    /// the client's latest request to its broker's core is a join, and the
+    /// members its broker reported joined (not withdrawn) since then. The
+    /// process is named by its current id (moved along when it rejoins),
+    /// so a duplicate process of the same broker name is another one.
+    client_joins: HashMap<(NodeId, u64, String), (bool, HashSet<MemberId>)>,
 }
 
 /// How long after a view's successor that excludes a broker was installed
@@ -167,6 +173,74 @@ impl Checker {
     pub fn on_keeps_state(&mut self, name: u32, session: u64, group: &str, state: bool) {
         self.keeps_state
             .insert((name, session, group.to_string()), state);
+    }
+
+    /// A client asked its broker's core to join (`join`) or leave `group`.
+    pub fn on_client_membership(&mut self, node: NodeId, session: u64, group: &str, join: bool) {
+        let e = self
+            .client_joins
+            .entry((node, session, group.to_string()))
+            .or_default();
+        e.0 = join;
+        if join {
+            e.1.clear();
+        }
+    }
+
+    /// A broker process rejoined as `new`: its clients' requests go on.
+    pub fn on_rejoining(&mut self, old: NodeId, new: NodeId) {
+        let moved: Vec<_> = self
+            .client_joins
+            .keys()
+            .filter(|(n, _, _)| *n == old)
+            .cloned()
+            .collect();
+        for k in moved {
+            if let Some(v) = self.client_joins.remove(&k) {
+                self.client_joins.insert((new, k.1, k.2), v);
+            }
+        }
+    }
+
+    /// A join a broker reports for its own member must answer the client's
+    /// current request, once: not one the client withdrew by leaving (the
+    /// core reports those as `withdrawn`), and not twice for one request
+    /// (fault seed 172: a withdrawn re-join was taken for the new join,
+    /// whose own view then brought a second checkpoint).
+    fn check_reported_joins(&mut self, node: NodeId, ev: &GroupViewChange) {
+        let group = &ev.view.group;
+        let mut fails = Vec::new();
+        for m in &ev.withdrawn {
+            if m.broker != node || !ev.joined.contains(m) {
+                fails.push(format!(
+                    "{node} reported {m} as a withdrawn join of {group} {}, but it is not its joiner",
+                    ev.view.id
+                ));
+            }
+        }
+        for m in ev.joined.iter().filter(|m| m.broker == node) {
+            if ev.withdrawn.contains(m) {
+                continue;
+            }
+            let key = (m.broker, m.session, group.clone());
+            let Some((wants, seen)) = self.client_joins.get_mut(&key) else {
+                continue;
+            };
+            if !*wants {
+                fails.push(format!(
+                    "{node} reported {m} joined {group} in {} after its client left",
+                    ev.view.id
+                ));
+            } else if !seen.insert(*m) {
+                fails.push(format!(
+                    "{node} reported {m} joined {group} again in {} for one join request",
+                    ev.view.id
+                ));
+            }
+        }
+        for d in fails {
+            self.fail(Clause::ViewAgreement, d);
+        }
     }
 
     fn keeps_state(&self, group: &str, m: MemberId) -> bool {
@@ -248,6 +322,7 @@ impl Checker {
 
     /// A group view installed at `node`.
     pub fn on_group_view(&mut self, node: NodeId, ev: &GroupViewChange) {
+        self.check_reported_joins(node, ev);
         let gv = &ev.view;
         let key = (gv.group.clone(), gv.id);
         match self.group_views.get(&key) {

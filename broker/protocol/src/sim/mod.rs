@@ -556,6 +556,22 @@ impl Sim {
     }
 
     /// Runs `input` on broker `name` and processes its outputs.
+    /// Tells the checker of a client's join or leave as its core gets it.
+    fn note_client_membership(&mut self, name: u32, input: &Input) {
+        let node = self.nodes[name as usize].id;
+        match input {
+            Input::Client(ClientCmd::Join { session, group, .. }) => {
+                self.checker
+                    .on_client_membership(node, *session, group, true);
+            }
+            Input::Client(ClientCmd::Leave { session, group }) => {
+                self.checker
+                    .on_client_membership(node, *session, group, false);
+            }
+            _ => {}
+        }
+    }
+
     fn input(&mut self, name: u32, input: Input) {
         if self.paused(name) {
             if !matches!(input, Input::Timeout) {
@@ -572,6 +588,10 @@ impl Sim {
                 }
             }
         }
+        if self.nodes[name as usize].broker.is_none() {
+            return;
+        }
+        self.note_client_membership(name, &input);
         let Some(b) = self.nodes[name as usize].broker.as_mut() else {
             return;
         };
@@ -598,6 +618,12 @@ impl Sim {
             return;
         }
         let now = Time(self.local(name as usize, self.now));
+        if self.nodes[name as usize].broker.is_none() {
+            return;
+        }
+        for input in &inputs {
+            self.note_client_membership(name, input);
+        }
         let Some(b) = self.nodes[name as usize].broker.as_mut() else {
             return;
         };
@@ -734,7 +760,11 @@ impl Sim {
                 }
                 Output::Blocked => self.checker.on_blocked(node, true),
                 Output::Unblocked => self.checker.on_blocked(node, false),
-                Output::Rejoining { old: _, new } => {
+                // The simulated clients track their joins and leaves as
+                // the core takes them (see `note_client_membership`).
+                Output::LeaveTaken { .. } => {}
+                Output::Rejoining { old, new } => {
+                    self.checker.on_rejoining(old, new);
                     match who {
                         Who::Node(n) => self.nodes[n as usize].id = new,
                         Who::Zombie(k) => self.zombies[k].id = new,

@@ -65,10 +65,13 @@ from .errors import (
     MeshcastError,
     NoResponders,
     PayloadTooLarge,
+    PermissionDenied,
+    RateLimited,
     Rejected,
     SlowSubscription,
     TimedOut,
     TlsError,
+    Unauthenticated,
 )
 
 __version__: str = _native.version()
@@ -117,6 +120,9 @@ __all__ = [
     "Blocked",
     "Rejected",
     "Closed",
+    "Unauthenticated",
+    "PermissionDenied",
+    "RateLimited",
 ]
 
 #: What can be published: ``bytes``, or ``str`` (sent as UTF-8), or
@@ -596,6 +602,9 @@ def connect(
     reconnect: Union[float, bool, None] = None,
     subscription_buffer: Optional[int] = None,
     idle_timeout: Optional[float] = None,
+    token: Optional[str] = None,
+    cert: Optional[str] = None,
+    key: Optional[str] = None,
 ) -> Connecting:
     """Connects to a broker: ``"127.0.0.1:4700"``, or several brokers of one
     mesh (a list, or one comma-separated string), tried in order.
@@ -612,7 +621,11 @@ def connect(
     :class:`SlowSubscription`. ``idle_timeout``: seconds without hearing
     from the broker before the connection counts as lost (default 30; the
     broker's ``limits.session_timeout_ms`` applies too): how long a broker
-    that vanished without closing takes to be noticed.
+    that vanished without closing takes to be noticed. ``token``:
+    ``"USER:SECRET"`` for a broker with ``[auth]`` users (never shown in
+    errors or reprs by the client); ``cert`` and ``key``: PEM files of a
+    client certificate, for a broker with ``auth.client_ca``. A broker that
+    does not accept them raises :class:`Unauthenticated`.
 
     Await the result (``client = await meshcast.connect(...)``) or use it
     with ``async with``. A failure raises :class:`ConnectError` (with its
@@ -639,6 +652,9 @@ def connect(
             reconnect=again,
             subscription_buffer=subscription_buffer,
             idle_timeout=idle_timeout,
+            token=token,
+            cert=cert,
+            key=key,
         )
 
     return Connecting(make)

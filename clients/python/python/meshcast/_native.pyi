@@ -17,6 +17,9 @@ def connect(
     reconnect: Optional[float] = None,
     subscription_buffer: Optional[int] = None,
     idle_timeout: Optional[float] = None,
+    token: Optional[str] = None,
+    cert: Optional[str] = None,
+    key: Optional[str] = None,
 ) -> Awaitable[NativeClient]: ...
 
 class Message:

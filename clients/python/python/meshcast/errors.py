@@ -30,6 +30,9 @@ __all__ = [
     "Blocked",
     "Rejected",
     "Closed",
+    "Unauthenticated",
+    "PermissionDenied",
+    "RateLimited",
 ]
 
 
@@ -137,4 +140,30 @@ class Closed(MeshcastError, ConnectionError):
     when the broker gave one (``"normal"``, ``"slow_consumer"``, ...)."""
 
     code: Optional[str]
+    reason: str
+
+
+class Unauthenticated(MeshcastError, ConnectionError):
+    """The broker refused the session: no credentials where it requires
+    them, an unknown user or wrong token, or a client certificate it does
+    not accept. Nothing happened on the broker."""
+
+    addr: str
+    reason: str
+
+
+class PermissionDenied(MeshcastError):
+    """The broker refused a request because the session's user may not do
+    it; ``reason`` names the user, the action, the topic or group and the
+    rule. The session stays open."""
+
+    reason: str
+
+
+class RateLimited(MeshcastError):
+    """The broker refused a publish or multicast because the session
+    publishes faster than it allows (``limits.publish_messages_per_s``,
+    ``limits.publish_burst``, ``limits.publish_bytes_per_s``): it was not
+    sent. Slow down and publish it again; the session stays open."""
+
     reason: str
