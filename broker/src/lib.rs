@@ -9,6 +9,8 @@
 //! * [`bench`] — the `meshcast bench` scenarios.
 //! * [`cli_output`] — what the `meshcast` command prints for people
 //!   (one-line errors, the bench table, `config check`).
+//! * `fuzz_entry` (feature `fuzzing`) — the entry points of the fuzz
+//!   targets in `broker/fuzz/`, replayed over their corpus by the tests.
 //!
 //! The mesh protocol (membership, views, ordering across brokers) lives in
 //! the sibling crate `meshcast-protocol`, which has no I/O at all.
@@ -17,6 +19,8 @@
 
 pub mod bench;
 pub mod cli_output;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz_entry;
 pub mod node;
 pub mod permissions;
 pub mod router;

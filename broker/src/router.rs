@@ -213,6 +213,17 @@ impl Router {
         self.index.len()
     }
 
+    /// Subscriptions (and taps) `session` holds.
+    pub fn subscriptions_of(&self, session: SessionId) -> usize {
+        self.sessions.get(&session).map_or(0, |s| s.subs.len())
+    }
+
+    /// Most subscriptions one session may hold
+    /// (`limits.max_subscriptions_per_session`).
+    pub fn max_subscriptions_per_session(&self) -> usize {
+        self.limits.max_subscriptions_per_session
+    }
+
     /// Messages delivered to at least one subscription so far.
     pub fn delivered(&self) -> u64 {
         self.delivered

@@ -236,6 +236,57 @@ async fn a_client_certificate_names_its_user() {
     assert_eq!(bob.user().as_deref(), Some("bob"));
 }
 
+/// `limits.max_connections_per_user` with `[auth]`: a session's user is
+/// the one it authenticated as, counted only once it has authenticated
+/// (so a client without the right token cannot use up another user's
+/// sessions, and is refused as unauthenticated, not for the limit); two
+/// users from one address are two users.
+#[tokio::test]
+async fn sessions_per_user_count_the_authenticated_user() {
+    let mut sets = auth_sets(
+        &[("alice", "alice-secret", &[]), ("bob", "bob-secret", &[])],
+        &[OPEN_RULE],
+    );
+    sets.push("limits.max_connections_per_user=1".into());
+    let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+    let b = BrokerProc::start(&sets);
+
+    let alice = connect(b.options("a1").token("alice:alice-secret"))
+        .await
+        .unwrap();
+    assert_eq!(alice.user().as_deref(), Some("alice"));
+    // A wrong token naming alice is refused for what it is.
+    let err = connect(b.options("fake").token("alice:not-her-secret"))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(err, ClientError::Unauthenticated { .. }),
+        "{err:?}"
+    );
+    // A second session of alice is over her limit.
+    match connect(b.options("a2").token("alice:alice-secret")).await {
+        Err(ClientError::Closed {
+            code: Some(meshcast_client::CloseCode::TooManyForUser),
+            reason,
+        }) => assert!(
+            reason.contains("user alice already has 1 sessions open")
+                && reason.contains("limits.max_connections_per_user = 1"),
+            "{reason}"
+        ),
+        Err(other) => panic!("expected TooManyForUser, got {other:?}"),
+        Ok(_) => panic!("a second session of alice was let in"),
+    }
+    // Bob, from the same address, is another user.
+    let bob = connect(b.options("b1").token("bob:bob-secret"))
+        .await
+        .unwrap();
+    assert_eq!(bob.user().as_deref(), Some("bob"));
+    alice.publish("a/b", "x").await.unwrap();
+    alice.flush().await.unwrap();
+    bob.close().await;
+    alice.close().await;
+}
+
 #[tokio::test]
 async fn development_mode_needs_no_credentials_and_says_so_once() {
     let dir = TempDir::new("dev-log");

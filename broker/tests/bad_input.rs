@@ -52,7 +52,7 @@ async fn handshake(raw: &mut RawSession) -> FrameReader<quinn::RecvStream> {
     )
     .unwrap();
     raw.send.write_all(&hello).await.unwrap();
-    let recv = std::mem::replace(&mut raw.recv, raw.conn.open_bi().await.unwrap().1);
+    let recv = raw.recv.take().expect("the session's stream");
     let mut frames = FrameReader::new(recv, 1 << 20);
     let welcome = frames.read_one().await.unwrap().unwrap();
     client_proto::decode_welcome(&welcome).unwrap();

@@ -36,7 +36,7 @@ async fn a_session_that_stops_reading_is_disconnected_with_the_reason() {
     )
     .unwrap();
     raw.send.write_all(&buf).await.unwrap();
-    let recv = std::mem::replace(&mut raw.recv, raw.conn.open_bi().await.unwrap().1);
+    let recv = raw.recv.take().expect("the session's stream");
     let mut frames = FrameReader::new(recv, 1 << 20);
     client_proto::decode_welcome(&frames.read_one().await.unwrap().unwrap()).unwrap();
     let ack = client_proto::decode_server(&frames.read_one().await.unwrap().unwrap()).unwrap();

@@ -32,6 +32,8 @@
 
 mod auth;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz_entry;
 mod load;
 mod validate;
 
@@ -47,7 +49,10 @@ pub use auth::{
 };
 pub use error::{ConfigError, Origin};
 pub use load::{ENV_PREFIX, default_data_dir, known_keys, process_env};
-pub use validate::{MAX_FRAME_BYTES_LIMIT, MAX_GROUP_FIELD_LEN, MAX_NAME_LEN, MAX_TIMEOUT_MS};
+pub use validate::{
+    MAX_FRAME_BYTES_LIMIT, MAX_GROUP_FIELD_LEN, MAX_NAME_LEN, MAX_STREAMS_PER_SESSION,
+    MAX_TIMEOUT_MS,
+};
 
 /// Default address for client connections (QUIC): `127.0.0.1:4700`.
 pub const DEFAULT_CLIENT_LISTEN: SocketAddr =
@@ -377,6 +382,37 @@ pub struct LimitsConfig {
     pub subscriber_queue_bytes: usize,
     /// Most client sessions at once; default 10000.
     pub max_sessions: usize,
+    /// Most client connections at once from one source IP address
+    /// (handshakes in progress included); default 1000. A connection over
+    /// it is closed at once with the close code `TooManyFromAddress`.
+    pub max_connections_per_address: usize,
+    /// Most client sessions at once of one user; default 1000. With
+    /// `[auth]`, a session's user is the one it authenticated as (counted
+    /// once authenticated); without it, its source IP address
+    /// (`anonymous@<ip>`), so this acts like `max_connections_per_address`
+    /// counted after the handshake. A session over it is refused with the
+    /// close code `TooManyForUser`.
+    pub max_connections_per_user: usize,
+    /// Most bidirectional QUIC streams a client may have open at once;
+    /// default 1 (the client protocol uses one). Clients may open no
+    /// unidirectional stream. QUIC flow control enforces both: a client
+    /// cannot open more.
+    pub max_streams_per_session: u32,
+    /// Publishes and multicasts one session may send per second, on
+    /// average (a token bucket refilled at this rate, holding at most
+    /// `publish_burst`); over it they are refused with `RateLimited` and
+    /// the session stays open. Default 0: no limit (a publisher faster than
+    /// the broker is held back by flow control instead).
+    pub publish_messages_per_s: u32,
+    /// Publishes and multicasts a session may send at once beyond
+    /// `publish_messages_per_s` (the bucket's size); default 1000. Used
+    /// only when `publish_messages_per_s` is set.
+    pub publish_burst: u32,
+    /// Payload bytes of publishes and multicasts one session may send per
+    /// second, on average (a token bucket holding one second's worth);
+    /// over it they are refused with `RateLimited`. Default 0: no limit.
+    /// When set, at least `max_payload_bytes`.
+    pub publish_bytes_per_s: u64,
     /// Most subscriptions (patterns and joins) per session; default 10000.
     pub max_subscriptions_per_session: usize,
     /// Time allowed for a connection's handshake, in milliseconds; default 5000.
@@ -408,6 +444,12 @@ impl Default for LimitsConfig {
             subscriber_queue: 65536,
             subscriber_queue_bytes: 64 * 1024 * 1024,
             max_sessions: 10_000,
+            max_connections_per_address: 1000,
+            max_connections_per_user: 1000,
+            max_streams_per_session: 1,
+            publish_messages_per_s: 0,
+            publish_burst: 1000,
+            publish_bytes_per_s: 0,
             max_subscriptions_per_session: 10_000,
             handshake_timeout_ms: 5_000,
             idle_timeout_ms: 30_000,

@@ -67,17 +67,34 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         overrides: &[(String, String)],
     ) -> Result<Config, ConfigError> {
-        let env: Vec<(String, String)> = env.into_iter().collect();
-        let template = template();
-        let mut origins: BTreeMap<String, Origin> = BTreeMap::new();
-
-        let mut table = match file {
+        let file = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
                     path: path.to_path_buf(),
                     error,
                 })?;
-                let table: Table = toml::from_str(&text).map_err(|error| ConfigError::Parse {
+                Some((path, text))
+            }
+            None => None,
+        };
+        let file = file.as_ref().map(|(path, text)| (*path, text.as_str()));
+        Config::load_text(file, env, overrides)
+    }
+
+    /// [`Config::load`] with the configuration file's text already read:
+    /// `file` is its path (for error messages) and contents.
+    pub fn load_text(
+        file: Option<(&Path, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let template = template();
+        let mut origins: BTreeMap<String, Origin> = BTreeMap::new();
+
+        let mut table = match file {
+            Some((path, text)) => {
+                let table: Table = toml::from_str(text).map_err(|error| ConfigError::Parse {
                     path: path.to_path_buf(),
                     error,
                 })?;

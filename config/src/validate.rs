@@ -17,6 +17,9 @@ pub const FRAME_HEADROOM: u64 = 1024;
 /// Largest accepted timeout in `[limits]` and `[mesh]`, in milliseconds (one day).
 pub const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 
+/// Largest accepted `limits.max_streams_per_session`.
+pub const MAX_STREAMS_PER_SESSION: u32 = 1024;
+
 /// Smallest `mesh.publish_backlog`: the runtime reads client commands in
 /// batches of up to 1024 and needs room for one whole batch.
 pub const MIN_PUBLISH_BACKLOG: usize = 2048;
@@ -27,7 +30,10 @@ impl Config {
     /// Rules: `broker.id` (if set) and `broker.site` are 1 to 64 printable
     /// ASCII characters without spaces; `broker.data_dir` is not empty; the
     /// listen addresses differ (except port 0, which picks a free port);
-    /// every `[limits]` value is at least 1, `max_payload_bytes` is less than
+    /// every `[limits]` value is at least 1 (except `publish_messages_per_s`
+    /// and `publish_bytes_per_s`, where 0 means no limit; a non-zero
+    /// `publish_bytes_per_s` is at least `max_payload_bytes`),
+    /// `max_streams_per_session` is at most 1024, `max_payload_bytes` is less than
     /// `max_frame_bytes`, which is at most 64 MiB, and timeouts are at most one
     /// day; `[tls]` has all three files or none, none of them empty; each
     /// group rule has a non-empty prefix and group without control
@@ -84,6 +90,37 @@ impl Config {
             l.subscriber_queue_bytes as u64,
         )?;
         at_least_one("limits.max_sessions", l.max_sessions as u64)?;
+        at_least_one(
+            "limits.max_connections_per_address",
+            l.max_connections_per_address as u64,
+        )?;
+        at_least_one(
+            "limits.max_connections_per_user",
+            l.max_connections_per_user as u64,
+        )?;
+        at_least_one(
+            "limits.max_streams_per_session",
+            u64::from(l.max_streams_per_session),
+        )?;
+        at_least_one("limits.publish_burst", u64::from(l.publish_burst))?;
+        if l.max_streams_per_session > MAX_STREAMS_PER_SESSION {
+            return Err(ConfigError::invalid(
+                "limits.max_streams_per_session",
+                l.max_streams_per_session,
+                format!("must be at most {MAX_STREAMS_PER_SESSION}"),
+            ));
+        }
+        if l.publish_bytes_per_s != 0 && l.publish_bytes_per_s < u64::from(l.max_payload_bytes) {
+            return Err(ConfigError::invalid(
+                "limits.publish_bytes_per_s",
+                l.publish_bytes_per_s,
+                format!(
+                    "must be 0 (no limit) or at least limits.max_payload_bytes ({}), or the \
+                     largest message could never be published",
+                    l.max_payload_bytes
+                ),
+            ));
+        }
         at_least_one(
             "limits.max_subscriptions_per_session",
             l.max_subscriptions_per_session as u64,

@@ -7,11 +7,12 @@ const HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$0N3FiMhrmPhhXDQwXTFRp6Ra7MfsfG9C1BRk5m3fBOM";
 
 fn load(toml: &str) -> Result<Config, ConfigError> {
-    let dir = std::env::temp_dir().join(format!(
-        "meshcast-auth-config-{}-{}",
-        std::process::id(),
-        toml.len()
-    ));
+    // A directory of its own for each call: tests run in parallel, and two
+    // texts may have the same length.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir =
+        std::env::temp_dir().join(format!("meshcast-auth-config-{}-{n}", std::process::id(),));
     std::fs::create_dir_all(&dir).unwrap();
     let f = dir.join("c.toml");
     std::fs::write(&f, toml).unwrap();

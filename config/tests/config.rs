@@ -108,6 +108,12 @@ fn no_file_gives_working_defaults() {
     assert_eq!(c.limits.subscriber_queue, 65_536);
     assert_eq!(c.limits.max_sessions, 10_000);
     assert_eq!(c.limits.max_subscriptions_per_session, 10_000);
+    assert_eq!(c.limits.max_connections_per_address, 1000);
+    assert_eq!(c.limits.max_connections_per_user, 1000);
+    assert_eq!(c.limits.max_streams_per_session, 1);
+    assert_eq!(c.limits.publish_messages_per_s, 0);
+    assert_eq!(c.limits.publish_burst, 1000);
+    assert_eq!(c.limits.publish_bytes_per_s, 0);
     assert_eq!(c.limits.handshake_timeout_ms, 5_000);
     assert_eq!(
         c.limits.handshake_timeout(),
@@ -625,6 +631,10 @@ fn every_limit_must_be_nonzero() {
         "max_payload_bytes",
         "subscriber_queue",
         "max_sessions",
+        "max_connections_per_address",
+        "max_connections_per_user",
+        "max_streams_per_session",
+        "publish_burst",
         "max_subscriptions_per_session",
         "handshake_timeout_ms",
         "idle_timeout_ms",
@@ -648,6 +658,38 @@ fn every_limit_must_be_nonzero() {
         c.validate().unwrap_err().to_string(),
         "limits.subscriber_queue = 0: must be at least 1"
     );
+}
+
+#[test]
+fn abuse_limits_are_checked_naming_the_key() {
+    // Rates may be 0 (no limit); the byte rate must let the largest payload through.
+    let c = load_sets(&[
+        "limits.publish_messages_per_s=0",
+        "limits.publish_bytes_per_s=0",
+    ])
+    .unwrap();
+    assert_eq!(c.limits.publish_messages_per_s, 0);
+    let (value, msg) = expect_invalid(
+        load_sets(&["limits.publish_bytes_per_s=1000"]),
+        "limits.publish_bytes_per_s",
+    );
+    assert_eq!(value, "1000");
+    assert!(
+        msg.contains("at least limits.max_payload_bytes (1048576)"),
+        "{msg}"
+    );
+    load_sets(&["limits.publish_bytes_per_s=1048576"]).unwrap();
+    let (_, msg) = expect_invalid(
+        load_sets(&["limits.max_streams_per_session=1025"]),
+        "limits.max_streams_per_session",
+    );
+    assert!(msg.contains("at most 1024"), "{msg}");
+    load_sets(&["limits.max_streams_per_session=1024"]).unwrap();
+    let (_, msg) = expect_invalid(
+        load_sets(&["limits.max_connections_per_address=-1"]),
+        "limits.max_connections_per_address",
+    );
+    assert!(msg.contains("-1"), "{msg}");
 }
 
 #[test]

@@ -41,6 +41,8 @@
 #![deny(missing_docs)]
 
 mod foreign;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz_entry;
 mod group;
 mod index;
 mod pattern;

@@ -305,9 +305,17 @@ pub enum RejectCode {
     Blocked,
     /// The session's user may not do this (`[[permissions]]`); the reason
     /// names the user, the action, the topic or group, and the rule that
-    /// denied it (or that none allowed it). Added last, so the earlier
-    /// codes keep their encoding.
+    /// denied it (or that none allowed it). Added after `Blocked`, so the
+    /// earlier codes keep their encoding.
     PermissionDenied,
+    /// The session published faster than the broker allows
+    /// (`limits.publish_messages_per_s` with `limits.publish_burst`, or
+    /// `limits.publish_bytes_per_s`): the message was not sent; the session
+    /// stays open. Added last (after `PermissionDenied`), without a version
+    /// change: every other code keeps its encoding (a client from before it
+    /// cannot decode this refusal, which only a broker with a publish rate
+    /// configured sends).
+    RateLimited,
 }
 
 /// Broker to client, after the handshake.
@@ -456,6 +464,12 @@ pub enum CloseCode {
     /// The client did not authenticate: no credentials, an unknown user, a
     /// wrong token, or a certificate the broker does not accept.
     Unauthenticated = 8,
+    /// The client's source address already has
+    /// `limits.max_connections_per_address` connections open.
+    TooManyFromAddress = 9,
+    /// The client's user already has `limits.max_connections_per_user`
+    /// sessions open.
+    TooManyForUser = 10,
 }
 
 impl CloseCode {
@@ -477,6 +491,8 @@ impl CloseCode {
             HandshakeTimeout,
             TooManySessions,
             Unauthenticated,
+            TooManyFromAddress,
+            TooManyForUser,
         ]
         .into_iter()
         .find(|c| c.code() as u64 == code)
@@ -774,6 +790,8 @@ mod tests {
             CloseCode::SlowConsumer,
             CloseCode::TooManySessions,
             CloseCode::Unauthenticated,
+            CloseCode::TooManyFromAddress,
+            CloseCode::TooManyForUser,
         ] {
             assert_eq!(CloseCode::from_code(c.code() as u64), Some(c));
         }

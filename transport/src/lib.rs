@@ -15,6 +15,8 @@
 
 pub mod client_proto;
 pub mod framing;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz_entry;
 pub mod handshake;
 pub mod peer;
 pub mod pki;

@@ -62,6 +62,21 @@ pub fn transport_config(idle_timeout: Duration) -> quinn::TransportConfig {
     t
 }
 
+/// [`transport_config`] for the broker's side of client sessions: a client
+/// may open at most `max_bidi_streams` bidirectional streams at once and no
+/// unidirectional stream (QUIC flow control enforces it: a client cannot
+/// open more), so a client cannot make the broker buffer data on streams
+/// it never reads.
+pub fn client_session_transport_config(
+    idle_timeout: Duration,
+    max_bidi_streams: u32,
+) -> quinn::TransportConfig {
+    let mut t = transport_config(idle_timeout);
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(max_bidi_streams));
+    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    t
+}
+
 /// Whether a server asks the other side for a certificate, and which CA
 /// certificates that certificate must chain to.
 #[derive(Debug, Clone, Copy)]

@@ -54,8 +54,9 @@ pub(crate) struct Pending {
 /// call `handle(now, Input::Timeout)` once [`Broker::poll_timeout`] is
 /// reached. It performs no I/O, reads no clock and draws randomness only
 /// from the seeded generator given to [`Broker::new`], so the same inputs
-/// always produce the same outputs.
-#[derive(Debug)]
+/// always produce the same outputs. A clone is an independent copy of the
+/// state (for tests and fuzzing: one state, many inputs).
+#[derive(Debug, Clone)]
 pub struct Broker {
     pub(crate) id: NodeId,
     pub(crate) cfg: ProtocolConfig,
@@ -144,6 +145,17 @@ pub struct Broker {
     // Flow control.
     pub(crate) backlog: BTreeMap<(String, MemberId), Backlog>,
     pub(crate) muted: BTreeSet<(String, MemberId)>,
+}
+
+/// What noting that a peer was heard changed (see `Broker::note_heard`).
+#[derive(Debug, Default)]
+struct Heard {
+    /// Its name was added to `reachable`.
+    reachable: bool,
+    /// `last_heard` was set; its previous value.
+    last_heard: Option<Option<Time>>,
+    /// It was removed from `suspects`.
+    suspected: bool,
 }
 
 /// Figures of one group at one broker (see [`Broker::group_stats`]).
@@ -549,16 +561,55 @@ impl Broker {
         let from = env.from;
         crate::wire::check_numbers(&env.msg)
             .map_err(|reason| Error::InvalidPeerMessage { from, reason })?;
+        // Hearing from `from` counts only if the message is accepted: a
+        // refused one leaves the state unchanged (see `Error`), so what is
+        // noted here is undone below when the handler refuses it.
+        let heard = self.note_heard(from);
+        let result = self.dispatch_peer(from, env.msg);
+        if result.is_err() {
+            self.unnote_heard(from, heard);
+        }
+        result
+    }
+
+    /// Notes that `from` was heard (reachable while this broker has no
+    /// view; not suspected, heard now while it is in the view); returns
+    /// what it changed, for [`Broker::unnote_heard`].
+    fn note_heard(&mut self, from: NodeId) -> Heard {
+        let mut heard = Heard::default();
         if self.epoch.is_none() && from.name != self.id.name {
-            self.reachable.insert(from.name);
+            heard.reachable = self.reachable.insert(from.name);
         }
         if let Some(e) = &self.epoch {
             if e.view.contains(from) {
-                self.last_heard.insert(from, self.now);
-                self.suspects.remove(&from);
+                heard.last_heard = Some(self.last_heard.insert(from, self.now));
+                heard.suspected = self.suspects.remove(&from);
             }
         }
-        match env.msg {
+        heard
+    }
+
+    /// Undoes [`Broker::note_heard`].
+    fn unnote_heard(&mut self, from: NodeId, heard: Heard) {
+        if heard.reachable {
+            self.reachable.remove(&from.name);
+        }
+        match heard.last_heard {
+            Some(Some(at)) => {
+                self.last_heard.insert(from, at);
+            }
+            Some(None) => {
+                self.last_heard.remove(&from);
+            }
+            None => {}
+        }
+        if heard.suspected {
+            self.suspects.insert(from);
+        }
+    }
+
+    fn dispatch_peer(&mut self, from: NodeId, msg: PeerMsg) -> Result<(), Error> {
+        match msg {
             PeerMsg::Heartbeat(hb) => self.on_heartbeat(from, hb),
             PeerMsg::Ack(a) => {
                 self.on_ack(from, a);

@@ -355,6 +355,47 @@ fn invalid_peer_input_is_refused_without_state_change() {
     assert_eq!(before, format!("{b0:?}"));
 }
 
+/// Found by fuzzing (`broker/fuzz`, target `peer_envelope`; the input is
+/// kept in its corpus as `crash-report-foreign-request`): a refused
+/// message still counted as hearing from its sender (its `last_heard`
+/// moved), although a refusal leaves the state unchanged. Now the broker
+/// ends exactly as if only time had passed.
+#[test]
+fn a_refused_message_does_not_count_as_hearing_from_its_sender() {
+    let (b0, _b1) = two_brokers();
+    let later = Time(T0.0 + 500);
+    let mut control = b0.clone();
+    control.handle(later, Input::Timeout).unwrap();
+    let mut x = b0;
+    let foreign = Report {
+        ballot: vid(2),
+        current: Some(vid(2)),
+        accepted: None,
+        groups: Vec::new(),
+        requests: vec![(
+            1,
+            GroupRequest::Join {
+                group: "g".into(),
+                member: MemberId {
+                    broker: b(0),
+                    session: 3,
+                },
+                state: false,
+            },
+        )],
+    };
+    let refused = x.handle(
+        later,
+        Input::Peer(env(b(1), b(0), PeerMsg::Report(Box::new(foreign)))),
+    );
+    assert!(
+        matches!(refused, Err(Error::InvalidPeerMessage { reason, .. }) if reason == "request for another broker's member"),
+        "{refused:?}"
+    );
+    assert_eq!(drain(&mut x), drain(&mut control));
+    assert_eq!(format!("{x:?}"), format!("{control:?}"));
+}
+
 #[test]
 fn publish_queue_is_bounded() {
     let mut x = Broker::new(

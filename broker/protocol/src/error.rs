@@ -2,12 +2,16 @@
 
 use crate::id::NodeId;
 
-/// Invalid input. Every variant leaves the broker's state unchanged.
+/// Invalid input. Every variant leaves the broker's state unchanged
+/// (see [`Error::WrongIncarnation`] for the one answer a refusal sends).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A peer message was addressed to another incarnation of this broker
-    /// (state unchanged; the message is dropped).
+    /// (state unchanged; the message is dropped). Its one effect: a
+    /// heartbeat for an older incarnation from a broker outside the
+    /// current view (one left behind in an older view) is answered with
+    /// `PeerMsg::Excluded`, or nobody would ever tell it its view is over.
     #[error("message for {to} reached {me}")]
     WrongIncarnation {
         /// Addressee named in the envelope.

@@ -122,6 +122,9 @@ pub(crate) struct Bridge {
     status: MeshStatus,
     /// Explicit joins (`ClientMsg::Join`).
     explicit: HashMap<(SessionId, String), Explicit>,
+    /// Entries of `explicit` per session: with its subscriptions, bounded
+    /// by `limits.max_subscriptions_per_session`.
+    join_counts: HashMap<SessionId, usize>,
     /// The last installed view of each group.
     views: HashMap<String, GroupView>,
     /// State requests handed to local members, by (session, token).
@@ -308,6 +311,7 @@ impl Bridge {
             pending: Vec::new(),
             status: MeshStatus::default(),
             explicit: HashMap::new(),
+            join_counts: HashMap::new(),
             views: HashMap::new(),
             transfers: HashMap::new(),
             next_token: 0,
@@ -437,6 +441,14 @@ impl Bridge {
         msg: ClientMsg,
         out: &mut Vec<Effect>,
     ) {
+        if let ClientMsg::Subscribe { id, .. }
+        | ClientMsg::Tap { id, .. }
+        | ClientMsg::Join { id, .. } = &msg
+        {
+            if let Err(refused) = self.membership_room(router, session, *id) {
+                return out.push(reply(session, &refused));
+            }
+        }
         match msg {
             ClientMsg::Subscribe { id, pattern } => {
                 self.subscribe(router, session, id, pattern, out)
@@ -480,6 +492,7 @@ impl Bridge {
             }
             ClientMsg::Leave { id, group } => {
                 if self.explicit.remove(&(session, group.clone())).is_some() {
+                    self.joins_changed(session, false);
                     self.awaiting_state.remove(&(session, group.clone()));
                     self.releasing.remove(&(session, group.clone()));
                     self.release(session, group);
@@ -645,6 +658,7 @@ impl Bridge {
             return out.push(reply(session, &refuse(reason)));
         }
         let installed = self.joined.contains(&key);
+        self.joins_changed(session, true);
         self.explicit.insert(
             key.clone(),
             Explicit {
@@ -703,6 +717,44 @@ impl Bridge {
             let (session, group) = key;
             self.command(ClientCmd::Leave { session, group });
         }
+    }
+
+    /// Counts an explicit join of `session` added (`true`) or removed.
+    fn joins_changed(&mut self, session: SessionId, added: bool) {
+        let n = self.join_counts.entry(session).or_default();
+        if added {
+            *n += 1;
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.join_counts.remove(&session);
+            }
+        }
+    }
+
+    /// Refuses a new subscription, tap or join (request `id`) of `session`
+    /// when its subscriptions and explicit joins together already reach
+    /// `limits.max_subscriptions_per_session`.
+    fn membership_room(
+        &self,
+        router: &Router,
+        session: SessionId,
+        id: u64,
+    ) -> Result<(), ServerMsg> {
+        let subs = router.subscriptions_of(session);
+        let joins = self.join_counts.get(&session).copied().unwrap_or(0);
+        let max = router.max_subscriptions_per_session();
+        if subs + joins < max {
+            return Ok(());
+        }
+        Err(ServerMsg::Rejected {
+            id: Some(id),
+            code: RejectCode::LimitReached,
+            reason: format!(
+                "the session already holds {subs} subscriptions and {joins} group joins \
+                 (limits.max_subscriptions_per_session = {max})"
+            ),
+        })
     }
 
     /// Refuses a publish or multicast while this broker is blocked (cut
@@ -856,6 +908,7 @@ impl Bridge {
         self.member_since.retain(|(s, _), _| *s != session);
         self.pending.retain(|p| p.session != session);
         self.explicit.retain(|(s, _), _| *s != session);
+        self.join_counts.remove(&session);
         self.transfers.retain(|(s, _), _| *s != session);
         self.confirms.remove(&session);
     }
@@ -1488,7 +1541,9 @@ impl Bridge {
         self.awaiting_state.remove(&key);
         self.releasing.remove(&key);
         self.member_since.remove(&key);
-        self.explicit.remove(&key);
+        if self.explicit.remove(&key).is_some() {
+            self.joins_changed(member.session, false);
+        }
         if self.refs.remove(&key).is_some() {
             // The client ends the membership and every subscription that
             // reaches the group, with this reason.
@@ -1724,6 +1779,107 @@ mod tests {
             targets,
             deferred: false,
         })
+    }
+
+    /// `limits.max_subscriptions_per_session` (8 here) bounds a session's
+    /// subscriptions, taps and explicit joins together; a refusal is
+    /// `LimitReached` naming the key, the session keeps what it has, and a
+    /// leave makes room again. Another session is not affected.
+    #[test]
+    fn subscriptions_and_joins_share_the_per_session_limit() {
+        let mut t = setup(8);
+        let join = |id, g: &str| ClientMsg::Join {
+            id,
+            group: g.into(),
+            state: false,
+        };
+        for i in 0..4 {
+            t.client(
+                1,
+                ClientMsg::Subscribe {
+                    id: i,
+                    pattern: format!("s{i}/**"),
+                },
+            );
+        }
+        t.client(
+            1,
+            ClientMsg::Tap {
+                id: 4,
+                pattern: "tap/**".into(),
+            },
+        );
+        for i in 5..8 {
+            t.client(1, join(i, &format!("g{i}")));
+        }
+        let limit_reached = |got: &[(SessionId, ServerMsg)], want: u64| match got {
+            [
+                (
+                    1,
+                    ServerMsg::Rejected {
+                        id: Some(id),
+                        code: RejectCode::LimitReached,
+                        reason,
+                    },
+                ),
+            ] => {
+                assert_eq!(*id, want);
+                assert!(
+                    reason.contains("4 subscriptions and 3 group joins")
+                        || reason.contains("5 subscriptions and 3 group joins"),
+                    "{reason}"
+                );
+                assert!(
+                    reason.contains("limits.max_subscriptions_per_session = 8"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        };
+        // 5 subscriptions (the tap included) + 3 joins = 8.
+        let got = t.client(1, join(8, "g8"));
+        limit_reached(&got, 8);
+        let got = t.client(
+            1,
+            ClientMsg::Subscribe {
+                id: 9,
+                pattern: "more/**".into(),
+            },
+        );
+        limit_reached(&got, 9);
+        // Session 2 is not affected.
+        assert!(t.client(2, join(1, "g8")).is_empty());
+        // A leave makes room for one more join.
+        let got = t.client(
+            1,
+            ClientMsg::Leave {
+                id: 10,
+                group: "g5".into(),
+            },
+        );
+        assert!(
+            matches!(&got[..], [(1, ServerMsg::Left { id: 10 })]),
+            "{got:?}"
+        );
+        assert!(t.client(1, join(11, "g8")).is_empty());
+        let got = t.client(1, join(12, "g9"));
+        assert!(
+            matches!(
+                &got[..],
+                [(
+                    1,
+                    ServerMsg::Rejected {
+                        id: Some(12),
+                        code: RejectCode::LimitReached,
+                        ..
+                    }
+                )]
+            ),
+            "{got:?}"
+        );
+        // Closing the session forgets its joins.
+        t.bridge.close(1);
+        assert!(!t.bridge.join_counts.contains_key(&1));
     }
 
     /// A member that leaves and joins again at once (the same session) is

@@ -40,6 +40,13 @@ pub(crate) enum CoreMsg {
         session: SessionId,
         msgs: Vec<ClientMsg>,
     },
+    /// Answers to requests of a session that were refused before reaching
+    /// the core (over its publish rate, see `limits.rs`), in their place
+    /// among its requests.
+    Refused {
+        session: SessionId,
+        replies: Vec<ServerMsg>,
+    },
     /// The session ended.
     Close { session: SessionId },
     /// Report counters (for status and tests).
@@ -221,6 +228,12 @@ pub(crate) async fn run(
                     if st.pending_frames >= FLUSH_AT {
                         st.flush();
                     }
+                }
+                CoreMsg::Refused { session, replies } => {
+                    for m in &replies {
+                        effects.push(crate::router::reply(session, m));
+                    }
+                    st.collect(&mut effects);
                 }
                 CoreMsg::Close { session } => {
                     // Hand out what is pending first: replies to requests the

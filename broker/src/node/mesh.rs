@@ -177,7 +177,7 @@ const FRAGMENT_OVERHEAD: usize = 32;
 
 /// Appends `env` to `buf` as one frame, or, if its encoding is larger than
 /// `limits.max_frame`, as fragments of it (up to `limits.max_message`).
-fn encode_protocol(
+pub(crate) fn encode_protocol(
     env: &Envelope,
     limits: LinkLimits,
     buf: &mut BytesMut,
@@ -203,7 +203,7 @@ fn encode_protocol(
 
 /// Fragments received so far, per peer (a link delivers in order).
 #[derive(Default)]
-struct Reassembly {
+pub(crate) struct Reassembly {
     parts: HashMap<u32, BytesMut>,
 }
 
@@ -403,31 +403,9 @@ fn peer_input(ev: PeerEvent, links: &mut LinkState, peers: &PeerHandle, inputs: 
         PeerEvent::Frames { peer, bodies } => {
             let name = meshcast_config::node_name(&peer.broker);
             for body in bodies {
-                let mut msg = wire::decode_body::<LinkMsg>("peer message", &body);
-                if let Ok(LinkMsg::Fragment { last, bytes }) = &msg {
-                    let max = links.limits.max_message;
-                    match links.reassembly.push(name, *last, bytes, max) {
-                        Ok(None) => continue,
-                        Ok(Some(whole)) => {
-                            msg = match wire::decode_body::<LinkMsg>("peer message", &whole) {
-                                Ok(LinkMsg::Protocol(env)) => Ok(LinkMsg::Protocol(env)),
-                                Ok(_) => Err(wire::WireError::Malformed {
-                                    what: "peer message",
-                                    detail: "fragments of something other than a protocol message"
-                                        .into(),
-                                }),
-                                Err(e) => Err(e),
-                            };
-                        }
-                        Err(reason) => {
-                            tracing::warn!(peer = %peer.broker, %reason, "dropping the link of a peer");
-                            peers.reset(&peer.broker);
-                            return;
-                        }
-                    }
-                }
-                match msg {
-                    Ok(LinkMsg::Peers(list)) => {
+                let max = links.limits.max_message;
+                match read_frame(&mut links.reassembly, name, &body, max) {
+                    Ok(LinkFrame::Peers(list)) => {
                         let list = if peers.learns_addresses() {
                             list
                         } else {
@@ -444,21 +422,77 @@ fn peer_input(ev: PeerEvent, links: &mut LinkState, peers: &PeerHandle, inputs: 
                     // That process's core starts at the incarnation of its
                     // hello and only goes up (by 1 on each rejoin), so a
                     // smaller one is not it.
-                    Ok(LinkMsg::Protocol(env))
+                    Ok(LinkFrame::Protocol(env))
                         if env.from.name != name || env.from.incarnation < peer.incarnation =>
                     {
                         tracing::warn!(peer = %peer.broker, from = %links.readable.node_exact(env.from), "dropping the link of a peer that sent as another broker");
                         peers.reset(&peer.broker);
                         return;
                     }
-                    Ok(LinkMsg::Protocol(env)) => inputs.push(Input::Peer(env)),
-                    Ok(LinkMsg::Fragment { .. }) => {}
-                    Err(e) => {
+                    Ok(LinkFrame::Protocol(env)) => inputs.push(Input::Peer(env)),
+                    Ok(LinkFrame::Partial) => {}
+                    Err(LinkFault::Oversize(reason)) => {
+                        tracing::warn!(peer = %peer.broker, %reason, "dropping the link of a peer");
+                        peers.reset(&peer.broker);
+                        return;
+                    }
+                    Err(LinkFault::Bad(e)) => {
                         tracing::warn!(peer = %peer.broker, error = %e, "dropping the link of a peer that sent a bad frame");
                         peers.reset(&peer.broker);
                         return;
                     }
                 }
+            }
+        }
+    }
+}
+
+/// One frame read from a peer link, decoded.
+#[derive(Debug)]
+pub(crate) enum LinkFrame {
+    /// A protocol message (whole, or put together from fragments).
+    Protocol(Envelope),
+    /// Broker addresses the peer knows (gossip).
+    Peers(Vec<(String, String)>),
+    /// A fragment of a larger message; more follow.
+    Partial,
+}
+
+/// Why a peer link's frame is refused (the link is then reset).
+#[derive(Debug)]
+pub(crate) enum LinkFault {
+    /// The frame, or the message its fragments make, does not decode.
+    Bad(wire::WireError),
+    /// Fragments add up to more than `mesh.max_message_bytes`.
+    Oversize(String),
+}
+
+/// Decodes one frame `body` from the link of peer `name`, putting
+/// fragments together in `reassembly` up to `max_message` bytes.
+pub(crate) fn read_frame(
+    reassembly: &mut Reassembly,
+    name: u32,
+    body: &[u8],
+    max_message: usize,
+) -> Result<LinkFrame, LinkFault> {
+    let msg = wire::decode_body::<LinkMsg>("peer message", body).map_err(LinkFault::Bad)?;
+    match msg {
+        LinkMsg::Protocol(env) => Ok(LinkFrame::Protocol(env)),
+        LinkMsg::Peers(list) => Ok(LinkFrame::Peers(list)),
+        LinkMsg::Fragment { last, bytes } => {
+            match reassembly
+                .push(name, last, &bytes, max_message)
+                .map_err(LinkFault::Oversize)?
+            {
+                None => Ok(LinkFrame::Partial),
+                Some(whole) => match wire::decode_body::<LinkMsg>("peer message", &whole) {
+                    Ok(LinkMsg::Protocol(env)) => Ok(LinkFrame::Protocol(env)),
+                    Ok(_) => Err(LinkFault::Bad(wire::WireError::Malformed {
+                        what: "peer message",
+                        detail: "fragments of something other than a protocol message".into(),
+                    })),
+                    Err(e) => Err(LinkFault::Bad(e)),
+                },
             }
         }
     }

@@ -7,6 +7,7 @@ mod admin;
 pub mod auth;
 mod bridge;
 mod core;
+mod limits;
 pub mod membership_store;
 pub mod mesh;
 pub mod names;
@@ -100,6 +101,8 @@ pub(crate) struct Shared {
     core: mpsc::Sender<core::CoreMsg>,
     sessions: AtomicUsize,
     next_session: AtomicU64,
+    /// Connections per source address and sessions per user.
+    connections: Arc<limits::ConnectionCounts>,
     /// Client authentication (`[auth]`).
     auth: auth::Authenticator,
     /// `[[permissions]]`, compiled; `None` in development mode.
@@ -193,12 +196,18 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
     };
     // A client session not heard from (keep-alives included) for
     // `session_timeout_ms` ends; its members then leave their groups.
-    let server = quic::server_config(
+    // A client may open `max_streams_per_session` bidirectional streams
+    // and no unidirectional one.
+    let mut server = quic::server_config(
         &identity,
         &[ALPN_CLIENT],
         client_certs,
         limits.session_timeout(),
     )?;
+    server.transport_config(Arc::new(quic::client_session_transport_config(
+        limits.session_timeout(),
+        limits.max_streams_per_session,
+    )));
     let endpoint = quic::bind_server(config.broker.client_listen, server)?;
     let client_addr = endpoint.local_addr().unwrap_or(config.broker.client_listen);
     let broker_id = if config.broker.id.is_empty() {
@@ -379,6 +388,7 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
              client that reaches broker.client_listen may publish, subscribe and join anything"
         );
     }
+    let connections = Arc::new(limits::ConnectionCounts::new(&config.limits));
     let shared = Arc::new(Shared {
         links,
         names,
@@ -388,6 +398,7 @@ pub async fn start_with(config: Config, opts: StartOptions) -> Result<BrokerHand
         core: core_tx.clone(),
         sessions: AtomicUsize::new(0),
         next_session: AtomicU64::new(1),
+        connections,
         auth: authenticator,
         policy,
     });

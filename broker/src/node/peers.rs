@@ -512,10 +512,21 @@ async fn accept_loop(handle: PeerHandle) {
     while let Some(incoming) = handle.inner.endpoint.accept().await {
         let handle = handle.clone();
         let (local, max, limit) = (s.local.clone(), s.max_frame, s.handshake_timeout);
+        let remote = incoming.remote_address();
         tokio::spawn(async move {
             let checker = handle.clone();
             let accepted = tokio::time::timeout(limit, async {
-                let conn = incoming.await.map_err(|e| e.to_string())?;
+                let conn = incoming.await.map_err(|e| {
+                    if tls_refused(&e) {
+                        format!(
+                            "TLS handshake failed: its certificate is not signed by this \
+                             mesh's cluster CA (tls.ca_cert), or it does not trust this \
+                             broker's (a broker of another mesh or CA?): {e}"
+                        )
+                    } else {
+                        e.to_string()
+                    }
+                })?;
                 peer::accept_checked(conn, &local, max, |remote, addr| {
                     match checker.identity_conflict(remote, addr) {
                         Some(reason) => {
@@ -534,10 +545,22 @@ async fn accept_loop(handle: PeerHandle) {
                     let dialer = link.remote.broker.clone();
                     handle.install(link, dialer).await;
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "refused a peer link"),
-                Err(_) => tracing::warn!("a peer link handshake timed out"),
+                Ok(Err(e)) => tracing::warn!(%remote, error = %e, "refused a peer link"),
+                Err(_) => tracing::warn!(%remote, "a peer link handshake timed out"),
             }
         });
+    }
+}
+
+/// Whether a connection failed in its TLS handshake: a certificate this
+/// side refused (QUIC CRYPTO_ERROR sent) or the other side's alert (one
+/// received): the two brokers do not share a cluster CA.
+fn tls_refused(e: &quinn::ConnectionError) -> bool {
+    let crypto = |code: quinn::TransportErrorCode| (0x100..0x200).contains(&u64::from(code));
+    match e {
+        quinn::ConnectionError::TransportError(t) => crypto(t.code),
+        quinn::ConnectionError::ConnectionClosed(c) => crypto(c.error_code),
+        _ => false,
     }
 }
 

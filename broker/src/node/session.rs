@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::Shared;
 use super::core::{CoreMsg, Queued, SessionOut};
+use super::limits::{self, Identity, PublishRate};
 
 /// Longest close reason sent to a peer (QUIC carries it in one packet).
 const MAX_REASON: usize = 256;
@@ -84,16 +85,32 @@ impl Drop for SessionCount {
 pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     let active = shared.sessions.fetch_add(1, Ordering::AcqRel) + 1;
     let _count = SessionCount(shared.clone());
-    let conn = match incoming.await {
-        Ok(c) => c,
-        Err(e) => {
+    let limits = &shared.config.limits;
+    // One deadline for the QUIC handshake and the hello (slow-loris).
+    let deadline = tokio::time::Instant::now() + limits.handshake_timeout();
+    let address_slot = shared.connections.admit_address(incoming.remote_address());
+    let conn = match tokio::time::timeout_at(deadline, incoming).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
             tracing::debug!(error = %e, "connection attempt failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!("QUIC handshake timed out (limits.handshake_timeout_ms)");
             return;
         }
     };
     let remote = conn.remote_address();
-    let limits = &shared.config.limits;
-    let handshake = tokio::time::timeout(limits.handshake_timeout(), async {
+    let _address_slot = match address_slot {
+        Ok(slot) => slot,
+        Err(refused) => {
+            super::telemetry::client_refused();
+            tracing::info!(%remote, reason = %refused.reason, "refusing client");
+            close(&conn, refused.code, &refused.reason);
+            return;
+        }
+    };
+    let handshake = tokio::time::timeout_at(deadline, async {
         let (send, recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
         let mut frames = FrameReader::new(recv, MAX_HELLO);
         match frames.read_one().await {
@@ -187,7 +204,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
             return;
         }
         Err(_) => {
-            let reason = "authentication failed: the credentials could not be verified within                           limits.handshake_timeout_ms (the broker is busy verifying others)";
+            let reason = "authentication failed: the credentials could not be verified within \
+                          limits.handshake_timeout_ms (the broker is busy verifying others)";
             tracing::info!(%remote, name = %hello.name, "client refused: verification timed out");
             super::telemetry::auth_failed();
             refuse(
@@ -208,6 +226,22 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         })
     });
     let user = principal.as_ref().map(|p| p.user.clone());
+    // `limits.max_connections_per_user` counts the authenticated user (its
+    // source address without `[auth]`), so only once authentication has
+    // succeeded: a client cannot use up another user's sessions by
+    // claiming its name.
+    let identity = match &user {
+        Some(name) => Identity::user(name),
+        None => Identity::anonymous(remote),
+    };
+    let _user_slot = match shared.connections.admit_user(&identity) {
+        Ok(slot) => slot,
+        Err(refused) => {
+            tracing::info!(%remote, name = %hello.name, reason = %refused.reason, "refusing client");
+            refuse(&conn, &mut send, version, refused.code, &refused.reason).await;
+            return;
+        }
+    };
     frames.set_max(limits.max_frame_bytes as usize);
     let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
     // Opened at the core first: it gives the publisher id for the welcome
@@ -336,6 +370,7 @@ async fn read_loop(
     mut frames: FrameReader<quinn::RecvStream>,
 ) -> ReadEnd {
     let mut bodies: Vec<Bytes> = Vec::with_capacity(256);
+    let mut rate = PublishRate::new(&shared.config.limits, std::time::Instant::now());
     loop {
         bodies.clear();
         match frames.read_batch(&mut bodies).await {
@@ -364,7 +399,7 @@ async fn read_loop(
                 Err(e) => {
                     // Deliver what came before the bad frame, then close.
                     if !msgs.is_empty() {
-                        let _ = shared.core.send(CoreMsg::Batch { session, msgs }).await;
+                        let _ = limits::forward(&shared.core, session, rate.as_mut(), msgs).await;
                     }
                     let reason = e.to_string();
                     close(conn, CloseCode::ProtocolError, &reason);
@@ -373,9 +408,7 @@ async fn read_loop(
             }
         }
         metrics::counter!("meshcast_client_frames_total").increment(msgs.len() as u64);
-        if shared
-            .core
-            .send(CoreMsg::Batch { session, msgs })
+        if limits::forward(&shared.core, session, rate.as_mut(), msgs)
             .await
             .is_err()
         {

@@ -165,27 +165,44 @@ pub struct RawSession {
     pub endpoint: quinn::Endpoint,
     pub conn: quinn::Connection,
     pub send: quinn::SendStream,
-    pub recv: quinn::RecvStream,
+    /// The receiving side of the session's stream (`take` it to read).
+    pub recv: Option<quinn::RecvStream>,
+}
+
+/// A QUIC connection to a broker's client port from `local` (a loopback
+/// address and port 0, e.g. `127.0.0.2:0` for another source address),
+/// with `transport` tweaks; no stream opened.
+pub async fn raw_connection(
+    broker: &BrokerProc,
+    local: SocketAddr,
+    transport: impl FnOnce(&mut quinn::TransportConfig),
+) -> Result<(quinn::Endpoint, quinn::Connection), quinn::ConnectionError> {
+    use meshcast_transport::{client_proto::ALPN_CLIENT, pki, quic};
+    let trust = pki::load_certs(&broker.ca).unwrap();
+    let mut cfg = quic::client_config(&trust, None, ALPN_CLIENT, Duration::from_secs(10)).unwrap();
+    let mut t = quic::transport_config(Duration::from_secs(10));
+    transport(&mut t);
+    cfg.transport_config(std::sync::Arc::new(t));
+    let mut endpoint = quinn::Endpoint::client(local).unwrap();
+    endpoint.set_default_client_config(cfg);
+    let conn = endpoint.connect(broker.addr, "localhost").unwrap().await?;
+    Ok((endpoint, conn))
 }
 
 impl RawSession {
     pub async fn open(broker: &BrokerProc) -> RawSession {
-        use meshcast_transport::{client_proto::ALPN_CLIENT, pki, quic};
-        let trust = pki::load_certs(&broker.ca).unwrap();
-        let cfg = quic::client_config(&trust, None, ALPN_CLIENT, Duration::from_secs(10)).unwrap();
-        let mut endpoint = quic::bind_client(broker.addr).unwrap();
-        endpoint.set_default_client_config(cfg);
-        let conn = endpoint
-            .connect(broker.addr, "localhost")
-            .unwrap()
-            .await
-            .unwrap();
+        Self::open_from(broker, "127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// [`RawSession::open`] from a given local address.
+    pub async fn open_from(broker: &BrokerProc, local: SocketAddr) -> RawSession {
+        let (endpoint, conn) = raw_connection(broker, local, |_| {}).await.unwrap();
         let (send, recv) = conn.open_bi().await.unwrap();
         RawSession {
             endpoint,
             conn,
             send,
-            recv,
+            recv: Some(recv),
         }
     }
 

@@ -212,6 +212,7 @@ fn build_err(py: Python<'_>, e: &ClientError) -> PyResult<PyErr> {
             vec![("group", obj(py, group)?), ("reason", obj(py, reason)?)],
         ),
         ClientError::Blocked { reason } => ("Blocked", vec![("reason", obj(py, reason)?)]),
+        ClientError::RateLimited { reason } => ("RateLimited", vec![("reason", obj(py, reason)?)]),
         ClientError::Rejected { code, reason } => (
             "Rejected",
             vec![

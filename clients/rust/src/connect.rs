@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use meshcast_transport::client_proto::{self, ALPN_CLIENT, ClientHello, CloseCode, Welcome};
-use meshcast_transport::handshake::HandshakeError;
+use meshcast_transport::client_proto::{
+    self, ALPN_CLIENT, ClientHello, CloseCode, HandshakeError, Welcome,
+};
 use meshcast_transport::{FrameReader, pki, quic};
 
 use crate::error::{self, ConnectCause};
@@ -160,27 +161,23 @@ async fn attempt(
     let connecting = endpoint
         .connect(addr, name)
         .map_err(|e| failed(&e, ConnectCause::Other))?;
-    // In TLS 1.3 the broker judges a client certificate after the client
-    // finished its side of the handshake, so its refusal may show up as
-    // the connection's close reason at any later step.
-    let cert_refused = |e: &quinn::ConnectionError| {
-        refused_certificate(e).then(|| ClientError::Unauthenticated {
-            addr: label.to_string(),
-            reason: format!("the broker refused the client certificate ({e})"),
-        })
-    };
     let conn = connecting.await.map_err(|e| {
-        cert_refused(&e).unwrap_or_else(|| {
+        refused_by(&e, label).unwrap_or_else(|| {
             let cause = classify(&e, name, opts);
             failed(&e, cause)
         })
     })?;
-    let later = |e: &dyn std::fmt::Display| {
-        conn.close_reason()
-            .and_then(|c| cert_refused(&c))
-            .unwrap_or_else(|| failed(e, ConnectCause::Other))
+    // A step failing after the QUIC handshake may be the broker's refusal
+    // (a certificate it does not accept, one of its limits): its close
+    // says so.
+    let (mut send, recv) = match conn.open_bi().await {
+        Ok(streams) => streams,
+        Err(e) => {
+            return Err(refusal(&conn, label)
+                .await
+                .unwrap_or_else(|| failed(&e, ConnectCause::Other)));
+        }
     };
-    let (mut send, recv) = conn.open_bi().await.map_err(|e| later(&e))?;
     let hello = client_proto::encode_hello(
         opts.protocol_version,
         &ClientHello {
@@ -189,7 +186,11 @@ async fn attempt(
         },
     )
     .map_err(|e| ClientError::Handshake(e.to_string()))?;
-    send.write_all(&hello).await.map_err(|e| later(&e))?;
+    if let Err(e) = send.write_all(&hello).await {
+        return Err(refusal(&conn, label)
+            .await
+            .unwrap_or_else(|| failed(&e, ConnectCause::Other)));
+    }
     // The broker's frames are bounded by its own limit; accept generously.
     let mut frames = FrameReader::new(recv, meshcast_transport::wire::HARD_MAX_FRAME);
     let welcome = match frames.read_one().await {
@@ -203,20 +204,88 @@ async fn attempt(
                     reason,
                 });
             }
+            // Protocol 3: the refusal carries its close code; one of the
+            // broker's limits is returned as the close it is followed by.
+            Err(HandshakeError::RefusedWith { code, reason })
+                if CloseCode::from_code(u64::from(code)).is_some_and(is_limit) =>
+            {
+                return Err(ClientError::Closed {
+                    code: CloseCode::from_code(u64::from(code)),
+                    reason,
+                });
+            }
+            // An older broker's (or an older protocol's) refusal carries
+            // only its reason: the close that follows has the code.
+            Err(e @ (HandshakeError::Refused(_) | HandshakeError::RefusedWith { .. })) => {
+                return Err(refusal(&conn, label)
+                    .await
+                    .unwrap_or_else(|| ClientError::Handshake(e.to_string())));
+            }
             Err(e) => return Err(ClientError::Handshake(e.to_string())),
         },
         Ok(None) | Err(_) => {
-            let closed = conn.close_reason();
-            if let Some(refused) = closed.as_ref().and_then(cert_refused) {
+            if let Some(refused) = refusal(&conn, label).await {
                 return Err(refused);
             }
-            let reason = closed
+            let reason = conn
+                .close_reason()
                 .map(|e| error::from_connection_error(&e).to_string())
                 .unwrap_or_else(|| "stream closed during handshake".into());
             return Err(ClientError::Handshake(reason));
         }
     };
     Ok((conn, endpoint, welcome, send, frames))
+}
+
+/// How long a refused handshake waits for the broker's close (which
+/// carries the refusal's code) after the refusal itself.
+const REFUSAL_CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// When the broker refused the session (a client certificate it does not
+/// accept, missing credentials, or one of its limits), that refusal typed:
+/// [`ClientError::Unauthenticated`], or [`ClientError::Closed`] with the
+/// limit's close code. Waits briefly for the close, which follows the
+/// refusal; `None` for any other failure.
+async fn refusal(conn: &quinn::Connection, label: &str) -> Option<ClientError> {
+    let closed = tokio::time::timeout(REFUSAL_CLOSE_WAIT, conn.closed())
+        .await
+        .ok()?;
+    refused_by(&closed, label)
+}
+
+/// A connection closed by the broker's refusal, typed (see [`refusal`]).
+/// In TLS 1.3 the broker judges a client certificate after the client
+/// finished its side of the handshake, so its refusal may show up as the
+/// connection's close reason at any later step.
+fn refused_by(closed: &quinn::ConnectionError, label: &str) -> Option<ClientError> {
+    if refused_certificate(closed) {
+        return Some(ClientError::Unauthenticated {
+            addr: label.to_string(),
+            reason: format!("the broker refused the client certificate ({closed})"),
+        });
+    }
+    match error::from_connection_error(closed) {
+        ClientError::Closed {
+            code: Some(CloseCode::Unauthenticated),
+            reason,
+        } => Some(ClientError::Unauthenticated {
+            addr: label.to_string(),
+            reason,
+        }),
+        e @ ClientError::Closed { code: Some(c), .. } if is_limit(c) => Some(e),
+        _ => None,
+    }
+}
+
+/// Whether `code` closes a connection for one of the broker's limits.
+fn is_limit(code: CloseCode) -> bool {
+    matches!(
+        code,
+        CloseCode::TooManySessions
+            | CloseCode::TooManyFromAddress
+            | CloseCode::TooManyForUser
+            | CloseCode::HandshakeTimeout
+    )
 }
 
 /// Whether the broker's TLS stack refused this client's certificate (one

@@ -129,6 +129,16 @@ pub enum ClientError {
         /// The broker's explanation.
         reason: String,
     },
+    /// The broker refused a publish or multicast because the session
+    /// publishes faster than it allows ([`RejectCode::RateLimited`]:
+    /// `limits.publish_messages_per_s`, `limits.publish_burst`,
+    /// `limits.publish_bytes_per_s`): the message was not sent. Slow down
+    /// and publish it again. The session stays open.
+    #[error("not sent: rate limited by the broker: {reason}")]
+    RateLimited {
+        /// The broker's explanation, naming the limit.
+        reason: String,
+    },
     /// The broker refused a request; the session stays open.
     #[error("rejected by broker ({code:?}): {reason}")]
     Rejected {
@@ -137,7 +147,13 @@ pub enum ClientError {
         /// The broker's explanation.
         reason: String,
     },
-    /// The session is closed; `reason` says why.
+    /// The session is closed; `reason` says why. A broker that refuses a
+    /// new session for a limit closes it with a code that says which:
+    /// [`CloseCode::TooManySessions`] (`limits.max_sessions`),
+    /// [`CloseCode::TooManyFromAddress`]
+    /// (`limits.max_connections_per_address`), [`CloseCode::TooManyForUser`]
+    /// (`limits.max_connections_per_user`), or
+    /// [`CloseCode::HandshakeTimeout`]; `Client::connect` returns it so.
     #[error("connection closed: {reason}")]
     Closed {
         /// The close code, when the broker gave one.

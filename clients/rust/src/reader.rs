@@ -549,6 +549,9 @@ fn answer(shared: &Shared, all: &mut Routes, index: &mut SubscriptionIndex<u64>,
                 meshcast_transport::client_proto::RejectCode::PermissionDenied => {
                     ClientError::PermissionDenied { reason }
                 }
+                meshcast_transport::client_proto::RejectCode::RateLimited => {
+                    ClientError::RateLimited { reason }
+                }
                 code => ClientError::Rejected { code, reason },
             };
             match id.and_then(|id| shared.pending().remove(&id)) {

@@ -66,6 +66,7 @@ from .errors import (
     NoResponders,
     PayloadTooLarge,
     PermissionDenied,
+    RateLimited,
     Rejected,
     SlowSubscription,
     TimedOut,
@@ -121,6 +122,7 @@ __all__ = [
     "Closed",
     "Unauthenticated",
     "PermissionDenied",
+    "RateLimited",
 ]
 
 #: What can be published: ``bytes``, or ``str`` (sent as UTF-8), or

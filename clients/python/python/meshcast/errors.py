@@ -32,6 +32,7 @@ __all__ = [
     "Closed",
     "Unauthenticated",
     "PermissionDenied",
+    "RateLimited",
 ]
 
 
@@ -155,5 +156,14 @@ class PermissionDenied(MeshcastError):
     """The broker refused a request because the session's user may not do
     it; ``reason`` names the user, the action, the topic or group and the
     rule. The session stays open."""
+
+    reason: str
+
+
+class RateLimited(MeshcastError):
+    """The broker refused a publish or multicast because the session
+    publishes faster than it allows (``limits.publish_messages_per_s``,
+    ``limits.publish_burst``, ``limits.publish_bytes_per_s``): it was not
+    sent. Slow down and publish it again; the session stays open."""
 
     reason: str
