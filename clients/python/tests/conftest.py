@@ -209,7 +209,9 @@ class Mesh:
 
 def _mesh_ready(b: Broker, n: int) -> bool:
     mesh = b.status()["core"]["mesh"]
-    return len(mesh["view"][1]) == n and mesh["blocked"] is False
+    # No view yet while the broker is still joining its mesh.
+    view = mesh.get("view")
+    return view is not None and len(view[1]) == n and mesh["blocked"] is False
 
 
 def wait_until(ok: Callable[[], bool], what: str) -> None:
