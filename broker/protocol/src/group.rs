@@ -18,6 +18,11 @@ pub(crate) struct Stream {
     pub delivered: u64,
     /// Held messages (not yet freed), including out-of-order arrivals.
     pub msgs: BTreeMap<u64, DataMsg>,
+    /// Per sender rank, the largest causal dependency of any message
+    /// delivered from this stream (empty until a causal one is). With the
+    /// stream's own prefix, it is the causal past of the stream's next
+    /// message, whatever that message's ordering.
+    pub past: Vec<u64>,
 }
 
 /// A group in the current mesh view.
@@ -178,17 +183,24 @@ impl GroupState {
     }
 
     /// Has every member received message `seq` of stream `s` and
-    /// everything it causally depends on (`deps`)? Only then can every
-    /// survivor of a view change deliver it, so only then may a `safe`
-    /// message be delivered anywhere. (Sim seed 2065335: a member had the
-    /// message but not a dependency whose sender was then excluded.)
+    /// everything that must be delivered before it: its stream's prefix,
+    /// its own causal dependencies (`deps`) and those of every earlier
+    /// message of its stream (`Stream::past`)? Only then can any survivor
+    /// of a view change, even a lone one, deliver it in the flush, so only
+    /// then may a `safe` message be delivered anywhere. (Sim seed 2065335:
+    /// a member had the message but not a dependency whose sender was then
+    /// excluded. Sim seed 2122330: a `reliable` safe message came after a
+    /// causal one of its stream whose dependency a member lacked; that
+    /// member, the only survivor, could not deliver either.)
     fn stable(&self, s: usize, seq: u64, deps: &[u64]) -> bool {
+        let past = &self.streams[s].past;
         self.acks.iter().all(|a| {
             a[s] >= seq
-                && deps
-                    .iter()
-                    .enumerate()
-                    .all(|(r, d)| r == s || a.get(r).is_some_and(|x| x >= d))
+                && a.iter().enumerate().all(|(r, x)| {
+                    r == s
+                        || (*x >= deps.get(r).copied().unwrap_or(0)
+                            && *x >= past.get(r).copied().unwrap_or(0))
+                })
         })
     }
 
@@ -238,7 +250,14 @@ impl GroupState {
                         self.del_acks[me] = self.total_delivered;
                     }
                     let msg = msg.clone();
-                    self.streams[s].delivered = seq;
+                    let st = &mut self.streams[s];
+                    if !msg.deps.is_empty() {
+                        st.past.resize(msg.deps.len(), 0);
+                        for (p, d) in st.past.iter_mut().zip(&msg.deps) {
+                            *p = (*p).max(*d);
+                        }
+                    }
+                    st.delivered = seq;
                     out.push(msg);
                     progress = true;
                 }
@@ -488,5 +507,39 @@ mod tests {
         assert!(g.try_deliver(0, &Defects::default()).is_empty());
         g.apply_frontier(2, &frontier(vec![0, 1, 1]));
         assert_eq!(ids(&g.try_deliver(0, &Defects::default())), vec![(2, 1)]);
+    }
+
+    /// A `safe` message of any ordering waits until every member also has
+    /// the causal past of the earlier messages of its stream: a member
+    /// lacking it could not deliver the stream beyond them (sim seed
+    /// 2122330: a `reliable` safe message after a causal one).
+    #[test]
+    fn safe_waits_for_the_causal_past_of_its_stream() {
+        let mut g = GroupState::new("g".into(), vid(), vec![], 3);
+        g.insert(0, msg(1, 1, Ordering::Reliable, vec![]));
+        g.insert(0, msg(2, 1, Ordering::Causal, vec![0, 1, 0]));
+        let mut m = msg(2, 2, Ordering::Reliable, vec![]);
+        m.safe = true;
+        g.insert(0, m);
+        // (1, 1) and (2, 1) go out; (2, 2) waits for stability.
+        assert_eq!(
+            ids(&g.try_deliver(0, &Defects::default())),
+            vec![(1, 1), (2, 1)]
+        );
+        let frontier = |received: Vec<u64>| Frontier {
+            group: "g".into(),
+            received,
+            decisions: 0,
+            delivered_positions: 0,
+        };
+        // Everyone has stream 2's prefix; member 2 lacks (1, 1), which
+        // (2, 1) depends on: not stable yet, though (2, 2) itself has no
+        // dependency.
+        g.apply_frontier(0, &frontier(vec![0, 1, 2]));
+        g.apply_frontier(1, &frontier(vec![0, 1, 2]));
+        g.apply_frontier(2, &frontier(vec![0, 0, 2]));
+        assert!(g.try_deliver(0, &Defects::default()).is_empty());
+        g.apply_frontier(2, &frontier(vec![0, 1, 2]));
+        assert_eq!(ids(&g.try_deliver(0, &Defects::default())), vec![(2, 2)]);
     }
 }

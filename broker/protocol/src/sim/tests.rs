@@ -201,6 +201,11 @@ fn regression_seeds() {
         // excluded (a one-way loss, a stand-in for a crashed broker): that
         // member moved on without delivering it (2065335).
         2065335,
+        // The same for a reliable safe message after a causal one of its
+        // stream: every member had the message itself, one lacked the
+        // earlier message's dependency and was then the only survivor of
+        // the view (a crash with a stand-in, a one-way loss) (2122330).
+        2122330,
         // Strict positions: a view installed in the batch that handed a
         // joiner its checkpoint went out before the views held for it
         // (the runtime's bridge had the same bug) (6000105).
