@@ -629,10 +629,14 @@ async fn a_member_joining_with_state_under_load_reaches_the_same_state() {
     );
     let published = writing.await.unwrap();
     let mut all = Vec::new();
+    // Complete logs: every entry, and the view that admitted the second
+    // member (when the join comes after the last write, the writer may
+    // have every entry before that view reaches it).
     for m in [&first, &writer, &second] {
         m.log
-            .wait_for(&format!("all {TOTAL} entries"), |l| {
+            .wait_for(&format!("all {TOTAL} entries and the view of three"), |l| {
                 logs::state(l).len() >= TOTAL
+                    && logs::last_view(l, "ledger").is_some_and(|v| v.members.len() == 3)
             })
             .await;
         all.push(m.log.snapshot().complete());
