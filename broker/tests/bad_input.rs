@@ -4,75 +4,11 @@
 mod common;
 
 use bytes::{BufMut, BytesMut};
-use common::{BrokerProc, GUARD, RawSession, run_cli};
-use futures_util::StreamExt;
-use meshcast_client::{Client, ClientError, RejectCode, Subscription};
-use meshcast_transport::FrameReader;
+use common::{BrokerProc, Bystander, GUARD, RawSession, read_msg, run_cli};
+use meshcast_client::{Client, ClientError, RejectCode};
 use meshcast_transport::client_proto::{
-    self, ClientHello, ClientMsg, CloseCode, PROTOCOL_VERSION, Publish, ServerMsg,
+    ClientMsg, CloseCode, PROTOCOL_VERSION, Publish, ServerMsg,
 };
-
-/// A bystander that must keep working through every bad input.
-struct Bystander {
-    client: Client,
-    sub: Subscription,
-    n: u64,
-}
-
-impl Bystander {
-    async fn new(broker: &BrokerProc) -> Bystander {
-        let client = broker.client("bystander").await;
-        let sub = client.subscribe("bystander/**").await.unwrap();
-        Bystander { client, sub, n: 0 }
-    }
-
-    async fn still_works(&mut self) {
-        self.n += 1;
-        let body = format!("probe {}", self.n);
-        self.client
-            .publish("bystander/probe", body.clone())
-            .await
-            .unwrap();
-        let m = tokio::time::timeout(GUARD, self.sub.next())
-            .await
-            .expect("bystander timed out")
-            .expect("bystander subscription ended")
-            .expect("bystander session lost");
-        assert_eq!(m.payload, body);
-    }
-}
-
-async fn handshake(raw: &mut RawSession) -> FrameReader<quinn::RecvStream> {
-    let hello = client_proto::encode_hello(
-        PROTOCOL_VERSION,
-        &ClientHello {
-            name: "raw".into(),
-            ..ClientHello::default()
-        },
-    )
-    .unwrap();
-    raw.send.write_all(&hello).await.unwrap();
-    let recv = raw.recv.take().expect("the session's stream");
-    let mut frames = FrameReader::new(recv, 1 << 20);
-    let welcome = frames.read_one().await.unwrap().unwrap();
-    client_proto::decode_welcome(&welcome).unwrap();
-    frames
-}
-
-async fn send_msg(raw: &mut RawSession, msg: &ClientMsg) {
-    let mut buf = BytesMut::new();
-    client_proto::encode_client(msg, &mut buf).unwrap();
-    raw.send.write_all(&buf).await.unwrap();
-}
-
-async fn read_msg(frames: &mut FrameReader<quinn::RecvStream>) -> ServerMsg {
-    let body = tokio::time::timeout(GUARD, frames.read_one())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    client_proto::decode_server(&body).unwrap()
-}
 
 #[tokio::test]
 async fn invalid_topic_is_refused_by_client_and_by_broker() {
@@ -87,18 +23,15 @@ async fn invalid_topic_is_refused_by_client_and_by_broker() {
 
     // A client that skips local checks is refused by the broker, session kept.
     let mut raw = RawSession::open(&broker).await;
-    let mut frames = handshake(&mut raw).await;
-    send_msg(
-        &mut raw,
-        &ClientMsg::Publish(Publish {
-            topic: "orders/*/x".into(),
-            ordering: Default::default(),
-            safe: false,
-            payload: "x".into(),
-            reply_to: None,
-            confirm: None,
-        }),
-    )
+    let mut frames = raw.handshake().await;
+    raw.send_msg(&ClientMsg::Publish(Publish {
+        topic: "orders/*/x".into(),
+        ordering: Default::default(),
+        safe: false,
+        payload: "x".into(),
+        reply_to: None,
+        confirm: None,
+    }))
     .await;
     match read_msg(&mut frames).await {
         ServerMsg::Rejected {
@@ -113,7 +46,7 @@ async fn invalid_topic_is_refused_by_client_and_by_broker() {
         }
         other => panic!("{other:?}"),
     }
-    send_msg(&mut raw, &ClientMsg::Ping { id: 5 }).await;
+    raw.send_msg(&ClientMsg::Ping { id: 5 }).await;
     assert_eq!(read_msg(&mut frames).await, ServerMsg::Pong { id: 5 });
     bystander.still_works().await;
 }
@@ -126,14 +59,11 @@ async fn invalid_pattern_is_refused_with_its_reason() {
     let err = c.subscribe("a/{b,c").await.unwrap_err();
     assert!(matches!(err, ClientError::InvalidPattern(_)), "{err}");
     let mut raw = RawSession::open(&broker).await;
-    let mut frames = handshake(&mut raw).await;
-    send_msg(
-        &mut raw,
-        &ClientMsg::Subscribe {
-            id: 3,
-            pattern: "a/x**".into(),
-        },
-    )
+    let mut frames = raw.handshake().await;
+    raw.send_msg(&ClientMsg::Subscribe {
+        id: 3,
+        pattern: "a/x**".into(),
+    })
     .await;
     match read_msg(&mut frames).await {
         ServerMsg::Rejected {
@@ -165,7 +95,7 @@ async fn garbage_bytes_close_only_that_connection() {
 
     // Garbage after a good handshake.
     let mut raw = RawSession::open(&broker).await;
-    let _frames = handshake(&mut raw).await;
+    let _frames = raw.handshake().await;
     let mut junk = BytesMut::new();
     junk.put_u32_le(6);
     junk.put_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
@@ -184,7 +114,7 @@ async fn oversize_frame_closes_that_connection_naming_the_limit() {
     ]);
     let mut bystander = Bystander::new(&broker).await;
     let mut raw = RawSession::open(&broker).await;
-    let _frames = handshake(&mut raw).await;
+    let _frames = raw.handshake().await;
     let mut big = BytesMut::new();
     big.put_u32_le(1 << 20);
     big.put_slice(&[0u8; 1024]);
@@ -210,18 +140,15 @@ async fn oversize_frame_closes_that_connection_naming_the_limit() {
         "{err}"
     );
     let mut raw = RawSession::open(&broker).await;
-    let mut frames = handshake(&mut raw).await;
-    send_msg(
-        &mut raw,
-        &ClientMsg::Publish(Publish {
-            topic: "a/b".into(),
-            ordering: Default::default(),
-            safe: false,
-            payload: vec![0u8; 2000].into(),
-            reply_to: None,
-            confirm: None,
-        }),
-    )
+    let mut frames = raw.handshake().await;
+    raw.send_msg(&ClientMsg::Publish(Publish {
+        topic: "a/b".into(),
+        ordering: Default::default(),
+        safe: false,
+        payload: vec![0u8; 2000].into(),
+        reply_to: None,
+        confirm: None,
+    }))
     .await;
     match read_msg(&mut frames).await {
         ServerMsg::Rejected {
@@ -286,28 +213,22 @@ fn unknown_config_key_stops_the_broker_naming_the_key() {
 async fn a_client_that_finishes_its_stream_still_gets_its_answers() {
     let broker = BrokerProc::start(&[]);
     let mut raw = RawSession::open(&broker).await;
-    let mut frames = handshake(&mut raw).await;
-    send_msg(
-        &mut raw,
-        &ClientMsg::Subscribe {
-            id: 1,
-            pattern: "half/**".into(),
-        },
-    )
+    let mut frames = raw.handshake().await;
+    raw.send_msg(&ClientMsg::Subscribe {
+        id: 1,
+        pattern: "half/**".into(),
+    })
     .await;
-    send_msg(
-        &mut raw,
-        &ClientMsg::Publish(Publish {
-            topic: "half/x".into(),
-            ordering: Default::default(),
-            safe: false,
-            payload: "last words".into(),
-            reply_to: None,
-            confirm: None,
-        }),
-    )
+    raw.send_msg(&ClientMsg::Publish(Publish {
+        topic: "half/x".into(),
+        ordering: Default::default(),
+        safe: false,
+        payload: "last words".into(),
+        reply_to: None,
+        confirm: None,
+    }))
     .await;
-    send_msg(&mut raw, &ClientMsg::Ping { id: 2 }).await;
+    raw.send_msg(&ClientMsg::Ping { id: 2 }).await;
     raw.send.finish().unwrap();
     assert_eq!(
         read_msg(&mut frames).await,

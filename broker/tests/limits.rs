@@ -11,49 +11,17 @@ mod common;
 mod mesh;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use common::relay::Relay;
-use common::{BrokerProc, GUARD, RawSession, TempDir, raw_connection};
-use futures_util::StreamExt;
-use meshcast_client::{Client, ClientError, Publish, RejectCode, Subscription};
-use meshcast_transport::FrameReader;
-use meshcast_transport::client_proto::{
-    self, ClientHello, ClientMsg, CloseCode, PROTOCOL_VERSION, ServerMsg,
+use common::{
+    BrokerProc, Bystander, GUARD, RawSession, TempDir, raw_connection, read_msg, wait_log,
 };
-
-/// A client that must keep working through every refusal.
-struct Bystander {
-    client: Client,
-    sub: Subscription,
-    n: u64,
-}
-
-impl Bystander {
-    async fn new(broker: &BrokerProc) -> Bystander {
-        let client = broker.client("bystander").await;
-        let sub = client.subscribe("bystander/**").await.unwrap();
-        Bystander { client, sub, n: 0 }
-    }
-
-    async fn still_works(&mut self) {
-        self.n += 1;
-        let body = format!("probe {}", self.n);
-        self.client
-            .publish("bystander/probe", body.clone())
-            .await
-            .unwrap();
-        let m = tokio::time::timeout(GUARD, self.sub.next())
-            .await
-            .expect("bystander timed out")
-            .expect("bystander subscription ended")
-            .expect("bystander session lost");
-        assert_eq!(m.payload, body);
-    }
-}
+use futures_util::StreamExt;
+use meshcast_client::{Client, ClientError, Publish, RejectCode};
+use meshcast_transport::client_proto::{ClientMsg, CloseCode, ServerMsg};
 
 /// Connects, expecting the broker to refuse with `code`; returns the reason.
 async fn refused(broker: &BrokerProc, name: &str, code: CloseCode) -> String {
@@ -87,35 +55,6 @@ async fn connect_eventually(broker: &BrokerProc, name: &str) -> Client {
     })
     .await
     .expect("never let in again")
-}
-
-/// Sends the hello on a raw session and reads the welcome.
-async fn handshake(raw: &mut RawSession) -> FrameReader<quinn::RecvStream> {
-    let hello = ClientHello {
-        name: "raw".into(),
-        token: None,
-    };
-    let hello = client_proto::encode_hello(PROTOCOL_VERSION, &hello).unwrap();
-    raw.send.write_all(&hello).await.unwrap();
-    let mut frames = FrameReader::new(raw.recv.take().unwrap(), 1 << 20);
-    let welcome = frames.read_one().await.unwrap().unwrap();
-    client_proto::decode_welcome(&welcome).unwrap();
-    frames
-}
-
-async fn send_msg(raw: &mut RawSession, msg: &ClientMsg) {
-    let mut buf = BytesMut::new();
-    client_proto::encode_client(msg, &mut buf).unwrap();
-    raw.send.write_all(&buf).await.unwrap();
-}
-
-async fn read_msg(frames: &mut FrameReader<quinn::RecvStream>) -> ServerMsg {
-    let body = tokio::time::timeout(GUARD, frames.read_one())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    client_proto::decode_server(&body).unwrap()
 }
 
 /// Waits until `conn` is closed by the broker; returns its code and reason.
@@ -152,8 +91,8 @@ async fn connections_per_address_are_limited() {
 
     // Another source address has its own count.
     let mut raw = RawSession::open_from(&broker, "127.0.0.2:0".parse().unwrap()).await;
-    let mut frames = handshake(&mut raw).await;
-    send_msg(&mut raw, &ClientMsg::Ping { id: 1 }).await;
+    let mut frames = raw.handshake().await;
+    raw.send_msg(&ClientMsg::Ping { id: 1 }).await;
     assert_eq!(read_msg(&mut frames).await, ServerMsg::Pong { id: 1 });
 
     // A closed session's place is free again.
@@ -181,8 +120,8 @@ async fn sessions_per_user_are_limited() {
     bystander.still_works().await;
     // The user of another source address is another user.
     let mut raw = RawSession::open_from(&broker, "127.0.0.3:0".parse().unwrap()).await;
-    let mut frames = handshake(&mut raw).await;
-    send_msg(&mut raw, &ClientMsg::Ping { id: 1 }).await;
+    let mut frames = raw.handshake().await;
+    raw.send_msg(&ClientMsg::Ping { id: 1 }).await;
     assert_eq!(read_msg(&mut frames).await, ServerMsg::Pong { id: 1 });
     bystander.still_works().await;
 }
@@ -197,7 +136,7 @@ async fn streams_per_session_are_limited_by_quic_flow_control() {
     let broker = BrokerProc::start(&[]);
     let mut bystander = Bystander::new(&broker).await;
     let mut raw = RawSession::open(&broker).await;
-    let mut frames = handshake(&mut raw).await;
+    let mut frames = raw.handshake().await;
     // Waiting a while proves nothing by itself; the limit of 2 below shows
     // that the same open completes when the broker allows it.
     let wait = Duration::from_millis(500);
@@ -213,19 +152,19 @@ async fn streams_per_session_are_limited_by_quic_flow_control() {
             .is_err(),
         "a unidirectional stream was opened"
     );
-    send_msg(&mut raw, &ClientMsg::Ping { id: 2 }).await;
+    raw.send_msg(&ClientMsg::Ping { id: 2 }).await;
     assert_eq!(read_msg(&mut frames).await, ServerMsg::Pong { id: 2 });
     bystander.still_works().await;
 
     let wider = BrokerProc::start(&["limits.max_streams_per_session=2"]);
     let mut raw = RawSession::open(&wider).await;
-    let mut frames = handshake(&mut raw).await;
+    let mut frames = raw.handshake().await;
     let (mut extra, _) = tokio::time::timeout(GUARD, raw.conn.open_bi())
         .await
         .expect("the second stream is allowed")
         .unwrap();
     extra.write_all(b"ignored").await.unwrap();
-    send_msg(&mut raw, &ClientMsg::Ping { id: 3 }).await;
+    raw.send_msg(&ClientMsg::Ping { id: 3 }).await;
     assert_eq!(read_msg(&mut frames).await, ServerMsg::Pong { id: 3 });
 }
 
@@ -395,24 +334,6 @@ async fn slow_handshakes_are_closed_after_the_handshake_timeout() {
     a.flush().await.unwrap();
     b.flush().await.unwrap();
     bystander.still_works().await;
-}
-
-/// Waits until `ok` holds for the log file at `path`.
-async fn wait_log(path: &Path, what: &str, ok: impl Fn(&str) -> bool) -> String {
-    tokio::time::timeout(GUARD, async {
-        loop {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            if ok(&text) {
-                return text;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        panic!("timed out waiting for {what} in the log:\n{text}")
-    })
 }
 
 /// The idle timeout for clients (`limits.session_timeout_ms`): a client

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{BrokerProc, GUARD, TempDir};
+use common::{BrokerProc, GUARD, TempDir, wait_log};
 use futures_util::StreamExt;
 use mesh::{broker_sets, certs, free_udp_addr, wait_for, wait_mesh};
 
@@ -34,24 +34,6 @@ fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-}
-
-/// Waits until `ok` holds for the broker's log file.
-async fn wait_log(path: &Path, what: &str, ok: impl Fn(&str) -> bool) -> String {
-    tokio::time::timeout(GUARD, async {
-        loop {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            if ok(&text) {
-                return text;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        panic!("timed out waiting for {what} in the log:\n{text}")
-    })
 }
 
 /// Starts broker `id` of a mesh with its log (info level) in `log`.

@@ -206,6 +206,30 @@ impl RawSession {
         }
     }
 
+    /// Sends a hello (protocol version of this build, no token) and reads
+    /// the welcome; returns the reader of the session's stream.
+    pub async fn handshake(&mut self) -> meshcast_transport::FrameReader<quinn::RecvStream> {
+        use meshcast_transport::client_proto::{self, ClientHello, PROTOCOL_VERSION};
+        let hello = ClientHello {
+            name: "raw".into(),
+            ..ClientHello::default()
+        };
+        let hello = client_proto::encode_hello(PROTOCOL_VERSION, &hello).unwrap();
+        self.send.write_all(&hello).await.unwrap();
+        let recv = self.recv.take().expect("the session's stream");
+        let mut frames = meshcast_transport::FrameReader::new(recv, 1 << 20);
+        let welcome = frames.read_one().await.unwrap().unwrap();
+        client_proto::decode_welcome(&welcome).unwrap();
+        frames
+    }
+
+    /// Encodes and sends one client message.
+    pub async fn send_msg(&mut self, msg: &meshcast_transport::client_proto::ClientMsg) {
+        let mut buf = bytes::BytesMut::new();
+        meshcast_transport::client_proto::encode_client(msg, &mut buf).unwrap();
+        self.send.write_all(&buf).await.unwrap();
+    }
+
     /// Waits until the broker closes the connection; returns (code, reason).
     pub async fn closed(&self) -> (u64, String) {
         let err = tokio::time::timeout(GUARD, self.conn.closed())
@@ -219,6 +243,69 @@ impl RawSession {
             other => panic!("unexpected close: {other}"),
         }
     }
+}
+
+/// A client that must keep working through every refusal or bad input of
+/// others on its broker.
+pub struct Bystander {
+    client: Client,
+    sub: meshcast_client::Subscription,
+    n: u64,
+}
+
+impl Bystander {
+    pub async fn new(broker: &BrokerProc) -> Bystander {
+        let client = broker.client("bystander").await;
+        let sub = client.subscribe("bystander/**").await.unwrap();
+        Bystander { client, sub, n: 0 }
+    }
+
+    /// Publishes a probe and receives it back.
+    pub async fn still_works(&mut self) {
+        use futures_util::StreamExt;
+        self.n += 1;
+        let body = format!("probe {}", self.n);
+        self.client
+            .publish("bystander/probe", body.clone())
+            .await
+            .unwrap();
+        let m = tokio::time::timeout(GUARD, self.sub.next())
+            .await
+            .expect("bystander timed out")
+            .expect("bystander subscription ended")
+            .expect("bystander session lost");
+        assert_eq!(m.payload, body);
+    }
+}
+
+/// Reads and decodes the next broker message of a raw session.
+pub async fn read_msg(
+    frames: &mut meshcast_transport::FrameReader<quinn::RecvStream>,
+) -> meshcast_transport::client_proto::ServerMsg {
+    let body = tokio::time::timeout(GUARD, frames.read_one())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    meshcast_transport::client_proto::decode_server(&body).unwrap()
+}
+
+/// Waits until `ok` holds for the log file at `path`; returns its text.
+pub async fn wait_log(path: &Path, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    tokio::time::timeout(GUARD, async {
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if ok(&text) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        panic!("timed out waiting for {what} in the log:\n{text}")
+    })
 }
 
 /// Runs `meshcast` with arguments; returns (status, stdout, stderr).
