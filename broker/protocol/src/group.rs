@@ -481,6 +481,16 @@ mod tests {
         assert!(g.streams[1].msgs.is_empty());
     }
 
+    /// A frontier of group "g" with these receive counts.
+    fn frontier(received: Vec<u64>) -> Frontier {
+        Frontier {
+            group: "g".into(),
+            received,
+            decisions: 0,
+            delivered_positions: 0,
+        }
+    }
+
     /// A `safe` causal message is stable only once every member has also
     /// received what it depends on: a member holding the message but not
     /// a dependency could not deliver it after a view change that loses
@@ -494,12 +504,6 @@ mod tests {
         g.insert(0, m);
         // Only (1, 1) goes out: (2, 1) waits for stability.
         assert_eq!(ids(&g.try_deliver(0, &Defects::default())), vec![(1, 1)]);
-        let frontier = |received: Vec<u64>| Frontier {
-            group: "g".into(),
-            received,
-            decisions: 0,
-            delivered_positions: 0,
-        };
         // Everyone has (2, 1); member 2 lacks (1, 1): not stable yet.
         g.apply_frontier(0, &frontier(vec![0, 1, 1]));
         g.apply_frontier(1, &frontier(vec![0, 1, 1]));
@@ -526,12 +530,6 @@ mod tests {
             ids(&g.try_deliver(0, &Defects::default())),
             vec![(1, 1), (2, 1)]
         );
-        let frontier = |received: Vec<u64>| Frontier {
-            group: "g".into(),
-            received,
-            decisions: 0,
-            delivered_positions: 0,
-        };
         // Everyone has stream 2's prefix; member 2 lacks (1, 1), which
         // (2, 1) depends on: not stable yet, though (2, 2) itself has no
         // dependency.
