@@ -239,9 +239,22 @@ pub fn known_keys() -> Vec<String> {
     out
 }
 
+/// `prefix.key`, with `key` written as TOML would need it: a key that is
+/// not a bare key (empty, or with a dot, space or other character) is
+/// quoted, so an error never names an empty key, nor shows `"a.b"` (one
+/// key) as if it were `a.b` (a key in a section).
 fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let key = if bare {
         key.to_string()
+    } else {
+        Value::String(key.to_string()).to_string()
+    };
+    if prefix.is_empty() {
+        key
     } else {
         format!("{prefix}.{key}")
     }

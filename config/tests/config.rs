@@ -499,6 +499,25 @@ fn unknown_key_in_file_names_section_key_and_file() {
     );
 }
 
+/// Keys that are not bare TOML keys are named quoted: an empty key (found
+/// by the `config_text` fuzzer: the error named the key as nothing at
+/// all), and a quoted dotted key, which is one key, not a key in a section.
+#[test]
+fn unknown_keys_that_need_quotes_are_named_quoted() {
+    let e = load_file("\"\" = \"\"\n").unwrap_err();
+    assert!(matches!(e, ConfigError::UnknownKey { .. }), "{e}");
+    assert_eq!(e.key(), Some("\"\""), "{e}");
+    assert!(e.to_string().contains("unknown key `\"\"`"), "{e}");
+    let e = load_file("\"limits.max_sessions\" = 5\n").unwrap_err();
+    assert_eq!(e.key(), Some("\"limits.max_sessions\""), "{e}");
+    let e = load_file("[limits]\n\"max sessions\" = 5\n").unwrap_err();
+    assert_eq!(e.key(), Some("limits.\"max sessions\""), "{e}");
+    assert!(
+        e.to_string().contains("did you mean `limits.max_sessions`"),
+        "{e}"
+    );
+}
+
 #[test]
 fn unknown_key_in_env_names_the_variable() {
     let e = Config::load(None, env(&[("MESHCAST_LIMITS__SUBSCRIBER_QUEU", "1")]), &[]).unwrap_err();
