@@ -1046,7 +1046,7 @@ async fn random_faults_on_real_brokers_keep_every_log_correct() {
         let r = tokio::spawn(run_seed(*seed)).await;
         if let Err(e) = r {
             eprintln!(
-                "fault seed {seed} FAILED ({k} seeds passed before it); replay with:\n  MESHCAST_FAULT_SEED={seed} cargo test --release -p meshcast-broker --test fault_random -- --ignored --nocapture random_faults"
+                "fault seed {seed} FAILED ({k} seeds passed before it); replay with:\n  MESHCAST_FAULT_SEED={seed} cargo test --release -p meshcast-broker --test fault_random -- --nocapture random_faults"
             );
             std::panic::resume_unwind(e.into_panic());
         }
