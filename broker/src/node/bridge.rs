@@ -1223,7 +1223,8 @@ impl Bridge {
         let handed = out.len();
         let payload_len = body.payload.len();
         // Members that joined the group explicitly get every message: every
-        // multicast, and every publish on a topic its user may read.
+        // multicast, and every publish on a topic its user may read. (A
+        // multicast has no topic; the topic is parsed once, here.)
         let topic = (!body.topic.is_empty())
             .then(|| Topic::new(body.topic.as_str()).ok())
             .flatten();
@@ -1256,7 +1257,7 @@ impl Bridge {
             }
         }
         // Subscriptions get published messages whose topic they match.
-        if let Ok(topic) = Topic::new(body.topic.as_str()) {
+        if let Some(topic) = topic {
             let delivery = Delivery {
                 topic: body.topic,
                 publisher,
