@@ -602,6 +602,61 @@ async fn a_token_is_rotated_broker_by_broker_with_the_mesh_linked() {
     );
 }
 
+/// Rotating the client CA (docs/security.md): `auth.client_ca` is not in
+/// the configuration digest, so a broker trusting old and new client CAs
+/// and one already on the new CA alone stay linked; a certificate from the
+/// new CA works on both, one from the old CA only where the old CA is
+/// still trusted.
+#[tokio::test]
+async fn the_client_ca_is_rotated_broker_by_broker_with_the_mesh_linked() {
+    let dir = TempDir::new("auth-client-ca-rotate");
+    let (old, new) = (
+        TempDir::new("auth-client-ca-old"),
+        TempDir::new("auth-client-ca-new"),
+    );
+    mesh::certs(dir.path(), &["t1", "t2"]);
+    mesh::certs(old.path(), &["carol"]);
+    mesh::certs(new.path(), &["carol"]);
+    let both = dir.path().join("client-ca-both.pem");
+    let text = std::fs::read_to_string(old.path().join("ca.pem")).unwrap()
+        + &std::fs::read_to_string(new.path().join("ca.pem")).unwrap();
+    std::fs::write(&both, text).unwrap();
+    let (a1, a2) = (mesh::free_udp_addr(), mesh::free_udp_addr());
+    let mut extra = mesh::fast();
+    extra.push(format!("permissions=[{OPEN_RULE}]"));
+    let mut one = extra.clone();
+    one.extend([
+        format!("auth.client_ca={}", both.display()),
+        "mesh.bootstrap=true".into(),
+    ]);
+    let mut two = extra.clone();
+    two.extend([
+        format!("auth.client_ca={}", new.path().join("ca.pem").display()),
+        "mesh.bootstrap=false".into(),
+    ]);
+    let t1 = mesh::broker(dir.path(), "t1", a1, &[("t2", a2)], &one);
+    let t2 = mesh::broker(dir.path(), "t2", a2, &[("t1", a1)], &two);
+    for b in [&t1, &t2] {
+        mesh::wait_mesh(b, 2).await;
+    }
+    let cert = |d: &TempDir| (d.path().join("carol.pem"), d.path().join("carol-key.pem"));
+    let (new_cert, new_key) = cert(&new);
+    for b in [&t1, &t2] {
+        let c = connect(b.options("new").client_cert(&new_cert, &new_key)).await;
+        assert_eq!(c.unwrap().user().as_deref(), Some("carol"));
+    }
+    let (old_cert, old_key) = cert(&old);
+    let c = connect(t1.options("old").client_cert(&old_cert, &old_key)).await;
+    assert_eq!(c.unwrap().user().as_deref(), Some("carol"));
+    let err = connect(t2.options("old").client_cert(&old_cert, &old_key))
+        .await
+        .err();
+    assert!(
+        matches!(err, Some(ClientError::Unauthenticated { .. })),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn the_cli_authenticates_with_a_token_from_the_environment_or_a_file() {
     let sets = auth_sets(&[("alice", "cli-secret-1", &[])], &[OPEN_RULE]);
